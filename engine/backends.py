@@ -1,0 +1,62 @@
+"""Backends: the small object the orchestrator talks to.
+
+A backend supplies the array module (``xp``), conversions at the API boundary, the matrix
+product, and the whole-sequence LSTM kernels.  The orchestrator in ``engine.lstm`` is written
+once against this interface and never branches on which backend it holds.
+
+Selection: the ``backend=`` argument, else the ``ENGINE_BACKEND`` environment variable, else
+``"cpu"``.  ``"auto"`` picks ``"gpu"`` when CUDA and CuPy are usable, else ``"cpu"``.
+"""
+import os
+
+import numpy as np
+
+from kernels.cpu import lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
+
+BACKENDS = ("cpu", "gpu", "auto")
+
+
+class CPUBackend:
+    """NumPy arrays, BLAS GEMMs, and Numba @njit sequence loops."""
+
+    name = "cpu"
+    xp = np
+
+    def asarray(self, a):
+        """Bring user input onto this backend (no copy when it already is a NumPy array)."""
+        return np.asarray(a)
+
+    def to_user(self, a, like):
+        """Return ``a`` in the array type the user passed in ``like`` (always NumPy here)."""
+        return a
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    def matmul(self, a, b, out=None):
+        return np.matmul(a, b, out=out)
+
+    def seq_fwd(self, xproj, w_hh_t, h0, c0, act, reverse, h, c, gates, rec):
+        lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, act, reverse, h, c, gates, rec)
+
+    def seq_bwd(self, dout, gates, c, c0, w_hh, act, reverse, dh, dc, dz):
+        lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, act, reverse, dh, dc, dz)
+
+    def synchronize(self):
+        pass
+
+
+def get_backend(name=None):
+    """Resolve a backend name (or None: ``ENGINE_BACKEND``, default ``"cpu"``) to an instance."""
+    if name is None:
+        name = os.environ.get("ENGINE_BACKEND", "cpu") or "cpu"
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    name = name.lower()
+    if name == "cpu":
+        return CPUBackend()
+    from engine import gpu  # imported lazily: CuPy and a CUDA driver are optional
+
+    if name == "auto":
+        return gpu.GPUBackend() if gpu.gpu_available()[0] else CPUBackend()
+    return gpu.GPUBackend()

@@ -1,0 +1,64 @@
+"""Argument checks shared by the public API: each raises before any work is done, naming the
+argument and what was expected."""
+import numbers
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_dtype(dtype):
+    """Normalise a dtype argument (string or NumPy dtype) to np.float32 or np.float64."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return np.dtype(DTYPES[name])
+
+
+def check_array(name, a, dtype, shape, shape_text):
+    """Check an array's dtype, shape and finiteness; returns it as an ``xp`` array.
+
+    shape: tuple of expected sizes (None matches any size); shape_text names the dims for the
+    error message, e.g. "(T, B, input_size=8)".
+    """
+    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+        if isinstance(a, (list, tuple)):
+            a = np.asarray(a)
+        else:
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name} (the module's dtype), "
+                        f"got {a.dtype}; convert it with .astype('{np.dtype(dtype).name}')")
+    if len(a.shape) != len(shape) or any(e is not None and e != s for e, s in zip(shape, a.shape)):
+        raise ValueError(f"{name} must have shape {shape_text}, got {tuple(a.shape)}")
+    if any(s == 0 for s in a.shape):
+        raise ValueError(f"{name} must not be empty, got shape {tuple(a.shape)}")
+    if not bool(array_module(a).isfinite(a).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return a
+
+
+def array_module(a):
+    """NumPy, or CuPy for a CuPy array (checked without importing CuPy when it is not in use)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np

@@ -1,0 +1,374 @@
+"""``engine.LSTM``: a ``torch.nn.LSTM``-compatible layer running fused Numba kernels.
+
+The orchestration per layer and direction is the cuDNN/haste split:
+
+1. one GEMM projects the input of all T steps: xproj = x @ W_ih^T + (b_ih + b_hh);
+2. the backend's sequence kernel runs the recurrence (per step: h_prev @ W_hh^T plus a fused
+   pointwise kernel), saving the activated gates and the cells;
+3. backward: the backend's BPTT kernel produces the gate gradients dz of every step, and the
+   weight gradients and the input gradient come from a few large GEMMs over all T*B rows.
+
+Internally everything is time-major (T, B, .) and C-contiguous; ``batch_first`` and unbatched
+input are converted at the API boundary.
+"""
+import math
+
+import numpy as np
+
+from engine.backends import get_backend
+from engine.checks import check_array, check_choice, check_dtype, check_int
+from kernels import ACTIVATIONS
+
+
+class Workspace:
+    """Buffers kept between calls, one per name, reallocated only when shape or dtype change.
+
+    Buffers saved for the backward live here, so a forward overwrites the previous forward's
+    saved state: ``backward`` always runs through the latest ``forward``.
+    """
+
+    def __init__(self, xp):
+        self.xp = xp
+        self._bufs = {}
+
+    def get(self, name, shape, dtype):
+        a = self._bufs.get(name)
+        if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+            a = self._bufs[name] = self.xp.empty(shape, dtype)
+        return a
+
+
+class LSTM:
+    """Multi-layer, optionally bidirectional LSTM with PyTorch's interface and parameter layout.
+
+    Args:
+        input_size (I), hidden_size (H), num_layers, bias, batch_first, bidirectional: as in
+            ``torch.nn.LSTM``.
+        cell_activation: "tanh" (PyTorch's LSTM) or "relu"; used for the candidate gate g and
+            for the cell before the output gate.  The gates i, f, o always use the sigmoid.
+        dtype: "float32" or "float64".  Inputs must already have this dtype.
+        backend: "cpu", "gpu" or "auto"; None reads ``ENGINE_BACKEND`` (default "cpu").
+        seed: seed of the U(-1/sqrt(H), 1/sqrt(H)) initialisation.
+
+    Parameters are ``weight_ih_l{k}[_reverse]`` (4H, I or H*dirs), ``weight_hh_l{k}[_reverse]``
+    (4H, H), ``bias_ih_l{k}[_reverse]`` and ``bias_hh_l{k}[_reverse]`` (4H,), gate order i,f,g,o.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 bidirectional=False, cell_activation="tanh", dtype="float32", backend=None,
+                 seed=None):
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.num_layers = check_int("num_layers", num_layers, 1)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.cell_activation = check_choice("cell_activation", cell_activation, ACTIVATIONS)
+        self.dtype = check_dtype(dtype)
+        self.backend = get_backend(backend)
+        self._act = ACTIVATIONS[cell_activation]
+        self._ws = Workspace(self.backend.xp)
+        self.params = self._init_params(seed)
+        self.grads = {}
+        self._saved = None
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def param_shapes(self):
+        """Ordered {name: shape} of every parameter, in ``torch.nn.LSTM``'s order."""
+        H, G = self.hidden_size, 4 * self.hidden_size
+        shapes = {}
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else H * self.num_directions
+            for d in range(self.num_directions):
+                sfx = _suffix(layer, d)
+                shapes["weight_ih" + sfx] = (G, in_size)
+                shapes["weight_hh" + sfx] = (G, H)
+                if self.bias:
+                    shapes["bias_ih" + sfx] = (G,)
+                    shapes["bias_hh" + sfx] = (G,)
+        return shapes
+
+    def _init_params(self, seed):
+        rng = np.random.default_rng(seed)
+        k = 1.0 / math.sqrt(self.hidden_size)
+        return {name: self.backend.asarray(rng.uniform(-k, k, shape).astype(self.dtype))
+                for name, shape in self.param_shapes().items()}
+
+    def state_dict(self):
+        """{name: NumPy array} copies of the parameters, with ``torch.nn.LSTM``'s keys."""
+        return {name: np.array(self.backend.to_numpy(p)) for name, p in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Load parameters from any mapping of array-likes (NumPy, lists, CPU torch tensors).
+
+        Missing, unexpected and misshapen entries are all reported in one ValueError, and
+        nothing is changed unless every entry is valid.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        shapes = self.param_shapes()
+        problems = [f"missing key {k!r}" for k in shapes if k not in state_dict]
+        problems += [f"unexpected key {k!r}" for k in state_dict if k not in shapes]
+        loaded = {}
+        for name in shapes.keys() & state_dict.keys():
+            try:
+                a = np.asarray(state_dict[name], dtype=self.dtype)
+            except (TypeError, ValueError, RuntimeError) as e:
+                problems.append(f"{name!r} is not numeric ({e})")
+                continue
+            if a.shape != shapes[name]:
+                problems.append(f"{name!r} has shape {a.shape}, expected {shapes[name]}")
+            elif not np.isfinite(a).all():
+                problems.append(f"{name!r} contains NaN or Inf")
+            loaded[name] = a
+        if problems:
+            raise ValueError("load_state_dict: " + "; ".join(sorted(problems)))
+        for name, a in loaded.items():
+            self.params[name] = self.backend.asarray(np.ascontiguousarray(a))
+
+    def _layer_params(self, layer, d):
+        sfx = _suffix(layer, d)
+        p = self.params
+        b = p["bias_ih" + sfx] + p["bias_hh" + sfx] if self.bias else None
+        return p["weight_ih" + sfx], p["weight_hh" + sfx], b
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, state=None):
+        """Run the LSTM over a sequence.
+
+        Args:
+            x: (T, B, I), or (B, T, I) with ``batch_first``, or (T, I) unbatched; NumPy in gives
+                NumPy out (CuPy in gives CuPy out on the GPU backend).
+            state: optional (h0, c0), each (num_layers * dirs, B, H), or (num_layers * dirs, H)
+                for unbatched input; zeros when omitted.
+
+        Returns:
+            (output, (h_n, c_n)) with ``torch.nn.LSTM``'s shapes: output (T, B, dirs*H) (or
+            batch-first / unbatched like x), h_n and c_n like h0.
+        """
+        x_user = x
+        x, unbatched = self._check_input(x)
+        T, B, _ = x.shape
+        h0, c0 = self._check_state("state", state, B, unbatched)
+        out, h_n, c_n = self._forward(x, h0, c0)
+        self._saved["unbatched"] = unbatched
+        self._saved["out_shape"] = self._user_shape(T, B, self.num_directions * self.hidden_size,
+                                                    unbatched)
+        to_user = self.backend.to_user
+        return (to_user(self._from_time_major(out, unbatched), x_user),
+                (to_user(self._state_to_user(h_n, unbatched), x_user),
+                 to_user(self._state_to_user(c_n, unbatched), x_user)))
+
+    __call__ = forward
+
+    def _forward(self, x, h0, c0):
+        xp, L, D = self.backend.xp, self.num_layers, self.num_directions
+        T, B, _ = x.shape
+        h_n = xp.empty((L * D, B, self.hidden_size), self.dtype)
+        c_n = xp.empty_like(h_n)
+        layers = []
+        layer_in = x
+        for layer in range(L):
+            last = layer == L - 1
+            dirs = []
+            for d in range(D):
+                idx = layer * D + d
+                h, c, gates = self._layer_fwd(layer, d, layer_in, h0[idx], c0[idx],
+                                              fresh_out=last and D == 1)
+                t_end = 0 if d == 1 else T - 1
+                h_n[idx], c_n[idx] = h[t_end], c[t_end]
+                dirs.append((h, c, gates))
+            layers.append({"input": layer_in, "dirs": dirs})
+            layer_in = self._join_directions([h for h, _, _ in dirs], f"out{layer}", fresh=last)
+        self._saved = {"h0": h0, "c0": c0, "layers": layers, "T": T, "B": B}
+        return layer_in, h_n, c_n
+
+    def _layer_fwd(self, layer, d, layer_in, h0, c0, fresh_out):
+        """One layer, one direction: input projection GEMM, then the sequence kernel."""
+        xp, ws, dt = self.backend.xp, self._ws, self.dtype
+        T, B, I = layer_in.shape
+        H, G = self.hidden_size, 4 * self.hidden_size
+        w_ih, w_hh, b = self._layer_params(layer, d)
+        xproj = ws.get("xproj", (T, B, G), dt)
+        self.backend.matmul(layer_in.reshape(T * B, I), w_ih.T, out=xproj.reshape(T * B, G))
+        if b is not None:
+            xproj += b
+        key = f"l{layer}d{d}"
+        h = xp.empty((T, B, H), dt) if fresh_out else ws.get(key + "h", (T, B, H), dt)
+        c = ws.get(key + "c", (T, B, H), dt)
+        gates = ws.get(key + "gates", (T, B, G), dt)
+        rec = ws.get("rec", (B, G), dt)
+        self.backend.seq_fwd(xproj, xp.ascontiguousarray(w_hh.T), h0, c0, self._act, d == 1,
+                             h, c, gates, rec)
+        return h, c, gates
+
+    def _join_directions(self, hs, name, fresh):
+        """Concatenate the directions' outputs along features: (T, B, dirs*H)."""
+        if len(hs) == 1:
+            return hs[0]
+        T, B, H = hs[0].shape
+        xp = self.backend.xp
+        out = xp.empty((T, B, 2 * H), self.dtype) if fresh else \
+            self._ws.get(name, (T, B, 2 * H), self.dtype)
+        out[:, :, :H], out[:, :, H:] = hs
+        return out
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, grad_output, grad_state=None):
+        """Backpropagation through time through the latest ``forward``.
+
+        Args:
+            grad_output: gradient of the loss w.r.t. ``output``, same shape as ``output``.
+            grad_state: optional (grad_h_n, grad_c_n), shaped like (h_n, c_n); zeros if omitted.
+
+        Returns:
+            (grad_input, (grad_h0, grad_c0)) shaped like x, h0 and c0.  The parameter gradients
+            are written to ``self.grads`` (a dict with the ``state_dict`` keys), which each call
+            overwrites rather than accumulates.
+        """
+        if self._saved is None:
+            raise ValueError("backward() needs a forward() first: there is nothing to "
+                             "backpropagate through")
+        s = self._saved
+        g_user = grad_output
+        g = check_array("grad_output", grad_output, self.dtype, s["out_shape"],
+                        str(s["out_shape"]) + " (the shape of forward's output)")
+        g = self._to_time_major(self.backend.asarray(g), s["unbatched"])
+        dh_n, dc_n = self._check_state("grad_state", grad_state, s["B"], s["unbatched"])
+        dx, dh0, dc0 = self._backward(g, dh_n, dc_n)
+        to_user = self.backend.to_user
+        return (to_user(self._from_time_major(dx, s["unbatched"]), g_user),
+                (to_user(self._state_to_user(dh0, s["unbatched"]), g_user),
+                 to_user(self._state_to_user(dc0, s["unbatched"]), g_user)))
+
+    def _backward(self, g, dh_n, dc_n):
+        xp, L, D, H = self.backend.xp, self.num_layers, self.num_directions, self.hidden_size
+        s = self._saved
+        dh0 = xp.array(dh_n)  # updated in place by the BPTT kernels to the gradient on h0
+        dc0 = xp.array(dc_n)
+        self.grads = {}
+        for layer in reversed(range(L)):
+            saved = s["layers"][layer]
+            d_in = None
+            for d in range(D):
+                idx = layer * D + d
+                dout = g if D == 1 else xp.ascontiguousarray(g[:, :, d * H:(d + 1) * H])
+                dz = self._layer_bwd(layer, d, saved, dout, dh0[idx], dc0[idx])
+                d_in = self._input_grad(layer, d, dz, d_in, fresh=layer == 0)
+            g = d_in
+        return g, dh0, dc0
+
+    def _layer_bwd(self, layer, d, saved, dout, dh, dc):
+        """BPTT kernel for one layer and direction, then its weight-gradient GEMMs."""
+        T, B, H = dout.shape
+        h, c, gates = saved["dirs"][d]
+        idx = layer * self.num_directions + d
+        w_hh = self._layer_params(layer, d)[1]
+        dz = self._ws.get("dz", (T, B, 4 * H), self.dtype)
+        self.backend.seq_bwd(dout, gates, c, self._saved["c0"][idx], w_hh, self._act, d == 1,
+                             dh, dc, dz)
+        self._weight_grads(layer, d, dz, saved["input"], h, self._saved["h0"][idx])
+        return dz
+
+    def _weight_grads(self, layer, d, dz, x_in, h, h0):
+        """dW_ih, dW_hh and the biases from all steps at once (three large GEMMs and a sum)."""
+        mm, sfx = self.backend.matmul, _suffix(layer, d)
+        T, B, G = dz.shape
+        dz2 = dz.reshape(T * B, G)
+        # Step t's recurrent input is h[t-1] (h[t+1] in reverse); the first step's is h0.
+        first, rest, h_prev = (T - 1, dz[:-1], h[1:]) if d == 1 else (0, dz[1:], h[:-1])
+        dw_hh = mm(rest.reshape(-1, G).T, h_prev.reshape(-1, h.shape[2]))
+        dw_hh += mm(dz[first].T, h0)
+        self.grads["weight_ih" + sfx] = mm(dz2.T, x_in.reshape(T * B, -1))
+        self.grads["weight_hh" + sfx] = dw_hh
+        if self.bias:
+            db = dz2.sum(axis=0)
+            self.grads["bias_ih" + sfx] = db
+            self.grads["bias_hh" + sfx] = db.copy()
+
+    def _input_grad(self, layer, d, dz, d_in, fresh):
+        """Add this direction's contribution dz @ W_ih to the layer's input gradient."""
+        T, B, G = dz.shape
+        w_ih = self._layer_params(layer, d)[0]
+        dz2 = dz.reshape(T * B, G)
+        if d_in is not None:
+            d_in += self.backend.matmul(dz2, w_ih).reshape(d_in.shape)
+            return d_in
+        shape = (T, B, w_ih.shape[1])
+        d_in = self.backend.xp.empty(shape, self.dtype) if fresh else \
+            self._ws.get(f"din{layer}", shape, self.dtype)
+        self.backend.matmul(dz2, w_ih, out=d_in.reshape(T * B, -1))
+        return d_in
+
+    # ------------------------------------------------------------------ checks and layouts
+    def _check_input(self, x):
+        ndim = getattr(x, "ndim", np.ndim(x))
+        I = self.input_size
+        if ndim == 2:
+            shape, text = (None, I), f"(T, input_size={I}) for unbatched input"
+        elif ndim == 3:
+            shape = (None, None, I)
+            text = f"({'B, T' if self.batch_first else 'T, B'}, input_size={I})"
+        else:
+            order = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(f"input must be 3-D {order} or 2-D (T, input_size) unbatched, with "
+                             f"input_size={I}; got shape {np.shape(x)}")
+        x = check_array("input", x, self.dtype, shape, text)
+        return self._to_time_major(self.backend.asarray(x), ndim == 2), ndim == 2
+
+    def _check_state(self, name, state, B, unbatched):
+        """Validate an (h, c) pair shaped (L*dirs, B, H); zeros when ``state`` is None."""
+        xp, LD, H = self.backend.xp, self.num_layers * self.num_directions, self.hidden_size
+        if state is None:
+            z = xp.zeros((LD, B, H), self.dtype)
+            return z, z.copy()
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name} must be a tuple (h, c) of two arrays, got "
+                            f"{type(state).__name__}")
+        shape = (LD, H) if unbatched else (LD, B, H)
+        text = f"(num_layers*num_directions={LD}, " + ("" if unbatched else f"batch={B}, ") + \
+            f"hidden_size={H})"
+        pair = []
+        for part, a in zip(("h", "c"), state):
+            a = self.backend.asarray(check_array(f"{name}[{part}]", a, self.dtype, shape, text))
+            pair.append(xp.ascontiguousarray(a[:, None, :] if unbatched else a))
+        return tuple(pair)
+
+    def _to_time_major(self, a, unbatched):
+        xp = self.backend.xp
+        if unbatched:
+            return xp.ascontiguousarray(a[:, None, :])
+        return xp.ascontiguousarray(a.transpose(1, 0, 2) if self.batch_first else a)
+
+    def _from_time_major(self, a, unbatched):
+        if unbatched:
+            return a[:, 0, :]
+        return self.backend.xp.ascontiguousarray(a.transpose(1, 0, 2)) if self.batch_first \
+            else a
+
+    def _state_to_user(self, a, unbatched):
+        return a[:, 0, :] if unbatched else a
+
+    def _user_shape(self, T, B, F, unbatched):
+        if unbatched:
+            return (T, F)
+        return (B, T, F) if self.batch_first else (T, B, F)
+
+    def __repr__(self):
+        opts = [f"{self.input_size}, {self.hidden_size}"]
+        if self.num_layers != 1:
+            opts.append(f"num_layers={self.num_layers}")
+        for name, default in (("bias", True), ("batch_first", False), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                opts.append(f"{name}={getattr(self, name)}")
+        opts.append(f"cell_activation={self.cell_activation!r}, dtype={self.dtype.name!r}, "
+                    f"backend={self.backend.name!r}")
+        return f"LSTM({', '.join(opts)})"
+
+
+def _suffix(layer, d):
+    return f"_l{layer}" + ("_reverse" if d == 1 else "")

@@ -1,0 +1,14 @@
+"""Kernels of lstm-engine.
+
+- ``gates``: the scalar LSTM cell math, written once and called from CPU and CUDA kernels.
+- ``reference``: plain NumPy float64 forward/backward of one layer, the oracle for every kernel.
+- ``cpu``: ``@numba.njit`` kernels (fused step, whole-sequence loops).
+
+Gate order everywhere is PyTorch's: i, f, g, o, stacked along the G = 4H axis.
+Dimension letters: T time, B batch, I input, H hidden, G = 4H gates.
+"""
+
+# Activation codes passed to kernels (Numba kernels take plain ints, not strings).
+ACT_TANH = 0
+ACT_RELU = 1
+ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}

@@ -1,0 +1,103 @@
+"""CPU kernels: ``@numba.njit`` fused LSTM steps and whole-sequence loops.
+
+Layout (time-major, C-contiguous, one layer and one direction):
+
+    xproj  (T, B, G)  x_t @ W_ih^T + b_ih + b_hh for every step, one GEMM done by the caller
+    w_hh_t (H, G)     W_hh transposed, so the recurrent product is h_prev @ w_hh_t
+    w_hh   (G, H)     W_hh as stored, for dh_prev = dz_t @ w_hh in the backward
+    h, c   (T, B, H)  hidden and cell state after every step (h is the layer output)
+    gates  (T, B, G)  activated gates i, f, g, o: all the backward needs besides c
+    dz     (T, B, G)  gate pre-activation gradients, input to the weight-gradient GEMMs
+
+``reverse`` runs time from T-1 down to 0; results stay indexed by real time t.
+The whole time loop lives inside one @njit function, so a step costs no Python overhead, and
+nothing is allocated inside it: every buffer comes from the caller.
+"""
+import numpy as np
+from numba import njit
+
+from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
+
+
+@njit(cache=True)
+def lstm_step_fwd_cpu(xproj_t, rec, c_prev, act, h, c, gates):
+    """Fused pointwise forward of one step.
+
+    xproj_t (B,G) input projection with biases; rec (B,G) recurrent product h_prev @ W_hh^T;
+    c_prev (B,H).  Writes h (B,H), c (B,H), gates (B,G).
+    """
+    B, H = c.shape
+    for b in range(B):
+        for j in range(H):
+            i, f, g, o, c_new, h_new = lstm_cell_fwd(
+                xproj_t[b, j] + rec[b, j],
+                xproj_t[b, H + j] + rec[b, H + j],
+                xproj_t[b, 2 * H + j] + rec[b, 2 * H + j],
+                xproj_t[b, 3 * H + j] + rec[b, 3 * H + j],
+                c_prev[b, j], act)
+            gates[b, j] = i
+            gates[b, H + j] = f
+            gates[b, 2 * H + j] = g
+            gates[b, 3 * H + j] = o
+            c[b, j] = c_new
+            h[b, j] = h_new
+
+
+@njit(cache=True)
+def lstm_step_bwd_cpu(gates, c, c_prev, dout_t, dh, dc, act, dz):
+    """Fused pointwise backward of one step.
+
+    gates (B,G), c, c_prev (B,H) saved by the forward; dout_t (B,H) gradient on this step's
+    output; dh (B,H) gradient on h_t from step t+1 (read); dc (B,H) gradient on c_t from step
+    t+1, overwritten in place with the gradient on c_{t-1}.  Writes dz (B,G).
+    """
+    B, H = c.shape
+    for b in range(B):
+        for j in range(H):
+            di, df, dg, do, dc_prev = lstm_cell_bwd(
+                gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j],
+                c[b, j], c_prev[b, j], dout_t[b, j] + dh[b, j], dc[b, j], act)
+            dz[b, j] = di
+            dz[b, H + j] = df
+            dz[b, 2 * H + j] = dg
+            dz[b, 3 * H + j] = do
+            dc[b, j] = dc_prev
+
+
+@njit(cache=True, inline="always")
+def _step_index(s, T, reverse):
+    """Real time index of the s-th step taken, and of the step before it (-1 for none)."""
+    if reverse:
+        return T - 1 - s, (T - s if s > 0 else -1)
+    return s, s - 1
+
+
+@njit(cache=True)
+def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, act, reverse, h, c, gates, rec):
+    """Forward through all T steps. h0, c0 (B,H) read; h, c, gates written; rec (B,G) scratch."""
+    T = xproj.shape[0]
+    for s in range(T):
+        t, p = _step_index(s, T, reverse)
+        if p < 0:
+            np.dot(h0, w_hh_t, rec)
+            lstm_step_fwd_cpu(xproj[t], rec, c0, act, h[t], c[t], gates[t])
+        else:
+            np.dot(h[p], w_hh_t, rec)
+            lstm_step_fwd_cpu(xproj[t], rec, c[p], act, h[t], c[t], gates[t])
+
+
+@njit(cache=True)
+def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, act, reverse, dh, dc, dz):
+    """BPTT through all T steps, in the opposite order of the forward.
+
+    dout (T,B,H) gradient on the outputs.  dh, dc (B,H): on entry the gradients on the final
+    state, on exit those on h0 and c0 (updated in place).  Writes dz (T,B,G).
+    """
+    T = dout.shape[0]
+    for s in range(T - 1, -1, -1):
+        t, p = _step_index(s, T, reverse)
+        if p < 0:
+            lstm_step_bwd_cpu(gates[t], c[t], c0, dout[t], dh, dc, act, dz[t])
+        else:
+            lstm_step_bwd_cpu(gates[t], c[t], c[p], dout[t], dh, dc, act, dz[t])
+        np.dot(dz[t], w_hh, dh)

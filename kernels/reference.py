@@ -1,0 +1,103 @@
+"""Plain NumPy LSTM layer, forward and backward: slow, obvious, float64-capable.
+
+This is the oracle the kernels are tested against; it is never on a fast path.
+One layer, one direction, time-major:
+
+    x      (T, B, I)   input
+    h0, c0 (B, H)      initial state
+    w_ih   (G, I)      input weights, gate blocks i, f, g, o (G = 4H)
+    w_hh   (G, H)      recurrent weights
+    b_ih, b_hh (G,)    biases
+    act    "tanh" or "relu": the cell activation (g and the cell before the output gate)
+    reverse  process time from T-1 down to 0 (the backward direction of a bidirectional layer)
+"""
+import numpy as np
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _act(x, act):
+    return np.maximum(x, 0.0) if act == "relu" else np.tanh(x)
+
+
+def _act_grad(y, act):
+    """Derivative of the activation written in terms of its output y."""
+    return (y > 0).astype(y.dtype) if act == "relu" else 1.0 - y * y
+
+
+def _order(T, reverse):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def lstm_step_fwd_reference(x_t, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh, act="tanh"):
+    """One time step. Returns h (B,H), c (B,H) and the activated gates (B,G)."""
+    H = h_prev.shape[1]
+    z = x_t @ w_ih.T + b_ih + h_prev @ w_hh.T + b_hh
+    i = _sigmoid(z[:, :H])
+    f = _sigmoid(z[:, H:2 * H])
+    g = _act(z[:, 2 * H:3 * H], act)
+    o = _sigmoid(z[:, 3 * H:])
+    c = f * c_prev + i * g
+    h = o * _act(c, act)
+    return h, c, np.concatenate([i, f, g, o], axis=1)
+
+
+def lstm_fwd_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, act="tanh", reverse=False):
+    """Returns out (T,B,H), h_n, c_n and a cache for ``lstm_bwd_reference``."""
+    T = x.shape[0]
+    out = np.zeros(x.shape[:2] + h0.shape[1:], dtype=x.dtype)
+    cs = np.zeros_like(out)
+    gates = np.zeros(x.shape[:2] + (w_hh.shape[0],), dtype=x.dtype)
+    h, c = h0, c0
+    for t in _order(T, reverse):
+        h, c, gates[t] = lstm_step_fwd_reference(x[t], h, c, w_ih, w_hh, b_ih, b_hh, act)
+        out[t], cs[t] = h, c
+    cache = dict(x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, out=out, c=cs, gates=gates,
+                 act=act, reverse=reverse)
+    return out, h, c, cache
+
+
+def lstm_step_bwd_reference(gates, c, c_prev, dh, dc, act="tanh"):
+    """Backward of one step's pointwise part.
+
+    gates (B,G) activated i,f,g,o; c, c_prev (B,H); dh: total gradient on h_t; dc: gradient on
+    c_t from the next step.  Returns (dz, dc_prev): dz (B,G) the gate pre-activation gradients.
+    """
+    H = c.shape[1]
+    i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
+    a = _act(c, act)
+    dc = dc + dh * o * _act_grad(a, act)
+    dz = np.concatenate([dc * g * i * (1 - i),
+                         dc * c_prev * f * (1 - f),
+                         dc * i * _act_grad(g, act),
+                         dh * a * o * (1 - o)], axis=1)
+    return dz, dc * f
+
+
+def lstm_bwd_reference(dout, dh_n, dc_n, cache):
+    """BPTT through ``lstm_fwd_reference``.
+
+    dout (T,B,H) gradient on every output; dh_n, dc_n (B,H) gradients on the final state.
+    Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh.
+    """
+    x, out, cs, gates = cache["x"], cache["out"], cache["c"], cache["gates"]
+    w_ih, w_hh, act, reverse = cache["w_ih"], cache["w_hh"], cache["act"], cache["reverse"]
+    T = x.shape[0]
+    dx = np.zeros_like(x)
+    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
+    db = np.zeros(w_hh.shape[0], dtype=x.dtype)
+    dh, dc = dh_n, dc_n
+    for t in reversed(list(_order(T, reverse))):
+        prev = t + 1 if reverse else t - 1
+        first = prev < 0 or prev >= T
+        h_prev = cache["h0"] if first else out[prev]
+        c_prev = cache["c0"] if first else cs[prev]
+        dz, dc = lstm_step_bwd_reference(gates[t], cs[t], c_prev, dout[t] + dh, dc, act)
+        dx[t] = dz @ w_ih
+        dw_ih += dz.T @ x[t]
+        dw_hh += dz.T @ h_prev
+        db += dz.sum(axis=0)
+        dh = dz @ w_hh
+    return dx, dh, dc, dw_ih, dw_hh, db, db.copy()
