@@ -36,11 +36,21 @@ class CPUBackend:
     def matmul(self, a, b, out=None):
         return np.matmul(a, b, out=out)
 
-    def seq_fwd(self, xproj, w_hh_t, h0, c0, act, reverse, h, c, gates, rec):
-        lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, act, reverse, h, c, gates, rec)
+    def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch):
+        """Whole-sequence forward; see ``kernels.cpu.lstm_seq_fwd_cpu`` for every argument.
 
-    def seq_bwd(self, dout, gates, c, c0, w_hh, act, reverse, dh, dc, dz):
-        lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, act, reverse, dh, dc, dz)
+        scratch: dict of workspace buffers "h_prev", "c_prev" (B,H) and "rec" (B,G).
+        """
+        lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
+                         scratch["h_prev"], scratch["c_prev"], scratch["rec"])
+
+    def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch):
+        """Whole-sequence BPTT; see ``kernels.cpu.lstm_seq_bwd_cpu``.
+
+        scratch: dict of workspace buffers "c_prev" and "dh_rec" (B,H).
+        """
+        lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz,
+                         scratch["c_prev"], scratch["dh_rec"])
 
     def synchronize(self):
         pass

@@ -137,7 +137,7 @@ class LSTM:
         return p["weight_ih" + sfx], p["weight_hh" + sfx], b
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, lengths=None):
         """Run the LSTM over a sequence.
 
         Args:
@@ -145,6 +145,10 @@ class LSTM:
                 NumPy out (CuPy in gives CuPy out on the GPU backend).
             state: optional (h0, c0), each (num_layers * dirs, B, H), or (num_layers * dirs, H)
                 for unbatched input; zeros when omitted.
+            lengths: optional (B,) ints in 1..T, the valid steps of each sequence of a padded
+                batch (``pack_padded_sequence`` semantics): outputs past a sequence's end are
+                zero, h_n/c_n hold the state after its last valid step, and the backward gives
+                padded steps zero gradient.
 
         Returns:
             (output, (h_n, c_n)) with ``torch.nn.LSTM``'s shapes: output (T, B, dirs*H) (or
@@ -154,7 +158,8 @@ class LSTM:
         x, unbatched = self._check_input(x)
         T, B, _ = x.shape
         h0, c0 = self._check_state("state", state, B, unbatched)
-        out, h_n, c_n = self._forward(x, h0, c0)
+        lengths = self._check_lengths(lengths, T, B, unbatched)
+        out, h_n, c_n = self._forward(x, h0, c0, lengths)
         self._saved["unbatched"] = unbatched
         self._saved["out_shape"] = self._user_shape(T, B, self.num_directions * self.hidden_size,
                                                     unbatched)
@@ -165,11 +170,12 @@ class LSTM:
 
     __call__ = forward
 
-    def _forward(self, x, h0, c0):
+    def _forward(self, x, h0, c0, lengths):
         xp, L, D = self.backend.xp, self.num_layers, self.num_directions
         T, B, _ = x.shape
         h_n = xp.empty((L * D, B, self.hidden_size), self.dtype)
         c_n = xp.empty_like(h_n)
+        batch = xp.arange(B)
         layers = []
         layer_in = x
         for layer in range(L):
@@ -177,17 +183,18 @@ class LSTM:
             dirs = []
             for d in range(D):
                 idx = layer * D + d
-                h, c, gates = self._layer_fwd(layer, d, layer_in, h0[idx], c0[idx],
+                h, c, gates = self._layer_fwd(layer, d, layer_in, h0[idx], c0[idx], lengths,
                                               fresh_out=last and D == 1)
-                t_end = 0 if d == 1 else T - 1
-                h_n[idx], c_n[idx] = h[t_end], c[t_end]
+                t_end = 0 if d == 1 else lengths - 1
+                h_n[idx], c_n[idx] = h[t_end, batch], c[t_end, batch]
                 dirs.append((h, c, gates))
             layers.append({"input": layer_in, "dirs": dirs})
             layer_in = self._join_directions([h for h, _, _ in dirs], f"out{layer}", fresh=last)
-        self._saved = {"h0": h0, "c0": c0, "layers": layers, "T": T, "B": B}
+        self._saved = {"h0": h0, "c0": c0, "layers": layers, "T": T, "B": B,
+                       "lengths": lengths}
         return layer_in, h_n, c_n
 
-    def _layer_fwd(self, layer, d, layer_in, h0, c0, fresh_out):
+    def _layer_fwd(self, layer, d, layer_in, h0, c0, lengths, fresh_out):
         """One layer, one direction: input projection GEMM, then the sequence kernel."""
         xp, ws, dt = self.backend.xp, self._ws, self.dtype
         T, B, I = layer_in.shape
@@ -201,9 +208,10 @@ class LSTM:
         h = xp.empty((T, B, H), dt) if fresh_out else ws.get(key + "h", (T, B, H), dt)
         c = ws.get(key + "c", (T, B, H), dt)
         gates = ws.get(key + "gates", (T, B, G), dt)
-        rec = ws.get("rec", (B, G), dt)
-        self.backend.seq_fwd(xproj, xp.ascontiguousarray(w_hh.T), h0, c0, self._act, d == 1,
-                             h, c, gates, rec)
+        scratch = {"h_prev": ws.get("h_prev", (B, H), dt), "c_prev": ws.get("c_prev", (B, H), dt),
+                   "rec": ws.get("rec", (B, G), dt)}
+        self.backend.seq_fwd(xproj, xp.ascontiguousarray(w_hh.T), h0, c0, lengths, self._act,
+                             d == 1, h, c, gates, scratch)
         return h, c, gates
 
     def _join_directions(self, hs, name, fresh):
@@ -268,9 +276,11 @@ class LSTM:
         h, c, gates = saved["dirs"][d]
         idx = layer * self.num_directions + d
         w_hh = self._layer_params(layer, d)[1]
-        dz = self._ws.get("dz", (T, B, 4 * H), self.dtype)
-        self.backend.seq_bwd(dout, gates, c, self._saved["c0"][idx], w_hh, self._act, d == 1,
-                             dh, dc, dz)
+        ws, dt, lengths = self._ws, self.dtype, self._saved["lengths"]
+        dz = ws.get("dz", (T, B, 4 * H), dt)
+        scratch = {"c_prev": ws.get("c_prev", (B, H), dt), "dh_rec": ws.get("dh_rec", (B, H), dt)}
+        self.backend.seq_bwd(dout, gates, c, self._saved["c0"][idx], w_hh, lengths, self._act,
+                             d == 1, dh, dc, dz, scratch)
         self._weight_grads(layer, d, dz, saved["input"], h, self._saved["h0"][idx])
         return dz
 
@@ -279,10 +289,12 @@ class LSTM:
         mm, sfx = self.backend.matmul, _suffix(layer, d)
         T, B, G = dz.shape
         dz2 = dz.reshape(T * B, G)
-        # Step t's recurrent input is h[t-1] (h[t+1] in reverse); the first step's is h0.
-        first, rest, h_prev = (T - 1, dz[:-1], h[1:]) if d == 1 else (0, dz[1:], h[:-1])
+        # Step t's recurrent input is h[t-1] (h[t+1] in reverse), except at each sequence's
+        # first valid step, whose input is h0; the outputs of padded steps are zero.
+        rest, h_prev = (dz[:-1], h[1:]) if d == 1 else (dz[1:], h[:-1])
+        first = self._saved["lengths"] - 1 if d == 1 else 0
         dw_hh = mm(rest.reshape(-1, G).T, h_prev.reshape(-1, h.shape[2]))
-        dw_hh += mm(dz[first].T, h0)
+        dw_hh += mm(dz[first, self.backend.xp.arange(B)].T, h0)
         self.grads["weight_ih" + sfx] = mm(dz2.T, x_in.reshape(T * B, -1))
         self.grads["weight_hh" + sfx] = dw_hh
         if self.bias:
@@ -319,6 +331,24 @@ class LSTM:
                              f"input_size={I}; got shape {np.shape(x)}")
         x = check_array("input", x, self.dtype, shape, text)
         return self._to_time_major(self.backend.asarray(x), ndim == 2), ndim == 2
+
+    def _check_lengths(self, lengths, T, B, unbatched):
+        """(B,) int64 backend array of valid steps; all T when ``lengths`` is None."""
+        xp = self.backend.xp
+        if lengths is None:
+            return xp.full(B, T, dtype=np.int64)
+        if unbatched:
+            raise ValueError("lengths is only accepted with batched input (T, B, input_size)")
+        a = np.asarray(self.backend.to_numpy(lengths) if hasattr(lengths, "__cuda_array_interface__")
+                       else lengths)
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"lengths must hold integers, got dtype {a.dtype}")
+        if a.shape != (B,):
+            raise ValueError(f"lengths must have shape (batch={B},), got {a.shape}")
+        if a.min() < 1 or a.max() > T:
+            raise ValueError(f"lengths must lie in 1..T={T}, got values from {a.min()} to "
+                             f"{a.max()}")
+        return self.backend.asarray(a.astype(np.int64))
 
     def _check_state(self, name, state, B, unbatched):
         """Validate an (h, c) pair shaped (L*dirs, B, H); zeros when ``state`` is None."""

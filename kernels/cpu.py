@@ -2,16 +2,21 @@
 
 Layout (time-major, C-contiguous, one layer and one direction):
 
-    xproj  (T, B, G)  x_t @ W_ih^T + b_ih + b_hh for every step, one GEMM done by the caller
-    w_hh_t (H, G)     W_hh transposed, so the recurrent product is h_prev @ w_hh_t
-    w_hh   (G, H)     W_hh as stored, for dh_prev = dz_t @ w_hh in the backward
-    h, c   (T, B, H)  hidden and cell state after every step (h is the layer output)
-    gates  (T, B, G)  activated gates i, f, g, o: all the backward needs besides c
-    dz     (T, B, G)  gate pre-activation gradients, input to the weight-gradient GEMMs
+    xproj   (T, B, G)  x_t @ W_ih^T + b_ih + b_hh for every step, one GEMM done by the caller
+    w_hh_t  (H, G)     W_hh transposed, so the recurrent product is h_prev @ w_hh_t
+    w_hh    (G, H)     W_hh as stored, for dh_prev = dz_t @ w_hh in the backward
+    lengths (B,)       int64 valid steps per sequence, 1..T (all T for a full batch)
+    h, c    (T, B, H)  hidden and cell state after every step (h is the layer output)
+    gates   (T, B, G)  activated gates i, f, g, o: all the backward needs besides c
+    dz      (T, B, G)  gate pre-activation gradients, input to the weight-gradient GEMMs
 
-``reverse`` runs time from T-1 down to 0; results stay indexed by real time t.
+``reverse`` runs time from T-1 down to 0; results stay indexed by real time t.  Step t of
+sequence b is valid when t < lengths[b].  Padded steps write zeros to h and c, get dz = 0, and
+pass the state gradient through unchanged; the state entering a sequence's first valid step is
+its h0/c0 (for ``reverse`` that is step lengths[b]-1).  This is pack_padded_sequence semantics.
+
 The whole time loop lives inside one @njit function, so a step costs no Python overhead, and
-nothing is allocated inside it: every buffer comes from the caller.
+nothing is allocated inside it: every buffer, scratch included, comes from the caller.
 """
 import numpy as np
 from numba import njit
@@ -20,14 +25,30 @@ from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
 
 
 @njit(cache=True)
-def lstm_step_fwd_cpu(xproj_t, rec, c_prev, act, h, c, gates):
+def gather_prev_cpu(s, s0, p, lengths, out):
+    """out[b] = s[p, b] if step p is valid for sequence b, else s0[b] (its initial state)."""
+    B = out.shape[0]
+    for b in range(B):
+        if 0 <= p < lengths[b]:
+            out[b] = s[p, b]
+        else:
+            out[b] = s0[b]
+
+
+@njit(cache=True)
+def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     """Fused pointwise forward of one step.
 
     xproj_t (B,G) input projection with biases; rec (B,G) recurrent product h_prev @ W_hh^T;
-    c_prev (B,H).  Writes h (B,H), c (B,H), gates (B,G).
+    c_prev (B,H).  Writes h (B,H), c (B,H), gates (B,G); rows with t >= lengths[b] get zeros
+    in h and c.
     """
     B, H = c.shape
     for b in range(B):
+        if t >= lengths[b]:
+            h[b] = 0.0
+            c[b] = 0.0
+            continue
         for j in range(H):
             i, f, g, o, c_new, h_new = lstm_cell_fwd(
                 xproj_t[b, j] + rec[b, j],
@@ -44,15 +65,19 @@ def lstm_step_fwd_cpu(xproj_t, rec, c_prev, act, h, c, gates):
 
 
 @njit(cache=True)
-def lstm_step_bwd_cpu(gates, c, c_prev, dout_t, dh, dc, act, dz):
+def lstm_step_bwd_cpu(gates, c, c_prev, dout_t, t, lengths, act, dh, dc, dz):
     """Fused pointwise backward of one step.
 
     gates (B,G), c, c_prev (B,H) saved by the forward; dout_t (B,H) gradient on this step's
-    output; dh (B,H) gradient on h_t from step t+1 (read); dc (B,H) gradient on c_t from step
-    t+1, overwritten in place with the gradient on c_{t-1}.  Writes dz (B,G).
+    output; dh (B,H) gradient on h_t from the step after (read); dc (B,H) gradient on c_t from
+    the step after, overwritten in place with the gradient on c_prev.  Writes dz (B,G).
+    Padded rows (t >= lengths[b]) get dz = 0 and leave dc unchanged.
     """
     B, H = c.shape
     for b in range(B):
+        if t >= lengths[b]:
+            dz[b] = 0.0
+            continue
         for j in range(H):
             di, df, dg, do, dc_prev = lstm_cell_bwd(
                 gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j],
@@ -64,40 +89,51 @@ def lstm_step_bwd_cpu(gates, c, c_prev, dout_t, dh, dc, act, dz):
             dc[b, j] = dc_prev
 
 
+@njit(cache=True)
+def keep_valid_rows_cpu(src, t, lengths, dst):
+    """dst[b] = src[b] where step t is valid for b; padded rows keep dst (the carried value)."""
+    for b in range(dst.shape[0]):
+        if t < lengths[b]:
+            dst[b] = src[b]
+
+
 @njit(cache=True, inline="always")
-def _step_index(s, T, reverse):
-    """Real time index of the s-th step taken, and of the step before it (-1 for none)."""
+def step_index(s, T, reverse):
+    """Real time index of the s-th step taken, and the index of the step before it."""
     if reverse:
-        return T - 1 - s, (T - s if s > 0 else -1)
+        return T - 1 - s, T - s
     return s, s - 1
 
 
 @njit(cache=True)
-def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, act, reverse, h, c, gates, rec):
-    """Forward through all T steps. h0, c0 (B,H) read; h, c, gates written; rec (B,G) scratch."""
+def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
+                     h_prev, c_prev, rec):
+    """Forward through all T steps.
+
+    h0, c0 (B,H) read; h, c, gates written.  Scratch: h_prev, c_prev (B,H), rec (B,G).
+    """
     T = xproj.shape[0]
     for s in range(T):
-        t, p = _step_index(s, T, reverse)
-        if p < 0:
-            np.dot(h0, w_hh_t, rec)
-            lstm_step_fwd_cpu(xproj[t], rec, c0, act, h[t], c[t], gates[t])
-        else:
-            np.dot(h[p], w_hh_t, rec)
-            lstm_step_fwd_cpu(xproj[t], rec, c[p], act, h[t], c[t], gates[t])
+        t, p = step_index(s, T, reverse)
+        gather_prev_cpu(h, h0, p, lengths, h_prev)
+        gather_prev_cpu(c, c0, p, lengths, c_prev)
+        np.dot(h_prev, w_hh_t, rec)
+        lstm_step_fwd_cpu(xproj[t], rec, c_prev, t, lengths, act, h[t], c[t], gates[t])
 
 
 @njit(cache=True)
-def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, act, reverse, dh, dc, dz):
+def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz,
+                     c_prev, rec):
     """BPTT through all T steps, in the opposite order of the forward.
 
     dout (T,B,H) gradient on the outputs.  dh, dc (B,H): on entry the gradients on the final
     state, on exit those on h0 and c0 (updated in place).  Writes dz (T,B,G).
+    Scratch: c_prev, rec (B,H).
     """
     T = dout.shape[0]
     for s in range(T - 1, -1, -1):
-        t, p = _step_index(s, T, reverse)
-        if p < 0:
-            lstm_step_bwd_cpu(gates[t], c[t], c0, dout[t], dh, dc, act, dz[t])
-        else:
-            lstm_step_bwd_cpu(gates[t], c[t], c[p], dout[t], dh, dc, act, dz[t])
-        np.dot(dz[t], w_hh, dh)
+        t, p = step_index(s, T, reverse)
+        gather_prev_cpu(c, c0, p, lengths, c_prev)
+        lstm_step_bwd_cpu(gates[t], c[t], c_prev, dout[t], t, lengths, act, dh, dc, dz[t])
+        np.dot(dz[t], w_hh, rec)
+        keep_valid_rows_cpu(rec, t, lengths, dh)

@@ -101,3 +101,33 @@ def lstm_bwd_reference(dout, dh_n, dc_n, cache):
         db += dz.sum(axis=0)
         dh = dz @ w_hh
     return dx, dh, dc, dw_ih, dw_hh, db, db.copy()
+
+
+def lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, act="tanh",
+                              reverse=False):
+    """Variable-length batch: each sequence b runs alone over its first lengths[b] steps.
+
+    Outputs past a sequence's end are zero and (h_n, c_n) is the state after its last valid
+    step: ``torch.nn.utils.rnn.pack_padded_sequence`` semantics.
+    """
+    out = np.zeros(x.shape[:2] + h0.shape[1:], dtype=x.dtype)
+    h_n, c_n, caches = np.zeros_like(h0), np.zeros_like(c0), []
+    for b, n in enumerate(lengths):
+        o, h, c, cache = lstm_fwd_reference(x[:n, b:b + 1], h0[b:b + 1], c0[b:b + 1], w_ih, w_hh,
+                                            b_ih, b_hh, act, reverse)
+        out[:n, b], h_n[b], c_n[b] = o[:, 0], h[0], c[0]
+        caches.append(cache)
+    return out, h_n, c_n, dict(caches=caches, lengths=list(lengths), x=x)
+
+
+def lstm_bwd_packed_reference(dout, dh_n, dc_n, cache):
+    """BPTT through ``lstm_fwd_packed_reference``; gradients of padded steps are zero."""
+    dx = np.zeros_like(cache["x"])
+    dh0, dc0 = np.zeros_like(dh_n), np.zeros_like(dc_n)
+    total = None
+    for b, (n, cb) in enumerate(zip(cache["lengths"], cache["caches"])):
+        dxb, dh0[b], dc0[b], *dw = lstm_bwd_reference(dout[:n, b:b + 1], dh_n[b:b + 1],
+                                                      dc_n[b:b + 1], cb)
+        dx[:n, b] = dxb[:, 0]
+        total = dw if total is None else [a + g for a, g in zip(total, dw)]
+    return (dx, dh0, dc0, *total)
