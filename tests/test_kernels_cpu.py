@@ -1,0 +1,97 @@
+"""CPU @njit kernels against the NumPy reference (float64, to 1e-10 relative)."""
+import numpy as np
+import pytest
+
+from kernels import ACTIVATIONS
+from kernels.cpu import (lstm_seq_bwd_cpu, lstm_seq_fwd_cpu, lstm_step_bwd_cpu,
+                         lstm_step_fwd_cpu)
+from kernels.gates import sigmoid
+from kernels.reference import (lstm_bwd_packed_reference, lstm_fwd_packed_reference,
+                               lstm_step_bwd_reference, lstm_step_fwd_reference)
+from tests.conftest import KERNEL_TOL
+from tests.helpers import random_weights
+
+close = KERNEL_TOL
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_step_fwd_matches_reference(rng, act):
+    B, I, H = 3, 5, 7
+    w_ih, w_hh, b_ih, b_hh = random_weights(rng, I, H)
+    x, h_prev, c_prev = rng.standard_normal((B, I)), rng.standard_normal((B, H)), \
+        rng.standard_normal((B, H))
+    h_ref, c_ref, gates_ref = lstm_step_fwd_reference(x, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh,
+                                                      act)
+    h, c, gates = np.empty((B, H)), np.empty((B, H)), np.empty((B, 4 * H))
+    lengths = np.full(B, 1, np.int64)
+    lstm_step_fwd_cpu(x @ w_ih.T + b_ih + b_hh, h_prev @ w_hh.T, c_prev, 0, lengths,
+                      ACTIVATIONS[act], h, c, gates)
+    np.testing.assert_allclose(h, h_ref, **close)
+    np.testing.assert_allclose(c, c_ref, **close)
+    np.testing.assert_allclose(gates, gates_ref, **close)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_step_bwd_matches_reference(rng, act):
+    B, H = 4, 6
+    gates = rng.uniform(0.05, 0.95, (B, 4 * H))
+    if act == "tanh":
+        gates[:, 2 * H:3 * H] = rng.uniform(-0.9, 0.9, (B, H))
+    c, c_prev = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    dout, dh, dc = (rng.standard_normal((B, H)) for _ in range(3))
+    dz_ref, dc_prev_ref = lstm_step_bwd_reference(gates, c, c_prev, dout + dh, dc, act)
+    dz = np.empty((B, 4 * H))
+    lengths = np.array([3, 1, 2, 5])  # t=1: row 1 is padded
+    dc_inout = dc.copy()
+    lstm_step_bwd_cpu(gates, c, c_prev, dout, 1, lengths, ACTIVATIONS[act], dh, dc_inout, dz)
+    valid = lengths > 1
+    np.testing.assert_allclose(dz[valid], dz_ref[valid], **close)
+    np.testing.assert_allclose(dc_inout[valid], dc_prev_ref[valid], **close)
+    assert not dz[~valid].any(), "padded rows must get zero gate gradient"
+    np.testing.assert_array_equal(dc_inout[~valid], dc[~valid])
+
+
+def _run_seq(rng, T, B, I, H, act, reverse, lengths):
+    w_ih, w_hh, b_ih, b_hh = random_weights(rng, I, H)
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    out, hn, cn, cache = lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                                                   act, reverse)
+    h, c, gates = np.empty((T, B, H)), np.empty((T, B, H)), np.empty((T, B, 4 * H))
+    scratch = np.empty((B, H)), np.empty((B, H)), np.empty((B, 4 * H))
+    lstm_seq_fwd_cpu(x @ w_ih.T + b_ih + b_hh, np.ascontiguousarray(w_hh.T), h0, c0, lengths,
+                     ACTIVATIONS[act], reverse, h, c, gates, *scratch)
+    return (x, h0, c0, w_ih, w_hh), (out, hn, cn, cache), (h, c, gates)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_seq_fwd_bwd_match_reference(rng, act, reverse):
+    T, B, I, H = 6, 4, 3, 5
+    lengths = np.array([6, 2, 1, 4])
+    (x, h0, c0, w_ih, w_hh), (out, hn, cn, cache), (h, c, gates) = \
+        _run_seq(rng, T, B, I, H, act, reverse, lengths)
+    np.testing.assert_allclose(h, out, **close)
+    last = np.zeros(B, int) if reverse else lengths - 1
+    np.testing.assert_allclose(h[last, np.arange(B)], hn, **close)
+    np.testing.assert_allclose(c[last, np.arange(B)], cn, **close)
+
+    dout, dhn, dcn = rng.standard_normal((T, B, H)), rng.standard_normal((B, H)), \
+        rng.standard_normal((B, H))
+    dx_ref, dh0_ref, dc0_ref, dwi_ref, *_ = lstm_bwd_packed_reference(dout, dhn, dcn, cache)
+    dh, dc, dz = dhn.copy(), dcn.copy(), np.empty((T, B, 4 * H))
+    lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, ACTIVATIONS[act], reverse, dh, dc, dz,
+                     np.empty((B, H)), np.empty((B, H)))
+    np.testing.assert_allclose(dh, dh0_ref, **close)
+    np.testing.assert_allclose(dc, dc0_ref, **close)
+    np.testing.assert_allclose(dz.reshape(T * B, -1) @ w_ih, dx_ref.reshape(T * B, -1), **close)
+    np.testing.assert_allclose(dz.reshape(T * B, -1).T @ x.reshape(T * B, -1), dwi_ref, **close)
+
+
+def test_sigmoid_is_stable_at_extremes():
+    xs = np.array([-800.0, -40.0, -1.0, 0.0, 1.0, 40.0, 800.0])
+    got = np.array([sigmoid(v) for v in xs])
+    with np.errstate(over="ignore"):
+        want = 1.0 / (1.0 + np.exp(-xs))
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-300)
+    assert np.isfinite(got).all()
