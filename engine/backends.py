@@ -36,21 +36,23 @@ class CPUBackend:
     def matmul(self, a, b, out=None):
         return np.matmul(a, b, out=out)
 
-    def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch):
+    def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch,
+                w_hr_t=None, h_raw=None):
         """Whole-sequence forward; see ``kernels.cpu.lstm_seq_fwd_cpu`` for every argument.
 
-        scratch: dict of workspace buffers "h_prev", "c_prev" (B,H) and "rec" (B,G).
+        scratch: dict of workspace buffers "h_prev" (B,P), "c_prev" (B,H) and "rec" (B,G).
         """
         lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
-                         scratch["h_prev"], scratch["c_prev"], scratch["rec"])
+                         scratch["h_prev"], scratch["c_prev"], scratch["rec"], w_hr_t, h_raw)
 
-    def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch):
+    def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
+                w_hr=None, dh_proj=None):
         """Whole-sequence BPTT; see ``kernels.cpu.lstm_seq_bwd_cpu``.
 
-        scratch: dict of workspace buffers "c_prev" and "dh_rec" (B,H).
+        scratch: dict of workspace buffers "c_prev", "dh_tot" (B,H) and "dh_rec" (B,P).
         """
         lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz,
-                         scratch["c_prev"], scratch["dh_rec"])
+                         scratch["c_prev"], scratch["dh_rec"], scratch["dh_tot"], w_hr, dh_proj)
 
     def synchronize(self):
         pass

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import check_array, check_choice, check_dtype, check_int
+from engine.checks import check_array, check_choice, check_dtype, check_int, check_probability
 from kernels import ACTIVATIONS
 
 
@@ -42,54 +42,81 @@ class LSTM:
     """Multi-layer, optionally bidirectional LSTM with PyTorch's interface and parameter layout.
 
     Args:
-        input_size (I), hidden_size (H), num_layers, bias, batch_first, bidirectional: as in
-            ``torch.nn.LSTM``.
+        input_size (I), hidden_size (H), num_layers, bias, batch_first, dropout, bidirectional,
+            proj_size: as in ``torch.nn.LSTM``, in the same order.  ``dropout`` is inverted
+            dropout on the outputs of every layer but the last, in training mode only
+            (``train()``/``eval()``); ``proj_size`` P > 0 projects each step's hidden state
+            to P units with ``weight_hr_l{k}`` (LSTMP).
         cell_activation: "tanh" (PyTorch's LSTM) or "relu"; used for the candidate gate g and
             for the cell before the output gate.  The gates i, f, o always use the sigmoid.
         dtype: "float32" or "float64".  Inputs must already have this dtype.
         backend: "cpu", "gpu" or "auto"; None reads ``ENGINE_BACKEND`` (default "cpu").
         seed: seed of the U(-1/sqrt(H), 1/sqrt(H)) initialisation.
 
-    Parameters are ``weight_ih_l{k}[_reverse]`` (4H, I or H*dirs), ``weight_hh_l{k}[_reverse]``
-    (4H, H), ``bias_ih_l{k}[_reverse]`` and ``bias_hh_l{k}[_reverse]`` (4H,), gate order i,f,g,o.
+    Parameters are ``weight_ih_l{k}[_reverse]`` (4H, I or R*dirs), ``weight_hh_l{k}[_reverse]``
+    (4H, R), ``bias_ih_l{k}[_reverse]`` and ``bias_hh_l{k}[_reverse]`` (4H,), gate order i,f,g,o,
+    and with a projection ``weight_hr_l{k}[_reverse]`` (P, H); R is P with a projection, else H.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, cell_activation="tanh", dtype="float32", backend=None,
-                 seed=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, cell_activation="tanh",
+                 dtype="float32", backend=None, seed=None):
         self.input_size = check_int("input_size", input_size, 1)
         self.hidden_size = check_int("hidden_size", hidden_size, 1)
         self.num_layers = check_int("num_layers", num_layers, 1)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
+        self.dropout = check_probability("dropout", dropout)
         self.bidirectional = bool(bidirectional)
+        self.proj_size = check_int("proj_size", proj_size, 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size={self.hidden_size}, "
+                             f"got {self.proj_size}")
+        self.training = True
         self.cell_activation = check_choice("cell_activation", cell_activation, ACTIVATIONS)
         self.dtype = check_dtype(dtype)
         self.backend = get_backend(backend)
         self._act = ACTIVATIONS[cell_activation]
         self._ws = Workspace(self.backend.xp)
         self.params = self._init_params(seed)
+        self._dropout_rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.grads = {}
         self._saved = None
+
+    def train(self, mode=True):
+        """Training mode (dropout active); returns self, like PyTorch."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode: no dropout."""
+        return self.train(False)
 
     # ------------------------------------------------------------------ parameters
     @property
     def num_directions(self):
         return 2 if self.bidirectional else 1
 
+    @property
+    def output_size(self):
+        """R: the size of each direction's h (proj_size when projecting, else hidden_size)."""
+        return self.proj_size or self.hidden_size
+
     def param_shapes(self):
         """Ordered {name: shape} of every parameter, in ``torch.nn.LSTM``'s order."""
-        H, G = self.hidden_size, 4 * self.hidden_size
+        H, G, R = self.hidden_size, 4 * self.hidden_size, self.output_size
         shapes = {}
         for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else H * self.num_directions
+            in_size = self.input_size if layer == 0 else R * self.num_directions
             for d in range(self.num_directions):
                 sfx = _suffix(layer, d)
                 shapes["weight_ih" + sfx] = (G, in_size)
-                shapes["weight_hh" + sfx] = (G, H)
+                shapes["weight_hh" + sfx] = (G, R)
                 if self.bias:
                     shapes["bias_ih" + sfx] = (G,)
                     shapes["bias_hh" + sfx] = (G,)
+                if self.proj_size:
+                    shapes["weight_hr" + sfx] = (self.proj_size, H)
         return shapes
 
     def _init_params(self, seed):
@@ -134,7 +161,7 @@ class LSTM:
         sfx = _suffix(layer, d)
         p = self.params
         b = p["bias_ih" + sfx] + p["bias_hh" + sfx] if self.bias else None
-        return p["weight_ih" + sfx], p["weight_hh" + sfx], b
+        return p["weight_ih" + sfx], p["weight_hh" + sfx], b, p.get("weight_hr" + sfx)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, state=None, lengths=None):
@@ -161,7 +188,7 @@ class LSTM:
         lengths = self._check_lengths(lengths, T, B, unbatched)
         out, h_n, c_n = self._forward(x, h0, c0, lengths)
         self._saved["unbatched"] = unbatched
-        self._saved["out_shape"] = self._user_shape(T, B, self.num_directions * self.hidden_size,
+        self._saved["out_shape"] = self._user_shape(T, B, self.num_directions * self.output_size,
                                                     unbatched)
         to_user = self.backend.to_user
         return (to_user(self._from_time_major(out, unbatched), x_user),
@@ -173,46 +200,63 @@ class LSTM:
     def _forward(self, x, h0, c0, lengths):
         xp, L, D = self.backend.xp, self.num_layers, self.num_directions
         T, B, _ = x.shape
-        h_n = xp.empty((L * D, B, self.hidden_size), self.dtype)
-        c_n = xp.empty_like(h_n)
+        h_n = xp.empty((L * D, B, self.output_size), self.dtype)
+        c_n = xp.empty((L * D, B, self.hidden_size), self.dtype)
         batch = xp.arange(B)
         layers = []
         layer_in = x
         for layer in range(L):
             last = layer == L - 1
+            mask = self._dropout_mask(layer, layer_in.shape)
+            if mask is not None:
+                layer_in = layer_in * mask
             dirs = []
             for d in range(D):
                 idx = layer * D + d
-                h, c, gates = self._layer_fwd(layer, d, layer_in, h0[idx], c0[idx], lengths,
-                                              fresh_out=last and D == 1)
+                saved = self._layer_fwd(layer, d, layer_in, h0[idx], c0[idx], lengths,
+                                        fresh_out=last and D == 1)
                 t_end = 0 if d == 1 else lengths - 1
-                h_n[idx], c_n[idx] = h[t_end, batch], c[t_end, batch]
-                dirs.append((h, c, gates))
-            layers.append({"input": layer_in, "dirs": dirs})
-            layer_in = self._join_directions([h for h, _, _ in dirs], f"out{layer}", fresh=last)
+                h_n[idx], c_n[idx] = saved["h"][t_end, batch], saved["c"][t_end, batch]
+                dirs.append(saved)
+            layers.append({"input": layer_in, "dirs": dirs, "mask": mask})
+            layer_in = self._join_directions([s["h"] for s in dirs], f"out{layer}", fresh=last)
         self._saved = {"h0": h0, "c0": c0, "layers": layers, "T": T, "B": B,
                        "lengths": lengths}
         return layer_in, h_n, c_n
 
+    def _dropout_mask(self, layer, shape):
+        """Inverted-dropout mask for the input of ``layer`` (> 0) in training mode, else None."""
+        if layer == 0 or not self.training or self.dropout == 0:
+            return None
+        keep = self._dropout_rng.random(shape) >= self.dropout
+        return self.backend.asarray((keep / (1.0 - self.dropout)).astype(self.dtype))
+
     def _layer_fwd(self, layer, d, layer_in, h0, c0, lengths, fresh_out):
-        """One layer, one direction: input projection GEMM, then the sequence kernel."""
+        """One layer, one direction: input projection GEMM, then the sequence kernel.
+
+        Returns the buffers the backward needs: h, c, gates and, with a projection, h_raw.
+        """
         xp, ws, dt = self.backend.xp, self._ws, self.dtype
         T, B, I = layer_in.shape
-        H, G = self.hidden_size, 4 * self.hidden_size
-        w_ih, w_hh, b = self._layer_params(layer, d)
+        H, G, R = self.hidden_size, 4 * self.hidden_size, self.output_size
+        w_ih, w_hh, b, w_hr = self._layer_params(layer, d)
         xproj = ws.get("xproj", (T, B, G), dt)
         self.backend.matmul(layer_in.reshape(T * B, I), w_ih.T, out=xproj.reshape(T * B, G))
         if b is not None:
             xproj += b
         key = f"l{layer}d{d}"
-        h = xp.empty((T, B, H), dt) if fresh_out else ws.get(key + "h", (T, B, H), dt)
+        h = xp.empty((T, B, R), dt) if fresh_out else ws.get(key + "h", (T, B, R), dt)
         c = ws.get(key + "c", (T, B, H), dt)
         gates = ws.get(key + "gates", (T, B, G), dt)
-        scratch = {"h_prev": ws.get("h_prev", (B, H), dt), "c_prev": ws.get("c_prev", (B, H), dt),
+        scratch = {"h_prev": ws.get("h_prev", (B, R), dt), "c_prev": ws.get("c_prev", (B, H), dt),
                    "rec": ws.get("rec", (B, G), dt)}
+        proj = {}
+        if w_hr is not None:
+            proj = {"w_hr_t": xp.ascontiguousarray(w_hr.T),
+                    "h_raw": ws.get(key + "h_raw", (T, B, H), dt)}
         self.backend.seq_fwd(xproj, xp.ascontiguousarray(w_hh.T), h0, c0, lengths, self._act,
-                             d == 1, h, c, gates, scratch)
-        return h, c, gates
+                             d == 1, h, c, gates, scratch, **proj)
+        return {"h": h, "c": c, "gates": gates, "h_raw": proj.get("h_raw")}
 
     def _join_directions(self, hs, name, fresh):
         """Concatenate the directions' outputs along features: (T, B, dirs*H)."""
@@ -254,7 +298,7 @@ class LSTM:
                  to_user(self._state_to_user(dc0, s["unbatched"]), g_user)))
 
     def _backward(self, g, dh_n, dc_n):
-        xp, L, D, H = self.backend.xp, self.num_layers, self.num_directions, self.hidden_size
+        xp, L, D, R = self.backend.xp, self.num_layers, self.num_directions, self.output_size
         s = self._saved
         dh0 = xp.array(dh_n)  # updated in place by the BPTT kernels to the gradient on h0
         dc0 = xp.array(dc_n)
@@ -264,24 +308,31 @@ class LSTM:
             d_in = None
             for d in range(D):
                 idx = layer * D + d
-                dout = g if D == 1 else xp.ascontiguousarray(g[:, :, d * H:(d + 1) * H])
+                dout = g if D == 1 else xp.ascontiguousarray(g[:, :, d * R:(d + 1) * R])
                 dz = self._layer_bwd(layer, d, saved, dout, dh0[idx], dc0[idx])
                 d_in = self._input_grad(layer, d, dz, d_in, fresh=layer == 0)
-            g = d_in
+            g = d_in if saved["mask"] is None else d_in * saved["mask"]
         return g, dh0, dc0
 
     def _layer_bwd(self, layer, d, saved, dout, dh, dc):
         """BPTT kernel for one layer and direction, then its weight-gradient GEMMs."""
-        T, B, H = dout.shape
-        h, c, gates = saved["dirs"][d]
+        T, B, R = dout.shape
+        H = self.hidden_size
+        fwd = saved["dirs"][d]
         idx = layer * self.num_directions + d
-        w_hh = self._layer_params(layer, d)[1]
+        w_hr = self._layer_params(layer, d)[3]
         ws, dt, lengths = self._ws, self.dtype, self._saved["lengths"]
         dz = ws.get("dz", (T, B, 4 * H), dt)
-        scratch = {"c_prev": ws.get("c_prev", (B, H), dt), "dh_rec": ws.get("dh_rec", (B, H), dt)}
-        self.backend.seq_bwd(dout, gates, c, self._saved["c0"][idx], w_hh, lengths, self._act,
-                             d == 1, dh, dc, dz, scratch)
-        self._weight_grads(layer, d, dz, saved["input"], h, self._saved["h0"][idx])
+        scratch = {"c_prev": ws.get("c_prev", (B, H), dt), "dh_tot": ws.get("dh_tot", (B, H), dt),
+                   "dh_rec": ws.get("dh_rec", (B, R), dt)}
+        proj = {} if w_hr is None else {"w_hr": w_hr, "dh_proj": ws.get("dh_proj", (T, B, R), dt)}
+        self.backend.seq_bwd(dout, fwd["gates"], fwd["c"], self._saved["c0"][idx],
+                             self._layer_params(layer, d)[1], lengths, self._act, d == 1, dh, dc,
+                             dz, scratch, **proj)
+        self._weight_grads(layer, d, dz, saved["input"], fwd["h"], self._saved["h0"][idx])
+        if w_hr is not None:  # dW_hr = sum over steps of dh_t^T (o * act(c_t)), one GEMM
+            self.grads["weight_hr" + _suffix(layer, d)] = self.backend.matmul(
+                proj["dh_proj"].reshape(T * B, R).T, fwd["h_raw"].reshape(T * B, H))
         return dz
 
     def _weight_grads(self, layer, d, dz, x_in, h, h0):
@@ -352,18 +403,20 @@ class LSTM:
 
     def _check_state(self, name, state, B, unbatched):
         """Validate an (h, c) pair shaped (L*dirs, B, H); zeros when ``state`` is None."""
-        xp, LD, H = self.backend.xp, self.num_layers * self.num_directions, self.hidden_size
+        xp, LD = self.backend.xp, self.num_layers * self.num_directions
+        sizes = {"h": self.output_size, "c": self.hidden_size}
         if state is None:
-            z = xp.zeros((LD, B, H), self.dtype)
-            return z, z.copy()
+            return tuple(xp.zeros((LD, B, n), self.dtype) for n in sizes.values())
         if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise TypeError(f"{name} must be a tuple (h, c) of two arrays, got "
                             f"{type(state).__name__}")
-        shape = (LD, H) if unbatched else (LD, B, H)
-        text = f"(num_layers*num_directions={LD}, " + ("" if unbatched else f"batch={B}, ") + \
-            f"hidden_size={H})"
         pair = []
         for part, a in zip(("h", "c"), state):
+            n = sizes[part]
+            what = "proj_size" if part == "h" and self.proj_size else "hidden_size"
+            shape = (LD, n) if unbatched else (LD, B, n)
+            text = f"(num_layers*num_directions={LD}, " + \
+                ("" if unbatched else f"batch={B}, ") + f"{what}={n})"
             a = self.backend.asarray(check_array(f"{name}[{part}]", a, self.dtype, shape, text))
             pair.append(xp.ascontiguousarray(a[:, None, :] if unbatched else a))
         return tuple(pair)
@@ -392,7 +445,8 @@ class LSTM:
         opts = [f"{self.input_size}, {self.hidden_size}"]
         if self.num_layers != 1:
             opts.append(f"num_layers={self.num_layers}")
-        for name, default in (("bias", True), ("batch_first", False), ("bidirectional", False)):
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("proj_size", 0)):
             if getattr(self, name) != default:
                 opts.append(f"{name}={getattr(self, name)}")
         opts.append(f"cell_activation={self.cell_activation!r}, dtype={self.dtype.name!r}, "

@@ -7,6 +7,9 @@ Layout (time-major, C-contiguous, one layer and one direction):
     w_hh    (G, H)     W_hh as stored, for dh_prev = dz_t @ w_hh in the backward
     lengths (B,)       int64 valid steps per sequence, 1..T (all T for a full batch)
     h, c    (T, B, H)  hidden and cell state after every step (h is the layer output)
+    w_hr_t  (H, P)     optional projection (LSTMP, ``proj_size=P``): h = (o * act(c)) @ W_hr^T;
+                       then h is (T, B, P), w_hh_t is (P, G), and h_raw (T, B, H) keeps
+                       o * act(c) for the backward.  None (the default) means no projection.
     gates   (T, B, G)  activated gates i, f, g, o: all the backward needs besides c
     dz      (T, B, G)  gate pre-activation gradients, input to the weight-gradient GEMMs
 
@@ -65,12 +68,12 @@ def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
 
 
 @njit(cache=True)
-def lstm_step_bwd_cpu(gates, c, c_prev, dout_t, t, lengths, act, dh, dc, dz):
+def lstm_step_bwd_cpu(gates, c, c_prev, dh, t, lengths, act, dc, dz):
     """Fused pointwise backward of one step.
 
-    gates (B,G), c, c_prev (B,H) saved by the forward; dout_t (B,H) gradient on this step's
-    output; dh (B,H) gradient on h_t from the step after (read); dc (B,H) gradient on c_t from
-    the step after, overwritten in place with the gradient on c_prev.  Writes dz (B,G).
+    gates (B,G), c, c_prev (B,H) saved by the forward; dh (B,H) the total gradient on
+    o * act(c_t) (output and recurrent parts); dc (B,H) gradient on c_t from the step after,
+    overwritten in place with the gradient on c_prev.  Writes dz (B,G).
     Padded rows (t >= lengths[b]) get dz = 0 and leave dc unchanged.
     """
     B, H = c.shape
@@ -81,12 +84,20 @@ def lstm_step_bwd_cpu(gates, c, c_prev, dout_t, t, lengths, act, dh, dc, dz):
         for j in range(H):
             di, df, dg, do, dc_prev = lstm_cell_bwd(
                 gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j],
-                c[b, j], c_prev[b, j], dout_t[b, j] + dh[b, j], dc[b, j], act)
+                c[b, j], c_prev[b, j], dh[b, j], dc[b, j], act)
             dz[b, j] = di
             dz[b, H + j] = df
             dz[b, 2 * H + j] = dg
             dz[b, 3 * H + j] = do
             dc[b, j] = dc_prev
+
+
+@njit(cache=True)
+def add_cpu(a, b, out):
+    """out = a + b for (B, n) arrays, without allocating."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = a[i, j] + b[i, j]
 
 
 @njit(cache=True)
@@ -107,10 +118,11 @@ def step_index(s, T, reverse):
 
 @njit(cache=True)
 def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
-                     h_prev, c_prev, rec):
+                     h_prev, c_prev, rec, w_hr_t=None, h_raw=None):
     """Forward through all T steps.
 
-    h0, c0 (B,H) read; h, c, gates written.  Scratch: h_prev, c_prev (B,H), rec (B,G).
+    h0 (B,P), c0 (B,H) read; h, c, gates (and h_raw) written.  Scratch: h_prev (B,P),
+    c_prev (B,H), rec (B,G).  P = H without projection.
     """
     T = xproj.shape[0]
     for s in range(T):
@@ -118,22 +130,32 @@ def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
         gather_prev_cpu(h, h0, p, lengths, h_prev)
         gather_prev_cpu(c, c0, p, lengths, c_prev)
         np.dot(h_prev, w_hh_t, rec)
-        lstm_step_fwd_cpu(xproj[t], rec, c_prev, t, lengths, act, h[t], c[t], gates[t])
+        if w_hr_t is None:
+            lstm_step_fwd_cpu(xproj[t], rec, c_prev, t, lengths, act, h[t], c[t], gates[t])
+        else:
+            lstm_step_fwd_cpu(xproj[t], rec, c_prev, t, lengths, act, h_raw[t], c[t], gates[t])
+            np.dot(h_raw[t], w_hr_t, h[t])
 
 
 @njit(cache=True)
 def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz,
-                     c_prev, rec):
+                     c_prev, rec, dh_tot, w_hr=None, dh_proj=None):
     """BPTT through all T steps, in the opposite order of the forward.
 
-    dout (T,B,H) gradient on the outputs.  dh, dc (B,H): on entry the gradients on the final
-    state, on exit those on h0 and c0 (updated in place).  Writes dz (T,B,G).
-    Scratch: c_prev, rec (B,H).
+    dout (T,B,P) gradient on the outputs.  dh (B,P), dc (B,H): on entry the gradients on the
+    final state, on exit those on h0 and c0 (updated in place).  Writes dz (T,B,G), and with a
+    projection w_hr (P,H) also dh_proj (T,B,P), the total gradient on each step's h, from which
+    the caller forms dW_hr.  Scratch: c_prev, dh_tot (B,H), rec (B,P).
     """
     T = dout.shape[0]
     for s in range(T - 1, -1, -1):
         t, p = step_index(s, T, reverse)
         gather_prev_cpu(c, c0, p, lengths, c_prev)
-        lstm_step_bwd_cpu(gates[t], c[t], c_prev, dout[t], t, lengths, act, dh, dc, dz[t])
+        if w_hr is None:
+            add_cpu(dout[t], dh, dh_tot)
+        else:
+            add_cpu(dout[t], dh, dh_proj[t])
+            np.dot(dh_proj[t], w_hr, dh_tot)
+        lstm_step_bwd_cpu(gates[t], c[t], c_prev, dh_tot, t, lengths, act, dc, dz[t])
         np.dot(dz[t], w_hh, rec)
         keep_valid_rows_cpu(rec, t, lengths, dh)

@@ -10,6 +10,8 @@ One layer, one direction, time-major:
     b_ih, b_hh (G,)    biases
     act    "tanh" or "relu": the cell activation (g and the cell before the output gate)
     reverse  process time from T-1 down to 0 (the backward direction of a bidirectional layer)
+    w_hr   (P, H)      optional projection (LSTMP): h = (o * act(c)) @ w_hr.T, then h and the
+                       recurrent input are (B, P) and w_hh is (G, P)
 """
 import numpy as np
 
@@ -31,9 +33,9 @@ def _order(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def lstm_step_fwd_reference(x_t, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh, act="tanh"):
-    """One time step. Returns h (B,H), c (B,H) and the activated gates (B,G)."""
-    H = h_prev.shape[1]
+def lstm_step_fwd_reference(x_t, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh, act="tanh", w_hr=None):
+    """One time step. Returns h (B,H or P), c (B,H) and the activated gates (B,G)."""
+    H = c_prev.shape[1]
     z = x_t @ w_ih.T + b_ih + h_prev @ w_hh.T + b_hh
     i = _sigmoid(z[:, :H])
     f = _sigmoid(z[:, H:2 * H])
@@ -41,21 +43,23 @@ def lstm_step_fwd_reference(x_t, h_prev, c_prev, w_ih, w_hh, b_ih, b_hh, act="ta
     o = _sigmoid(z[:, 3 * H:])
     c = f * c_prev + i * g
     h = o * _act(c, act)
+    if w_hr is not None:
+        h = h @ w_hr.T
     return h, c, np.concatenate([i, f, g, o], axis=1)
 
 
-def lstm_fwd_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, act="tanh", reverse=False):
-    """Returns out (T,B,H), h_n, c_n and a cache for ``lstm_bwd_reference``."""
+def lstm_fwd_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, act="tanh", reverse=False, w_hr=None):
+    """Returns out (T,B,H or P), h_n, c_n and a cache for ``lstm_bwd_reference``."""
     T = x.shape[0]
     out = np.zeros(x.shape[:2] + h0.shape[1:], dtype=x.dtype)
-    cs = np.zeros_like(out)
+    cs = np.zeros(x.shape[:2] + c0.shape[1:], dtype=x.dtype)
     gates = np.zeros(x.shape[:2] + (w_hh.shape[0],), dtype=x.dtype)
     h, c = h0, c0
     for t in _order(T, reverse):
-        h, c, gates[t] = lstm_step_fwd_reference(x[t], h, c, w_ih, w_hh, b_ih, b_hh, act)
+        h, c, gates[t] = lstm_step_fwd_reference(x[t], h, c, w_ih, w_hh, b_ih, b_hh, act, w_hr)
         out[t], cs[t] = h, c
-    cache = dict(x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, out=out, c=cs, gates=gates,
-                 act=act, reverse=reverse)
+    cache = dict(x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, out=out, c=cs,
+                 gates=gates, act=act, reverse=reverse)
     return out, h, c, cache
 
 
@@ -80,7 +84,7 @@ def lstm_bwd_reference(dout, dh_n, dc_n, cache):
     """BPTT through ``lstm_fwd_reference``.
 
     dout (T,B,H) gradient on every output; dh_n, dc_n (B,H) gradients on the final state.
-    Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh.
+    Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, and dw_hr when there is a projection.
     """
     x, out, cs, gates = cache["x"], cache["out"], cache["c"], cache["gates"]
     w_ih, w_hh, act, reverse = cache["w_ih"], cache["w_hh"], cache["act"], cache["reverse"]
@@ -88,19 +92,27 @@ def lstm_bwd_reference(dout, dh_n, dc_n, cache):
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db = np.zeros(w_hh.shape[0], dtype=x.dtype)
+    w_hr = cache["w_hr"]
+    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
     dh, dc = dh_n, dc_n
     for t in reversed(list(_order(T, reverse))):
         prev = t + 1 if reverse else t - 1
         first = prev < 0 or prev >= T
         h_prev = cache["h0"] if first else out[prev]
         c_prev = cache["c0"] if first else cs[prev]
-        dz, dc = lstm_step_bwd_reference(gates[t], cs[t], c_prev, dout[t] + dh, dc, act)
+        dh_t = dout[t] + dh
+        if w_hr is not None:
+            H = cs.shape[2]
+            dw_hr += dh_t.T @ (gates[t][:, 3 * H:] * _act(cs[t], act))
+            dh_t = dh_t @ w_hr
+        dz, dc = lstm_step_bwd_reference(gates[t], cs[t], c_prev, dh_t, dc, act)
         dx[t] = dz @ w_ih
         dw_ih += dz.T @ x[t]
         dw_hh += dz.T @ h_prev
         db += dz.sum(axis=0)
         dh = dz @ w_hh
-    return dx, dh, dc, dw_ih, dw_hh, db, db.copy()
+    grads = dx, dh, dc, dw_ih, dw_hh, db, db.copy()
+    return grads if w_hr is None else grads + (dw_hr,)
 
 
 def lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, act="tanh",

@@ -43,7 +43,7 @@ def test_step_bwd_matches_reference(rng, act):
     dz = np.empty((B, 4 * H))
     lengths = np.array([3, 1, 2, 5])  # t=1: row 1 is padded
     dc_inout = dc.copy()
-    lstm_step_bwd_cpu(gates, c, c_prev, dout, 1, lengths, ACTIVATIONS[act], dh, dc_inout, dz)
+    lstm_step_bwd_cpu(gates, c, c_prev, dout + dh, 1, lengths, ACTIVATIONS[act], dc_inout, dz)
     valid = lengths > 1
     np.testing.assert_allclose(dz[valid], dz_ref[valid], **close)
     np.testing.assert_allclose(dc_inout[valid], dc_prev_ref[valid], **close)
@@ -81,7 +81,7 @@ def test_seq_fwd_bwd_match_reference(rng, act, reverse):
     dx_ref, dh0_ref, dc0_ref, dwi_ref, *_ = lstm_bwd_packed_reference(dout, dhn, dcn, cache)
     dh, dc, dz = dhn.copy(), dcn.copy(), np.empty((T, B, 4 * H))
     lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, ACTIVATIONS[act], reverse, dh, dc, dz,
-                     np.empty((B, H)), np.empty((B, H)))
+                     np.empty((B, H)), np.empty((B, H)), np.empty((B, H)))
     np.testing.assert_allclose(dh, dh0_ref, **close)
     np.testing.assert_allclose(dc, dc0_ref, **close)
     np.testing.assert_allclose(dz.reshape(T * B, -1) @ w_ih, dx_ref.reshape(T * B, -1), **close)

@@ -137,3 +137,35 @@ def test_no_bias_matches_torch(rng):
     np.testing.assert_allclose(out, ot.detach().numpy(), **tol("float64"))
     np.testing.assert_allclose(dx, xt.grad.numpy(), **tol("float64"))
     assert set(m.grads) == {k for k, _ in tm.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("L,bi,batch_first,lengths", [
+    (1, False, False, None), (2, True, True, [4, 1, 3]), (3, True, False, None)])
+def test_proj_size_matches_torch(rng, dtype, L, bi, batch_first, lengths):
+    T, B, I, H, P = 4, 3, 5, 7, 3
+    D = 2 if bi else 1
+    m = engine.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=batch_first, proj_size=P,
+                    dtype=dtype, seed=4)
+    tm = torch.nn.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=batch_first,
+                       proj_size=P).to(getattr(torch, dtype))
+    assert list(m.state_dict()) == list(tm.state_dict())
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((L * D, B, P)).astype(dtype)
+    c0 = rng.standard_normal((L * D, B, H)).astype(dtype)
+    out, (hn, cn) = m(x, (h0, c0), lengths=lengths)
+    xt, h0t, c0t = (torch.tensor(a, requires_grad=True) for a in (x, h0, c0))
+    inp = xt if lengths is None else pack_padded_sequence(
+        xt, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False)
+    ot, (hnt, cnt) = tm(inp, (h0t, c0t))
+    if lengths is not None:
+        ot, _ = pad_packed_sequence(ot, batch_first=batch_first, total_length=T)
+    gout, ghn, gcn = (rng.standard_normal(a.shape).astype(dtype) for a in (out, hn, cn))
+    ((ot * torch.from_numpy(gout)).sum() + (hnt * torch.from_numpy(ghn)).sum()
+     + (cnt * torch.from_numpy(gcn)).sum()).backward()
+    dx, (dh0, dc0) = m.backward(gout, (ghn, gcn))
+    pairs = {"output": (out, ot), "h_n": (hn, hnt), "c_n": (cn, cnt), "grad_input": (dx, xt.grad),
+             "grad_h0": (dh0, h0t.grad), "grad_c0": (dc0, c0t.grad)}
+    pairs.update({k: (m.grads[k], p.grad) for k, p in tm.named_parameters()})
+    assert_pairs_close(pairs, dtype)
