@@ -35,12 +35,18 @@ def _fail(path, line, problem):
     raise ValueError(f"{path}:{line}: {problem}")
 
 
-def _open_text(path, encoding="utf-8"):
-    """Open a text file, transparently gunzipping ``*.gz``; newline='' as the csv module wants."""
+def _decode(path):
+    """The text of a file: gunzipped when ``*.gz``; UTF-8 (a BOM is dropped), else latin-1.
+
+    Every byte string decodes as latin-1, so the fallback cannot fail; newlines are left as
+    they are (csv handles '\r\n' itself).
+    """
     path = Path(path)
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, newline="")
-    return open(path, encoding=encoding, newline="")
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _to_float(path, line, value, what):
@@ -84,25 +90,24 @@ class CsvTable:
 def read_csv_table(path):
     """Read a CSV file with a header row into a CsvTable of stripped strings.
 
-    Blank lines are skipped.  A row with a different number of fields than the header raises.
+    UTF-8 or latin-1, optionally gzipped (``*.gz``).  Blank lines are skipped.  A row with a different number of fields than the header raises.
     """
     path = Path(path)
-    with _open_text(path) as f:
-        reader = csv.reader(f)
-        header = None
-        rows, lines = [], []
-        for row in reader:
-            line = reader.line_num
-            if not any(field.strip() for field in row):
-                continue
-            row = [field.strip() for field in row]
-            if header is None:
-                header = row
-            elif len(row) != len(header):
-                _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
-            else:
-                rows.append(row)
-                lines.append(line)
+    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    header = None
+    rows, lines = [], []
+    for row in reader:
+        line = reader.line_num
+        if not any(field.strip() for field in row):
+            continue
+        row = [field.strip() for field in row]
+        if header is None:
+            header = row
+        elif len(row) != len(header):
+            _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
+        else:
+            rows.append(row)
+            lines.append(line)
     if header is None:
         _fail(path, 1, "empty file: expected a header row")
     return CsvTable(path, header, rows, lines)
@@ -244,12 +249,7 @@ def read_text(path):
     Newlines are normalised to '\\n'.  An empty or whitespace-only file raises ValueError.
     """
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")  # every byte string decodes: the fallback cannot fail
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _decode(path).replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         _fail(path, 1, "empty text: the file has no characters other than whitespace")
     return text
@@ -357,21 +357,20 @@ def read_ts(path, class_names=None):
     path = Path(path)
     header, X, labels, lines = _TsHeader(), [], [], []
     line = 1
-    with open(path, encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            text = text.strip()
-            if not text or text.startswith("#"):
-                continue
-            if header.data_line is None:
-                if not text.startswith("@"):
-                    _fail(path, line, "data line before any '@data' line (missing '@data'?)")
-                _ts_header_line(path, line, text, header)
-                continue
-            n_channels = header.dimensions or (X[0].shape[1] if X else None)
-            values, label = _ts_data_line(path, line, text, n_channels)
-            X.append(values)
-            labels.append(label)
-            lines.append(line)
+    for line, text in enumerate(_decode(path).splitlines(), start=1):
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        if header.data_line is None:
+            if not text.startswith("@"):
+                _fail(path, line, "data line before any '@data' line (missing '@data'?)")
+            _ts_header_line(path, line, text, header)
+            continue
+        n_channels = header.dimensions or (X[0].shape[1] if X else None)
+        values, label = _ts_data_line(path, line, text, n_channels)
+        X.append(values)
+        labels.append(label)
+        lines.append(line)
     if header.data_line is None:
         _fail(path, line, "no '@data' line found")
     if not X:

@@ -108,6 +108,16 @@ def test_read_csv_series_gzip(tmp_path):
     np.testing.assert_array_equal(ds.read_csv_series(path, "x"), [1.0, 2.0])
 
 
+def test_read_csv_bom_and_latin1(tmp_path):
+    """An Excel export starts with a BOM; an old one may be latin-1: both read as text."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffDate,Close\r\n2020-01-01,1\r\n2020-01-02,2\r\n".encode("utf-8"))
+    np.testing.assert_array_equal(ds.read_price_csv(bom).close, [1.0, 2.0])
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("Prix \u00e9t\u00e9\n1\n2\n".encode("latin-1"))
+    np.testing.assert_array_equal(ds.read_csv_series(latin, "Prix \u00e9t\u00e9"), [1.0, 2.0])
+
+
 def test_read_csv_series_missing_column_lists_available(tmp_path):
     path = write(tmp_path, "s.csv", "month,value\n1,2\n2,3\n")
     with raises_at(path, 1, "'price'", "month", "value"):
