@@ -79,22 +79,25 @@ class CsvTable:
     header: list
     rows: list
     lines: list
+    header_line: int = 1
 
     def column(self, name):
         """Index of the column called ``name``; a missing one lists those available."""
         if name not in self.header:
-            _fail(self.path, 1, f"no column {name!r}; available columns: {self.header}")
+            _fail(self.path, self.header_line,
+                  f"no column {name!r}; available columns: {self.header}")
         return self.header.index(name)
 
 
 def read_csv_table(path):
     """Read a CSV file with a header row into a CsvTable of stripped strings.
 
-    UTF-8 or latin-1, optionally gzipped (``*.gz``).  Blank lines are skipped.  A row with a different number of fields than the header raises.
+    UTF-8 or latin-1, optionally gzipped (``*.gz``).  Blank lines are skipped.  A row with a
+    different number of fields than the header raises.
     """
     path = Path(path)
     reader = csv.reader(io.StringIO(_decode(path), newline=""))
-    header = None
+    header, header_line = None, 1
     rows, lines = [], []
     for row in reader:
         line = reader.line_num
@@ -102,7 +105,7 @@ def read_csv_table(path):
             continue
         row = [field.strip() for field in row]
         if header is None:
-            header = row
+            header, header_line = row, line
         elif len(row) != len(header):
             _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
         else:
@@ -110,7 +113,7 @@ def read_csv_table(path):
             lines.append(line)
     if header is None:
         _fail(path, 1, "empty file: expected a header row")
-    return CsvTable(path, header, rows, lines)
+    return CsvTable(path, header, rows, lines, header_line)
 
 
 def read_csv_series(path, column, min_length=2):
@@ -156,8 +159,9 @@ def _pick_column(table, given, preferred, what):
     for name in preferred:
         if name in lowered:
             return lowered.index(name)
-    _fail(table.path, 1, f"no {what} column found (looked for {list(preferred)}); "
-                         f"available columns: {table.header}; name one explicitly")
+    _fail(table.path, table.header_line,
+          f"no {what} column found (looked for {list(preferred)}); "
+          f"available columns: {table.header}; name one explicitly")
 
 
 def _parse_date(path, line, value):
@@ -392,8 +396,9 @@ def read_sequence_csv(path, class_names=None):
     """
     table = read_csv_table(path)
     if len(table.header) < 3:
-        _fail(table.path, 1, f"{len(table.header)} columns {table.header}; expected "
-                             "sequence id, label, then at least one feature")
+        _fail(table.path, table.header_line,
+              f"{len(table.header)} columns {table.header}; expected sequence id, label, "
+              "then at least one feature")
     starts = [i for i, row in enumerate(table.rows) if i == 0 or row[0] != table.rows[i - 1][0]]
     seen, X, labels, lines = set(), [], [], []
     for a, b in zip(starts, starts[1:] + [len(table.rows)]):

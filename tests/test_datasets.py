@@ -124,6 +124,12 @@ def test_read_csv_series_missing_column_lists_available(tmp_path):
         ds.read_csv_series(path, "price")
 
 
+def test_missing_column_names_the_header_line(tmp_path):
+    path = write(tmp_path, "s.csv", "\n\nmonth,value\n1,2\n")
+    with raises_at(path, 3, "'price'"):
+        ds.read_csv_series(path, "price")
+
+
 def test_read_csv_series_non_numeric_quoted(tmp_path):
     path = write(tmp_path, "s.csv", "month,value\n1,2\n2,abc\n3,4\n")
     with raises_at(path, 3, "'abc'", "non-numeric"):
