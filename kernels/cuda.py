@@ -53,7 +53,7 @@ def launch_config(B, H):
 
 
 # ----------------------------------------------------------------------------- helpers
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def prev_state(s, s0, p, lengths, b, k):
     """s[p, b, k] if step p is valid for sequence b, else its initial state s0[b, k]."""
     if 0 <= p < lengths[b]:
@@ -73,7 +73,7 @@ def gather_prev_kernel(s, s0, p, lengths, out):
         out[b, j] = prev_state(s, s0, p, lengths, b, j)
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def _cell_fwd_store(i_pre, f_pre, g_pre, o_pre, c_prev, act, t, b, j, H, h, c, gates):
     i, f, g, o, c_new, h_new = lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act)
     gates[t, b, j] = i
