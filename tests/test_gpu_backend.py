@@ -86,6 +86,38 @@ def test_cupy_in_gives_cupy_out(rng):
                                    **tol(np.float32))
 
 
+@pytest.mark.skipif(SIMULATED, reason="CuPy's allocator exists only on a real GPU")
+@pytest.mark.parametrize("variant", ["fused", "gemm"])
+def test_time_loops_allocate_nothing(rng, variant):
+    """seq_fwd and seq_bwd make no CuPy allocation: every buffer comes from the caller."""
+    import cupy
+
+    T, B, H = 5, 3, 33
+    r = lambda *s: cupy.asarray(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    xproj, w_hh, h0, c0, dout = r(T, B, 4 * H), r(4 * H, H), r(B, H), r(B, H), r(T, B, H)
+    w_hh_t, lengths = cupy.ascontiguousarray(w_hh.T), cupy.asarray([5, 2, 4])
+    h, c, gates, dz = r(T, B, H), r(T, B, H), r(T, B, 4 * H), r(T, B, 4 * H)
+    dh, dc = r(B, H), r(B, H)
+    scratch = {"h_prev": r(B, H), "c_prev": r(B, H), "rec": r(B, 4 * H), "dh_rec": r(B, H)}
+    b = GPUBackend(variant)
+
+    def both():
+        b.seq_fwd(xproj, w_hh_t, h0, c0, lengths, 0, False, h, c, gates, scratch)
+        b.seq_bwd(dout, gates, c, c0, w_hh, lengths, 0, False, dh, dc, dz, scratch)
+
+    both()  # compiles the kernels
+    pool, sizes = cupy.get_default_memory_pool(), []
+
+    def counting(size):
+        sizes.append(size)
+        return pool.malloc(size)
+
+    with cupy.cuda.using_allocator(counting):
+        both()
+    b.synchronize()
+    assert sizes == []
+
+
 def test_auto_variant_rule():
     b = GPUBackend()
     assert b.fwd_variant == "auto"
