@@ -5,7 +5,9 @@ product, and the whole-sequence LSTM kernels.  The orchestrator in ``engine.lstm
 once against this interface and never branches on which backend it holds.
 
 Selection: the ``backend=`` argument, else the ``ENGINE_BACKEND`` environment variable, else
-``"cpu"``.  ``"auto"`` picks ``"gpu"`` when CUDA and CuPy are usable, else ``"cpu"``.
+``"cpu"``.  ``"auto"`` picks ``"gpu"`` when CUDA and CuPy are usable, else ``"cpu"`` (never the
+CUDA simulator: that is a test tool).  A backend instance, e.g.
+``engine.gpu.GPUBackend(fwd_variant="gemm")``, is used as given.
 """
 import os
 
@@ -60,6 +62,8 @@ class CPUBackend:
 
 def get_backend(name=None):
     """Resolve a backend name (or None: ``ENGINE_BACKEND``, default ``"cpu"``) to an instance."""
+    if hasattr(name, "seq_fwd"):  # already a backend instance
+        return name
     if name is None:
         name = os.environ.get("ENGINE_BACKEND", "cpu") or "cpu"
     if not isinstance(name, str) or name.lower() not in BACKENDS:
@@ -70,5 +74,5 @@ def get_backend(name=None):
     from engine import gpu  # imported lazily: CuPy and a CUDA driver are optional
 
     if name == "auto":
-        return gpu.GPUBackend() if gpu.gpu_available()[0] else CPUBackend()
+        return gpu.GPUBackend() if gpu.gpu_available(allow_simulator=False)[0] else CPUBackend()
     return gpu.GPUBackend()
