@@ -7,7 +7,8 @@ Output modes:
 - "many_to_many": the output at every step, (N, T, F); targets (N, T) class ids for
   cross-entropy or (N, T, F) for MSE.  With ``lengths`` the loss ignores steps t >= lengths[n].
 - "many_to_one": after the last LSTM only the last valid step is kept (step lengths[n] - 1, or
-  T - 1 without lengths), so layers after it see (N, F); targets (N,) or (N, F).
+  T - 1 without lengths; a bidirectional LSTM's reverse half comes from step 0), so layers
+  after it see (N, F); targets (N,) or (N, F).
 
 Variable lengths: when ``LSTM.forward`` accepts ``lengths`` it is passed through.  Otherwise a
 unidirectional LSTM is still exact here, because post-padding cannot reach earlier steps and the
@@ -132,21 +133,35 @@ class Sequential:
         return x, new_states
 
     def _gather_last(self, out, lengths):
-        """(B, T, F) -> (B, F) at each sequence's last valid step."""
+        """(B, T, F) -> (B, F): each sequence's final output.  A bidirectional LSTM's forward
+        half is taken at the last valid step and its reverse half at step 0, where the reverse
+        direction has read the whole sequence (PyTorch's h_n, Keras's Bidirectional)."""
         B, T = out.shape[:2]
-        last = np.full(B, T - 1) if lengths is None else lengths - 1
-        last = self.backend.asarray(last)
+        last = self.backend.asarray(np.full(B, T - 1) if lengths is None else lengths - 1)
         rows = self.backend.xp.arange(B)
-        return out[rows, last], (out.shape, rows, last)
+        lstm = self.layers[self._gather_after]
+        if not lstm.bidirectional:
+            return out[rows, last], (out.shape, rows, last, None)
+        H = lstm.hidden_size
+        both = self.backend.xp.concatenate([out[rows, last, :H], out[:, 0, H:]], axis=1)
+        return both, (out.shape, rows, last, H)
+
+    def _scatter_last(self, grad):
+        """Backward of ``_gather_last``: (B, F) -> (B, T, F), zero at the other steps."""
+        shape, rows, last, H = self._saved
+        full = self.backend.xp.zeros(shape, grad.dtype)
+        if H is None:
+            full[rows, last] = grad
+        else:
+            full[rows, last, :H] = grad[:, :H]
+            full[:, 0, H:] = grad[:, H:]
+        return full
 
     def backward(self, grad):
         """Backpropagate dL/d(output) through the latest forward; fills every layer's grads."""
         for i in reversed(range(len(self.layers))):
             if i == self._gather_after:
-                shape, rows, last = self._saved
-                full = self.backend.xp.zeros(shape, grad.dtype)
-                full[rows, last] = grad
-                grad = full
+                grad = self._scatter_last(grad)
             layer = self.layers[i]
             grad = _lstm_backward(layer, grad) if isinstance(layer, LSTM) else \
                 layer.backward(grad)
@@ -162,6 +177,7 @@ class Sequential:
                             f"{type(optimizer).__name__}")
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be None or > 0, got {clip_norm!r}")
+        clip_norm = None if clip_norm is None else float(clip_norm)
         self.loss, self.optimizer, self.clip_norm = loss, optimizer, clip_norm
         return self
 

@@ -51,6 +51,31 @@ def test_many_to_one_with_lengths_matches_torch_packed(rng, dtype):
                                        err_msg=prefix + name)
 
 
+def test_bidirectional_many_to_one_uses_h_n(rng):
+    """The reverse half of a bidirectional many-to-one output is the reverse direction's final
+    state (step 0), as PyTorch's h_n: output and gradients against torch."""
+    lstm = LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype="float64",
+                seed=0)
+    dense = Dense(8, 2, dtype="float64", seed=1)
+    model = Sequential([lstm, dense], output="many_to_one").compile("mse", SGD(0.0))
+    x = rng.standard_normal((3, 5, 3))
+    y = rng.standard_normal((3, 2))
+    out, _ = model._run(x, None, None)
+    loss, grad = model._loss_and_grad(out, y, None)
+    model.backward(grad)
+    t_lstm = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True,
+                           dtype=torch.float64)
+    t_lstm.load_state_dict({k: torch.from_numpy(v) for k, v in lstm.state_dict().items()})
+    t_dense = torch.nn.Linear(8, 2, dtype=torch.float64)
+    t_dense.load_state_dict({k: torch.from_numpy(v) for k, v in dense.state_dict().items()})
+    _, (h_n, _) = t_lstm(torch.from_numpy(x))
+    ref_out = t_dense(torch.cat([h_n[-2], h_n[-1]], dim=1))
+    torch.nn.functional.mse_loss(ref_out, torch.from_numpy(y)).backward()
+    np.testing.assert_allclose(out, ref_out.detach().numpy(), **tol(np.float64))
+    for name, p in t_lstm.named_parameters():
+        np.testing.assert_allclose(model.grads["0." + name], p.grad.numpy(), **tol(np.float64))
+
+
 def test_many_to_many_mask_matches_torch_packed(rng):
     """Time-major LSTM inside the model, MSE averaged over the valid steps only."""
     lstm = LSTM(3, 5, seed=1)  # batch_first=False: the model transposes for it
