@@ -206,6 +206,9 @@ class Sequential:
             tbptt = check_int("tbptt", tbptt, 1)
             if self.output != "many_to_many":
                 raise ValueError("tbptt needs output='many_to_many'")
+            if any(getattr(layer, "bidirectional", False) for layer in self.layers):
+                raise ValueError("tbptt needs unidirectional LSTMs: a reverse direction cannot "
+                                 "carry its state from one chunk to the next")
         if validation_data is not None:
             validation_data = self._check_data(*_unpack_validation(validation_data))
         history = {"loss": []} if validation_data is None else {"loss": [], "val_loss": []}

@@ -244,6 +244,10 @@ def test_rejects_bad_arguments(rng):
         m.fit(x, y, tbptt=2, verbose=False)
     with pytest.raises(ValueError, match="batch_size"):
         m.fit(x, y, batch_size=0, verbose=False)
+    bi = Sequential([LSTM(2, 3, bidirectional=True, batch_first=True)]).compile("mse", SGD(0.1))
+    with pytest.raises(ValueError, match="unidirectional"):
+        bi.fit(rng.standard_normal((4, 6, 2)).astype(np.float32),
+               rng.standard_normal((4, 6, 6)).astype(np.float32), tbptt=3, verbose=False)
     with pytest.raises(ValueError, match="loss"):
         m.compile("hinge", SGD(0.1))
     with pytest.raises(TypeError, match="optimizer"):
