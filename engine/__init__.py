@@ -1,7 +1,17 @@
 """lstm-engine: a fused LSTM with PyTorch's interface, on Numba CPU and CUDA kernels."""
 from engine import baselines, datasets, windows
+from engine import interop as _interop
 from engine.backends import get_backend
+from engine.checkpoint import load
+from engine.layers import Dense, Embedding
+from engine.losses import mse, softmax_cross_entropy
 from engine.lstm import LSTM
+from engine.model import Sequential, set_forget_bias
+from engine.optim import SGD, Adam, clip_grad_norm
 
-__all__ = ["LSTM", "baselines", "datasets", "get_backend", "windows"]
+_interop.attach()
+
+__all__ = ["LSTM", "Adam", "Dense", "Embedding", "SGD", "Sequential", "baselines",
+           "clip_grad_norm", "datasets", "get_backend", "load", "mse", "set_forget_bias",
+           "softmax_cross_entropy", "windows"]
 __version__ = "0.1.0"

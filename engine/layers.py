@@ -1,0 +1,235 @@
+"""Non-recurrent layers for the training stack: ``Dense`` (linear + activation) and ``Embedding``.
+
+Both follow ``engine.LSTM``'s conventions: parameters in ``params`` (name -> backend array, with
+``torch.nn.Linear`` / ``torch.nn.Embedding`` names), gradients in ``grads`` (same keys,
+overwritten by each ``backward``), ``backward`` runs through the latest ``forward``, and
+``state_dict`` / ``load_state_dict`` exchange NumPy copies.
+"""
+import math
+
+import numpy as np
+
+from engine.backends import get_backend
+from engine.checks import array_module, check_array, check_choice, check_dtype, check_int
+
+DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
+
+
+class ParamModule:
+    """Shared parameter handling: subclasses set ``params``, ``dtype``, ``backend`` and define
+    ``param_shapes()``."""
+
+    def state_dict(self):
+        """{name: NumPy array} copies of the parameters."""
+        return {name: np.array(self.backend.to_numpy(p)) for name, p in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Load parameters from a mapping of array-likes; all problems are reported in one
+        ValueError and nothing changes unless every entry is valid.  Arrays are written in
+        place, so optimizers holding references keep seeing the live parameters."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        shapes = self.param_shapes()
+        problems = [f"missing key {k!r}" for k in shapes if k not in state_dict]
+        problems += [f"unexpected key {k!r}" for k in state_dict if k not in shapes]
+        loaded = {}
+        for name in shapes.keys() & state_dict.keys():
+            try:
+                a = np.asarray(state_dict[name], dtype=self.dtype)
+            except (TypeError, ValueError, RuntimeError) as e:
+                problems.append(f"{name!r} is not numeric ({e})")
+                continue
+            if a.shape != shapes[name]:
+                problems.append(f"{name!r} has shape {a.shape}, expected {shapes[name]}")
+            elif not np.isfinite(a).all():
+                problems.append(f"{name!r} contains NaN or Inf")
+            loaded[name] = a
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " +
+                             "; ".join(sorted(problems)))
+        for name, a in loaded.items():
+            self.params[name][...] = self.backend.asarray(a)
+
+
+class Dense(ParamModule):
+    """Affine map on the last axis, ``y = act(x @ W^T + b)``, like ``torch.nn.Linear``.
+
+    Args:
+        in_features (F_in), out_features (F_out): sizes of the last axis.
+        activation: None (identity), "tanh", "relu" or "sigmoid".
+        bias: learn b when True.
+        dtype: "float32" or "float64"; inputs must already have it.
+        backend: "cpu", "gpu", "auto" or None (``ENGINE_BACKEND``).
+        seed: seed of PyTorch's U(-1/sqrt(F_in), 1/sqrt(F_in)) initialisation.
+
+    Parameters: ``weight`` (F_out, F_in), ``bias`` (F_out,).
+    """
+
+    def __init__(self, in_features, out_features, activation=None, bias=True, dtype="float32",
+                 backend=None, seed=None):
+        self.in_features = check_int("in_features", in_features, 1)
+        self.out_features = check_int("out_features", out_features, 1)
+        self.activation = check_choice("activation", activation, DENSE_ACTIVATIONS)
+        self.bias = bool(bias)
+        self.dtype = check_dtype(dtype)
+        self.backend = get_backend(backend)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / math.sqrt(self.in_features)
+        self.params = {n: self.backend.asarray(rng.uniform(-k, k, s).astype(self.dtype))
+                       for n, s in self.param_shapes().items()}
+        self.grads = {}
+        self._saved = None
+
+    def param_shapes(self):
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def forward(self, x):
+        """x: (..., F_in) of the layer's dtype, any rank >= 1.  Returns y: (..., F_out)."""
+        ndim = getattr(x, "ndim", np.ndim(x))
+        if ndim < 1:
+            raise ValueError(f"input must have shape (..., in_features={self.in_features}), "
+                             f"got a scalar")
+        x = self.backend.asarray(check_array(
+            "input", x, self.dtype, (None,) * (ndim - 1) + (self.in_features,),
+            f"(..., in_features={self.in_features})"))
+        x2 = x.reshape(-1, self.in_features)
+        y = self.backend.matmul(x2, self.params["weight"].T)
+        if self.bias:
+            y += self.params["bias"]
+        y = _activate(self.backend.xp, self.activation, y)
+        self._saved = {"x2": x2, "y": y, "shape": x.shape}
+        return y.reshape(x.shape[:-1] + (self.out_features,))
+
+    __call__ = forward
+
+    def backward(self, grad):
+        """grad: dL/dy, shaped like forward's output.  Returns dL/dx shaped like x and writes
+        ``grads['weight']`` (F_out, F_in) and ``grads['bias']`` (F_out,)."""
+        if self._saved is None:
+            raise ValueError("backward() needs a forward() first")
+        s = self._saved
+        out_shape = s["shape"][:-1] + (self.out_features,)
+        g = self.backend.asarray(check_array("grad", grad, self.dtype, out_shape,
+                                             f"{out_shape} (the shape of forward's output)"))
+        dz = _activate_grad(self.activation, g.reshape(-1, self.out_features), s["y"])
+        self.grads = {"weight": self.backend.matmul(dz.T, s["x2"])}
+        if self.bias:
+            self.grads["bias"] = dz.sum(axis=0)
+        return self.backend.matmul(dz, self.params["weight"]).reshape(s["shape"])
+
+    def __repr__(self):
+        return (f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r}"
+                f", bias={self.bias}, dtype={self.dtype.name!r}, "
+                f"backend={self.backend.name!r})")
+
+
+def _activate(xp, name, z):
+    """Apply the activation in place on a fresh array z."""
+    if name == "tanh":
+        xp.tanh(z, out=z)
+    elif name == "relu":
+        xp.maximum(z, 0, out=z)
+    elif name == "sigmoid":
+        # 1 / (1 + exp(-z)) overflows harmlessly to 0 for very negative z (exp -> inf).
+        with np.errstate(over="ignore"):
+            xp.negative(z, out=z)
+            xp.exp(z, out=z)
+            z += 1
+            xp.reciprocal(z, out=z)
+    return z
+
+
+def _activate_grad(name, g, y):
+    """dL/dz from dL/dy = g and the saved activation output y (derivatives from outputs)."""
+    if name is None:
+        return g
+    if name == "tanh":
+        return g * (1 - y * y)
+    if name == "relu":
+        return g * (y > 0)
+    return g * y * (1 - y)
+
+
+class Embedding(ParamModule):
+    """Lookup table for integer tokens, like ``torch.nn.Embedding``.
+
+    Args:
+        num_embeddings (V): vocabulary size; indices must lie in [0, V).
+        embedding_dim (E): size of each vector.
+        dtype, backend: as for ``Dense``.
+        seed: seed of PyTorch's N(0, 1) initialisation.
+
+    Parameter: ``weight`` (V, E).  The input is not differentiable, so ``backward`` returns None.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, dtype="float32", backend=None, seed=None):
+        self.num_embeddings = check_int("num_embeddings", num_embeddings, 1)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1)
+        self.dtype = check_dtype(dtype)
+        self.backend = get_backend(backend)
+        rng = np.random.default_rng(seed)
+        self.params = {"weight": self.backend.asarray(
+            rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype))}
+        self.grads = {}
+        self._saved = None
+
+    def param_shapes(self):
+        return {"weight": (self.num_embeddings, self.embedding_dim)}
+
+    def forward(self, idx):
+        """idx: integer array of any shape (...), values in [0, V).  Returns (..., E)."""
+        idx = self.backend.asarray(check_indices("input", idx, self.num_embeddings))
+        self._saved = idx
+        return self.params["weight"][idx]
+
+    __call__ = forward
+
+    def backward(self, grad):
+        """grad: (..., E) like forward's output.  Writes ``grads['weight']`` (V, E), summing the
+        rows of repeated tokens; returns None."""
+        if self._saved is None:
+            raise ValueError("backward() needs a forward() first")
+        idx = self._saved
+        shape = tuple(idx.shape) + (self.embedding_dim,)
+        g = self.backend.asarray(check_array("grad", grad, self.dtype, shape,
+                                             f"{shape} (the shape of forward's output)"))
+        xp = self.backend.xp
+        gw = xp.zeros((self.num_embeddings, self.embedding_dim), self.dtype)
+        _scatter_add(xp, gw, idx.reshape(-1), g.reshape(-1, self.embedding_dim))
+        self.grads = {"weight": gw}
+        return None
+
+    def __repr__(self):
+        return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend.name!r})")
+
+
+def check_indices(name, idx, n):
+    """Check an integer index array with values in [0, n); returns it unchanged."""
+    if isinstance(idx, (list, tuple)):
+        idx = np.asarray(idx)
+    if not hasattr(idx, "dtype"):
+        raise TypeError(f"{name} must be an integer array, got {type(idx).__name__}")
+    if not np.issubdtype(np.dtype(idx.dtype), np.integer):
+        raise TypeError(f"{name} must have an integer dtype (token ids), got {idx.dtype}")
+    if idx.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(idx.shape)}")
+    xp = array_module(idx)
+    lo, hi = int(xp.min(idx)), int(xp.max(idx))
+    if lo < 0 or hi >= n:
+        raise ValueError(f"{name} values must lie in [0, {n}), got values in [{lo}, {hi}]")
+    return idx
+
+
+def _scatter_add(xp, target, idx, rows):
+    """target[idx[k]] += rows[k] for every k, with repeated indices accumulated."""
+    if xp is np:
+        np.add.at(target, idx, rows)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, idx, rows)
+

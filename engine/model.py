@@ -1,0 +1,419 @@
+"""``Sequential``: Embedding / LSTM / Dense layers trained with a loss and an optimizer.
+
+Data at this API is batch-first: x is (N, T, I) floats, or (N, T) token ids when the first layer
+is an ``Embedding``.  Each LSTM is fed in its own layout (``batch_first`` or not).
+
+Output modes:
+- "many_to_many": the output at every step, (N, T, F); targets (N, T) class ids for
+  cross-entropy or (N, T, F) for MSE.  With ``lengths`` the loss ignores steps t >= lengths[n].
+- "many_to_one": after the last LSTM only the last valid step is kept (step lengths[n] - 1, or
+  T - 1 without lengths; a bidirectional LSTM's reverse half comes from step 0), so layers
+  after it see (N, F); targets (N,) or (N, F).
+
+Variable lengths: when ``LSTM.forward`` accepts ``lengths`` it is passed through.  Otherwise a
+unidirectional LSTM is still exact here, because post-padding cannot reach earlier steps and the
+padded steps get zero gradient from the loss mask; a bidirectional one raises.
+"""
+import inspect
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from engine.checks import check_int
+from engine.layers import Dense, Embedding
+from engine.losses import mse, softmax_cross_entropy
+from engine.lstm import LSTM
+from engine.optim import Optimizer, clip_grad_norm
+
+OUTPUTS = ("many_to_many", "many_to_one")
+LOSSES = {"mse": mse, "cross_entropy": softmax_cross_entropy}
+
+
+def set_forget_bias(lstm, value=1.0):
+    """Initialise the forget gate's total bias to ``value`` in every layer and direction of an
+    ``LSTM`` (Keras ``unit_forget_bias``): the f block (rows H:2H) of ``bias_ih`` is set to
+    ``value`` and that of ``bias_hh`` to 0, in place."""
+    if not isinstance(lstm, LSTM):
+        raise TypeError(f"lstm must be an engine.LSTM, got {type(lstm).__name__}")
+    if not lstm.bias:
+        raise ValueError("set_forget_bias needs an LSTM built with bias=True")
+    H = lstm.hidden_size
+    for name, p in lstm.params.items():
+        if name.startswith("bias_ih"):
+            p[H:2 * H] = value
+        elif name.startswith("bias_hh"):
+            p[H:2 * H] = 0
+
+
+class Sequential:
+    """A stack of layers with Keras-like ``compile`` / ``fit`` / ``predict`` / ``evaluate``.
+
+    Args:
+        layers: list of ``Embedding`` (first only), ``LSTM`` and ``Dense`` sharing one dtype and
+            backend.
+        output: "many_to_many" or "many_to_one" (needs an LSTM).
+        forget_bias: total forget-gate bias given to every LSTM with biases (default 1.0);
+            None keeps PyTorch's initialisation.
+    """
+
+    def __init__(self, layers, output="many_to_many", forget_bias=1.0):
+        self.layers = _check_layers(layers)
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
+        lstm_idx = [i for i, layer in enumerate(self.layers) if isinstance(layer, LSTM)]
+        if output == "many_to_one" and not lstm_idx:
+            raise ValueError("output='many_to_one' needs an LSTM layer to take the last step of")
+        self._gather_after = lstm_idx[-1] if output == "many_to_one" else None
+        if forget_bias is not None:
+            forget_bias = float(forget_bias)
+            for i in lstm_idx:
+                if self.layers[i].bias:
+                    set_forget_bias(self.layers[i], forget_bias)
+        self.forget_bias = forget_bias
+        self.backend = self.layers[0].backend
+        self.dtype = self.layers[0].dtype
+        self.loss = self.optimizer = self.clip_norm = None
+        self.epoch = 0  # epochs completed by fit, saved in checkpoints
+        self._saved = None
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def params(self):
+        """Flat {"<layer index>.<name>": backend array}, the live parameters."""
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in layer.params.items()}
+
+    @property
+    def grads(self):
+        """Flat gradients of the latest backward, keyed like ``params``."""
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in layer.grads.items()}
+
+    def state_dict(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in layer.state_dict().items()}
+
+    def load_state_dict(self, state_dict):
+        """Load ``state_dict()`` output; every layer validates its own entries first."""
+        per_layer = [{} for _ in self.layers]
+        for key, a in state_dict.items():
+            idx, _, name = key.partition(".")
+            if not idx.isdigit() or int(idx) >= len(self.layers):
+                raise ValueError(f"load_state_dict: unexpected key {key!r}")
+            per_layer[int(idx)][name] = a
+        for layer, sd in zip(self.layers, per_layer):
+            layer.load_state_dict(sd)
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward(self, x, lengths=None):
+        """x: (B, T, I) floats or (B, T) token ids (backend array).  Returns the output."""
+        x = self.backend.asarray(x)
+        if lengths is not None:
+            lengths = _check_lengths(lengths, x.shape[0], x.shape[1])
+        return self._run(x, None, lengths)[0]
+
+    __call__ = forward
+
+    def _run(self, x, states, lengths):
+        """Forward through every layer.  states: None or one (h, c) per LSTM (carried by
+        truncated BPTT).  Returns (output, new states)."""
+        new_states, k, ctx = [], 0, []
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, LSTM):
+                state = None if states is None else states[k]
+                x, st = _lstm_forward(layer, x, state, lengths)
+                new_states.append(st)
+                k += 1
+            else:
+                x = layer.forward(x)
+            if i == self._gather_after:
+                x, ctx = self._gather_last(x, lengths)
+        self._saved = ctx
+        return x, new_states
+
+    def _gather_last(self, out, lengths):
+        """(B, T, F) -> (B, F): each sequence's final output.  A bidirectional LSTM's forward
+        half is taken at the last valid step and its reverse half at step 0, where the reverse
+        direction has read the whole sequence (PyTorch's h_n, Keras's Bidirectional)."""
+        B, T = out.shape[:2]
+        last = self.backend.asarray(np.full(B, T - 1) if lengths is None else lengths - 1)
+        rows = self.backend.xp.arange(B)
+        lstm = self.layers[self._gather_after]
+        if not lstm.bidirectional:
+            return out[rows, last], (out.shape, rows, last, None)
+        H = lstm.hidden_size
+        both = self.backend.xp.concatenate([out[rows, last, :H], out[:, 0, H:]], axis=1)
+        return both, (out.shape, rows, last, H)
+
+    def _scatter_last(self, grad):
+        """Backward of ``_gather_last``: (B, F) -> (B, T, F), zero at the other steps."""
+        shape, rows, last, H = self._saved
+        full = self.backend.xp.zeros(shape, grad.dtype)
+        if H is None:
+            full[rows, last] = grad
+        else:
+            full[rows, last, :H] = grad[:, :H]
+            full[:, 0, H:] = grad[:, H:]
+        return full
+
+    def backward(self, grad):
+        """Backpropagate dL/d(output) through the latest forward; fills every layer's grads."""
+        for i in reversed(range(len(self.layers))):
+            if i == self._gather_after:
+                grad = self._scatter_last(grad)
+            layer = self.layers[i]
+            grad = _lstm_backward(layer, grad) if isinstance(layer, LSTM) else \
+                layer.backward(grad)
+
+    # ------------------------------------------------------------------ training
+    def compile(self, loss, optimizer, clip_norm=None):
+        """Choose the loss ("mse" or "cross_entropy"), an ``engine.optim`` optimizer and
+        optional gradient clipping by global norm."""
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an engine SGD or Adam, got "
+                            f"{type(optimizer).__name__}")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be None or > 0, got {clip_norm!r}")
+        clip_norm = None if clip_norm is None else float(clip_norm)
+        self.loss, self.optimizer, self.clip_norm = loss, optimizer, clip_norm
+        return self
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
+            lengths=None, tbptt=None, verbose=True):
+        """Train with mini-batches; returns {"loss": [...], "val_loss": [...]} per epoch.
+
+        Args:
+            x: (N, T, I) of the model's dtype, or (N, T) ints for an Embedding first layer.
+            y: targets (see the module docstring), N rows.
+            epochs, batch_size: ints >= 1; the last batch may be smaller.
+            validation_data: optional (x_val, y_val) or (x_val, y_val, lengths_val).
+            shuffle, seed: the order of epoch e is a permutation drawn from seed and the
+                model's epoch counter, so a resumed run sees the same batches.
+            lengths: optional (N,) ints in [1, T].
+            tbptt: optional chunk length K (many_to_many only): each batch is cut into chunks
+                of K steps, with one update per chunk and (h, c) carried between chunks
+                without backpropagating through the boundary.
+            verbose: show a tqdm bar with the running loss and samples/s.
+        """
+        self._require_compiled()
+        x, y, lengths = self._check_data(x, y, lengths)
+        epochs = check_int("epochs", epochs, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
+        if tbptt is not None:
+            tbptt = check_int("tbptt", tbptt, 1)
+            if self.output != "many_to_many":
+                raise ValueError("tbptt needs output='many_to_many'")
+            if any(getattr(layer, "bidirectional", False) for layer in self.layers):
+                raise ValueError("tbptt needs unidirectional LSTMs: a reverse direction cannot "
+                                 "carry its state from one chunk to the next")
+        if validation_data is not None:
+            validation_data = self._check_data(*_unpack_validation(validation_data))
+        history = {"loss": []} if validation_data is None else {"loss": [], "val_loss": []}
+        for _ in range(epochs):
+            order = _epoch_order(len(x), shuffle, seed, self.epoch)
+            history["loss"].append(self._train_epoch(x, y, lengths, order, batch_size, tbptt,
+                                                     verbose))
+            self.epoch += 1
+            if validation_data is not None:
+                history["val_loss"].append(self._evaluate(*validation_data, batch_size))
+        return history
+
+    def _train_epoch(self, x, y, lengths, order, batch_size, tbptt, verbose):
+        total, count = 0.0, 0
+        bar = tqdm(total=len(order), unit="sample", unit_scale=True, disable=not verbose,
+                   desc=f"epoch {self.epoch + 1}", leave=True)
+        with bar:
+            for start in range(0, len(order), batch_size):
+                xb, yb, lb = _take(order[start:start + batch_size], x, y, lengths, self.backend)
+                loss = self._train_tbptt(xb, yb, lb, tbptt) if tbptt else \
+                    self._train_step(xb, yb, lb)
+                n = self._weight(lb, xb.shape)
+                total += float(loss) * n
+                count += n
+                bar.update(len(xb))
+                bar.set_postfix(loss=f"{total / count:.4g}", refresh=False)
+        return total / count
+
+    def _train_step(self, xb, yb, lb):
+        """One forward/backward/update on a whole batch; returns the loss (0-d array)."""
+        return self._update_on(xb, yb, lb, lb, None, 0)[0]
+
+    def _train_tbptt(self, xb, yb, lb, K):
+        """Truncated BPTT over chunks of K steps, one update per chunk; (h, c) is carried to
+        the next chunk as plain arrays, so no gradient crosses the boundary.  The LSTM gets no
+        lengths here (chunks may hold ended sequences); the loss mask still excludes padding.
+        Returns the step-weighted mean chunk loss."""
+        T = xb.shape[1]
+        states, total, steps = None, 0.0, 0
+        for t0 in range(0, T, K):
+            if lb is not None and int(lb.max()) <= t0:
+                break  # every sequence has ended
+            t1 = min(t0 + K, T)
+            loss, states = self._update_on(xb[:, t0:t1], yb[:, t0:t1], lb, None, states, t0)
+            total += float(loss) * (t1 - t0)
+            steps += t1 - t0
+        return total / steps
+
+    def _update_on(self, xb, yb, lb, lstm_lengths, states, t0):
+        """Forward (from ``states``), loss on steps t0.., backward, clip, optimizer step.
+        Returns (loss, the LSTMs' final states)."""
+        out, new_states = self._run(xb, states, lstm_lengths)
+        loss, grad = self._loss_and_grad(out, yb, lb, t0)
+        self.backward(grad)
+        grads = self.grads
+        if self.clip_norm is not None:
+            clip_grad_norm(grads, self.clip_norm)
+        self.optimizer.step(self.params, grads)
+        return loss, new_states
+
+    def _loss_and_grad(self, out, yb, lb, t0=0):
+        mask = None
+        if lb is not None and self.output == "many_to_many":
+            steps = np.arange(t0, t0 + out.shape[1])
+            mask = self.backend.asarray(steps[None, :] < lb[:, None])
+        return LOSSES[self.loss](out, self.backend.asarray(yb), mask)
+
+    def _weight(self, lb, shape):
+        """How many loss terms a batch averages over (to combine batch means)."""
+        if self.output == "many_to_one" or len(shape) < 2:
+            return shape[0]
+        return shape[0] * shape[1] if lb is None else int(lb.sum())
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, x, batch_size=256, lengths=None):
+        """Outputs for all N samples as a NumPy array, computed batch by batch."""
+        batch_size = check_int("batch_size", batch_size, 1)
+        x, _, lengths = self._check_data(x, None, lengths)
+        outs = []
+        for start in range(0, len(x), batch_size):
+            xb, _, lb = _take(slice(start, start + batch_size), x, None, lengths, self.backend)
+            outs.append(self.backend.to_numpy(self._run(xb, None, lb)[0]))
+        return np.concatenate(outs)
+
+    def evaluate(self, x, y, batch_size=256, lengths=None):
+        """Mean loss over all valid positions of (x, y), as a float."""
+        self._require_compiled()
+        batch_size = check_int("batch_size", batch_size, 1)
+        return self._evaluate(*self._check_data(x, y, lengths), batch_size)
+
+    def _evaluate(self, x, y, lengths, batch_size):
+        total, count = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            xb, yb, lb = _take(slice(start, start + batch_size), x, y, lengths, self.backend)
+            loss, _ = self._loss_and_grad(self._run(xb, None, lb)[0], yb, lb)
+            n = self._weight(lb, xb.shape)
+            total += float(loss) * n
+            count += n
+        return total / count
+
+    # ------------------------------------------------------------------ checks
+    def _require_compiled(self):
+        if self.loss is None:
+            raise ValueError("call model.compile(loss=..., optimizer=...) before fit/evaluate")
+
+    def _check_data(self, x, y, lengths):
+        """Validate host data: N rows everywhere, dtypes, lengths in [1, T]."""
+        x = np.asarray(x) if isinstance(x, (list, tuple)) else x
+        if not hasattr(x, "shape") or x.ndim < 2:
+            raise ValueError(f"x must be an array (N, T, ...) with N samples, got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        N = x.shape[0]
+        if y is not None:
+            y = np.asarray(y) if isinstance(y, (list, tuple)) else y
+            if not hasattr(y, "shape") or y.ndim < 1 or y.shape[0] != N:
+                raise ValueError(f"y must have N={N} rows like x, got shape "
+                                 f"{getattr(y, 'shape', None)}")
+            if self.loss == "cross_entropy" and not np.issubdtype(y.dtype, np.integer):
+                raise TypeError(f"y must hold integer class ids for cross_entropy, got dtype "
+                                f"{y.dtype}")
+        if lengths is not None:
+            lengths = _check_lengths(lengths, N, x.shape[1])
+        return x, y, lengths
+
+    def save(self, path):
+        """Write weights, optimizer state and configuration to one .npz, atomically."""
+        from engine.checkpoint import save
+
+        save(self, path)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n], output={self.output!r})"
+
+
+
+def _lstm_forward(lstm, x, state, lengths):
+    """Run an LSTM on batch-first x (B, T, F); returns (B, T, dirs*H) and (h_n, c_n)."""
+    xp = lstm.backend.xp
+    if not lstm.batch_first:
+        x = xp.ascontiguousarray(x.transpose(1, 0, 2))
+    kwargs = {}
+    if lengths is not None:
+        if "lengths" in inspect.signature(lstm.forward).parameters:
+            kwargs["lengths"] = lengths
+        elif lstm.bidirectional:
+            raise NotImplementedError("lengths with a bidirectional LSTM needs "
+                                      "LSTM.forward(..., lengths=)")
+    out, st = lstm.forward(x, state, **kwargs)
+    if not lstm.batch_first:
+        out = xp.ascontiguousarray(out.transpose(1, 0, 2))
+    return out, st
+
+
+def _lstm_backward(lstm, grad):
+    xp = lstm.backend.xp
+    if not lstm.batch_first:
+        grad = xp.ascontiguousarray(grad.transpose(1, 0, 2))
+    dx = lstm.backward(grad)[0]
+    return dx if lstm.batch_first else xp.ascontiguousarray(dx.transpose(1, 0, 2))
+
+
+def _check_layers(layers):
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise TypeError("layers must be a non-empty list of Embedding, LSTM and Dense")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, (Embedding, LSTM, Dense)):
+            raise TypeError(f"layers[{i}] must be Embedding, LSTM or Dense, got "
+                            f"{type(layer).__name__}")
+        if isinstance(layer, Embedding) and i != 0:
+            raise ValueError(f"layers[{i}]: an Embedding can only be the first layer")
+        if layer.dtype != layers[0].dtype or layer.backend.name != layers[0].backend.name:
+            raise ValueError(f"layers[{i}] has dtype {layer.dtype} on {layer.backend.name}, "
+                             f"layers[0] has {layers[0].dtype} on {layers[0].backend.name}")
+    return list(layers)
+
+
+def _check_lengths(lengths, N, T):
+    lengths = np.asarray(lengths)
+    if not np.issubdtype(lengths.dtype, np.integer):
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.shape != (N,):
+        raise ValueError(f"lengths must have shape (N={N},), got {lengths.shape}")
+    if lengths.min() < 1 or lengths.max() > T:
+        raise ValueError(f"lengths must lie in [1, T={T}], got values in "
+                         f"[{lengths.min()}, {lengths.max()}]")
+    return lengths.astype(np.int64)
+
+
+def _unpack_validation(data):
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise TypeError("validation_data must be (x_val, y_val) or (x_val, y_val, lengths_val)")
+    return tuple(data) + (None,) * (3 - len(data))
+
+
+def _epoch_order(N, shuffle, seed, epoch):
+    """Sample order of one epoch: a permutation seeded by (seed, epoch) when seed is given."""
+    if not shuffle:
+        return np.arange(N)
+    rng = np.random.default_rng(None if seed is None else [int(seed), int(epoch)])
+    return rng.permutation(N)
+
+
+def _take(idx, x, y, lengths, backend):
+    """One batch: x and y rows on the backend, lengths (host NumPy) or None."""
+    xb = backend.asarray(np.ascontiguousarray(x[idx]))
+    yb = None if y is None else np.ascontiguousarray(y[idx])
+    return xb, yb, None if lengths is None else lengths[idx]

@@ -1,0 +1,119 @@
+"""Checkpoints: round trip, bit-exact resume, atomic writes, rejection of bad files."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import engine
+from engine import LSTM, SGD, Adam, Dense, Embedding, Sequential
+
+
+def _model(opt):
+    m = Sequential([Embedding(8, 4, seed=0), LSTM(4, 6, batch_first=True, seed=1),
+                    Dense(6, 3, activation="tanh", seed=2), Dense(3, 3, seed=3)],
+                   output="many_to_one")
+    return m.compile("cross_entropy", opt, clip_norm=1.0)
+
+
+@pytest.fixture
+def data(rng):
+    return rng.integers(0, 8, (30, 7)), rng.integers(0, 3, 30), rng.integers(2, 8, 30)
+
+
+@pytest.mark.parametrize("make_opt", [lambda: Adam(0.01, weight_decay=0.01),
+                                      lambda: SGD(0.1, momentum=0.9, nesterov=True)])
+def test_resume_is_bitwise_identical(tmp_path, data, make_opt):
+    x, y, lengths = data
+    straight = _model(make_opt())
+    h_straight = straight.fit(x, y, epochs=4, batch_size=8, seed=5, lengths=lengths,
+                              verbose=False)
+    first = _model(make_opt())
+    h_first = first.fit(x, y, epochs=2, batch_size=8, seed=5, lengths=lengths, verbose=False)
+    first.save(tmp_path / "ck.npz")
+    resumed = engine.load(tmp_path / "ck.npz")
+    h_rest = resumed.fit(x, y, epochs=2, batch_size=8, seed=5, lengths=lengths, verbose=False)
+    assert h_first["loss"] + h_rest["loss"] == h_straight["loss"]
+    for k, v in straight.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[k], v, err_msg=k)
+    assert resumed.epoch == 4
+    assert resumed.optimizer.steps == straight.optimizer.steps
+
+
+def test_round_trip_keeps_configuration(tmp_path, rng):
+    model = Sequential([LSTM(3, 5, num_layers=2, bidirectional=True, dtype="float64", seed=0),
+                        Dense(10, 2, activation="sigmoid", bias=False, dtype="float64")],
+                       forget_bias=0.5)
+    model.save(tmp_path / "m.npz")  # uncompiled: weights and configuration only
+    loaded = engine.load(tmp_path / "m.npz")
+    assert loaded.loss is None and loaded.forget_bias == 0.5
+    lstm = loaded.layers[0]
+    assert (lstm.num_layers, lstm.bidirectional, lstm.batch_first, lstm.dtype) == \
+        (2, True, False, np.float64)
+    assert loaded.layers[1].activation == "sigmoid" and not loaded.layers[1].bias
+    x = rng.standard_normal((4, 6, 3))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_save_is_atomic(tmp_path, data, monkeypatch):
+    """A failing write leaves the previous checkpoint intact and no temporary file behind."""
+    x, y, _ = data
+    model = _model(Adam(0.01))
+    path = tmp_path / "ck.npz"
+    model.save(path)
+    before = path.read_bytes()
+    model.fit(x, y, batch_size=10, verbose=False)
+
+    def broken_savez(f, **arrays):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ck.npz"]
+
+
+def test_rejects_truncated_and_foreign_files(tmp_path):
+    good = tmp_path / "good.npz"
+    _model(Adam()).save(good)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.npz"):
+        engine.load(truncated)
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="notes.npz"):
+        engine.load(text)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.ones(3))
+    with pytest.raises(ValueError, match="foreign.npz.*not an lstm-engine checkpoint"):
+        engine.load(foreign)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, __format__=np.array("lstm-engine-checkpoint"),
+             __version__=np.array(1), __config__=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="pickled.npz"):
+        engine.load(pickled)
+    with pytest.raises(FileNotFoundError):
+        engine.load(tmp_path / "missing.npz")
+
+
+def test_rejects_inconsistent_contents(tmp_path):
+    path = tmp_path / "ck.npz"
+    _model(Adam()).save(path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["param/1.weight_hh_l0"] = arrays["param/1.weight_hh_l0"][:, :3]
+    bad = tmp_path / "bad_shape.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match="bad_shape.npz.*weight_hh_l0"):
+        engine.load(bad)
+    config = json.loads(str(arrays["__config__"]))
+    config["layers"][0]["type"] = "Conv1d"
+    arrays["__config__"] = np.array(json.dumps(config))
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, **arrays)
+    with pytest.raises(ValueError, match="odd.npz"):
+        engine.load(odd)
