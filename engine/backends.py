@@ -23,6 +23,7 @@ class CPUBackend:
 
     name = "cpu"
     xp = np
+    supports_projection = True
 
     def asarray(self, a):
         """Bring user input onto this backend (no copy when it already is a NumPy array)."""

@@ -91,6 +91,10 @@ class GPUBackend:
     Raises RuntimeError, saying why and how to install, when the GPU is not usable.
     """
 
+    # The step kernels read h_prev from the array they write; LSTMP needs them to read the
+    # projected h and write the raw one separately.  Not done yet: LSTM(proj_size>0) refuses.
+    supports_projection = False
+
     name = "gpu"
 
     def __init__(self, fwd_variant=None):
@@ -143,7 +147,8 @@ class GPUBackend:
             return self.fwd_variant
         return "fused" if B <= FUSED_MAX_BATCH else "gemm"
 
-    def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch):
+    def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch,
+                w_hr_t=None, h_raw=None):
         """Whole-sequence forward; arguments as ``kernels.cpu.lstm_seq_fwd_cpu``.
 
         scratch: workspace buffers "h_prev" (B,H) and "rec" (B,G), used by the gemm variant.
@@ -170,7 +175,8 @@ class GPUBackend:
             self.xp.matmul(h_prev, w_hh_t, out=rec)
             pointwise(k_xproj, k_rec, k_c0, k_len, t, p, act, k_h, k_c, k_gates)
 
-    def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch):
+    def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
+                w_hr=None, dh_proj=None):
         """Whole-sequence BPTT; arguments as ``kernels.cpu.lstm_seq_bwd_cpu``.
 
         dh, dc (B,H) updated in place (final-state gradients in, h0/c0 gradients out).

@@ -176,3 +176,8 @@ def test_gpu_available_reasons(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
     ok, why = gpu.gpu_available()
     assert not ok and "CuPy is not installed" in why and "lstm-engine[gpu-cuda13]" in why
+
+
+def test_projection_is_refused_clearly_on_gpu():
+    with pytest.raises(ValueError, match="proj_size is not supported by the gpu backend yet"):
+        LSTM(4, 6, proj_size=2, backend="gpu")
