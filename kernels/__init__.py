@@ -8,7 +8,9 @@ Gate order everywhere is PyTorch's: i, f, g, o, stacked along the G = 4H axis.
 Dimension letters: T time, B batch, I input, H hidden, G = 4H gates.
 """
 
-# Activation codes passed to kernels (Numba kernels take plain ints, not strings).
+# Activation codes passed to kernels (Numba kernels take plain ints, not strings); see
+# kernels.gates.  ACT_FAST is or-ed in by a backend for float32 work.
 ACT_TANH = 0
 ACT_RELU = 1
+ACT_FAST = 2
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}

@@ -20,14 +20,21 @@ its h0/c0 (for ``reverse`` that is step lengths[b]-1).  This is pack_padded_sequ
 
 The whole time loop lives inside one @njit function, so a step costs no Python overhead, and
 nothing is allocated inside it: every buffer, scratch included, comes from the caller.
+
+Vectorisation: the pointwise work runs in 1-D row kernels (``lstm_row_*``) over one batch row.
+LLVM vectorises those loops (and unswitches the loop-invariant ``act`` tests), but not the same
+loop written with 2-D indexing inside the batch loop.  ``error_model="numpy"`` drops Numba's
+ZeroDivisionError check, whose early exit would also block vectorisation.
 """
 import numpy as np
 from numba import njit
 
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
 
+KERNEL = dict(cache=True, error_model="numpy")
 
-@njit(cache=True)
+
+@njit(**KERNEL)
 def gather_prev_cpu(s, s0, p, lengths, out):
     """out[b] = s[p, b] if step p is valid for sequence b, else s0[b] (its initial state)."""
     B = out.shape[0]
@@ -38,7 +45,23 @@ def gather_prev_cpu(s, s0, p, lengths, out):
             out[b] = s0[b]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
+def lstm_row_fwd_cpu(xproj, rec, c_prev, act, h, c, gates):
+    """One batch row of the fused forward: xproj, rec, gates (G,); c_prev, c, h (H,)."""
+    H = c.shape[0]
+    for j in range(H):
+        i, f, g, o, c_new, h_new = lstm_cell_fwd(
+            xproj[j] + rec[j], xproj[H + j] + rec[H + j], xproj[2 * H + j] + rec[2 * H + j],
+            xproj[3 * H + j] + rec[3 * H + j], c_prev[j], act)
+        gates[j] = i
+        gates[H + j] = f
+        gates[2 * H + j] = g
+        gates[3 * H + j] = o
+        c[j] = c_new
+        h[j] = h_new
+
+
+@njit(**KERNEL)
 def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     """Fused pointwise forward of one step.
 
@@ -46,28 +69,30 @@ def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     c_prev (B,H).  Writes h (B,H), c (B,H), gates (B,G); rows with t >= lengths[b] get zeros
     in h and c.
     """
-    B, H = c.shape
-    for b in range(B):
-        if t >= lengths[b]:
+    for b in range(c.shape[0]):
+        if t < lengths[b]:
+            lstm_row_fwd_cpu(xproj_t[b], rec[b], c_prev[b], act, h[b], c[b], gates[b])
+        else:
             h[b] = 0.0
             c[b] = 0.0
-            continue
-        for j in range(H):
-            i, f, g, o, c_new, h_new = lstm_cell_fwd(
-                xproj_t[b, j] + rec[b, j],
-                xproj_t[b, H + j] + rec[b, H + j],
-                xproj_t[b, 2 * H + j] + rec[b, 2 * H + j],
-                xproj_t[b, 3 * H + j] + rec[b, 3 * H + j],
-                c_prev[b, j], act)
-            gates[b, j] = i
-            gates[b, H + j] = f
-            gates[b, 2 * H + j] = g
-            gates[b, 3 * H + j] = o
-            c[b, j] = c_new
-            h[b, j] = h_new
 
 
-@njit(cache=True)
+@njit(**KERNEL)
+def lstm_row_bwd_cpu(gates, c, c_prev, dh, act, dc, dz):
+    """One batch row of the fused backward: gates, dz (G,); c, c_prev, dh, dc (H,)."""
+    H = c.shape[0]
+    for j in range(H):
+        di, df, dg, do, dc_prev = lstm_cell_bwd(
+            gates[j], gates[H + j], gates[2 * H + j], gates[3 * H + j], c[j], c_prev[j], dh[j],
+            dc[j], act)
+        dz[j] = di
+        dz[H + j] = df
+        dz[2 * H + j] = dg
+        dz[3 * H + j] = do
+        dc[j] = dc_prev
+
+
+@njit(**KERNEL)
 def lstm_step_bwd_cpu(gates, c, c_prev, dh, t, lengths, act, dc, dz):
     """Fused pointwise backward of one step.
 
@@ -76,31 +101,21 @@ def lstm_step_bwd_cpu(gates, c, c_prev, dh, t, lengths, act, dc, dz):
     overwritten in place with the gradient on c_prev.  Writes dz (B,G).
     Padded rows (t >= lengths[b]) get dz = 0 and leave dc unchanged.
     """
-    B, H = c.shape
-    for b in range(B):
-        if t >= lengths[b]:
+    for b in range(c.shape[0]):
+        if t < lengths[b]:
+            lstm_row_bwd_cpu(gates[b], c[b], c_prev[b], dh[b], act, dc[b], dz[b])
+        else:
             dz[b] = 0.0
-            continue
-        for j in range(H):
-            di, df, dg, do, dc_prev = lstm_cell_bwd(
-                gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j],
-                c[b, j], c_prev[b, j], dh[b, j], dc[b, j], act)
-            dz[b, j] = di
-            dz[b, H + j] = df
-            dz[b, 2 * H + j] = dg
-            dz[b, 3 * H + j] = do
-            dc[b, j] = dc_prev
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def add_cpu(a, b, out):
     """out = a + b for (B, n) arrays, without allocating."""
     for i in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            out[i, j] = a[i, j] + b[i, j]
+        out[i] = a[i] + b[i]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def keep_valid_rows_cpu(src, t, lengths, dst):
     """dst[b] = src[b] where step t is valid for b; padded rows keep dst (the carried value)."""
     for b in range(dst.shape[0]):
@@ -108,7 +123,7 @@ def keep_valid_rows_cpu(src, t, lengths, dst):
             dst[b] = src[b]
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def step_index(s, T, reverse):
     """Real time index of the s-th step taken, and the index of the step before it."""
     if reverse:
@@ -116,7 +131,7 @@ def step_index(s, T, reverse):
     return s, s - 1
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
                      h_prev, c_prev, rec, w_hr_t=None, h_raw=None):
     """Forward through all T steps.
@@ -137,7 +152,7 @@ def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
             np.dot(h_raw[t], w_hr_t, h[t])
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz,
                      c_prev, rec, dh_tot, w_hr=None, dh_proj=None):
     """BPTT through all T steps, in the opposite order of the forward.

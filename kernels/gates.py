@@ -5,46 +5,84 @@ numba-cuda compiles it for the device when a ``@cuda.jit`` kernel calls it.  Der
 taken from the saved *outputs* of the activations (haste's ``inline_ops.h`` habit), so the
 backward pass never recomputes an exponential.
 
-``act`` is an activation code from ``kernels.ACTIVATIONS``: 0 tanh, 1 relu.  It applies to the
-candidate gate g and to the cell before the output gate; i, f, o always use the sigmoid.
+``act`` is an activation code (``kernels.ACT_*``): bit 0 chooses the cell activation, tanh (0)
+or relu (1), applied to the candidate gate g and to the cell before the output gate; i, f, o
+always use the sigmoid.  Bit 1 (``ACT_FAST``) asks for the float32 rational tanh below instead
+of libm's: it is branch-free, so LLVM vectorises the CPU pointwise loops, which it cannot do
+with calls to ``tanhf``/``expf`` (llvmlite's wheels have no SVML).  ``act`` is loop-invariant,
+so LLVM unswitches the test out of the kernels' inner loops.
+
+Constants are float32 values exactly representable in float64 (1, 0.5, 0): float32 arithmetic
+stays float32 and float64 arithmetic is unchanged (a float64 literal would silently promote
+float32 math to float64).
 """
 import math
 
+import numpy as np
 from numba import njit
+
+_0 = np.float32(0.0)
+_1 = np.float32(1.0)
+_HALF = np.float32(0.5)
+# Eigen's generic_fast_tanh_float: tanh(x) = x * P(x^2) / Q(x^2) on [-7.905, 7.905], where
+# float32 tanh is already +-1 outside; max error about 3 float32 ulps (tested).
+_CLAMP = np.float32(7.90531110763549805)
+_P = tuple(np.float32(v) for v in (-2.76076847742355e-16, 2.00018790482477e-13,
+                                   -8.60467152213735e-11, 5.12229709037114e-08,
+                                   1.48572235717979e-05, 6.37261928875436e-04,
+                                   4.89352455891786e-03))
+_Q = tuple(np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04,
+                                   2.26843463243900e-03, 4.89352518554385e-03))
+P0, P1, P2, P3, P4, P5, P6 = _P
+Q0, Q1, Q2, Q3 = _Q
 
 
 @njit(cache=True, inline="always")
-def sigmoid(x):
+def tanh_fast(x):
+    """float32 tanh as a branch-free rational function (for ACT_FAST)."""
+    x = max(min(x, _CLAMP), -_CLAMP)
+    x2 = x * x
+    p = ((((((P0 * x2 + P1) * x2 + P2) * x2 + P3) * x2 + P4) * x2 + P5) * x2 + P6) * x
+    q = ((Q0 * x2 + Q1) * x2 + Q2) * x2 + Q3
+    return p / q
+
+
+@njit(cache=True, inline="always")
+def sigmoid(x, act):
+    if act & 2:
+        return _HALF * tanh_fast(_HALF * x) + _HALF  # exact identity, fast tanh
     # Split on the sign so exp never overflows (exp(-x) for x << 0 would be inf).
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
+    if x >= _0:
+        return _1 / (_1 + math.exp(-x))
     z = math.exp(x)
-    return z / (1.0 + z)
+    return z / (_1 + z)
 
 
 @njit(cache=True, inline="always")
 def cell_act(x, act):
-    """The cell activation: tanh (act=0) or relu (act=1)."""
-    if act == 1:
-        return max(x, 0.0)
+    """The cell activation: tanh, or relu when bit 0 of ``act`` is set."""
+    if act & 1:
+        return max(x, _0)
+    if act & 2:
+        return tanh_fast(x)
     return math.tanh(x)
 
 
 @njit(cache=True, inline="always")
 def cell_act_grad(y, act):
     """d act(x)/dx written in terms of y = act(x)."""
-    if act == 1:
-        return 1.0 if y > 0 else 0.0
-    return 1.0 - y * y
+    if act & 1:
+        return _1 if y > _0 else _0
+    return _1 - y * y
 
 
 @njit(cache=True, inline="always")
 def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     """One hidden unit of one step, from gate pre-activations to (i, f, g, o, c, h)."""
-    i = sigmoid(i_pre)
-    f = sigmoid(f_pre)
+    i = sigmoid(i_pre, act)
+    f = sigmoid(f_pre, act)
     g = cell_act(g_pre, act)
-    o = sigmoid(o_pre)
+    o = sigmoid(o_pre, act)
     c = f * c_prev + i * g
     h = o * cell_act(c, act)
     return i, f, g, o, c, h
@@ -60,8 +98,8 @@ def lstm_cell_bwd(i, f, g, o, c, c_prev, dh, dc, act):
     """
     a = cell_act(c, act)
     dc_total = dc + dh * o * cell_act_grad(a, act)
-    di_pre = dc_total * g * i * (1.0 - i)
-    df_pre = dc_total * c_prev * f * (1.0 - f)
+    di_pre = dc_total * g * i * (_1 - i)
+    df_pre = dc_total * c_prev * f * (_1 - f)
     dg_pre = dc_total * i * cell_act_grad(g, act)
-    do_pre = dh * a * o * (1.0 - o)
+    do_pre = dh * a * o * (_1 - o)
     return di_pre, df_pre, dg_pre, do_pre, dc_total * f
