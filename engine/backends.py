@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from engine import threads
 from kernels import ACT_FAST
 from kernels.cpu import lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
 
@@ -25,6 +26,9 @@ class CPUBackend:
     name = "cpu"
     xp = np
     supports_projection = True
+
+    def __init__(self):
+        threads.configure()
 
     def asarray(self, a):
         """Bring user input onto this backend (no copy when it already is a NumPy array)."""
@@ -46,8 +50,9 @@ class CPUBackend:
 
         scratch: dict of workspace buffers "h_prev" (B,P), "c_prev" (B,H) and "rec" (B,G).
         """
-        lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, self._act(act, xproj), reverse, h, c, gates,
-                         scratch["h_prev"], scratch["c_prev"], scratch["rec"], w_hr_t, h_raw)
+        lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
+                         gates, scratch["h_prev"], scratch["c_prev"], scratch["rec"],
+                         threads.batch_parts(h.shape[1]), w_hr_t, h_raw)
 
     def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
                 w_hr=None, dh_proj=None):
@@ -55,8 +60,9 @@ class CPUBackend:
 
         scratch: dict of workspace buffers "c_prev", "dh_tot" (B,H) and "dh_rec" (B,P).
         """
-        lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, self._act(act, gates), reverse, dh, dc, dz,
-                         scratch["c_prev"], scratch["dh_rec"], scratch["dh_tot"], w_hr, dh_proj)
+        lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, self._act(act, gates), reverse, dh,
+                         dc, dz, scratch["c_prev"], scratch["dh_rec"], scratch["dh_tot"],
+                         threads.batch_parts(dz.shape[1]), w_hr, dh_proj)
 
     def synchronize(self):
         pass

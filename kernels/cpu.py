@@ -21,13 +21,17 @@ its h0/c0 (for ``reverse`` that is step lengths[b]-1).  This is pack_padded_sequ
 The whole time loop lives inside one @njit function, so a step costs no Python overhead, and
 nothing is allocated inside it: every buffer, scratch included, comes from the caller.
 
+Threads: the batch is split into ``parts`` row blocks run by ``prange``; each block does its
+own recurrent GEMM (single-threaded BLAS) and pointwise work, so one step needs no nested
+threading and the threads only meet at the end of the step.  ``parts=1`` runs serially.
+
 Vectorisation: the pointwise work runs in 1-D row kernels (``lstm_row_*``) over one batch row.
 LLVM vectorises those loops (and unswitches the loop-invariant ``act`` tests), but not the same
 loop written with 2-D indexing inside the batch loop.  ``error_model="numpy"`` drops Numba's
 ZeroDivisionError check, whose early exit would also block vectorisation.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
 
@@ -131,46 +135,82 @@ def step_index(s, T, reverse):
     return s, s - 1
 
 
+@njit(inline="always", **KERNEL)
+def part_rows(part, parts, B):
+    """Rows [lo, hi) of row block ``part`` out of ``parts``."""
+    return part * B // parts, (part + 1) * B // parts
+
+
 @njit(**KERNEL)
+def lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, c_prev, rec,
+                      t, p, lo, hi, w_hr_t, h_raw):
+    """Step t for rows [lo, hi).  Slicing a C-contiguous (B, n) array's rows keeps it
+    C-contiguous, which BLAS and the vectorised row kernels need."""
+    L = lengths[lo:hi]
+    hp, cp = h_prev[lo:hi], c_prev[lo:hi]
+    gather_prev_cpu(h[:, lo:hi], h0[lo:hi], p, L, hp)
+    gather_prev_cpu(c[:, lo:hi], c0[lo:hi], p, L, cp)
+    r = rec[lo:hi]
+    np.dot(hp, w_hh_t, r)
+    if w_hr_t is None:
+        lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h[t][lo:hi], c[t][lo:hi],
+                          gates[t][lo:hi])
+    else:
+        lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h_raw[t][lo:hi], c[t][lo:hi],
+                          gates[t][lo:hi])
+        np.dot(h_raw[t][lo:hi], w_hr_t, h[t][lo:hi])
+
+
+@njit(parallel=True, **KERNEL)
 def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
-                     h_prev, c_prev, rec, w_hr_t=None, h_raw=None):
+                     h_prev, c_prev, rec, parts=1, w_hr_t=None, h_raw=None):
     """Forward through all T steps.
 
     h0 (B,P), c0 (B,H) read; h, c, gates (and h_raw) written.  Scratch: h_prev (B,P),
-    c_prev (B,H), rec (B,G).  P = H without projection.
+    c_prev (B,H), rec (B,G).  P = H without projection.  parts: row blocks run in parallel.
     """
-    T = xproj.shape[0]
+    T, B = xproj.shape[0], xproj.shape[1]
     for s in range(T):
         t, p = step_index(s, T, reverse)
-        gather_prev_cpu(h, h0, p, lengths, h_prev)
-        gather_prev_cpu(c, c0, p, lengths, c_prev)
-        np.dot(h_prev, w_hh_t, rec)
-        if w_hr_t is None:
-            lstm_step_fwd_cpu(xproj[t], rec, c_prev, t, lengths, act, h[t], c[t], gates[t])
-        else:
-            lstm_step_fwd_cpu(xproj[t], rec, c_prev, t, lengths, act, h_raw[t], c[t], gates[t])
-            np.dot(h_raw[t], w_hr_t, h[t])
+        for part in prange(parts):
+            lo, hi = part_rows(part, parts, B)
+            lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, c_prev,
+                              rec, t, p, lo, hi, w_hr_t, h_raw)
 
 
 @njit(**KERNEL)
+def lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev, rec, dh_tot,
+                      t, p, lo, hi, w_hr, dh_proj):
+    """BPTT step t for rows [lo, hi) (row slices stay C-contiguous, as in the forward)."""
+    L = lengths[lo:hi]
+    cp, dht, dhr, dcr, dzt = c_prev[lo:hi], dh_tot[lo:hi], dh[lo:hi], dc[lo:hi], dz[t][lo:hi]
+    gather_prev_cpu(c[:, lo:hi], c0[lo:hi], p, L, cp)
+    if w_hr is None:
+        add_cpu(dout[t][lo:hi], dhr, dht)
+    else:
+        add_cpu(dout[t][lo:hi], dhr, dh_proj[t][lo:hi])
+        np.dot(dh_proj[t][lo:hi], w_hr, dht)
+    lstm_step_bwd_cpu(gates[t][lo:hi], c[t][lo:hi], cp, dht, t, L, act, dcr, dzt)
+    r = rec[lo:hi]
+    np.dot(dzt, w_hh, r)
+    keep_valid_rows_cpu(r, t, L, dhr)
+
+
+@njit(parallel=True, **KERNEL)
 def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz,
-                     c_prev, rec, dh_tot, w_hr=None, dh_proj=None):
+                     c_prev, rec, dh_tot, parts=1, w_hr=None, dh_proj=None):
     """BPTT through all T steps, in the opposite order of the forward.
 
     dout (T,B,P) gradient on the outputs.  dh (B,P), dc (B,H): on entry the gradients on the
     final state, on exit those on h0 and c0 (updated in place).  Writes dz (T,B,G), and with a
     projection w_hr (P,H) also dh_proj (T,B,P), the total gradient on each step's h, from which
     the caller forms dW_hr.  Scratch: c_prev, dh_tot (B,H), rec (B,P).
+    parts: row blocks run in parallel.
     """
-    T = dout.shape[0]
+    T, B = dout.shape[0], dout.shape[1]
     for s in range(T - 1, -1, -1):
         t, p = step_index(s, T, reverse)
-        gather_prev_cpu(c, c0, p, lengths, c_prev)
-        if w_hr is None:
-            add_cpu(dout[t], dh, dh_tot)
-        else:
-            add_cpu(dout[t], dh, dh_proj[t])
-            np.dot(dh_proj[t], w_hr, dh_tot)
-        lstm_step_bwd_cpu(gates[t], c[t], c_prev, dh_tot, t, lengths, act, dc, dz[t])
-        np.dot(dz[t], w_hh, rec)
-        keep_valid_rows_cpu(rec, t, lengths, dh)
+        for part in prange(parts):
+            lo, hi = part_rows(part, parts, B)
+            lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev, rec,
+                              dh_tot, t, p, lo, hi, w_hr, dh_proj)

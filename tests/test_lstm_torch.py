@@ -169,3 +169,14 @@ def test_proj_size_matches_torch(rng, dtype, L, bi, batch_first, lengths):
              "grad_h0": (dh0, h0t.grad), "grad_c0": (dc0, c0t.grad)}
     pairs.update({k: (m.grads[k], p.grad) for k, p in tm.named_parameters()})
     assert_pairs_close(pairs, dtype)
+
+
+def test_large_batch_uses_parallel_row_blocks_and_matches_torch(rng):
+    """B >= 2 * MIN_ROWS_PER_THREAD: the time loop splits the batch over threads."""
+    from engine.threads import MIN_ROWS_PER_THREAD, batch_parts
+    B = 2 * MIN_ROWS_PER_THREAD + 3
+    if batch_parts(B) < 2:
+        pytest.skip("one Numba thread: nothing to split")
+    pairs = run_both(rng, 5, B, 4, 6, 2, True, False, False, True, "float32",
+                     lengths=rng.integers(1, 6, B))
+    assert_pairs_close(pairs, "float32")

@@ -1,0 +1,34 @@
+"""CPU threading policy: each core has one owner at a time.
+
+Two OpenBLAS copies are loaded: NumPy's (the large GEMMs outside the time loop) and SciPy's,
+which Numba's ``np.dot`` calls inside the time loop.  The per-step GEMMs are small, and a
+multi-threaded BLAS called from inside Numba's parallel loop would oversubscribe the cores;
+OpenBLAS threads that spin-wait on a busy machine made a time loop 30x slower in our
+measurements.  So SciPy's OpenBLAS runs single-threaded and the sequence kernels spread the
+batch over Numba's threads instead (``kernels.cpu``, ``parts``).
+"""
+import numba
+
+# Fewer rows per thread than this and the per-step fork/join costs more than it saves.
+MIN_ROWS_PER_THREAD = 16
+
+_configured = False
+
+
+def configure():
+    """Pin the BLAS that Numba's np.dot calls to one thread (once per process)."""
+    global _configured
+    if _configured:
+        return
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba links against)
+    from threadpoolctl import ThreadpoolController
+
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.user_api == "blas" and "scipy" in lib.filepath and "numpy" not in lib.filepath:
+            lib.set_num_threads(1)
+    _configured = True
+
+
+def batch_parts(B):
+    """How many row blocks a batch of B rows is split into for the parallel time loop."""
+    return max(1, min(numba.get_num_threads(), B // MIN_ROWS_PER_THREAD))
