@@ -15,7 +15,7 @@ import numpy as np
 
 from engine import threads
 from kernels import ACT_FAST
-from kernels.cpu import lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
+from kernels.cpu import gemm_rows_cpu, gemm_tn_cpu, lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
 
 BACKENDS = ("cpu", "gpu", "auto")
 
@@ -42,7 +42,20 @@ class CPUBackend:
         return np.asarray(a)
 
     def matmul(self, a, b, out=None):
-        return np.matmul(a, b, out=out)
+        """a @ b for 2-D arrays on Numba's single-threaded BLAS, split over Numba's threads
+        when large (engine.threads).  ``a`` C-contiguous or the transpose of a C-contiguous
+        array; anything else is made contiguous first."""
+        M, K = a.shape
+        N = b.shape[1]
+        if out is None:
+            out = np.empty((M, N), np.result_type(a, b))
+        parts = threads.gemm_parts(M, K, N)
+        if a.T.flags.c_contiguous and not a.flags.c_contiguous:
+            gemm_tn_cpu(a.T, np.ascontiguousarray(b), out, parts)
+        else:
+            gemm_rows_cpu(np.ascontiguousarray(a), b if _blas_ready(b) else
+                          np.ascontiguousarray(b), out, parts)
+        return out
 
     def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch,
                 w_hr_t=None, h_raw=None):
@@ -71,6 +84,10 @@ class CPUBackend:
     def _act(act, a):
         """float32 work uses the vectorisable rational tanh (kernels.gates, ACT_FAST)."""
         return act | ACT_FAST if a.dtype == np.float32 else act
+
+
+def _blas_ready(a):
+    return a.flags.c_contiguous or a.flags.f_contiguous
 
 
 def get_backend(name=None):

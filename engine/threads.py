@@ -11,6 +11,8 @@ import numba
 
 # Fewer rows per thread than this and the per-step fork/join costs more than it saves.
 MIN_ROWS_PER_THREAD = 16
+# A GEMM smaller than this many multiply-adds runs on one thread.
+MIN_GEMM_WORK = 1 << 21
 
 _configured = False
 
@@ -32,3 +34,10 @@ def configure():
 def batch_parts(B):
     """How many row blocks a batch of B rows is split into for the parallel time loop."""
     return max(1, min(numba.get_num_threads(), B // MIN_ROWS_PER_THREAD))
+
+
+def gemm_parts(M, K, N):
+    """Threads for one (M,K) @ (K,N) GEMM outside the time loop."""
+    if M * K * N < MIN_GEMM_WORK or M < 2 * MIN_ROWS_PER_THREAD:
+        return 1
+    return numba.get_num_threads()

@@ -172,6 +172,10 @@ def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
     T, B = xproj.shape[0], xproj.shape[1]
     for s in range(T):
         t, p = step_index(s, T, reverse)
+        if parts == 1:  # no fork/join: a parallel region per step costs more than a small step
+            lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, c_prev,
+                              rec, t, p, 0, B, w_hr_t, h_raw)
+            continue
         for part in prange(parts):
             lo, hi = part_rows(part, parts, B)
             lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, c_prev,
@@ -210,7 +214,49 @@ def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz
     T, B = dout.shape[0], dout.shape[1]
     for s in range(T - 1, -1, -1):
         t, p = step_index(s, T, reverse)
+        if parts == 1:
+            lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev, rec,
+                              dh_tot, t, p, 0, B, w_hr, dh_proj)
+            continue
         for part in prange(parts):
             lo, hi = part_rows(part, parts, B)
             lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev, rec,
                               dh_tot, t, p, lo, hi, w_hr, dh_proj)
+
+
+# ---------------------------------------------------------------------------- GEMMs
+# Every CPU GEMM runs on the single-threaded BLAS that Numba links (see engine.threads); large
+# ones are split over Numba's threads, so one pool owns the cores.
+
+@njit(parallel=True, **KERNEL)
+def gemm_rows_cpu(a, b, out, parts):
+    """out = a @ b, row blocks of ``a`` (C-contiguous (M,K)) over ``parts`` threads.
+
+    b (K,N) C- or F-contiguous; out (M,N) C-contiguous, written.
+    """
+    if parts == 1:
+        np.dot(a, b, out)
+        return
+    M = a.shape[0]
+    for part in prange(parts):
+        lo, hi = part_rows(part, parts, M)
+        np.dot(a[lo:hi], b, out[lo:hi])
+
+
+@njit(parallel=True, **KERNEL)
+def gemm_tn_cpu(a, b, out, parts):
+    """out = a.T @ b, the sum over M split in ``parts`` blocks (weight gradients).
+
+    a (M,K), b (M,N) C-contiguous; out (K,N) C-contiguous, written.
+    """
+    if parts == 1:
+        np.dot(a.T, b, out)
+        return
+    M = a.shape[0]
+    partial = np.empty((parts,) + out.shape, out.dtype)
+    for part in prange(parts):
+        lo, hi = part_rows(part, parts, M)
+        np.dot(a[lo:hi].T, b[lo:hi], partial[part])
+    out[:] = partial[0]
+    for part in range(1, parts):
+        out += partial[part]
