@@ -124,6 +124,10 @@ class TorchCase:
 
         match_torch_threads()
         self.torch, self.mode, self.device = torch, mode, device
+        if device != "cpu":
+            # float32 against float32: cuDNN would otherwise use TF32 tensor cores.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.model = torch.nn.LSTM(cfg.I, cfg.H, cfg.layers).to(device)
         self.model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
         self.x = torch.from_numpy(x).to(device).requires_grad_(mode == "training")
@@ -190,17 +194,23 @@ def compare(actual, expected, rtol, atol):
 
 
 def check(eng, ref, dtype=np.float32):
-    """Compare every result of one step; returns {"ok", "worst", "ratio", "max_abs_err"}."""
+    """Compare every result of one step; returns {"ok", "worst", "ratio", "max_abs_err",
+    "call_s"}, the last the seconds each contender's step took (compilation included)."""
     tol = CHECK_TOL[np.dtype(dtype)]
-    got, want = eng.results(), ref.results()
+    t0 = time.perf_counter()
+    got = eng.results()
+    t1 = time.perf_counter()
+    want = ref.results()
+    call_s = {eng.label: t1 - t0, ref.label: time.perf_counter() - t1}
     missing = sorted(set(want) ^ set(got))
     if missing:
         return {"ok": False, "worst": "missing: " + ", ".join(missing), "ratio": math.inf,
-                "max_abs_err": math.inf}
+                "max_abs_err": math.inf, "call_s": call_s}
     scores = {k: compare(got[k], want[k], **tol) for k in want}
     worst = max(scores, key=lambda k: scores[k][0])
     ratio, abs_err = scores[worst]
-    return {"ok": ratio <= 1.0, "worst": worst, "ratio": ratio, "max_abs_err": abs_err}
+    return {"ok": ratio <= 1.0, "worst": worst, "ratio": ratio, "max_abs_err": abs_err,
+            "call_s": call_s}
 
 
 # ---------------------------------------------------------------------------- timing
@@ -212,21 +222,29 @@ def _timed(case):
     return time.perf_counter() - t0
 
 
-def time_interleaved(cases, repeats, warmup=1, lead_in=True):
+# A case whose call is shorter than this makes an untimed lead-in call before each timed one.
+LEAD_IN_MAX_S = 1.0
+# A round longer than this needs no warm-up round beyond the check.
+WARMUP_SKIP_S = 5.0
+
+
+def time_interleaved(cases, repeats, warmup=1, lead_in=None):
     """Seconds per call of each case, taken in alternating order after ``warmup`` rounds.
 
     Round r runs every case in turn, in order on even rounds and reversed on odd ones
-    (engine, torch, torch, engine, ...), so drift hits both alike.  With ``lead_in`` each
-    case makes one untimed call right before its timed one: switching contenders costs
-    something that back-to-back use does not (the other library's BLAS/OpenMP threads still
-    spin for up to ~0.1 s after it returns, and caches are cold), and the untimed call absorbs
-    it, so each sample is a steady-state call.  Returns {label: [seconds, ...]}.
+    (engine, torch, torch, engine, ...), so drift hits both alike.  Cases whose label is in
+    ``lead_in`` (default: all) make one untimed call right before each timed one: switching
+    contenders costs something that back-to-back use does not (the other library's
+    BLAS/OpenMP threads still spin for up to ~0.1 s after it returns, caches are cold), and
+    the lead-in call absorbs it, so each sample is a steady-state call.
+    Returns {label: [seconds, ...]}.
     """
+    lead_in = {c.label for c in cases} if lead_in is None else set(lead_in)
     samples = {c.label: [] for c in cases}
     for r in range(warmup + repeats):
         order = cases if r % 2 == 0 else cases[::-1]
         for c in order:
-            if lead_in:
+            if c.label in lead_in:
                 c.step()
             dt = _timed(c)
             if r >= warmup:
@@ -234,24 +252,38 @@ def time_interleaved(cases, repeats, warmup=1, lead_in=True):
     return samples
 
 
-def plan_repeats(pair_s, repeats, budget_s, min_repeats=3):
-    """How many timed rounds fit ``budget_s`` when one round takes ``pair_s``."""
-    fit = int(budget_s / max(pair_s, 1e-9))
+def plan_repeats(round_s, repeats, budget_s, min_repeats=3):
+    """How many timed rounds fit ``budget_s`` when one round takes ``round_s``."""
+    fit = int(budget_s / max(round_s, 1e-9))
     return max(min_repeats, min(repeats, fit))
 
 
-def time_row(eng, ref, repeats, budget_s, flops, sgemm=None):
-    """Warm up, time both contenders interleaved, and summarise one row (times in ms)."""
-    first = time_interleaved([eng, ref], repeats=1, warmup=0)  # warm-up round, also sizes
-    pair_s = first[eng.label][0] + first[ref.label][0]
-    n = plan_repeats(pair_s, repeats, budget_s)
-    samples = time_interleaved([eng, ref], repeats=n, warmup=2 if pair_s < 0.5 else 0)
+def time_row(eng, ref, repeats, budget_s, flops, sgemm=None, checked_s=None):
+    """Warm up, time both contenders interleaved, and summarise one row (times in ms).
+
+    A first untimed round warms up and sizes the run; when ``checked_s`` ({label: seconds}
+    of the check's calls, which already compiled everything) shows a round of more than
+    WARMUP_SKIP_S, those sizes are used instead and the round is skipped: at that length a
+    call has nothing left to warm.  Calls shorter than LEAD_IN_MAX_S get a lead-in call (for
+    longer ones the switching cost is a few percent at most, and a lead-in would double the
+    run time).  The number of rounds is what fits ``budget_s``, at least 3, at most
+    ``repeats``, with two more warm-up rounds when rounds are short.
+    """
+    if checked_s and sum(checked_s.values()) > WARMUP_SKIP_S:
+        first = {k: [v] for k, v in checked_s.items()}
+    else:
+        first = time_interleaved([eng, ref], repeats=1, warmup=0, lead_in=())
+    lead = {k for k, v in first.items() if v[0] < LEAD_IN_MAX_S}
+    round_s = sum(v[0] * (2 if k in lead else 1) for k, v in first.items())
+    n = plan_repeats(round_s, repeats, budget_s)
+    samples = time_interleaved([eng, ref], repeats=n, warmup=2 if round_s < 0.5 else 0,
+                               lead_in=lead)
     e_s = statistics.median(samples[eng.label])
     t_s = statistics.median(samples[ref.label])
     row = {
         "engine_ms": 1e3 * e_s, "torch_ms": 1e3 * t_s,
         "engine_gflops": flops / e_s / 1e9, "torch_gflops": flops / t_s / 1e9,
-        "speedup": t_s / e_s, "repeats": n,
+        "speedup": t_s / e_s, "repeats": n, "lead_in": sorted(lead),
         "engine_samples_ms": [1e3 * s for s in samples[eng.label]],
         "torch_samples_ms": [1e3 * s for s in samples[ref.label]],
     }
@@ -271,13 +303,39 @@ def bench_case(cfg, mode, backend="cpu", repeats=15, budget_s=10.0, sgemm=None, 
         row["status"] = "FAILED"
         return row
     row["status"] = "ok"
-    row.update(time_row(eng, ref, repeats, budget_s, flops, sgemm))
+    row.update(time_row(eng, ref, repeats, budget_s, flops, sgemm, row["check"]["call_s"]))
     return row
 
 
 # ---------------------------------------------------------------------------- roofline
-def sgemm_gflops(n=2048, repeats=7, backend="cpu"):
+SGEMM_N = {"cpu": 2048, "gpu": 8192}
+
+
+def torch_sgemm_gflops(n=None, repeats=7, backend="cpu"):
+    """Median GFLOP/s of torch's n x n float32 matmul (MKL/oneDNN on the CPU): not the
+    roofline of the targets, which is NumPy's, but shows what the contender's BLAS reaches."""
+    import torch
+
+    match_torch_threads()
+    n = n or SGEMM_N[backend]
+    dev = "cuda" if backend == "gpu" else "cpu"
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    a, b = (torch.randn(n, n, device=dev) for _ in range(2))
+    c = torch.empty(n, n, device=dev)
+    times = []
+    for r in range(2 + repeats):
+        sync()
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        sync()
+        if r >= 2:
+            times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def sgemm_gflops(n=None, repeats=7, backend="cpu"):
     """Median GFLOP/s of an n x n float32 matmul (NumPy's BLAS, or CuPy's cuBLAS on a GPU)."""
+    n = n or SGEMM_N[backend]
     if backend == "gpu":
         import cupy as xp
 

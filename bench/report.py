@@ -57,7 +57,11 @@ def machine_info(backend):
 def format_info(info):
     dev = info.get("gpu") or info["cpu_model"]
     t = info["threads"]
-    return (f"{info['backend']} backend on {dev} ({info['cores_available']} cores) | "
+    busy = info["loadavg_start"][0] > 0.5 * info["cores_available"]
+    warn = (f"WARNING: the machine is busy (load {info['loadavg_start'][0]:.2f} on "
+            f"{info['cores_available']} cores before the run): timings will be noisy\n"
+            if busy else "")
+    return warn + (f"{info['backend']} backend on {dev} ({info['cores_available']} cores) | "
             f"numba {info['numba']}, torch {info['torch']}, numpy {info['numpy']} | "
             f"threads: numba {t['numba']}, torch {t['torch']}, BLAS "
             f"{t['env']['OPENBLAS_NUM_THREADS']} | load {info['loadavg_start'][0]:.2f}")
@@ -178,9 +182,15 @@ def assemble(info, args, rows, sgemm_runs, extras):
 
 def format_summary(res):
     info = res["info"]
-    lines = ["", f"SGEMM roofline (float32 2048^2 matmul, {info['threads']['env']['OPENBLAS_NUM_THREADS']}"
-             f" threads): {res['sgemm_gflops']:.1f} GFLOP/s (runs: "
+    from bench.cases import SGEMM_N
+
+    lines = ["", f"SGEMM roofline (float32 {SGEMM_N[info['backend']]}^2 matmul, "
+             f"{info['threads']['env']['OPENBLAS_NUM_THREADS']} threads): "
+             f"{res['sgemm_gflops']:.1f} GFLOP/s (best of runs before and after the rows: "
              + ", ".join(f"{g:.1f}" for g in res["sgemm_runs_gflops"]) + ")"]
+    if res.get("torch_sgemm_gflops"):
+        lines.append(f"for comparison, torch's own float32 matmul (same size and threads): "
+                     f"{res['torch_sgemm_gflops']:.1f} GFLOP/s")
     for mode in ("training", "inference"):
         g = res[f"{mode}_geomean_speedup"]
         lines.append(f"geomean {mode} speedup: " + ("n/a" if g is None else f"{g:.2f}x"))

@@ -31,7 +31,7 @@ def parse_args(argv):
     p.add_argument("--configs", help="comma-separated subset of the grid's configs, e.g. S,M")
     p.add_argument("--repeats", type=int, default=21,
                    help="most timed rounds per row (fewer, but at least 3, for slow rows)")
-    p.add_argument("--budget", type=float, default=12.0,
+    p.add_argument("--budget", type=float, default=10.0,
                    help="seconds of timed rounds per row that set the repeat count")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for Numba, BLAS and torch (default: available cores)")
@@ -121,7 +121,7 @@ def main(argv=None):
             sys.exit(f"--backend gpu: {why}")
 
     from bench import report
-    from bench.cases import sgemm_gflops
+    from bench.cases import sgemm_gflops, torch_sgemm_gflops
 
     info = report.machine_info(args.backend)
     print(report.format_info(info), flush=True)
@@ -129,6 +129,7 @@ def main(argv=None):
     rows = run_rows(configs, args, max(sgemm))
     sgemm.append(sgemm_gflops(backend=args.backend))
     extras = cpu_extras(configs, args) if args.backend == "cpu" else {}
+    extras["torch_sgemm_gflops"] = torch_sgemm_gflops(backend=args.backend)
     result = report.assemble(info, args, rows, sgemm, extras)
     print(report.format_summary(result), flush=True)
     paths = report.write_outputs(result, args.out, plot=not args.no_plot)
