@@ -4,8 +4,9 @@ Peak memory (``peak_memory``), engine and PyTorch each in its own subprocess
 (``python -m bench.memory peak <engine|torch> <config>``), which does, in order:
 
 1. import NumPy, ``bench.cases`` (which imports the engine, but not torch) and the contender,
-   so both processes hold the same libraries apart from torch; run one tiny training step (T=2, B=1, I=H=1) so that the code paths, kernel caches and the BLAS /
-   OpenMP thread pools are loaded;
+   so both processes hold the same libraries apart from torch; run one tiny training step
+   (T=2, B=1, I=H=1) so that the code paths, kernel caches and the BLAS / OpenMP thread
+   pools are loaded;
 2. allocate the config's input x (T, B, I) and output gradient g (T, B, H) as NumPy float32
    (torch wraps the same buffers with ``torch.from_numpy``, no copy);
 3. baseline = current resident set size (VmRSS); then reset the kernel's high-water mark

@@ -197,7 +197,8 @@ def format_summary(res):
     fr = res.get("first_result")
     if fr:
         lines.append(f"time to first result (import engine + small forward): cold "
-                     f"{fr['cold']['first_result_s']:.2f} s, warm {fr['warm']['first_result_s']:.2f} s")
+                     f"{fr['cold']['first_result_s']:.2f} s, "
+                     f"warm {fr['warm']['first_result_s']:.2f} s")
     mem = res.get("memory")
     if mem:
         lines.append(f"L training step peak memory above baseline: engine "

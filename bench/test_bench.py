@@ -6,8 +6,9 @@
 
 One benchmark per config, mode and contender, grouped by config and mode so the table shows
 engine and torch side by side.  Each (config, mode) is checked against PyTorch once, before
-either contender is timed; that check also warms both up (compilation, caches).  pytest-benchmark times one contender at a time; the interleaved
-measurement that the issue's targets are judged on is ``python -m bench.run``.
+either contender is timed; that check also warms both up (compilation, caches).
+pytest-benchmark times one contender at a time; the interleaved measurement that the issue's
+targets are judged on is ``python -m bench.run``.
 """
 import os
 
