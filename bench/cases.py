@@ -252,6 +252,14 @@ def time_interleaved(cases, repeats, warmup=1, lead_in=None):
     return samples
 
 
+def spread(xs):
+    """Interquartile range over median: how noisy a set of timings is (0 = identical)."""
+    if len(xs) < 2:
+        return 0.0
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return (q[2] - q[0]) / statistics.median(xs)
+
+
 def plan_repeats(round_s, repeats, budget_s, min_repeats=3):
     """How many timed rounds fit ``budget_s`` when one round takes ``round_s``."""
     fit = int(budget_s / max(round_s, 1e-9))
@@ -284,6 +292,9 @@ def time_row(eng, ref, repeats, budget_s, flops, sgemm=None, checked_s=None):
         "engine_ms": 1e3 * e_s, "torch_ms": 1e3 * t_s,
         "engine_gflops": flops / e_s / 1e9, "torch_gflops": flops / t_s / 1e9,
         "speedup": t_s / e_s, "repeats": n, "lead_in": sorted(lead),
+        "engine_min_ms": 1e3 * min(samples[eng.label]),
+        "torch_min_ms": 1e3 * min(samples[ref.label]),
+        "spread": max(spread(v) for v in samples.values()),
         "engine_samples_ms": [1e3 * s for s in samples[eng.label]],
         "torch_samples_ms": [1e3 * s for s in samples[ref.label]],
     }

@@ -54,6 +54,30 @@ def machine_info(backend):
     return info
 
 
+# Results are flagged unreliable when other processes used more than this share of the CPUs.
+OTHER_LOAD_UNRELIABLE = 0.10
+
+
+def cpu_snapshot():
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its waited-for
+    children, wall seconds); two snapshots give how much CPU other processes took."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tick  # all but idle and iowait
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system, t.elapsed
+
+
+def other_load(start, end, cores):
+    """Share of the CPUs (0..1) that processes other than this run used between snapshots."""
+    wall = end[2] - start[2]
+    if wall <= 0:
+        return 0.0
+    other = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, other / (wall * cores))
+
+
 def format_info(info):
     dev = info.get("gpu") or info["cpu_model"]
     t = info["threads"]
@@ -70,7 +94,7 @@ def format_info(info):
 # ---------------------------------------------------------------------------- table
 _HEAD = (f"{'config':<7}{'mode':<10}{'T':>5}{'B':>5}{'I':>5}{'H':>5}{'L':>3} |"
          f"{'engine ms':>11}{'GFLOP/s':>9}{'%SGEMM':>8} |{'torch ms':>10}{'GFLOP/s':>9} |"
-         f"{'speedup':>9}  check")
+         f"{'speedup':>9}{'noise':>7}  check")
 
 
 def table_header():
@@ -78,6 +102,7 @@ def table_header():
 
 
 def format_row(r):
+    """One table row; noise is the larger interquartile range / median of the two."""
     left = (f"{r['config']:<7}{r['mode']:<10}{r['T']:>5}{r['B']:>5}{r['I']:>5}{r['H']:>5}"
             f"{r['layers']:>3} |")
     if r["status"] == "ERROR":
@@ -86,11 +111,25 @@ def format_row(r):
     check = f"ok ({c['ratio']:.2g} of tol)" if c["ok"] else \
         f"FAILED: {c['worst']} at {c['ratio']:.3g}x tol (max abs err {c['max_abs_err']:.3g})"
     if r["status"] == "FAILED":
-        return left + f"{'-':>11}{'-':>9}{'-':>8} |{'-':>10}{'-':>9} |{'-':>9}  {check}"
+        return left + f"{'-':>11}{'-':>9}{'-':>8} |{'-':>10}{'-':>9} |{'-':>9}{'-':>7}  {check}"
     frac = f"{100 * r['sgemm_fraction']:.1f}%" if "sgemm_fraction" in r else "-"
+    noise = f"{100 * r['spread']:.0f}%" if "spread" in r else "-"
     return left + (f"{r['engine_ms']:>11.3f}{r['engine_gflops']:>9.1f}{frac:>8} |"
                    f"{r['torch_ms']:>10.3f}{r['torch_gflops']:>9.1f} |"
-                   f"{r['speedup']:>8.2f}x  {check}")
+                   f"{r['speedup']:>8.2f}x{noise:>7}  {check}")
+
+
+def format_table(rows):
+    return "\n".join([table_header()] + [format_row(r) for r in rows])
+
+
+def format_progress(i, n, r):
+    """One line while the run goes on (the table comes at the end, with the final roofline)."""
+    head = f"[{i}/{n}] {r['config']} {r['mode']}: "
+    if r["status"] == "ok":
+        return head + (f"engine {r['engine_ms']:.3f} ms, torch {r['torch_ms']:.3f} ms, "
+                       f"{r['repeats']} rounds")
+    return head + r["status"] + (f" {r.get('error', '')}" if r["status"] == "ERROR" else "")
 
 
 # ---------------------------------------------------------------------------- targets
@@ -160,9 +199,14 @@ def _first_result_target(fr):
 
 
 # ---------------------------------------------------------------------------- outputs
-def assemble(info, args, rows, sgemm_runs, extras):
-    """The whole result as one JSON-able dict; the roofline is the better SGEMM run."""
+def assemble(info, args, rows, sgemm_runs, extras, cpu_start):
+    """The whole result as one JSON-able dict; the roofline is the better SGEMM run.
+
+    cpu_start: ``cpu_snapshot()`` taken when the run began.
+    """
     from bench.threads import blas_threads
+
+    load = other_load(cpu_start, cpu_snapshot(), info["cores_available"])
 
     sgemm = max(sgemm_runs)
     for r in rows:
@@ -170,7 +214,8 @@ def assemble(info, args, rows, sgemm_runs, extras):
             r["sgemm_fraction"] = r["engine_gflops"] / sgemm
     info["threads"]["blas"] = blas_threads()  # after the runs: SciPy's BLAS loads lazily
     info["loadavg_end"] = os.getloadavg()
-    res = {"info": info, "args": vars(args), "sgemm_gflops": sgemm,
+    res = {"info": info, "args": vars(args), "other_load": load,
+           "reliable": load <= OTHER_LOAD_UNRELIABLE, "sgemm_gflops": sgemm,
            "sgemm_runs_gflops": sgemm_runs, "rows": rows,
            "training_geomean_speedup": geomean(r["speedup"] for r in _timed(rows, "training")),
            "inference_geomean_speedup": geomean(
@@ -181,10 +226,12 @@ def assemble(info, args, rows, sgemm_runs, extras):
 
 
 def format_summary(res):
+    """The table, the roofline, geomeans, memory, first result and the targets."""
     info = res["info"]
     from bench.cases import SGEMM_N
 
-    lines = ["", f"SGEMM roofline (float32 {SGEMM_N[info['backend']]}^2 matmul, "
+    lines = ["", format_table(res["rows"]), "",
+             f"SGEMM roofline (float32 {SGEMM_N[info['backend']]}^2 matmul, "
              f"{info['threads']['env']['OPENBLAS_NUM_THREADS']} threads): "
              f"{res['sgemm_gflops']:.1f} GFLOP/s (best of runs before and after the rows: "
              + ", ".join(f"{g:.1f}" for g in res["sgemm_runs_gflops"]) + ")"]
@@ -204,10 +251,14 @@ def format_summary(res):
         lines.append(f"L training step peak memory above baseline: engine "
                      f"{mem['engine']['step_peak_mb']:.0f} MB, torch "
                      f"{mem['torch']['step_peak_mb']:.0f} MB ({mem['engine']['method']})")
+    lines.append("noise: interquartile range / median of the samples (the larger of the two)")
     lines.append(f"load average: start {info['loadavg_start'][0]:.2f}, end "
                  f"{info['loadavg_end'][0]:.2f} (on {info['cores_available']} cores)")
+    lines.append(f"other processes used {res['other_load']:.0%} of the CPUs during the run")
     if "targets" in res:
-        lines.append("targets (issue 5):")
+        flag = "" if res["reliable"] else \
+            f" -- UNRELIABLE: other processes used {res['other_load']:.0%} of the CPUs"
+        lines.append("targets (issue 5)" + flag + ":")
         lines += [f"  {t['status']:<4} {t['target']}: {t['detail']}" for t in res["targets"]]
     return "\n".join(lines)
 

@@ -81,12 +81,12 @@ def gpu_unavailable_reason():
 
 
 def run_rows(configs, args, sgemm):
-    """Check and time every config and mode, printing each row as it completes."""
+    """Check and time every config and mode, printing a progress line per row."""
     from bench.cases import MODES, bench_case
-    from bench.report import format_row, table_header
+    from bench.report import format_progress
 
-    print(table_header(), flush=True)
     rows = []
+    n = len(configs) * len(MODES)
     for cfg in configs:
         for mode in MODES:
             try:
@@ -97,7 +97,7 @@ def run_rows(configs, args, sgemm):
                        "H": cfg.H, "layers": cfg.layers, "status": "ERROR",
                        "error": f"{type(e).__name__}: {e}"}
             rows.append(row)
-            print(format_row(row), flush=True)
+            print(format_progress(len(rows), n, row), flush=True)
     return rows
 
 
@@ -123,6 +123,7 @@ def main(argv=None):
     from bench import report
     from bench.cases import sgemm_gflops, torch_sgemm_gflops
 
+    cpu_start = report.cpu_snapshot()
     info = report.machine_info(args.backend)
     print(report.format_info(info), flush=True)
     sgemm = [sgemm_gflops(backend=args.backend)]
@@ -130,7 +131,7 @@ def main(argv=None):
     sgemm.append(sgemm_gflops(backend=args.backend))
     extras = cpu_extras(configs, args) if args.backend == "cpu" else {}
     extras["torch_sgemm_gflops"] = torch_sgemm_gflops(backend=args.backend)
-    result = report.assemble(info, args, rows, sgemm, extras)
+    result = report.assemble(info, args, rows, sgemm, extras, cpu_start)
     print(report.format_summary(result), flush=True)
     paths = report.write_outputs(result, args.out, plot=not args.no_plot)
     print("wrote " + ", ".join(paths))
