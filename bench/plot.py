@@ -3,7 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter  # noqa: E402
 
 MODE_COLORS = {"inference": "#4c72b0", "training": "#dd8452"}
 
@@ -33,14 +33,18 @@ def plot_speedups(res, path):
     ax.set_yscale("log")
     speedups = [r["speedup"] for r in rows if r["status"] == "ok"] or [1.0]
     ax.set_ylim(min(0.5, 0.7 * min(speedups)), max(2.0, 1.4 * max(speedups)))
-    for axis_fmt in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-        axis_fmt(FormatStrFormatter("%g"))
+    ax.yaxis.set_major_locator(FixedLocator(
+        [m * 10.0 ** e for e in range(-3, 3) for m in (1, 2, 5)]))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(range(len(configs)), configs)
     ax.set_ylabel("speedup = torch time / engine time")
     info = res["info"]
     ax.set_title(f"lstm-engine vs torch.nn.LSTM ({info['backend']}: "
                  f"{info.get('gpu') or info['cpu_model']}, {info['threads']['numba']} threads, "
-                 f"{info['date'][:10]})\nSGEMM roofline {res['sgemm_gflops']:.0f} GFLOP/s",
+                 f"{info['date'][:10]})\nSGEMM roofline {res['sgemm_gflops']:.0f} GFLOP/s"
+                 + ("" if res.get("reliable", True) else
+                    f"; UNRELIABLE: other processes used {res['other_load']:.0%} of the CPUs"),
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
