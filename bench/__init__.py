@@ -1,0 +1,11 @@
+"""Benchmarks of lstm-engine against ``torch.nn.LSTM``.
+
+- ``bench.cases``: configurations, FLOP counts, the check against PyTorch, interleaved timing.
+- ``bench.run``: the runner behind ``make bench`` (table, JSON and PNG under bench/results/).
+- ``bench.memory``: peak memory of a training step and time to first result, each measured in
+  its own subprocess.
+- ``bench.test_bench``: the same cases as pytest-benchmark benchmarks.
+
+Nothing here imports NumPy at package import time, so ``bench.threads.pin_threads`` can still
+set the thread counts before any BLAS is loaded.
+"""

@@ -1,0 +1,74 @@
+"""Smoke test of the benchmark machinery (bench/): the check and the timing on a tiny config.
+
+No timing thresholds: only that the check passes, catches a wrong weight, and that the
+numbers of a row are consistent with each other.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+# bench/ is a top-level directory of the repository, not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.cases import MODES, Config, bench_case, check, gemm_flops, make_cases  # noqa: E402
+from bench.report import evaluate_targets, format_row  # noqa: E402
+
+torch = pytest.importorskip("torch")
+
+TINY = Config("tiny", T=4, B=2, I=3, H=5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bench_case_checks_then_times(mode):
+    row = bench_case(TINY, mode, repeats=3, budget_s=0.01, sgemm=100.0)
+    assert row["status"] == "ok" and row["check"]["ok"], row["check"]
+    assert row["check"]["ratio"] <= 1.0
+    assert row["engine_ms"] > 0 and row["torch_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["torch_ms"] / row["engine_ms"])
+    assert row["engine_gflops"] == pytest.approx(gemm_flops(TINY, mode) / row["engine_ms"] / 1e6)
+    assert row["sgemm_fraction"] == pytest.approx(row["engine_gflops"] / 100.0)
+    assert row["repeats"] == len(row["engine_samples_ms"]) == len(row["torch_samples_ms"]) >= 3
+    assert "x " in format_row(row)
+
+
+def test_check_catches_a_wrong_weight():
+    eng, ref = make_cases(TINY, "training")
+    with torch.no_grad():
+        ref.model.weight_hh_l0[0, 0] += 1e-2
+    res = check(eng, ref)
+    assert not res["ok"] and res["ratio"] > 1.0
+
+
+def test_check_covers_every_gradient():
+    eng, ref = make_cases(Config("two", T=3, B=2, I=3, H=4, layers=2), "training")
+    got = eng.results()
+    assert {"output", "h_n", "c_n", "grad_input"} <= set(got)
+    assert {k for k in got if k.startswith("grad.")} == \
+        {"grad." + k for k in eng.model.state_dict()}
+
+
+def test_gemm_flops_formula():
+    one = Config("one", T=10, B=2, I=3, H=4)
+    assert gemm_flops(one, "inference") == 2 * 10 * 2 * 16 * (3 + 4)
+    assert gemm_flops(one, "training") == 3 * gemm_flops(one, "inference")
+    two = Config("two", T=10, B=2, I=3, H=4, layers=2)
+    assert gemm_flops(two, "inference") == 2 * 10 * 2 * 16 * ((3 + 4) + (4 + 4))
+
+
+def test_targets_pass_and_fail():
+    def row(cfg, mode, speedup, gflops=100.0):
+        return {"config": cfg, "mode": mode, "status": "ok", "speedup": speedup,
+                "engine_gflops": gflops}
+    rows = [row("S", "training", 1.5), row("L", "training", 1.2, gflops=150.0),
+            row("S", "inference", 0.9), row("L", "inference", 1.1)]
+    extras = {"memory": {"engine": {"step_peak_mb": 90.0}, "torch": {"step_peak_mb": 100.0}},
+              "first_result": {"cold": {"first_result_s": 5.0},
+                               "warm": {"first_result_s": 2.5}}}
+    got = [t["status"] for t in evaluate_targets(rows, 200.0, extras)]
+    # training >= 1 everywhere, inference >= 1 everywhere, geomean sqrt(1.8) >= 1.25,
+    # L at 75% of SGEMM, memory 0.9x, warm first result 2.5 s
+    assert got == ["PASS", "FAIL", "PASS", "FAIL", "PASS", "FAIL"]
+    failed = dict(rows[0], status="FAILED")
+    assert evaluate_targets([failed], 200.0, {})[0]["status"] == "FAIL"
+    assert [t["status"] for t in evaluate_targets([], 200.0, {})] == ["n/a"] * 6
