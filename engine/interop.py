@@ -24,16 +24,14 @@ def lstm_from_torch(module, backend=None):
 
     if not isinstance(module, torch.nn.LSTM):
         raise TypeError(f"module must be a torch.nn.LSTM, got {type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise NotImplementedError("torch.nn.LSTM with proj_size > 0 is not supported by "
-                                  "engine.LSTM yet")
     dtype = next(iter(module.parameters())).dtype
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"module parameters must be float32 or float64, got {dtype}")
     lstm = LSTM(module.input_size, module.hidden_size, num_layers=module.num_layers,
-                bias=module.bias, batch_first=module.batch_first,
-                bidirectional=module.bidirectional, dtype=str(dtype).replace("torch.", ""),
-                backend=backend)
+                bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+                bidirectional=module.bidirectional, proj_size=module.proj_size,
+                dtype=str(dtype).replace("torch.", ""), backend=backend)
+    lstm.train(module.training)
     lstm.load_state_dict({k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
     return lstm
 

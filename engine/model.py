@@ -14,8 +14,6 @@ Variable lengths: when ``LSTM.forward`` accepts ``lengths`` it is passed through
 unidirectional LSTM is still exact here, because post-padding cannot reach earlier steps and the
 padded steps get zero gradient from the loss mask; a bidirectional one raises.
 """
-import inspect
-
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -221,7 +219,14 @@ class Sequential:
                 history["val_loss"].append(self._evaluate(*validation_data, batch_size))
         return history
 
+    def _set_training(self, mode):
+        """Dropout is active only while training (``LSTM.train``/``eval``)."""
+        for layer in self.layers:
+            if hasattr(layer, "train"):
+                layer.train(mode)
+
     def _train_epoch(self, x, y, lengths, order, batch_size, tbptt, verbose):
+        self._set_training(True)
         total, count = 0.0, 0
         bar = tqdm(total=len(order), unit="sample", unit_scale=True, disable=not verbose,
                    desc=f"epoch {self.epoch + 1}", leave=True)
@@ -287,6 +292,7 @@ class Sequential:
         """Outputs for all N samples as a NumPy array, computed batch by batch."""
         batch_size = check_int("batch_size", batch_size, 1)
         x, _, lengths = self._check_data(x, None, lengths)
+        self._set_training(False)
         outs = []
         for start in range(0, len(x), batch_size):
             xb, _, lb = _take(slice(start, start + batch_size), x, None, lengths, self.backend)
@@ -300,6 +306,7 @@ class Sequential:
         return self._evaluate(*self._check_data(x, y, lengths), batch_size)
 
     def _evaluate(self, x, y, lengths, batch_size):
+        self._set_training(False)
         total, count = 0.0, 0
         for start in range(0, len(x), batch_size):
             xb, yb, lb = _take(slice(start, start + batch_size), x, y, lengths, self.backend)
@@ -350,14 +357,7 @@ def _lstm_forward(lstm, x, state, lengths):
     xp = lstm.backend.xp
     if not lstm.batch_first:
         x = xp.ascontiguousarray(x.transpose(1, 0, 2))
-    kwargs = {}
-    if lengths is not None:
-        if "lengths" in inspect.signature(lstm.forward).parameters:
-            kwargs["lengths"] = lengths
-        elif lstm.bidirectional:
-            raise NotImplementedError("lengths with a bidirectional LSTM needs "
-                                      "LSTM.forward(..., lengths=)")
-    out, st = lstm.forward(x, state, **kwargs)
+    out, st = lstm.forward(x, state, lengths=lengths)
     if not lstm.batch_first:
         out = xp.ascontiguousarray(out.transpose(1, 0, 2))
     return out, st

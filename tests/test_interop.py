@@ -42,8 +42,6 @@ def test_to_torch_state_dict_loads_into_torch(rng):
 def test_from_torch_rejects_other_modules():
     with pytest.raises(TypeError, match="torch.nn.LSTM"):
         LSTM.from_torch(torch.nn.GRU(3, 4))
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        LSTM.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
 
 
 def _keras_lstm_reference(x, kernel, rec, bias):
@@ -89,3 +87,12 @@ def test_from_keras_rejects_bad_shapes(rng):
         lstm_from_keras([np.ones((3, 8)), np.ones((2, 8)), np.ones(4)])
     with pytest.raises(TypeError, match="get_weights"):
         lstm_from_keras(np.ones((3, 8)))
+
+
+def test_from_torch_keeps_projection_dropout_and_mode(rng):
+    tm = torch.nn.LSTM(4, 6, num_layers=2, proj_size=3, dropout=0.25, bidirectional=True).eval()
+    m = LSTM.from_torch(tm)
+    assert (m.proj_size, m.dropout, m.training) == (3, 0.25, False)
+    x = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    np.testing.assert_allclose(m(x)[0], tm(torch.from_numpy(x))[0].detach().numpy(),
+                               rtol=1e-5, atol=1e-6)

@@ -278,3 +278,36 @@ def test_adding_problem_needs_forget_bias():
     off = ap.first_below(ap.run(forget_bias=None, verbose=False))
     assert on is not None and on <= 3000
     assert off is None or off > on
+
+
+def test_dropout_is_on_in_fit_and_off_in_predict_and_evaluate(rng):
+    x = rng.standard_normal((16, 6, 3)).astype(np.float32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+    lstm = LSTM(3, 8, num_layers=2, dropout=0.5, batch_first=True, seed=0)
+    model = Sequential([lstm, Dense(8, 1, seed=0)], output="many_to_one")
+    model.compile("mse", SGD(lr=0.0))
+    model.fit(x, y, epochs=1, batch_size=16, verbose=False)
+    assert lstm._saved["layers"][1]["mask"] is not None  # dropped while training
+    first = model.predict(x)
+    np.testing.assert_array_equal(first, model.predict(x))  # deterministic: no dropout
+    assert not lstm.training
+    loss = model.evaluate(x, y)
+    assert loss == pytest.approx(float(((first - y) ** 2).mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_tiny_classifier_and_regressor_train_on_both_backends(rng, backend):
+    """The GPU backend runs in the CUDA simulator here: tiny shapes, few steps."""
+    x = rng.standard_normal((24, 5, 2)).astype(np.float32)
+    y_cls = (x[:, :, 0].sum(axis=1) > 0).astype(np.int64)
+    y_reg = np.cumsum(x[:, :, :1], axis=1).astype(np.float32)
+    clf = Sequential([LSTM(2, 6, batch_first=True, seed=1, backend=backend),
+                      Dense(6, 2, seed=1, backend=backend)], output="many_to_one")
+    clf.compile("cross_entropy", Adam(lr=0.05))
+    h = clf.fit(x, y_cls, epochs=12, batch_size=24, seed=0, verbose=False)
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
+    reg = Sequential([LSTM(2, 6, batch_first=True, seed=2, backend=backend),
+                      Dense(6, 1, seed=2, backend=backend)])
+    reg.compile("mse", Adam(lr=0.05))
+    h = reg.fit(x, y_reg, epochs=12, batch_size=24, seed=0, verbose=False)
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
