@@ -298,16 +298,16 @@ def test_dropout_is_on_in_fit_and_off_in_predict_and_evaluate(rng):
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])
 def test_tiny_classifier_and_regressor_train_on_both_backends(rng, backend):
     """The GPU backend runs in the CUDA simulator here: tiny shapes, few steps."""
-    x = rng.standard_normal((24, 5, 2)).astype(np.float32)
+    x = rng.standard_normal((8, 3, 2)).astype(np.float32)
     y_cls = (x[:, :, 0].sum(axis=1) > 0).astype(np.int64)
     y_reg = np.cumsum(x[:, :, :1], axis=1).astype(np.float32)
-    clf = Sequential([LSTM(2, 6, batch_first=True, seed=1, backend=backend),
-                      Dense(6, 2, seed=1, backend=backend)], output="many_to_one")
-    clf.compile("cross_entropy", Adam(lr=0.05))
-    h = clf.fit(x, y_cls, epochs=12, batch_size=24, seed=0, verbose=False)
+    clf = Sequential([LSTM(2, 4, batch_first=True, seed=1, backend=backend),
+                      Dense(4, 2, seed=1, backend=backend)], output="many_to_one")
+    clf.compile("cross_entropy", Adam(lr=0.3))
+    h = clf.fit(x, y_cls, epochs=4, batch_size=8, seed=0, verbose=False)
     assert h["loss"][-1] < 0.5 * h["loss"][0]
-    reg = Sequential([LSTM(2, 6, batch_first=True, seed=2, backend=backend),
-                      Dense(6, 1, seed=2, backend=backend)])
-    reg.compile("mse", Adam(lr=0.05))
-    h = reg.fit(x, y_reg, epochs=12, batch_size=24, seed=0, verbose=False)
+    reg = Sequential([LSTM(2, 4, batch_first=True, seed=2, backend=backend),
+                      Dense(4, 1, seed=2, backend=backend)])
+    reg.compile("mse", Adam(lr=0.3))
+    h = reg.fit(x, y_reg, epochs=4, batch_size=8, seed=0, verbose=False)
     assert h["loss"][-1] < 0.5 * h["loss"][0]
