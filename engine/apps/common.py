@@ -64,11 +64,10 @@ def parse_options(add_arguments, epochs, args=None, overrides=None):
 
 
 class Report:
-    """Prints lines unless quiet; collects the output files it was told about."""
+    """Prints lines unless quiet."""
 
     def __init__(self, quiet):
         self.quiet = quiet
-        self.files = []
 
     def __call__(self, text=""):
         if not self.quiet:
