@@ -182,8 +182,8 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2):
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)
     bad = np.flatnonzero(~(close > 0))
     if bad.size:
-        _fail(path, lines[bad[0]], f"price {close[bad[0]]!r} in column {price_name!r} must be "
-                                   "positive (log returns are taken)")
+        _fail(path, lines[bad[0]], f"price {float(close[bad[0]])!r} in column {price_name!r} "
+                                   "must be positive (log returns are taken)")
     order = np.argsort(dates, kind="stable")
     dates, close, lines = dates[order], close[order], lines[order]
     dup = np.flatnonzero(dates[1:] == dates[:-1])

@@ -1,51 +1,66 @@
-"""``make demo``: a short training run on the bundled monthly sunspots, CPU backend by default.
+"""``make demo``: a short run of each of the four applications on the bundled data.
 
-An LSTM reads 60 months and predicts the next one; the loss falls epoch by epoch, and the test
-RMSE is printed beside the persistence baseline on the same chronological split.
+Runs forecast, stocks, text and classify with small budgets (a few minutes in all on 2 CPU
+cores), then prints where the plots (PNG) and metrics (JSON) went.  The full-size runs are
+the plain commands, e.g. ``python -m engine forecast --out out/forecast``.
 """
 import argparse
+import sys
 import time
 
-import numpy as np
+from engine.__main__ import single_threaded_blas
 
-import engine
-from engine.baselines import persistence_forecast, rmse_per_horizon
-from engine.datasets import load_sunspots
-from engine.windows import StandardScaler, chronological_split, make_windows
+# Short settings per command: enough to see each one learn, small enough for ~3 minutes.
+SHORT = {
+    "forecast": dict(epochs=12, hidden=32, patience=4),
+    "stocks": dict(epochs=5, hidden=16),
+    "text": dict(minutes=1.5, hidden=128, sample=200),
+    "classify": dict(epochs=15, hidden=32),
+}
 
-WINDOW = 60
+
+def headline(m):
+    """One line with the held-out figure of a command's metrics."""
+    if m["command"] == "forecast":
+        return "test RMSE mean over horizons: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in m["test_rmse_mean"].items())
+    if m["command"] == "stocks":
+        return (f"next-day return edge: {m['next_day_return']['edge']}; 5-day volatility "
+                f"edge: {m['volatility_5d']['edge']}")
+    if m["command"] == "text":
+        return (f"held-out {m['heldout_nats_per_char']:.3f} nats/char "
+                f"({m['heldout_bits_per_char']:.3f} bits/char)")
+    return f"test accuracy {m['test_accuracy']:.1%}"
 
 
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+        single_threaded_blas("engine.demo", argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default=None, help="cpu, gpu or auto (default: ENGINE_BACKEND or cpu)")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--backend", default=None, help="cpu, gpu or auto (default: ENGINE_BACKEND "
+                    "or cpu)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="out/demo", help="folder for plots and metrics")
+    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
-    series = load_sunspots()
-    X, Y = make_windows(series, WINDOW, horizon=1)
-    train, _, test = chronological_split(len(X))
-    scaler = StandardScaler().fit(series[:train.stop + WINDOW])
-    Xs, Ys = (scaler.transform(a).astype(np.float32) for a in (X, Y))
+    from engine.apps import MODULES
 
-    lstm = engine.LSTM(1, 32, batch_first=True, backend=args.backend, seed=args.seed)
-    model = engine.Sequential([lstm, engine.Dense(32, 1, backend=args.backend, seed=args.seed)],
-                              output="many_to_one")
-    model.compile("mse", engine.Adam(lr=3e-3))
-    print(f"sunspots: {len(series)} months, {train.stop} training windows of {WINDOW}, "
-          f"backend={lstm.backend.name}")
-    start = time.perf_counter()
-    for epoch in range(args.epochs):
-        hist = model.fit(Xs[train], Ys[train], epochs=1, batch_size=64, seed=args.seed,
-                         verbose=False)
-        print(f"epoch {epoch + 1:2d}  train loss (scaled MSE) {hist['loss'][-1]:.4f}")
-    pred = scaler.inverse_transform(model.predict(Xs[test]))
-    lstm_rmse = rmse_per_horizon(pred, Y[test])[0]
-    base_rmse = rmse_per_horizon(persistence_forecast(X[test], 1), Y[test])[0]
-    print(f"test RMSE: LSTM {lstm_rmse:.1f}, persistence {base_rmse:.1f} "
-          f"({time.perf_counter() - start:.1f} s)")
+    written, start = [], time.perf_counter()
+    for name, options in SHORT.items():
+        print(f"\n=== {name} ({', '.join(f'{k}={v}' for k, v in options.items())}) ===",
+              flush=True)
+        t0 = time.perf_counter()
+        metrics = MODULES[name].run(backend=args.backend, seed=args.seed, out=args.out,
+                                    quiet=args.quiet, **options)
+        written.append((name, metrics, time.perf_counter() - t0))
+    print(f"\ndemo done in {time.perf_counter() - start:.0f} s; plots and metrics:")
+    for name, m, seconds in written:
+        print(f"  {name:9s} {m['files']['plot']}  {m['files']['metrics']}  ({seconds:.0f} s)")
+        print(f"            {headline(m)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""``classify``: classification of variable-length multivariate sequences.
+
+Data: the bundled JapaneseVowels (name one of 9 speakers from 12 LPC cepstra per frame,
+7-29 frames; 270 train / 370 test), or ``--train FILE --test FILE`` as sktime ``.ts`` files
+or CSV files (one row per time step: sequence id, label, features...).  Test labels must be
+among the training labels.
+
+Features are standardised with statistics of the training frames.  Sequences are padded to
+the longest and the LSTM gets their lengths, so padding never reaches a result: the
+many-to-one output is taken at each sequence's own last step (and, bidirectional, the
+reverse direction starts there).  Reports test accuracy and the confusion matrix.
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import engine
+from engine.apps.common import AppError, Report, parse_options, save_model, user_data, \
+    write_outputs
+from engine.baselines import accuracy, confusion_matrix, majority_class
+from engine.datasets import load_japanese_vowels, pad_sequences, read_sequence_csv, read_ts
+from engine.windows import StandardScaler
+
+EPOCHS = 40
+
+
+def add_arguments(p):
+    p.add_argument("--train", metavar="FILE", help=".ts or .csv training sequences")
+    p.add_argument("--test", metavar="FILE", help=".ts or .csv test sequences")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
+                   help="bidirectional LSTM (default; --no-bidirectional for one direction)")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def read_labelled(path, class_names=None):
+    """(X list of (T_i, F), y, names) from a .ts or .csv file (chosen by the suffix)."""
+    suffix = Path(path).suffix.lower()
+    reader = read_sequence_csv if suffix in (".csv", ".gz") else read_ts
+    return reader(path, class_names=class_names)
+
+
+def load_data(args):
+    """(X_train, y_train, X_test, y_test, class names, data name)."""
+    if (args.train is None) != (args.test is None):
+        raise AppError("give both --train FILE and --test FILE (or neither, for "
+                       "JapaneseVowels)")
+    if args.train is None:
+        Xtr, ytr, Xte, yte = load_japanese_vowels()
+        return Xtr, ytr, Xte, yte, [str(k + 1) for k in range(9)], "JapaneseVowels"
+    with user_data():
+        Xtr, ytr, names = read_labelled(args.train)
+        Xte, yte, _ = read_labelled(args.test, class_names=names)
+        if Xte[0].shape[1] != Xtr[0].shape[1]:
+            raise ValueError(f"{args.test}: {Xte[0].shape[1]} features per step, but "
+                             f"{args.train} has {Xtr[0].shape[1]}")
+    return Xtr, ytr, Xte, yte, [str(n) for n in names], f"{args.train} / {args.test}"
+
+
+def prepare(X, scaler):
+    """Standardised, padded float32 (N, T_max, F) and int64 lengths (N,)."""
+    padded, lengths = pad_sequences([scaler.transform(x) for x in X])
+    return padded.astype(np.float32), lengths
+
+
+def build_model(args, F, C):
+    lstm = engine.LSTM(F, args.hidden, batch_first=True, bidirectional=args.bidirectional,
+                       backend=args.backend, seed=args.seed)
+    width = args.hidden * (2 if args.bidirectional else 1)
+    dense = engine.Dense(width, C, backend=args.backend, seed=args.seed + 1)
+    model = engine.Sequential([lstm, dense], output="many_to_one")
+    return model.compile("cross_entropy", engine.Adam(lr=args.lr), clip_norm=5.0)
+
+
+def run(args=None, **overrides):
+    """Train for --epochs on the training set, evaluate on the test set; returns metrics."""
+    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    report = Report(args.quiet)
+    Xtr, ytr, Xte, yte, names, data = load_data(args)
+    scaler = StandardScaler().fit(np.concatenate(Xtr))
+    (xtr, ltr), (xte, lte) = prepare(Xtr, scaler), prepare(Xte, scaler)
+    C = len(names)
+    report(f"classify: {data}, {len(Xtr)} train / {len(Xte)} test sequences, "
+           f"{xtr.shape[2]} features, lengths {ltr.min()}-{ltr.max()}, {C} classes")
+    model = build_model(args, xtr.shape[2], C)
+    history = model.fit(xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
+                        seed=args.seed, lengths=ltr, verbose=not args.quiet)
+    save_model(model, args, report)
+    pred = np.argmax(model.predict(xte, lengths=lte), axis=1)
+    cm = confusion_matrix(yte, pred, C)
+    metrics = {"command": "classify", "data": data, "classes": names,
+               "n_train": len(Xtr), "n_test": len(Xte), "epochs": args.epochs,
+               "test_accuracy": accuracy(yte, pred),
+               "majority_class_accuracy": accuracy(yte, np.full_like(yte, majority_class(ytr, C))),
+               "confusion_matrix": cm.tolist(), "history": {"loss": history["loss"]}}
+    report(f"test accuracy {metrics['test_accuracy']:.1%} (majority class "
+           f"{metrics['majority_class_accuracy']:.1%})")
+    report(format_confusion(cm, names))
+    return write_outputs(args, "classify", metrics,
+                         lambda plt, path: plot(plt, path, cm, names, metrics), report)
+
+
+def format_confusion(cm, names):
+    """The confusion matrix as text: rows true class, columns predicted class."""
+    w = max(4, max(len(n) for n in names) + 1)
+    lines = ["confusion matrix (rows: true, columns: predicted)",
+             " " * w + "".join(f"{n:>{w}}" for n in names)]
+    lines += [f"{n:>{w}}" + "".join(f"{v:>{w}d}" for v in row) for n, row in zip(names, cm)]
+    return "\n".join(lines)
+
+
+def plot(plt, path, cm, names, m):
+    """The confusion matrix as an image with counts in the cells."""
+    C = len(names)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.5 * C, 1.2 + 0.5 * C))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(C):
+        for j in range(C):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(C), names)
+    ax.set_yticks(range(C), names)
+    ax.set(xlabel="predicted", ylabel="true",
+           title=f"{m['data']}\ntest accuracy {m['test_accuracy']:.1%}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,169 @@
+"""Helpers shared by the four applications: the common command-line options, turning bad data
+into a clean exit, metrics JSON, lazily imported matplotlib, and early-stopped training.
+
+Every command module defines ``add_arguments(parser)`` (its own options) and
+``run(args=None, **overrides)`` (returns the metrics dict).  ``parse_options`` builds the
+argparse Namespace that ``run`` needs from keyword arguments, so the Python entry and the
+command line share one set of defaults.
+"""
+import argparse
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+class AppError(Exception):
+    """A problem with the user's data or options: the CLI prints the message and exits 2."""
+
+
+@contextmanager
+def user_data(what=None):
+    """Re-raise the readers' ``FILE:LINE: problem`` ValueErrors (and missing files) as AppError,
+    so the command line reports them without a traceback.  Wrap only data loading and
+    preparation, never training, so genuine bugs keep their tracebacks."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise AppError(f"{e.filename}: no such file") from e
+    except (ValueError, OSError) as e:
+        raise AppError(f"{what}: {e}" if what else str(e)) from e
+
+
+def add_common_arguments(parser, epochs):
+    """The options every command takes; ``epochs`` is the command's default."""
+    g = parser.add_argument_group("common options")
+    g.add_argument("--backend", default=None,
+                   help="cpu, gpu or auto (default: ENGINE_BACKEND or cpu)")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    g.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
+    g.add_argument("--out", metavar="DIR", default=None,
+                   help="write plots (PNG) and metrics (JSON) into DIR")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or report")
+
+
+def parse_options(add_arguments, epochs, args=None, overrides=None):
+    """The Namespace ``run`` uses: ``args`` as given (or the defaults), then ``overrides``
+    (keyword arguments named like the options, dashes as underscores) applied on top."""
+    if args is None:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        add_common_arguments(parser, epochs)
+        args = parser.parse_args([])
+    for key, value in (overrides or {}).items():
+        if not hasattr(args, key):
+            raise TypeError(f"unknown option {key!r}")
+        setattr(args, key, value)
+    if args.epochs < 1:
+        raise AppError(f"--epochs must be >= 1, got {args.epochs}")
+    return args
+
+
+class Report:
+    """Prints lines unless quiet."""
+
+    def __init__(self, quiet):
+        self.quiet = quiet
+
+    def __call__(self, text=""):
+        if not self.quiet:
+            print(text, flush=True)
+
+
+def out_dir(args):
+    """``Path(args.out)``, created, or None when no --out was given."""
+    if args.out is None:
+        return None
+    path = Path(args.out)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_outputs(args, name, metrics, plot_fn, report):
+    """Write ``<out>/<name>.json`` (metrics) and ``<out>/<name>.png`` (``plot_fn(plt, path)``)
+    when --out is set; record their paths in ``metrics["files"]`` and report them."""
+    out = out_dir(args)
+    if out is None:
+        return metrics
+    png, js = out / f"{name}.png", out / f"{name}.json"
+    plot_fn(pyplot(), png)
+    metrics["files"] = {"plot": str(png), "metrics": str(js)}
+    js.write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    report(f"wrote {png} and {js}")
+    return metrics
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported only when a plot is written."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise AppError("plots need matplotlib: pip install 'lstm-engine[plot]' "
+                       "(or run without --out)") from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_model(model, args, report):
+    """``model.save(args.save)`` when --save was given."""
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        model.save(args.save)
+        report(f"saved the model to {args.save}")
+
+
+def snapshot(model):
+    """A host copy of every parameter (to restore the best epoch later)."""
+    return {k: np.array(model.backend.to_numpy(v), copy=True)
+            for k, v in model.state_dict().items()}
+
+
+def fit_early_stopping(model, train, val, args, batch_size, patience, report):
+    """Train epoch by epoch on ``train`` = (x, y[, lengths]), keep the weights of the epoch with
+    the lowest loss on ``val`` (same form) and restore them; stop after ``patience`` epochs
+    without improvement.  Returns {"loss", "val_loss", "best_epoch", "seconds"}."""
+    x, y, lengths = (tuple(train) + (None,))[:3]
+    history = {"loss": [], "val_loss": []}
+    best, best_state, waited, start = np.inf, None, 0, time.perf_counter()
+    for epoch in range(args.epochs):
+        h = model.fit(x, y, epochs=1, batch_size=batch_size, validation_data=tuple(val),
+                      seed=args.seed, lengths=lengths, verbose=not args.quiet)
+        history["loss"].append(h["loss"][0])
+        history["val_loss"].append(h["val_loss"][0])
+        if h["val_loss"][0] < best:
+            best, best_state, waited = h["val_loss"][0], snapshot(model), 0
+            history["best_epoch"] = epoch + 1
+        else:
+            waited += 1
+        report(f"epoch {epoch + 1:3d}  loss {h['loss'][0]:.4f}  val {h['val_loss'][0]:.4f}"
+               + ("  *" if waited == 0 else ""))
+        if waited >= patience:
+            report(f"early stop: no validation improvement for {patience} epochs")
+            break
+    model.load_state_dict(best_state)
+    history["seconds"] = time.perf_counter() - start
+    return history
+
+
+def cli_main(run, args):
+    """Run a command from parsed arguments; an AppError prints ``error: ...`` and returns 2."""
+    try:
+        run(args)
+    except AppError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

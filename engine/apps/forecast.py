@@ -1,0 +1,171 @@
+"""``forecast``: multi-step forecasting of a univariate series with an LSTM.
+
+Data: the bundled monthly sunspots, or column ``--column`` of ``--csv FILE``.  Windows of
+``--window`` values are made over the whole series and split chronologically 70/15/15 by
+window; the scaler is fitted on the values the training windows see, and nothing else.
+
+Modes:
+- direct (default): LSTM -> Dense(H) predicts the next H values at once from the window.
+- recursive: a one-step model is rolled forward H times, its forecasts fed back as inputs.
+
+The model predicts the change from the window's last value (scaled), so "no change" (the
+persistence forecast) is the zero output it starts near.  Test RMSE per horizon is reported
+beside persistence and a least-squares AR of the same window, fitted on the training windows
+only; all three are computed on the same test windows.
+"""
+import numpy as np
+
+import engine
+from engine.apps.common import (Report, fit_early_stopping, parse_options, save_model,
+                                user_data, write_outputs, AppError)
+from engine.baselines import fit_linear_ar, persistence_forecast, rmse_per_horizon
+from engine.datasets import load_sunspots, read_csv_series
+from engine.windows import StandardScaler, chronological_split, make_windows
+
+EPOCHS = 60
+
+
+def add_arguments(p):
+    p.add_argument("--csv", metavar="FILE", help="a CSV file with a header row (default: "
+                   "the bundled monthly sunspots)")
+    p.add_argument("--column", metavar="NAME", help="the CSV column holding the series")
+    p.add_argument("--window", type=int, default=60, help="input window W (default 60)")
+    p.add_argument("--horizon", type=int, default=12, help="forecast horizon H (default 12)")
+    p.add_argument("--mode", choices=("direct", "recursive"), default="direct")
+    p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience, epochs")
+
+
+def load_series(args):
+    """(values (T,), name): the CSV column, or the bundled sunspots."""
+    if args.csv is None:
+        return load_sunspots(), "sunspots (monthly)"
+    if args.column is None:
+        raise AppError("--csv needs --column NAME (the column holding the series)")
+    with user_data():
+        series = read_csv_series(args.csv, args.column,
+                                 min_length=args.window + args.horizon + 3)
+    return series, f"{args.csv}:{args.column}"
+
+
+def prepare(series, args):
+    """Windows, split and scaling.  Returns a dict with X (N, W, 1), Y (N, H) in data units,
+    the train/val/test slices, the fitted scaler, and Xs / Ds: the scaled windows and the
+    scaled targets minus the scaled last window value."""
+    with user_data("forecast"):
+        X, Y = make_windows(series, args.window, args.horizon)
+        split = chronological_split(len(X))
+    train = split[0]
+    scaler = StandardScaler().fit(series[:train.stop - 1 + args.window + args.horizon])
+    Xs = scaler.transform(X).astype(np.float32)
+    Ds = (scaler.transform(Y) - Xs[:, -1, :]).astype(np.float32)
+    return dict(X=X, Y=Y, split=split, scaler=scaler, Xs=Xs, Ds=Ds)
+
+
+def build_model(args, outputs):
+    """LSTM(1, hidden) -> Dense(hidden, outputs), many-to-one, compiled with Adam on MSE."""
+    lstm = engine.LSTM(1, args.hidden, batch_first=True, backend=args.backend, seed=args.seed)
+    dense = engine.Dense(args.hidden, outputs, backend=args.backend, seed=args.seed + 1)
+    model = engine.Sequential([lstm, dense], output="many_to_one")
+    return model.compile("mse", engine.Adam(lr=args.lr), clip_norm=1.0)
+
+
+def forecast_scaled(model, Xs, horizon, mode):
+    """Scaled forecasts (N, H) from scaled windows Xs (N, W, 1)."""
+    if mode == "direct":
+        return Xs[:, -1, :] + model.predict(Xs)
+    window, out = Xs.copy(), []
+    for _ in range(horizon):
+        nxt = window[:, -1, :] + model.predict(window)  # (N, 1)
+        out.append(nxt)
+        window = np.concatenate([window[:, 1:], nxt[:, :, None]], axis=1).astype(np.float32)
+    return np.concatenate(out, axis=1)
+
+
+def run(args=None, **overrides):
+    """Train, evaluate on the test windows and return the metrics dict (see the module doc)."""
+    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    report = Report(args.quiet)
+    series, name = load_series(args)
+    d = prepare(series, args)
+    train, val, test = d["split"]
+    k = args.horizon if args.mode == "direct" else 1
+    report(f"forecast: {name}, {len(series)} values, window {args.window}, horizon "
+           f"{args.horizon} ({args.mode}); windows train/val/test "
+           f"{train.stop}/{val.stop - val.start}/{test.stop - test.start}")
+    model = build_model(args, k)
+    history = fit_early_stopping(model, (d["Xs"][train], d["Ds"][train, :k]),
+                                 (d["Xs"][val], d["Ds"][val, :k]), args, args.batch_size,
+                                 args.patience, report)
+    save_model(model, args, report)
+    metrics = evaluate(model, d, args, name, history)
+    print_table(metrics, report)
+    return write_outputs(args, "forecast", metrics,
+                         lambda plt, path: plot(plt, path, series, d, metrics), report)
+
+
+def evaluate(model, d, args, name, history):
+    """Test RMSE per horizon for the model, persistence and the train-only AR."""
+    test, train = d["split"][2], d["split"][0]
+    X, Y = d["X"], d["Y"]
+    pred = d["scaler"].inverse_transform(
+        forecast_scaled(model, d["Xs"][test], args.horizon, args.mode))
+    ar = fit_linear_ar(X[train], Y[train])
+    rmse = {"lstm": rmse_per_horizon(pred, Y[test]),
+            "persistence": rmse_per_horizon(persistence_forecast(X[test], args.horizon), Y[test]),
+            f"ar{args.window}": rmse_per_horizon(ar.predict(X[test]), Y[test])}
+    d["pred"], d["ar_pred"] = pred, ar.predict(X[test])
+    base = {k: v for k, v in rmse.items() if k != "lstm"}
+    return {
+        "command": "forecast", "data": name, "window": args.window, "horizon": args.horizon,
+        "mode": args.mode, "epochs_run": len(history["loss"]),
+        "best_epoch": history.get("best_epoch"), "train_seconds": history["seconds"],
+        "n_test": int(len(pred)),
+        "test_rmse_per_horizon": {k: v.tolist() for k, v in rmse.items()},
+        "test_rmse_mean": {k: float(v.mean()) for k, v in rmse.items()},
+        "beats_persistence_every_horizon": bool(np.all(rmse["lstm"] < rmse["persistence"])),
+        "beats_ar_on_mean": bool(rmse["lstm"].mean() < rmse[f"ar{args.window}"].mean()),
+        "best_baseline_mean": min(base, key=lambda k: base[k].mean()),
+        "history": {"loss": history["loss"], "val_loss": history["val_loss"]},
+    }
+
+
+def print_table(m, report):
+    """Test RMSE per horizon: one row per horizon, one column per forecaster."""
+    names = list(m["test_rmse_per_horizon"])
+    report("test RMSE per horizon (data units):")
+    report("   h " + "".join(f"{n:>13s}" for n in names))
+    for h in range(m["horizon"]):
+        report(f"{h + 1:4d} " + "".join(f"{m['test_rmse_per_horizon'][n][h]:13.2f}"
+                                        for n in names))
+    report("mean " + "".join(f"{m['test_rmse_mean'][n]:13.2f}" for n in names))
+    report(f"LSTM beats persistence at every horizon: {m['beats_persistence_every_horizon']}; "
+           f"beats AR on the mean: {m['beats_ar_on_mean']}")
+
+
+def plot(plt, path, series, d, m):
+    """Top: the test period, the 1-step and H-step forecasts and one full H-step path.
+    Bottom: test RMSE per horizon of the model and both baselines."""
+    test, W, H = d["split"][2], m["window"], m["horizon"]
+    t0 = test.start + W  # series index of the first test target
+    fig, (a, b) = plt.subplots(2, 1, figsize=(10, 7))
+    t = np.arange(len(series))
+    a.plot(t[t0 - 3 * W:], series[t0 - 3 * W:], color="0.6", lw=1, label="history / actual")
+    a.plot(t0 + np.arange(len(d["pred"])), d["pred"][:, 0], lw=1, label="LSTM, 1 step ahead")
+    a.plot(t0 + H - 1 + np.arange(len(d["pred"])), d["pred"][:, -1], lw=1,
+           label=f"LSTM, {H} steps ahead")
+    i = len(d["pred"]) // 2
+    a.plot(t0 + i + np.arange(H), d["pred"][i], "k.-", lw=1.5, label="one H-step forecast")
+    a.axvline(t0, color="k", ls=":", lw=0.8)
+    a.set(title=f"{m['data']}: test forecasts", xlabel="step", ylabel="value")
+    a.legend(fontsize=8)
+    h = np.arange(1, H + 1)
+    for name, r in m["test_rmse_per_horizon"].items():
+        b.plot(h, r, "o-", label=f"{name} (mean {np.mean(r):.2f})")
+    b.set(title="test RMSE per horizon", xlabel="horizon", ylabel="RMSE")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,192 @@
+"""``stocks``: next-day log return and 5-day realised volatility from past daily returns.
+
+Data: a bundled ticker (``--ticker AAPL``; also IBM, MSFT, GOOG, FB) or ``--csv FILE`` with a
+date and a price column (Yahoo/Quandl/Stooq exports work as they are).  Each sample is the
+last ``--window`` log returns (two channels: r and |r|, scaled by the training std); the
+targets are the next day's return r[t+1] and the realised volatility
+sqrt(r[t+1]^2 + ... + r[t+5]^2) of the next 5 days.  Samples are split 70/15/15 in time.
+
+Baselines on the same test days: zero and historical-mean return; historical-mean and
+last-5-days (persistence) volatility; the majority direction.  An edge is claimed only when
+the model's test MSE is below the best baseline's with a Newey-West t statistic above 2 on
+the squared-error differences (and, for direction, a z score above 2).  Next-day returns are
+close to unpredictable, so expect "no edge" there; volatility clusters, so it is predictable.
+"""
+import numpy as np
+
+import engine
+from engine.apps.common import (AppError, Report, fit_early_stopping, parse_options,
+                                save_model, user_data, write_outputs)
+from engine.baselines import (directional_accuracy, majority_direction_accuracy,
+                              mean_forecast, mse, zero_forecast)
+from engine.datasets import load_stocks, read_price_csv
+from engine.windows import StandardScaler, chronological_split, log_returns, \
+    realised_volatility
+
+EPOCHS = 30
+VOL_DAYS = 5
+T_EDGE = 2.0
+
+
+def add_arguments(p):
+    p.add_argument("--ticker", default="AAPL", help="bundled ticker (default AAPL)")
+    p.add_argument("--csv", metavar="FILE", help="a CSV with a date and a price column")
+    p.add_argument("--date-column", help="name of the date column (default: guessed)")
+    p.add_argument("--price-column", help="name of the price column (default: Adj Close, "
+                   "Close, Price or Value)")
+    p.add_argument("--window", type=int, default=20, help="past returns per sample")
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--patience", type=int, default=6)
+
+
+def load_prices(args):
+    """A PriceSeries from --csv, or the bundled --ticker."""
+    need = args.window + VOL_DAYS + 20
+    with user_data():
+        if args.csv:
+            return read_price_csv(args.csv, args.date_column, args.price_column, need)
+        return load_stocks(args.ticker)
+
+
+def make_samples(prices, window):
+    """X (N, W, 2) raw [r, |r|] windows; y_ret (N,); y_vol (N,); last_vol (N,) the realised
+    volatility of each window's last 5 returns; dates (N,) of the predicted day."""
+    r = log_returns(prices.close)
+    vol = realised_volatility(r, VOL_DAYS)      # vol[i] covers r[i : i+5]
+    ends = np.arange(window - 1, len(r) - VOL_DAYS)  # window r[t-W+1 .. t], target day t+1
+    if len(ends) < 20:
+        raise AppError(f"{prices.name}: {len(prices.close)} prices are too few for window "
+                       f"{window} (need at least {window + VOL_DAYS + 21})")
+    idx = ends[:, None] + np.arange(-window + 1, 1)
+    X = np.stack([r[idx], np.abs(r[idx])], axis=2)
+    return X, r[ends + 1], vol[ends + 1], vol[ends - VOL_DAYS + 1], prices.dates[ends + 2]
+
+
+def build_model(args):
+    lstm = engine.LSTM(2, args.hidden, batch_first=True, backend=args.backend, seed=args.seed)
+    dense = engine.Dense(args.hidden, 2, backend=args.backend, seed=args.seed + 1)
+    model = engine.Sequential([lstm, dense], output="many_to_one")
+    return model.compile("mse", engine.Adam(lr=args.lr), clip_norm=1.0)
+
+
+def run(args=None, **overrides):
+    """Train on returns, compare with the baselines on the test days; returns the metrics."""
+    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    report = Report(args.quiet)
+    prices = load_prices(args)
+    X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
+    with user_data(prices.name):
+        train, val, test = chronological_split(len(X))
+    sx = StandardScaler().fit(X[train].reshape(-1, 2)[:, :1])  # one scale for r and |r|
+    Xs = (X / sx.scale_).astype(np.float32)
+    Y = np.stack([y_ret, y_vol], axis=1)
+    sy = StandardScaler().fit(Y[train])
+    Ys = sy.transform(Y).astype(np.float32)
+    report(f"stocks: {prices.name}, {len(prices.close)} days {prices.dates[0]} .. "
+           f"{prices.dates[-1]}; samples train/val/test {train.stop}/{val.stop - val.start}/"
+           f"{test.stop - test.start}")
+    model = build_model(args)
+    history = fit_early_stopping(model, (Xs[train], Ys[train]), (Xs[val], Ys[val]), args,
+                                 args.batch_size, args.patience, report)
+    save_model(model, args, report)
+    pred = sy.inverse_transform(model.predict(Xs[test]))
+    metrics = evaluate(pred, Y, last_vol, (train, test), prices.name, history)
+    metrics["window"] = args.window
+    print_report(metrics, report)
+    plot_data = (dates[test], Y[test], pred, last_vol[test])
+    return write_outputs(args, "stocks", metrics,
+                         lambda plt, path: plot(plt, path, plot_data, metrics), report)
+
+
+def newey_west_t(d, lags=VOL_DAYS):
+    """t statistic of mean(d) > 0 with a Newey-West (Bartlett) long-run variance, which allows
+    for the overlap of the 5-day targets."""
+    d = np.asarray(d, dtype=np.float64)
+    e = d - d.mean()
+    var = e @ e / len(d)
+    for lag in range(1, min(lags, len(d) - 1) + 1):
+        var += 2 * (1 - lag / (lags + 1)) * (e[lag:] @ e[:-lag]) / len(d)
+    return float(d.mean() / np.sqrt(max(var, 1e-300) / len(d)))
+
+
+def compare(pred, true, baselines):
+    """MSE of the model and each baseline; the edge test against the best baseline."""
+    errs = {"lstm": mse(pred, true)} | {k: mse(v, true) for k, v in baselines.items()}
+    best = min(baselines, key=lambda k: errs[k])
+    t = newey_west_t((baselines[best] - true) ** 2 - (pred - true) ** 2)
+    return {"test_mse": errs, "best_baseline": best, "t_stat_vs_best": t,
+            "edge": bool(errs["lstm"] < errs[best] and t > T_EDGE)}
+
+
+def evaluate(pred, Y, last_vol, split, name, history):
+    """Metrics for both targets on the test days (see the module docstring)."""
+    train, test = split
+    ret_true, vol_true = Y[test, 0], Y[test, 1]
+    ret = compare(pred[:, 0], ret_true, {"zero": zero_forecast(ret_true),
+                                         "mean": mean_forecast(Y[train, 0], ret_true)})
+    vol = compare(pred[:, 1], vol_true, {"zero": zero_forecast(vol_true),
+                                         "mean": mean_forecast(Y[train, 1], vol_true),
+                                         "persistence": last_vol[test]})
+    acc = directional_accuracy(pred[:, 0], ret_true)
+    maj = majority_direction_accuracy(Y[train, 0], ret_true)
+    z = (acc - maj) / np.sqrt(max(maj * (1 - maj), 1e-12) / len(ret_true))
+    ret["directional_accuracy"] = {"lstm": acc, "majority": maj, "z": float(z),
+                                   "edge": bool(z > T_EDGE)}
+    return {"command": "stocks", "data": name, "n_test": int(len(ret_true)),
+            "epochs_run": len(history["loss"]), "best_epoch": history.get("best_epoch"),
+            "train_seconds": history["seconds"], "next_day_return": ret,
+            "volatility_5d": vol,
+            "history": {"loss": history["loss"], "val_loss": history["val_loss"]}}
+
+
+def verdict(name, part):
+    """A plain sentence: edge or no edge, with the numbers behind it."""
+    e, best = part["test_mse"], part["best_baseline"]
+    ratio = e["lstm"] / e[best]
+    if part["edge"]:
+        return (f"{name}: the model has an edge on the test split: MSE {ratio:.3f} x the best "
+                f"baseline ({best}), t = {part['t_stat_vs_best']:.1f}.")
+    return (f"{name}: NO EDGE over the {best} baseline on the test split (MSE ratio "
+            f"{ratio:.3f}, t = {part['t_stat_vs_best']:.1f}; an edge needs ratio < 1 and "
+            f"t > {T_EDGE:g}).")
+
+
+def print_report(m, report):
+    for key, title in (("next_day_return", "next-day log return"),
+                       ("volatility_5d", "5-day realised volatility")):
+        part = m[key]
+        report(f"{title}, test MSE: " + ", ".join(f"{k} {v:.3e}"
+                                                  for k, v in part["test_mse"].items()))
+        report("  " + verdict(title, part))
+    d = m["next_day_return"]["directional_accuracy"]
+    report(f"direction: LSTM {d['lstm']:.1%} vs majority class {d['majority']:.1%} "
+           f"(z = {d['z']:.1f}): " + ("an edge" if d["edge"] else "no edge"))
+
+
+def plot(plt, path, data, m):
+    """Top: actual vs predicted next-day return.  Bottom: actual vs predicted volatility with
+    the persistence baseline.  Test days only."""
+    dates, Y, pred, last_vol = data
+    fig, (a, b) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    a.plot(dates, Y[:, 0], color="0.6", lw=0.8, label="actual")
+    a.plot(dates, pred[:, 0], lw=1, label="LSTM")
+    a.axhline(0, color="k", lw=0.6)
+    r = m["next_day_return"]
+    a.set(title=f"{m['data']}: next-day log return (test); "
+                f"{'edge' if r['edge'] else 'no edge'} vs {r['best_baseline']}",
+          ylabel="log return")
+    a.legend(fontsize=8)
+    b.plot(dates, Y[:, 1], color="0.6", lw=0.8, label="actual")
+    b.plot(dates, last_vol, lw=0.8, alpha=0.7, label="persistence (last 5 days)")
+    b.plot(dates, pred[:, 1], lw=1, label="LSTM")
+    v = m["volatility_5d"]
+    b.set(title=f"5-day realised volatility (test); "
+                f"{'edge' if v['edge'] else 'no edge'} vs {v['best_baseline']}",
+          ylabel="volatility", xlabel="date")
+    b.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
