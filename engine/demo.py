@@ -8,8 +8,6 @@ import argparse
 import sys
 import time
 
-from engine.__main__ import single_threaded_blas
-
 # Short settings per command: enough to see each one learn, small enough for ~3 minutes.
 SHORT = {
     "forecast": dict(epochs=12, hidden=32, patience=4),
@@ -34,9 +32,6 @@ def headline(m):
 
 
 def main(argv=None):
-    if argv is None:
-        argv = sys.argv[1:]
-        single_threaded_blas("engine.demo", argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default=None, help="cpu, gpu or auto (default: ENGINE_BACKEND "
                     "or cpu)")
