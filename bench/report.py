@@ -44,6 +44,7 @@ def machine_info(backend):
         "threads": {"numba": numba.get_num_threads(), "torch": torch.get_num_threads(),
                     "env": {k: os.environ.get(k) for k in THREAD_ENV}},
         "loadavg_start": os.getloadavg(),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto-detected"),
     }
     if backend == "gpu":
         import cupy
@@ -88,7 +89,8 @@ def format_info(info):
     return warn + (f"{info['backend']} backend on {dev} ({info['cores_available']} cores) | "
             f"numba {info['numba']}, torch {info['torch']}, numpy {info['numpy']} | "
             f"threads: numba {t['numba']}, torch {t['torch']}, BLAS "
-            f"{t['env']['OPENBLAS_NUM_THREADS']} | load {info['loadavg_start'][0]:.2f}")
+            f"{t['env']['OPENBLAS_NUM_THREADS']} | OpenBLAS kernels "
+            f"{info.get('openblas_coretype')} | load {info['loadavg_start'][0]:.2f}")
 
 
 # ---------------------------------------------------------------------------- table
@@ -270,6 +272,8 @@ def output_stem(res):
     stem = f"{info['backend']}-{slug}-{info['date'][:10]}"
     if args["grid"] != "issue":
         stem += f"-{args['grid']}grid"
+    if info["backend"] == "cpu":
+        stem += "-openblas-" + info.get("openblas_coretype", "auto-detected").lower()
     if args["quick"] or args["configs"]:
         stem += "-partial" if args["configs"] else "-quick"
     return stem

@@ -1,5 +1,9 @@
 """lstm-engine: a fused LSTM with PyTorch's interface, on Numba CPU and CUDA kernels."""
-from engine import baselines, datasets, windows
+from engine.threads import choose_blas_kernels
+
+choose_blas_kernels()  # before any OpenBLAS loads (see engine.threads)
+
+from engine import baselines, datasets, windows  # noqa: E402
 from engine import interop as _interop
 from engine.backends import get_backend
 from engine.checkpoint import load

@@ -1,4 +1,5 @@
-"""CPU threading policy: each core has one owner at a time.
+"""CPU threading and BLAS policy: each core has one owner at a time, and BLAS uses the widest
+vector unit the CPU has.
 
 Two OpenBLAS copies are loaded: NumPy's (the large GEMMs outside the time loop) and SciPy's,
 which Numba's ``np.dot`` calls inside the time loop.  The per-step GEMMs are small, and a
@@ -7,6 +8,8 @@ OpenBLAS threads that spin-wait on a busy machine made a time loop 30x slower in
 measurements.  So SciPy's OpenBLAS runs single-threaded and the sequence kernels spread the
 batch over Numba's threads instead (``kernels.cpu``, ``parts``).
 """
+import os
+
 import numba
 
 # Fewer rows per thread than this and the per-step fork/join costs more than it saves.
@@ -15,6 +18,30 @@ MIN_ROWS_PER_THREAD = 16
 MIN_GEMM_WORK = 1 << 21
 
 _configured = False
+
+# OpenBLAS (0.3.30/0.3.31, as shipped in the SciPy and NumPy wheels) does not recognise AMD
+# Zen 4/5 and falls back to its AVX2 "Haswell" kernels; its AVX-512 "SkylakeX" kernels run
+# there and doubled SGEMM on the development machine (235 -> 463 GFLOP/s, Zen 5).
+_AVX512 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
+
+
+def choose_blas_kernels(cpuinfo="/proc/cpuinfo"):
+    """Set OPENBLAS_CORETYPE=SkylakeX on AMD CPUs with AVX-512, unless the user chose one.
+
+    Must run before an OpenBLAS library loads; ``engine/__init__`` calls it first thing.  Only
+    AMD: OpenBLAS already picks the right (possibly newer) kernels on Intel AVX-512 parts.
+    """
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return
+    try:
+        with open(cpuinfo) as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return
+    flags = next((line.split(":", 1)[1].split() for line in head.splitlines()
+                  if line.startswith("flags")), [])
+    if "AuthenticAMD" in head and _AVX512 <= set(flags):
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
 
 
 def configure():
