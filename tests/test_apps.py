@@ -231,3 +231,16 @@ def test_bad_data_messages(case, series_csv, prices_csv, ts_files, tmp_path, cap
         argv, expect = ["text", "--text", str(tmp_path / "none.txt")], "no such file"
     assert main(argv + ["--quiet", "--epochs", "1"]) == 2
     assert expect in capsys.readouterr().err
+
+
+def test_commands_run_on_the_gpu_backend(series_csv, ts_files, tmp_path):
+    """Tiny runs through the GPU backend (the CUDA simulator without a GPU): the applications
+    work on either backend."""
+    m = forecast.run(csv=str(series_csv), column="level", window=4, horizon=2, epochs=1,
+                     hidden=3, quiet=True, backend="gpu", out=str(tmp_path / "f"))
+    assert set(m["test_rmse_mean"]) >= {"lstm", "persistence"}
+    assert np.isfinite(m["test_rmse_mean"]["lstm"])
+    train, test = ts_files
+    m = classify.run(train=str(train), test=str(test), epochs=1, hidden=3, quiet=True,
+                     backend="gpu", out=str(tmp_path / "c"))
+    assert 0.0 <= m["test_accuracy"] <= 1.0
