@@ -71,3 +71,43 @@ def array_module(a):
 
         return cupy
     return np
+
+
+def check_state_dict(owner, state_dict, shapes, dtype):
+    """Validate a state dict against {name: shape}; returns {name: NumPy array of dtype}.
+
+    Missing, unexpected, non-numeric, misshapen and non-finite entries are all reported in one
+    ValueError naming ``owner``, so a caller can load all or nothing.
+    """
+    if not hasattr(state_dict, "keys"):
+        raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+    problems = [f"missing key {k!r}" for k in shapes if k not in state_dict]
+    problems += [f"unexpected key {k!r}" for k in state_dict if k not in shapes]
+    loaded = {}
+    for name in shapes.keys() & state_dict.keys():
+        try:
+            a = np.asarray(state_dict[name], dtype=dtype)
+        except (TypeError, ValueError, RuntimeError) as e:
+            problems.append(f"{name!r} is not numeric ({e})")
+            continue
+        if a.shape != tuple(shapes[name]):
+            problems.append(f"{name!r} has shape {a.shape}, expected {tuple(shapes[name])}")
+        elif not np.isfinite(a).all():
+            problems.append(f"{name!r} contains NaN or Inf")
+        loaded[name] = a
+    if problems:
+        raise ValueError(f"{owner}.load_state_dict: " + "; ".join(sorted(problems)))
+    return loaded
+
+
+def check_lengths(lengths, B, T):
+    """(B,) int64 NumPy array of valid steps per sequence, each in 1..T."""
+    a = np.asarray(lengths)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {a.dtype}")
+    if a.shape != (B,):
+        raise ValueError(f"lengths must have shape (batch={B},), got {a.shape}")
+    if a.min() < 1 or a.max() > T:
+        raise ValueError(f"lengths must lie in 1..T={T}, got values from {a.min()} to "
+                         f"{a.max()}")
+    return a.astype(np.int64)

@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import array_module, check_array, check_choice, check_dtype, check_int
+from engine.checks import (array_module, check_array, check_choice, check_dtype, check_int,
+                           check_state_dict)
 
 DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
 
@@ -27,26 +28,8 @@ class ParamModule:
         """Load parameters from a mapping of array-likes; all problems are reported in one
         ValueError and nothing changes unless every entry is valid.  Arrays are written in
         place, so optimizers holding references keep seeing the live parameters."""
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        shapes = self.param_shapes()
-        problems = [f"missing key {k!r}" for k in shapes if k not in state_dict]
-        problems += [f"unexpected key {k!r}" for k in state_dict if k not in shapes]
-        loaded = {}
-        for name in shapes.keys() & state_dict.keys():
-            try:
-                a = np.asarray(state_dict[name], dtype=self.dtype)
-            except (TypeError, ValueError, RuntimeError) as e:
-                problems.append(f"{name!r} is not numeric ({e})")
-                continue
-            if a.shape != shapes[name]:
-                problems.append(f"{name!r} has shape {a.shape}, expected {shapes[name]}")
-            elif not np.isfinite(a).all():
-                problems.append(f"{name!r} contains NaN or Inf")
-            loaded[name] = a
-        if problems:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: " +
-                             "; ".join(sorted(problems)))
+        loaded = check_state_dict(type(self).__name__, state_dict, self.param_shapes(),
+                                  self.dtype)
         for name, a in loaded.items():
             self.params[name][...] = self.backend.asarray(a)
 

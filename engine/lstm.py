@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import check_array, check_choice, check_dtype, check_int, check_probability
+from engine.checks import (check_array, check_choice, check_dtype, check_int, check_lengths,
+                           check_probability, check_state_dict)
 from kernels import ACTIVATIONS
 
 
@@ -138,27 +139,9 @@ class LSTM:
         Missing, unexpected and misshapen entries are all reported in one ValueError, and
         nothing is changed unless every entry is valid.
         """
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        shapes = self.param_shapes()
-        problems = [f"missing key {k!r}" for k in shapes if k not in state_dict]
-        problems += [f"unexpected key {k!r}" for k in state_dict if k not in shapes]
-        loaded = {}
-        for name in shapes.keys() & state_dict.keys():
-            try:
-                a = np.asarray(state_dict[name], dtype=self.dtype)
-            except (TypeError, ValueError, RuntimeError) as e:
-                problems.append(f"{name!r} is not numeric ({e})")
-                continue
-            if a.shape != shapes[name]:
-                problems.append(f"{name!r} has shape {a.shape}, expected {shapes[name]}")
-            elif not np.isfinite(a).all():
-                problems.append(f"{name!r} contains NaN or Inf")
-            loaded[name] = a
-        if problems:
-            raise ValueError("load_state_dict: " + "; ".join(sorted(problems)))
-        for name, a in loaded.items():
-            self.params[name] = self.backend.asarray(np.ascontiguousarray(a))
+        loaded = check_state_dict("LSTM", state_dict, self.param_shapes(), self.dtype)
+        for name, a in loaded.items():  # in place: optimizers hold these arrays
+            self.params[name][...] = self.backend.asarray(a)
 
     def _layer_params(self, layer, d):
         sfx = _suffix(layer, d)
@@ -393,16 +376,9 @@ class LSTM:
             return xp.full(B, T, dtype=np.int64)
         if unbatched:
             raise ValueError("lengths is only accepted with batched input (T, B, input_size)")
-        a = np.asarray(self.backend.to_numpy(lengths) if hasattr(lengths, "__cuda_array_interface__")
-                       else lengths)
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"lengths must hold integers, got dtype {a.dtype}")
-        if a.shape != (B,):
-            raise ValueError(f"lengths must have shape (batch={B},), got {a.shape}")
-        if a.min() < 1 or a.max() > T:
-            raise ValueError(f"lengths must lie in 1..T={T}, got values from {a.min()} to "
-                             f"{a.max()}")
-        return self.backend.asarray(a.astype(np.int64))
+        if hasattr(lengths, "__cuda_array_interface__"):
+            lengths = self.backend.to_numpy(lengths)
+        return self.backend.asarray(check_lengths(lengths, B, T))
 
     def _check_state(self, name, state, B, unbatched):
         """Validate an (h, c) pair shaped (L*dirs, B, H); zeros when ``state`` is None."""

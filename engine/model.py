@@ -17,7 +17,7 @@ padded steps get zero gradient from the loss mask; a bidirectional one raises.
 import numpy as np
 from tqdm.auto import tqdm
 
-from engine.checks import check_int
+from engine.checks import check_int, check_lengths
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
 from engine.lstm import LSTM
@@ -108,7 +108,7 @@ class Sequential:
         """x: (B, T, I) floats or (B, T) token ids (backend array).  Returns the output."""
         x = self.backend.asarray(x)
         if lengths is not None:
-            lengths = _check_lengths(lengths, x.shape[0], x.shape[1])
+            lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         return self._run(x, None, lengths)[0]
 
     __call__ = forward
@@ -337,7 +337,7 @@ class Sequential:
                 raise TypeError(f"y must hold integer class ids for cross_entropy, got dtype "
                                 f"{y.dtype}")
         if lengths is not None:
-            lengths = _check_lengths(lengths, N, x.shape[1])
+            lengths = check_lengths(lengths, N, x.shape[1])
         return x, y, lengths
 
     def save(self, path):
@@ -386,16 +386,6 @@ def _check_layers(layers):
     return list(layers)
 
 
-def _check_lengths(lengths, N, T):
-    lengths = np.asarray(lengths)
-    if not np.issubdtype(lengths.dtype, np.integer):
-        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
-    if lengths.shape != (N,):
-        raise ValueError(f"lengths must have shape (N={N},), got {lengths.shape}")
-    if lengths.min() < 1 or lengths.max() > T:
-        raise ValueError(f"lengths must lie in [1, T={T}], got values in "
-                         f"[{lengths.min()}, {lengths.max()}]")
-    return lengths.astype(np.int64)
 
 
 def _unpack_validation(data):

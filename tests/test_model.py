@@ -234,11 +234,11 @@ def test_rejects_bad_arguments(rng):
         m.fit(x, y[:5], verbose=False)
     with pytest.raises(TypeError, match="integer class ids"):
         m.fit(x, y.astype(np.float32), verbose=False)
-    with pytest.raises(ValueError, match=r"\[1, T=5\]"):
+    with pytest.raises(ValueError, match=r"1\.\.T=5"):
         m.fit(x, y, lengths=np.array([1, 2, 3, 4, 5, 6]), verbose=False)
-    with pytest.raises(ValueError, match=r"\[1, T=5\]"):
+    with pytest.raises(ValueError, match=r"1\.\.T=5"):
         m.fit(x, y, lengths=np.array([0, 2, 3, 4, 5, 5]), verbose=False)
-    with pytest.raises(ValueError, match=r"shape \(N=6,\)"):
+    with pytest.raises(ValueError, match=r"shape \(batch=6,\)"):
         m.fit(x, y, lengths=np.array([2, 3]), verbose=False)
     with pytest.raises(ValueError, match="many_to_many"):
         m.fit(x, y, tbptt=2, verbose=False)
