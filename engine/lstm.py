@@ -226,7 +226,9 @@ class LSTM:
         T, B, I = layer_in.shape
         H, G, R = self.hidden_size, 4 * self.hidden_size, self.output_size
         w_ih, w_hh, b, w_hr = self._layer_params(layer, d)
-        xproj = ws.get("xproj", (T, B, G), dt)
+        # One (T, B, G) scratch serves as xproj in the forward and as dz in the backward: xproj
+        # is dead once the sequence kernel has run (saves a third of a training step's memory).
+        xproj = ws.get("tbg", (T, B, G), dt)
         self.backend.matmul(layer_in.reshape(T * B, I), w_ih.T, out=xproj.reshape(T * B, G))
         if b is not None:
             xproj += b
@@ -308,7 +310,7 @@ class LSTM:
         idx = layer * self.num_directions + d
         w_hr = self._layer_params(layer, d)[3]
         ws, dt, lengths = self._ws, self.dtype, self._saved["lengths"]
-        dz = ws.get("dz", (T, B, 4 * H), dt)
+        dz = ws.get("tbg", (T, B, 4 * H), dt)  # the forward's xproj buffer, see _layer_fwd
         scratch = {"c_prev": ws.get("c_prev", (B, H), dt), "dh_tot": ws.get("dh_tot", (B, H), dt),
                    "dh_rec": ws.get("dh_rec", (B, R), dt)}
         proj = {} if w_hr is None else {"w_hr": w_hr, "dh_proj": ws.get("dh_proj", (T, B, R), dt)}
