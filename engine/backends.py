@@ -25,7 +25,6 @@ class CPUBackend:
 
     name = "cpu"
     xp = np
-    supports_projection = True
 
     def __init__(self):
         threads.configure()

@@ -91,10 +91,6 @@ class GPUBackend:
     Raises RuntimeError, saying why and how to install, when the GPU is not usable.
     """
 
-    # The step kernels read h_prev from the array they write; LSTMP needs them to read the
-    # projected h and write the raw one separately.  Not done yet: LSTM(proj_size>0) refuses.
-    supports_projection = False
-
     name = "gpu"
 
     def __init__(self, fwd_variant=None):
@@ -151,15 +147,17 @@ class GPUBackend:
                 w_hr_t=None, h_raw=None):
         """Whole-sequence forward; arguments as ``kernels.cpu.lstm_seq_fwd_cpu``.
 
-        scratch: workspace buffers "h_prev" (B,H) and "rec" (B,G), used by the gemm variant.
+        scratch: workspace buffers "h_prev" (B,R) and "rec" (B,G), used by the gemm variant.
+        With a projection (w_hr_t (H,P), h_raw (T,B,H)) the gemm variant always runs: its
+        pointwise kernel writes o * act(c) to h_raw[t] and a cuBLAS GEMM projects it to h[t].
         """
         from kernels import cuda as K
 
-        T, B, H = h.shape
+        T, B, H = c.shape
         cfg, stream = K.launch_config(B, H), self._current_stream()
         k_xproj, k_w, k_h0, k_c0, k_len, k_h, k_c, k_gates = self._kernel_args(
             xproj, w_hh_t, h0, c0, lengths, h, c, gates)
-        if self.choose_fwd_variant(B, H) == "fused":
+        if w_hr_t is None and self.choose_fwd_variant(B, H) == "fused":
             step = K.lstm_step_fwd_kernel[cfg.grid, cfg.block, stream]
             for s in range(T):
                 t, p = step_index(s, T, reverse)
@@ -167,13 +165,16 @@ class GPUBackend:
             return
         h_prev, rec = scratch["h_prev"], scratch["rec"]
         k_h_prev, k_rec = self._kernel_args(h_prev, rec)
+        k_cell_out = k_h if h_raw is None else self._kernel_args(h_raw)[0]
         gather = K.gather_prev_kernel[cfg.grid, cfg.block, stream]
         pointwise = K.lstm_step_pointwise_fwd_kernel[cfg.grid, cfg.block, stream]
         for s in range(T):
             t, p = step_index(s, T, reverse)
             gather(k_h, k_h0, p, k_len, k_h_prev)
             self.xp.matmul(h_prev, w_hh_t, out=rec)
-            pointwise(k_xproj, k_rec, k_c0, k_len, t, p, act, k_h, k_c, k_gates)
+            pointwise(k_xproj, k_rec, k_c0, k_len, t, p, act, k_cell_out, k_c, k_gates)
+            if h_raw is not None:
+                self.xp.matmul(h_raw[t], w_hr_t, out=h[t])
 
     def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
                 w_hr=None, dh_proj=None):
@@ -187,13 +188,21 @@ class GPUBackend:
         T, B, H = c.shape
         cfg, stream = K.launch_config(B, H), self._current_stream()
         dh_rec = scratch["dh_rec"]
+        if w_hr is not None:
+            # The pointwise kernel takes dout[t] + dh on o * act(c): with a projection that is
+            # (dout[t] + dh) @ W_hr, formed per step into dh_raw[t] with a zero carry.
+            dh_raw, zero = self.xp.empty((T, B, H), c.dtype), self.xp.zeros((B, H), c.dtype)
         k_dout, k_gates, k_c, k_c0, k_len, k_dh, k_dc, k_dz, k_dh_rec = self._kernel_args(
-            dout, gates, c, c0, lengths, dh, dc, dz, dh_rec)
+            dout if w_hr is None else dh_raw, gates, c, c0, lengths, dh, dc, dz, dh_rec)
+        k_dh_step = k_dh if w_hr is None else self._kernel_args(zero)[0]
         step = K.lstm_step_bwd_kernel[cfg.grid, cfg.block, stream]
         keep = K.keep_valid_rows_kernel[cfg.grid, cfg.block, stream]
         for s in range(T - 1, -1, -1):
             t, p = step_index(s, T, reverse)
-            step(k_gates, k_c, k_c0, k_dout, k_len, t, p, act, k_dh, k_dc, k_dz)
+            if w_hr is not None:
+                self.xp.add(dout[t], dh, out=dh_proj[t])
+                self.xp.matmul(dh_proj[t], w_hr, out=dh_raw[t])
+            step(k_gates, k_c, k_c0, k_dout, k_len, t, p, act, k_dh_step, k_dc, k_dz)
             self.xp.matmul(dz[t], w_hh, out=dh_rec)
             keep(k_dh_rec, t, k_len, k_dh)
 

@@ -77,9 +77,6 @@ class LSTM:
         self.cell_activation = check_choice("cell_activation", cell_activation, ACTIVATIONS)
         self.dtype = check_dtype(dtype)
         self.backend = get_backend(backend)
-        if self.proj_size and not self.backend.supports_projection:
-            raise ValueError(f"proj_size is not supported by the {self.backend.name} backend yet; "
-                             "use backend='cpu'")
         self._act = ACTIVATIONS[cell_activation]
         self._ws = Workspace(self.backend.xp)
         self.params = self._init_params(seed)

@@ -29,6 +29,9 @@ CONFIGS = {
     "H1-batch_first-bidir": (dict(input_size=2, hidden_size=1, batch_first=True,
                                   bidirectional=True), 4, 2, None),
     "unbatched-nobias": (dict(input_size=3, hidden_size=4, bias=False), 4, None, None),
+    # LSTMP always takes the gemm path (the fused kernel has no projection).
+    "proj-deep-bidir-lengths": (dict(input_size=3, hidden_size=5, proj_size=2, num_layers=2,
+                                     bidirectional=True), 3, 3, [3, 1, 2]),
 }
 
 
@@ -43,16 +46,17 @@ def _run(backend, kwargs, x, state, lengths, g_out, g_state):
 def _inputs(rng, kwargs, T, B, lengths, dtype):
     """x, (h0, c0), lengths, grad_output and grad_state in the user layout, as NumPy."""
     H, I = kwargs["hidden_size"], kwargs["input_size"]
+    R = kwargs.get("proj_size") or H  # the size of h
     D = 2 if kwargs.get("bidirectional") else 1
     LD = kwargs.get("num_layers", 1) * D
     batch = () if B is None else (B,)
     xs = (B, T) if kwargs.get("batch_first") else (T, B)
     x_shape = (T, I) if B is None else xs + (I,)
-    out_shape = x_shape[:-1] + (D * H,)
+    out_shape = x_shape[:-1] + (D * R,)
     r = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
-    state = (r(LD, *batch, H), r(LD, *batch, H))
+    state = (r(LD, *batch, R), r(LD, *batch, H))
     lengths = None if lengths is None else np.array(lengths)
-    return r(*x_shape), state, lengths, r(*out_shape), (r(LD, *batch, H), r(LD, *batch, H))
+    return r(*x_shape), state, lengths, r(*out_shape), (r(LD, *batch, R), r(LD, *batch, H))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -177,7 +181,3 @@ def test_gpu_available_reasons(monkeypatch):
     ok, why = gpu.gpu_available()
     assert not ok and "CuPy is not installed" in why and "lstm-engine[gpu-cuda13]" in why
 
-
-def test_projection_is_refused_clearly_on_gpu():
-    with pytest.raises(ValueError, match="proj_size is not supported by the gpu backend yet"):
-        LSTM(4, 6, proj_size=2, backend="gpu")
