@@ -4,7 +4,6 @@ from engine.threads import choose_blas_kernels
 choose_blas_kernels()  # before any OpenBLAS loads (see engine.threads)
 
 from engine import baselines, datasets, windows  # noqa: E402
-from engine import interop as _interop
 from engine.backends import get_backend
 from engine.checkpoint import load
 from engine.layers import Dense, Embedding
@@ -12,8 +11,6 @@ from engine.losses import mse, softmax_cross_entropy
 from engine.lstm import LSTM
 from engine.model import Sequential, set_forget_bias
 from engine.optim import SGD, Adam, clip_grad_norm
-
-_interop.attach()
 
 __all__ = ["LSTM", "Adam", "Dense", "Embedding", "SGD", "Sequential", "baselines",
            "clip_grad_norm", "datasets", "get_backend", "load", "mse", "set_forget_bias",

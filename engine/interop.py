@@ -84,15 +84,3 @@ def to_keras_weights(lstm):
     if lstm.bias:
         out.append(sd["bias_ih_l0"] + sd["bias_hh_l0"])
     return out
-
-
-def attach():
-    """Expose the converters on ``engine.LSTM`` (kept out of lstm.py, which others edit)."""
-    if not hasattr(LSTM, "from_torch"):
-        LSTM.from_torch = staticmethod(lstm_from_torch)
-    if not hasattr(LSTM, "from_keras"):
-        LSTM.from_keras = staticmethod(lstm_from_keras)
-    if not hasattr(LSTM, "to_torch_state_dict"):
-        LSTM.to_torch_state_dict = to_torch_state_dict
-    if not hasattr(LSTM, "to_keras_weights"):
-        LSTM.to_keras_weights = to_keras_weights

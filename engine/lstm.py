@@ -419,6 +419,33 @@ class LSTM:
             return (T, F)
         return (B, T, F) if self.batch_first else (T, B, F)
 
+    # ------------------------------------------------------------------ interop
+    @staticmethod
+    def from_torch(module, backend=None):
+        """An ``LSTM`` equal to a ``torch.nn.LSTM`` (see ``engine.interop``)."""
+        from engine.interop import lstm_from_torch
+
+        return lstm_from_torch(module, backend)
+
+    @staticmethod
+    def from_keras(weights, batch_first=True, dtype="float32", backend=None):
+        """A one-layer ``LSTM`` from a Keras LSTM's ``get_weights()`` (see ``engine.interop``)."""
+        from engine.interop import lstm_from_keras
+
+        return lstm_from_keras(weights, batch_first, dtype, backend)
+
+    def to_torch_state_dict(self):
+        """{name: torch.Tensor} for ``torch.nn.LSTM.load_state_dict``."""
+        from engine.interop import to_torch_state_dict
+
+        return to_torch_state_dict(self)
+
+    def to_keras_weights(self):
+        """[kernel, recurrent_kernel, bias] for a Keras LSTM's ``set_weights``."""
+        from engine.interop import to_keras_weights
+
+        return to_keras_weights(self)
+
     def __repr__(self):
         opts = [f"{self.input_size}, {self.hidden_size}"]
         if self.num_layers != 1:
