@@ -5,6 +5,25 @@ from kernels.reference import (lstm_bwd_packed_reference, lstm_bwd_reference,
                                lstm_fwd_packed_reference, lstm_fwd_reference)
 
 
+# Central differences in float64 agree with exact gradients to about this.
+FD_TOL = dict(rtol=1e-6, atol=1e-8)
+
+
+def numeric_grad(f, a, eps=1e-6):
+    """Central differences of scalar f() with respect to every entry of ``a`` (perturbed in
+    place and restored)."""
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        old = a[idx]
+        a[idx] = old + eps
+        up = f()
+        a[idx] = old - eps
+        down = f()
+        a[idx] = old
+        g[idx] = (up - down) / (2 * eps)
+    return g
+
+
 def random_weights(rng, I, H, dtype=np.float64):
     G = 4 * H
     return [rng.uniform(-0.6, 0.6, shape).astype(dtype) for shape in ((G, I), (G, H), (G,), (G,))]

@@ -5,7 +5,7 @@ import torch
 
 import engine
 from tests.conftest import tol
-from tests.test_gradcheck import FD_TOL, numeric_grad
+from tests.helpers import FD_TOL, numeric_grad
 
 
 def test_eval_mode_and_zero_rate_match_torch(rng):

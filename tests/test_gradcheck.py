@@ -3,24 +3,7 @@ import numpy as np
 import pytest
 
 import engine
-
-EPS = 1e-6
-FD_TOL = dict(rtol=1e-6, atol=1e-8)
-
-
-def numeric_grad(f, a):
-    """Central differences of scalar f() with respect to every entry of ``a`` (in place)."""
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + EPS
-        up = f()
-        a[idx] = old - EPS
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * EPS)
-    return g
-
+from tests.helpers import FD_TOL, numeric_grad
 
 @pytest.mark.parametrize("act,lengths", [("tanh", None), ("relu", None), ("tanh", [3, 1])])
 def test_all_gradients_match_finite_differences(rng, act, lengths):

@@ -5,6 +5,7 @@ import torch
 
 from engine.layers import Dense, Embedding
 from tests.conftest import tol
+from tests.helpers import FD_TOL, numeric_grad
 
 TORCH_ACT = {None: lambda z: z, "tanh": torch.tanh, "relu": torch.relu,
              "sigmoid": torch.sigmoid}
@@ -62,24 +63,9 @@ def test_dense_gradients_finite_differences(rng, activation):
         return float((dense.forward(x) * w).sum())
 
     for name in ("weight", "bias"):
-        p, num = dense.params[name], np.zeros_like(dense.params[name])
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
-            up = loss()
-            p[i] = old - eps
-            num[i] = (up - loss()) / (2 * eps)
-            p[i] = old
-        np.testing.assert_allclose(dense.grads[name], num, rtol=1e-6, atol=1e-8)
-    num_dx = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = loss()
-        x[i] = old - eps
-        num_dx[i] = (up - loss()) / (2 * eps)
-        x[i] = old
-    np.testing.assert_allclose(dx, num_dx, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(dense.grads[name], numeric_grad(loss, dense.params[name], eps),
+                                   **FD_TOL)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x, eps), **FD_TOL)
 
 
 def test_dense_rejects_bad_arguments(rng):

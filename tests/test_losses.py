@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from engine.losses import mse, softmax_cross_entropy
 from tests.conftest import tol
+from tests.helpers import numeric_grad
 
 DTYPES = ["float32", "float64"]
 
@@ -55,28 +56,16 @@ def test_cross_entropy_is_stable_for_huge_logits(rng):
     np.testing.assert_allclose(loss, ref.item(), rtol=1e-4)
 
 
-def _finite_difference(f, a, eps=1e-6):
-    num = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        up = f()
-        a[i] = old - eps
-        num[i] = (up - f()) / (2 * eps)
-        a[i] = old
-    return num
-
-
 def test_gradients_finite_differences(rng):
     logits = rng.standard_normal((3, 4, 5))
     targets = rng.integers(0, 5, (3, 4))
     w = rng.random((3, 4))
     _, grad = softmax_cross_entropy(logits, targets, w)
-    num = _finite_difference(lambda: float(softmax_cross_entropy(logits, targets, w)[0]), logits)
+    num = numeric_grad(lambda: float(softmax_cross_entropy(logits, targets, w)[0]), logits)
     np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-9)
     pred, target = rng.standard_normal((3, 4, 2)), rng.standard_normal((3, 4, 2))
     _, grad = mse(pred, target, w)
-    num = _finite_difference(lambda: float(mse(pred, target, w)[0]), pred)
+    num = numeric_grad(lambda: float(mse(pred, target, w)[0]), pred)
     np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-9)
 
 
