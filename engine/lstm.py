@@ -305,15 +305,14 @@ class LSTM:
         H = self.hidden_size
         fwd = saved["dirs"][d]
         idx = layer * self.num_directions + d
-        w_hr = self._layer_params(layer, d)[3]
+        _, w_hh, _, w_hr = self._layer_params(layer, d)
         ws, dt, lengths = self._ws, self.dtype, self._saved["lengths"]
         dz = ws.get("tbg", (T, B, 4 * H), dt)  # the forward's xproj buffer, see _layer_fwd
         scratch = {"c_prev": ws.get("c_prev", (B, H), dt), "dh_tot": ws.get("dh_tot", (B, H), dt),
                    "dh_rec": ws.get("dh_rec", (B, R), dt)}
         proj = {} if w_hr is None else {"w_hr": w_hr, "dh_proj": ws.get("dh_proj", (T, B, R), dt)}
-        self.backend.seq_bwd(dout, fwd["gates"], fwd["c"], self._saved["c0"][idx],
-                             self._layer_params(layer, d)[1], lengths, self._act, d == 1, dh, dc,
-                             dz, scratch, **proj)
+        self.backend.seq_bwd(dout, fwd["gates"], fwd["c"], self._saved["c0"][idx], w_hh, lengths,
+                             self._act, d == 1, dh, dc, dz, scratch, **proj)
         self._weight_grads(layer, d, dz, saved["input"], fwd["h"], self._saved["h0"][idx])
         if w_hr is not None:  # dW_hr = sum over steps of dh_t^T (o * act(c_t)), one GEMM
             self.grads["weight_hr" + _suffix(layer, d)] = self.backend.matmul(

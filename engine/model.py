@@ -10,9 +10,8 @@ Output modes:
   T - 1 without lengths; a bidirectional LSTM's reverse half comes from step 0), so layers
   after it see (N, F); targets (N,) or (N, F).
 
-Variable lengths: when ``LSTM.forward`` accepts ``lengths`` it is passed through.  Otherwise a
-unidirectional LSTM is still exact here, because post-padding cannot reach earlier steps and the
-padded steps get zero gradient from the loss mask; a bidirectional one raises.
+Variable lengths: ``lengths`` goes to every LSTM (``pack_padded_sequence`` semantics, both
+directions) and masks the loss, so padded steps never reach the result or the gradients.
 """
 import numpy as np
 from tqdm.auto import tqdm
