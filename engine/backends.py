@@ -16,12 +16,14 @@ import numpy as np
 from engine import threads
 from kernels import ACT_FAST
 from kernels.cpu import gemm_rows_cpu, gemm_tn_cpu, lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
+from kernels.gemm import gemm, pack_weights
 
 BACKENDS = ("cpu", "gpu", "auto")
 
 
 class CPUBackend:
-    """NumPy arrays, BLAS GEMMs, and Numba @njit sequence loops."""
+    """NumPy arrays, Numba @njit sequence loops, and GEMMs: float32 ones on the packed-panel
+    kernel of ``kernels.gemm`` (AVX-512 where the CPU has it), float64 ones on BLAS."""
 
     name = "cpu"
     xp = np
@@ -41,15 +43,20 @@ class CPUBackend:
         return np.asarray(a)
 
     def matmul(self, a, b, out=None):
-        """a @ b for 2-D arrays on Numba's single-threaded BLAS, split over Numba's threads
-        when large (engine.threads).  ``a`` C-contiguous or the transpose of a C-contiguous
-        array; anything else is made contiguous first."""
+        """a @ b for 2-D arrays, split over Numba's threads when large (engine.threads).
+
+        float32: ``kernels.gemm`` (any strides in ``a`` and ``b``; ``out`` C-contiguous).
+        float64: Numba's single-threaded BLAS; ``a`` C-contiguous or the transpose of a
+        C-contiguous array, anything else is made contiguous first.
+        """
         M, K = a.shape
         N = b.shape[1]
         if out is None:
             out = np.empty((M, N), np.result_type(a, b))
         parts = threads.gemm_parts(M, K, N)
-        if a.T.flags.c_contiguous and not a.flags.c_contiguous:
+        if out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
+            gemm(a, b, out, False, parts)
+        elif a.T.flags.c_contiguous and not a.flags.c_contiguous:
             gemm_tn_cpu(a.T, np.ascontiguousarray(b), out, parts)
         else:
             gemm_rows_cpu(np.ascontiguousarray(a), b if _blas_ready(b) else
@@ -62,6 +69,7 @@ class CPUBackend:
 
         scratch: dict of workspace buffers "h_prev" (B,P), "c_prev" (B,H) and "rec" (B,G).
         """
+        w_hh_t, w_hr_t = self._packed(w_hh_t), self._packed(w_hr_t)
         lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
                          gates, scratch["h_prev"], scratch["c_prev"], scratch["rec"],
                          threads.batch_parts(h.shape[1]), w_hr_t, h_raw)
@@ -72,12 +80,19 @@ class CPUBackend:
 
         scratch: dict of workspace buffers "c_prev", "dh_tot" (B,H) and "dh_rec" (B,P).
         """
+        w_hh, w_hr = self._packed(w_hh), self._packed(w_hr)
         lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, self._act(act, gates), reverse, dh,
                          dc, dz, scratch["c_prev"], scratch["dh_rec"], scratch["dh_tot"],
                          threads.batch_parts(dz.shape[1]), w_hr, dh_proj)
 
     def synchronize(self):
         pass
+
+    @staticmethod
+    def _packed(w):
+        """float32 weights packed for the time loops' GEMM kernel (once per sequence);
+        float64 ones go to BLAS as they are."""
+        return pack_weights(w) if w is not None and w.dtype == np.float32 else w
 
     @staticmethod
     def _act(act, a):

@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
+from kernels.gemm import matmul_into
 
 KERNEL = dict(cache=True, error_model="numpy")
 
@@ -151,14 +152,14 @@ def lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, 
     gather_prev_cpu(h[:, lo:hi], h0[lo:hi], p, L, hp)
     gather_prev_cpu(c[:, lo:hi], c0[lo:hi], p, L, cp)
     r = rec[lo:hi]
-    np.dot(hp, w_hh_t, r)
+    matmul_into(hp, w_hh_t, r)
     if w_hr_t is None:
         lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h[t][lo:hi], c[t][lo:hi],
                           gates[t][lo:hi])
     else:
         lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h_raw[t][lo:hi], c[t][lo:hi],
                           gates[t][lo:hi])
-        np.dot(h_raw[t][lo:hi], w_hr_t, h[t][lo:hi])
+        matmul_into(h_raw[t][lo:hi], w_hr_t, h[t][lo:hi])
 
 
 @njit(parallel=True, **KERNEL)
@@ -193,10 +194,10 @@ def lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev
         add_cpu(dout[t][lo:hi], dhr, dht)
     else:
         add_cpu(dout[t][lo:hi], dhr, dh_proj[t][lo:hi])
-        np.dot(dh_proj[t][lo:hi], w_hr, dht)
+        matmul_into(dh_proj[t][lo:hi], w_hr, dht)
     lstm_step_bwd_cpu(gates[t][lo:hi], c[t][lo:hi], cp, dht, t, L, act, dcr, dzt)
     r = rec[lo:hi]
-    np.dot(dzt, w_hh, r)
+    matmul_into(dzt, w_hh, r)
     keep_valid_rows_cpu(r, t, L, dhr)
 
 

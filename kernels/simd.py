@@ -1,0 +1,144 @@
+"""Sixteen-lane float32 vectors for @njit code: just enough to write a GEMM micro-kernel.
+
+LLVM's auto-vectoriser does well on the pointwise loops, but not on a GEMM: it cannot keep a
+4 x 64 block of C in registers across the k loop, so every FMA would load and store C.  These
+intrinsics give @njit code an explicit ``<16 x float>`` value (one AVX-512 register; LLVM
+splits it into two AVX2 or four SSE registers on CPUs without AVX-512, so the code stays correct
+everywhere).  Values of this type live in SSA registers: a kernel that holds 16 of them across a
+loop compiles to 16 accumulator registers, no memory traffic.
+
+    load(a, i, j)          a[i, j:j+16] of a 2-D float32 array whose rows are contiguous
+    load_n(a, i, j, n)     the same, lanes >= n read as 0 and never touch memory (edges)
+    store(a, i, j, v)      a[i, j:j+16] = v
+    store_n(a, i, j, v, n) the first n lanes only
+    splat(x)               x in every lane
+    fma(x, y, acc)         x * y + acc, one rounding
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 16
+_VEC = ir.VectorType(ir.FloatType(), LANES)
+_I32 = ir.IntType(32)
+_MASK = ir.VectorType(ir.IntType(1), LANES)
+_ALIGN = 4  # rows of a float32 array are only guaranteed 4-byte aligned
+
+
+class F32x16(types.Type):
+    def __init__(self):
+        super().__init__(name="f32x16")
+
+
+f32x16 = F32x16()
+
+
+@register_model(F32x16)
+class _F32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VEC)
+
+
+def _is_f32_matrix(a):
+    return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 2
+
+
+def _vec_ptr(context, builder, aryty, ary, i, j, ity, jty):
+    """Pointer to a[i, j] as a <16 x float>*, no bounds or wraparound handling."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    idx = [context.cast(builder, i, ity, types.intp), context.cast(builder, j, jty, types.intp)]
+    ptr = cgutils.get_item_pointer(context, builder, aryty, arr, idx, wraparound=False)
+    return builder.bitcast(ptr, _VEC.as_pointer())
+
+
+def _lane_mask(context, builder, n, nty):
+    """<16 x i1>: lane k is on when k < n."""
+    n32 = context.cast(builder, n, nty, types.int32)
+    splat = builder.insert_element(ir.Constant(ir.VectorType(_I32, LANES), ir.Undefined), n32,
+                                   ir.Constant(_I32, 0))
+    splat = builder.shuffle_vector(splat, ir.Constant(ir.VectorType(_I32, LANES), ir.Undefined),
+                                   ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    lanes = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
+    return builder.icmp_signed("<", lanes, splat)
+
+
+def _intrinsic_fn(builder, name, ret, args):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+@intrinsic
+def load(typingctx, a, i, j):
+    if not _is_f32_matrix(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:])
+        return builder.load(ptr, align=_ALIGN)
+    return f32x16(a, i, j), codegen
+
+
+@intrinsic
+def load_n(typingctx, a, i, j, n):
+    if not _is_f32_matrix(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:3])
+        mask = _lane_mask(context, builder, args[3], sig.args[3])
+        fn = _intrinsic_fn(builder, "llvm.masked.load.v16f32.p0", _VEC,
+                           [ptr.type, _I32, _MASK, _VEC])
+        zero = ir.Constant(_VEC, [0.0] * LANES)
+        return builder.call(fn, [ptr, ir.Constant(_I32, _ALIGN), mask, zero])
+    return f32x16(a, i, j, n), codegen
+
+
+@intrinsic
+def store(typingctx, a, i, j, v):
+    if not _is_f32_matrix(a) or v != f32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:3])
+        builder.store(args[3], ptr, align=_ALIGN)
+        return context.get_dummy_value()
+    return types.void(a, i, j, v), codegen
+
+
+@intrinsic
+def store_n(typingctx, a, i, j, v, n):
+    if not _is_f32_matrix(a) or v != f32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:3])
+        mask = _lane_mask(context, builder, args[4], sig.args[4])
+        fn = _intrinsic_fn(builder, "llvm.masked.store.v16f32.p0", ir.VoidType(),
+                           [_VEC, ptr.type, _I32, _MASK])
+        builder.call(fn, [args[3], ptr, ir.Constant(_I32, _ALIGN), mask])
+        return context.get_dummy_value()
+    return types.void(a, i, j, v, n), codegen
+
+
+@intrinsic
+def splat(typingctx, x):
+    if not isinstance(x, (types.Float, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x32 = context.cast(builder, args[0], sig.args[0], types.float32)
+        v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), x32, ir.Constant(_I32, 0))
+        return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined),
+                                      ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    return f32x16(x), codegen
+
+
+@intrinsic
+def fma(typingctx, x, y, acc):
+    if not (x == y == acc == f32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = _intrinsic_fn(builder, "llvm.fma.v16f32", _VEC, [_VEC] * 3)
+        return builder.call(fn, args)
+    return f32x16(x, y, acc), codegen
