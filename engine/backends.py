@@ -42,12 +42,13 @@ class CPUBackend:
     def to_numpy(self, a):
         return np.asarray(a)
 
-    def matmul(self, a, b, out=None):
-        """a @ b for 2-D arrays, split over Numba's threads when large (engine.threads).
+    def matmul(self, a, b, out=None, bias=None):
+        """a @ b (+ bias, a row added to every row) for 2-D arrays, split over Numba's threads
+        when large (engine.threads).
 
-        float32: ``kernels.gemm`` (any strides in ``a`` and ``b``; ``out`` C-contiguous).
-        float64: Numba's single-threaded BLAS; ``a`` C-contiguous or the transpose of a
-        C-contiguous array, anything else is made contiguous first.
+        float32: ``kernels.gemm``, the bias folded into the product (any strides in ``a`` and
+        ``b``; ``out`` C-contiguous).  float64: Numba's single-threaded BLAS; ``a`` C-contiguous
+        or the transpose of a C-contiguous array, anything else is made contiguous first.
         """
         M, K = a.shape
         N = b.shape[1]
@@ -55,12 +56,15 @@ class CPUBackend:
             out = np.empty((M, N), np.result_type(a, b))
         parts = threads.gemm_parts(M, K, N)
         if out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
-            gemm(a, b, out, False, parts)
-        elif a.T.flags.c_contiguous and not a.flags.c_contiguous:
+            gemm(a, b, out, False, parts, None if bias is None else bias.reshape(1, N).copy())
+            return out
+        if a.T.flags.c_contiguous and not a.flags.c_contiguous:
             gemm_tn_cpu(a.T, np.ascontiguousarray(b), out, parts)
         else:
             gemm_rows_cpu(np.ascontiguousarray(a), b if _blas_ready(b) else
                           np.ascontiguousarray(b), out, parts)
+        if bias is not None:
+            out += bias
         return out
 
     def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch,

@@ -129,8 +129,11 @@ class GPUBackend:
             return np.asarray(a)
         return self.xp.asnumpy(a)
 
-    def matmul(self, a, b, out=None):
-        return self.xp.matmul(a, b, out=out)
+    def matmul(self, a, b, out=None, bias=None):
+        out = self.xp.matmul(a, b, out=out)
+        if bias is not None:
+            out += bias
+        return out
 
     def synchronize(self):
         if not self.simulated:

@@ -226,9 +226,8 @@ class LSTM:
         # One (T, B, G) scratch serves as xproj in the forward and as dz in the backward: xproj
         # is dead once the sequence kernel has run (saves a third of a training step's memory).
         xproj = ws.get("tbg", (T, B, G), dt)
-        self.backend.matmul(layer_in.reshape(T * B, I), w_ih.T, out=xproj.reshape(T * B, G))
-        if b is not None:
-            xproj += b
+        self.backend.matmul(layer_in.reshape(T * B, I), w_ih.T, out=xproj.reshape(T * B, G),
+                            bias=b)
         key = f"l{layer}d{d}"
         h = xp.empty((T, B, R), dt) if fresh_out else ws.get(key + "h", (T, B, R), dt)
         c = ws.get(key + "c", (T, B, H), dt)

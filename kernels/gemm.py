@@ -60,8 +60,8 @@ def _lanes(n, q):
 
 
 @njit(**KERNEL)
-def tile4(a, i, panel, kc, c, j, n, accumulate):
-    """c[i:i+4, j:j+n] (+)= a[i:i+4, :kc] @ panel[:kc, :n]  (n <= NR)."""
+def tile4(a, i, panel, kc, c, j, n, accumulate, bias):
+    """c[i:i+4, j:j+n] = a[i:i+4, :kc] @ panel[:kc, :n] + (c if accumulate else bias row or 0)."""
     n0, n1, n2, n3 = _lanes(n, 0), _lanes(n, 1), _lanes(n, 2), _lanes(n, 3)
     if accumulate:
         c00, c01, c02, c03 = (load_n(c, i, j, n0), load_n(c, i, j + 16, n1),
@@ -72,10 +72,15 @@ def tile4(a, i, panel, kc, c, j, n, accumulate):
                               load_n(c, i + 2, j + 32, n2), load_n(c, i + 2, j + 48, n3))
         c30, c31, c32, c33 = (load_n(c, i + 3, j, n0), load_n(c, i + 3, j + 16, n1),
                               load_n(c, i + 3, j + 32, n2), load_n(c, i + 3, j + 48, n3))
-    else:
-        z = splat(0.0)
-        c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = z
-        c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = z
+    else:  # every row starts from the bias row, or from zeros
+        z0 = z1 = z2 = z3 = splat(0.0)
+        if bias is not None:
+            z0, z1 = load_n(bias, 0, j, n0), load_n(bias, 0, j + 16, n1)
+            z2, z3 = load_n(bias, 0, j + 32, n2), load_n(bias, 0, j + 48, n3)
+        c00, c01, c02, c03 = z0, z1, z2, z3
+        c10, c11, c12, c13 = z0, z1, z2, z3
+        c20, c21, c22, c23 = z0, z1, z2, z3
+        c30, c31, c32, c33 = z0, z1, z2, z3
     for k in range(kc):
         b0, b1, b2, b3 = load(panel, k, 0), load(panel, k, 16), load(panel, k, 32), load(panel, k, 48)
         x = splat(a[i, k])
@@ -97,14 +102,17 @@ def tile4(a, i, panel, kc, c, j, n, accumulate):
 
 
 @njit(**KERNEL)
-def tile1(a, i, panel, kc, c, j, n, accumulate):
-    """c[i, j:j+n] (+)= a[i, :kc] @ panel[:kc, :n]  (n <= NR)."""
+def tile1(a, i, panel, kc, c, j, n, accumulate, bias):
+    """c[i, j:j+n] = a[i, :kc] @ panel[:kc, :n] + (c if accumulate else bias row or 0)."""
     n0, n1, n2, n3 = _lanes(n, 0), _lanes(n, 1), _lanes(n, 2), _lanes(n, 3)
     if accumulate:
         c0, c1, c2, c3 = (load_n(c, i, j, n0), load_n(c, i, j + 16, n1),
                           load_n(c, i, j + 32, n2), load_n(c, i, j + 48, n3))
     else:
         c0 = c1 = c2 = c3 = splat(0.0)
+        if bias is not None:
+            c0, c1 = load_n(bias, 0, j, n0), load_n(bias, 0, j + 16, n1)
+            c2, c3 = load_n(bias, 0, j + 32, n2), load_n(bias, 0, j + 48, n3)
     for k in range(kc):
         x = splat(a[i, k])
         c0, c1 = fma(x, load(panel, k, 0), c0), fma(x, load(panel, k, 16), c1)
@@ -114,10 +122,10 @@ def tile1(a, i, panel, kc, c, j, n, accumulate):
 
 
 @njit(**KERNEL)
-def gemm_packed(a, bp, c, lo, hi, accumulate):
-    """c[lo:hi] (+)= a[lo:hi] @ b for the packed b (``bp``, K = a.shape[1] rows per panel).
-
-    The time loops call this directly with the recurrent weights packed once.
+def gemm_packed(a, bp, c, lo, hi, accumulate, bias):
+    """c[lo:hi] = a[lo:hi] @ b + (c[lo:hi] if accumulate else bias), for the packed b (``bp``,
+    K = a.shape[1] rows per panel).  bias: (1, N) row added to every row, or None.  The time
+    loops call this with weights packed once.
     """
     kc, N = a.shape[1], c.shape[1]
     for i0 in range(lo, hi, MC):
@@ -127,10 +135,10 @@ def gemm_packed(a, bp, c, lo, hi, accumulate):
             n = min(NR, N - j)
             i = i0
             while i + 4 <= i1:
-                tile4(a, i, panel, kc, c, j, n, accumulate)
+                tile4(a, i, panel, kc, c, j, n, accumulate, bias)
                 i += 4
             while i < i1:
-                tile1(a, i, panel, kc, c, j, n, accumulate)
+                tile1(a, i, panel, kc, c, j, n, accumulate, bias)
                 i += 1
 
 
@@ -142,26 +150,29 @@ def _rows4(part, parts, M):
 
 
 @njit(parallel=True, **KERNEL)
-def gemm(a, b, c, accumulate, parts):
-    """c (+)= a @ b.  a (M,K) any strides, b (K,N) any strides, c (M,N) with contiguous rows.
+def gemm(a, b, c, accumulate, parts, bias=None):
+    """c = a @ b + (c if accumulate else bias).  a (M,K) and b (K,N) any strides; c (M,N) with
+    contiguous rows; bias a (1,N) row or None.
 
     b is packed KC rows at a time; the rows of c are split into ``parts`` blocks run by prange
     (``parts=1`` runs serially: no fork/join for small products).
     """
-    K = a.shape[1]
-    bp = np.empty((panels(b.shape[1]), min(KC, max(K, 1)), NR), np.float32)
+    K, N = a.shape[1], b.shape[1]
+    bp = np.empty((panels(N), min(KC, max(K, 1)), NR), np.float32)
     if K == 0 and not accumulate:
         c[:] = 0.0
+        if bias is not None:
+            c += bias
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         pack(b, k0, kc, bp)
         ak, acc = a[:, k0:k0 + kc], accumulate or k0 > 0
         if parts == 1:
-            gemm_packed(ak, bp[:, :kc], c, 0, c.shape[0], acc)
+            gemm_packed(ak, bp[:, :kc], c, 0, c.shape[0], acc, bias)
             continue
         for part in prange(parts):
             lo, hi = _rows4(part, parts, c.shape[0])
-            gemm_packed(ak, bp[:, :kc], c, lo, hi, acc)
+            gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias)
 
 
 def pack_weights(w):
@@ -181,5 +192,5 @@ def matmul_into(a, w, out):
 @overload(matmul_into, jit_options=KERNEL)
 def _matmul_into(a, w, out):
     if w.ndim == 3:
-        return lambda a, w, out: gemm_packed(a, w, out, 0, a.shape[0], False)
+        return lambda a, w, out: gemm_packed(a, w, out, 0, a.shape[0], False, None)
     return lambda a, w, out: np.dot(a, w, out)
