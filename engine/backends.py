@@ -16,7 +16,8 @@ import numpy as np
 from engine import threads
 from kernels import ACT_FAST
 from kernels.cpu import gemm_rows_cpu, gemm_tn_cpu, lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
-from kernels.gemm import gemm, pack_weights
+from kernels.gemm import gemm, lstm_seq_fwd_fused, pack_gates, pack_weights
+from kernels.simd import LANES
 
 BACKENDS = ("cpu", "gpu", "auto")
 
@@ -73,7 +74,19 @@ class CPUBackend:
 
         scratch: dict of workspace buffers "h_prev" (B,P), "c_prev" (B,H) and "rec" (B,G).
         """
-        w_hh_t, w_hr_t = self._packed(w_hh_t), self._packed(w_hr_t)
+        B, H = c0.shape
+        if xproj.dtype == np.float32 and w_hr_t is None and threads.batch_parts(B) == 1:
+            # Small batches: threads split the hidden units instead of the batch rows (each
+            # core keeps its share of W_hh in its own L2).  Large batches split rows: there,
+            # reading every row of h from the other core each step costs more.
+            wp = pack_gates(w_hh_t, H)
+            lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
+                               gates, np.empty((2, B, H), np.float32),
+                               np.empty((B, H), np.float32),
+                               np.empty((B, 4 * LANES * wp.shape[0]), np.float32),
+                               threads.unit_parts(B, H, wp.shape[0]))
+            return
+        w_hh_t, w_hr_t = self._packed(w_hh_t), self._packed(w_hr_t)  # (views of W.T)
         lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
                          gates, scratch["h_prev"], scratch["c_prev"], scratch["rec"],
                          threads.batch_parts(h.shape[1]), w_hr_t, h_raw)
@@ -96,7 +109,9 @@ class CPUBackend:
     def _packed(w):
         """float32 weights packed for the time loops' GEMM kernel (once per sequence);
         float64 ones go to BLAS as they are."""
-        return pack_weights(w) if w is not None and w.dtype == np.float32 else w
+        if w is None:
+            return None
+        return pack_weights(w) if w.dtype == np.float32 else np.ascontiguousarray(w)
 
     @staticmethod
     def _act(act, a):

@@ -154,6 +154,9 @@ class GPUBackend:
         With a projection (w_hr_t (H,P), h_raw (T,B,H)) the gemm variant always runs: its
         pointwise kernel writes o * act(c) to h_raw[t] and a cuBLAS GEMM projects it to h[t].
         """
+        w_hh_t = self.xp.ascontiguousarray(w_hh_t)  # the orchestrator passes W_hh.T as a view
+        if w_hr_t is not None:
+            w_hr_t = self.xp.ascontiguousarray(w_hr_t)
         from kernels import cuda as K
 
         T, B, H = c.shape

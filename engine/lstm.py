@@ -236,9 +236,9 @@ class LSTM:
                    "rec": ws.get("rec", (B, G), dt)}
         proj = {}
         if w_hr is not None:
-            proj = {"w_hr_t": xp.ascontiguousarray(w_hr.T),
+            proj = {"w_hr_t": w_hr.T,
                     "h_raw": ws.get(key + "h_raw", (T, B, H), dt)}
-        self.backend.seq_fwd(xproj, xp.ascontiguousarray(w_hh.T), h0, c0, lengths, self._act,
+        self.backend.seq_fwd(xproj, w_hh.T, h0, c0, lengths, self._act,
                              d == 1, h, c, gates, scratch, **proj)
         return {"h": h, "c": c, "gates": gates, "h_raw": proj.get("h_raw")}
 

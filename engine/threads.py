@@ -14,6 +14,8 @@ import numba
 
 # Fewer rows per thread than this and the per-step fork/join costs more than it saves.
 MIN_ROWS_PER_THREAD = 16
+# A time step whose recurrent product has fewer multiply-adds runs on one thread.
+MIN_STEP_WORK = 1 << 18
 # A GEMM smaller than this many multiply-adds runs on one thread.
 MIN_GEMM_WORK = 1 << 21
 
@@ -61,6 +63,14 @@ def configure():
 def batch_parts(B):
     """How many row blocks a batch of B rows is split into for the parallel time loop."""
     return max(1, min(numba.get_num_threads(), B // MIN_ROWS_PER_THREAD))
+
+
+def unit_parts(B, H, blocks):
+    """Threads for the unit-split time loop (``kernels.gemm.lstm_seq_fwd_fused``): one per
+    core once a step's recurrent product is worth a fork/join (measured: 16x64x256 is)."""
+    if B * H * 4 * H < MIN_STEP_WORK:
+        return 1
+    return max(1, min(numba.get_num_threads(), blocks))
 
 
 def gemm_parts(M, K, N):

@@ -1,0 +1,146 @@
+"""The float32 GEMM kernels (kernels.gemm, kernels.simd) against float64 NumPy and the
+NumPy LSTM reference."""
+import numpy as np
+import pytest
+
+from kernels import ACT_FAST, ACTIVATIONS
+from kernels.gemm import (NR, gemm, gemm_packed, lstm_seq_fwd_fused, matmul_into, pack,
+                          pack_gates, pack_weights)
+from kernels.reference import lstm_fwd_packed_reference
+from tests.conftest import TOL
+from tests.helpers import random_weights
+
+F32 = np.float32
+# float32 products of length K: error grows like sqrt(K) * eps * |a||b|; these shapes keep
+# K <= 600, where a relative 2e-6 of the largest entry is about 10 ulps of headroom.
+GEMM_TOL = 2e-6
+
+
+def _rel_err(got, want):
+    return np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
+
+
+SHAPES = [(1, 1, 1), (3, 5, 7), (4, 64, 256), (17, 33, 132), (5, 300, 70), (130, 513, 65),
+          (9, 257, 129)]  # K > KC (packed in blocks), N not a multiple of 64, M not of 4
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_gemm_matches_float64(rng, M, K, N, parts):
+    a = rng.standard_normal((M, K)).astype(F32)
+    b = rng.standard_normal((K, N)).astype(F32)
+    want = a.astype(np.float64) @ b
+    c = np.full((M, N), np.nan, F32)  # every element must be written
+    gemm(a, b, c, False, parts)
+    assert _rel_err(c, want) < GEMM_TOL
+
+    c0 = rng.standard_normal((M, N)).astype(F32)
+    c = c0.copy()
+    gemm(a, b, c, True, parts)
+    assert _rel_err(c, c0 + want) < GEMM_TOL
+
+    bias = rng.standard_normal((1, N)).astype(F32)
+    c = np.full((M, N), np.nan, F32)
+    gemm(a, b, c, False, parts, bias)
+    assert _rel_err(c, want + bias) < GEMM_TOL
+
+
+@pytest.mark.parametrize("M,K,N", [(7, 40, 70), (33, 300, 20)])
+def test_gemm_takes_transposed_views(rng, M, K, N):
+    """a.T @ b (the weight gradients) and a @ W.T (the input projection) need no copies."""
+    a_t = rng.standard_normal((K, M)).astype(F32)  # a = a_t.T, F-contiguous
+    w = rng.standard_normal((N, K)).astype(F32)    # b = w.T
+    c = np.empty((M, N), F32)
+    gemm(a_t.T, w.T, c, False, 2)
+    assert _rel_err(c, a_t.T.astype(np.float64) @ w.T) < GEMM_TOL
+
+
+def test_gemm_does_not_write_outside_its_rows_and_columns(rng):
+    a, b = rng.standard_normal((6, 9)).astype(F32), rng.standard_normal((9, 20)).astype(F32)
+    big = np.full((8, 30), 7.0, F32)
+    gemm(a, b, big[1:7, 3:23], False, 1)  # a view: rows strided, 20 of 30 columns
+    assert _rel_err(big[1:7, 3:23], a.astype(np.float64) @ b) < GEMM_TOL
+    mask = np.ones_like(big, bool)
+    mask[1:7, 3:23] = False
+    assert (big[mask] == 7.0).all()
+
+
+def test_pack_layout(rng):
+    b = rng.standard_normal((5, 70)).astype(F32)
+    for src in (b, np.asfortranarray(b)):  # both read orders
+        bp = np.full((2, 5, NR), np.nan, F32)
+        pack(src, 0, 5, bp)
+        np.testing.assert_array_equal(bp[0], b[:, :64])
+        np.testing.assert_array_equal(bp[1, :, :6], b[:, 64:])
+        assert not bp[1, :, 6:].any(), "columns past N are zero"
+
+
+def test_pack_gates_layout(rng):
+    K, H = 3, 20
+    w_hh = rng.standard_normal((4 * H, K)).astype(F32)
+    wp = pack_gates(w_hh.T, H)
+    assert wp.shape == (2, K, NR)
+    for q in range(4):
+        for u in range(H):
+            np.testing.assert_array_equal(wp[u // 16, :, q * 16 + u % 16], w_hh[q * H + u])
+    assert not wp[1, :, [q * 16 + v for q in range(4) for v in range(4, 16)]].any()
+
+
+def test_packed_and_plain_matmul_into_agree(rng):
+    a = rng.standard_normal((6, 40)).astype(F32)
+    w = rng.standard_normal((40, 100)).astype(F32)
+    bp = pack_weights(w)
+    c1, c2 = np.empty((6, 100), F32), np.empty((6, 100), F32)
+    from numba import njit
+
+    @njit
+    def both(a, w, bp, c1, c2):
+        matmul_into(a, w, c1)
+        matmul_into(a, bp, c2)
+    both(a, w, bp, c1, c2)
+    assert _rel_err(c2, c1.astype(np.float64)) < GEMM_TOL
+
+
+def test_gemm_packed_gate_layout_restores_gate_order(rng):
+    """pstep=16, qstep=Hp scatters pack_gates's unit blocks back into [i f g o]."""
+    B, K, H = 5, 12, 40
+    Hp = 48
+    w_hh = rng.standard_normal((4 * H, K)).astype(F32)
+    h = rng.standard_normal((B, K)).astype(F32)
+    rec = np.full((B, 4 * Hp), np.nan, F32)
+    gemm_packed(h, pack_gates(w_hh.T, H), rec, 0, B, False, None, 16, Hp)
+    want = h.astype(np.float64) @ w_hh.T
+    for q in range(4):
+        assert _rel_err(rec[:, q * Hp:q * Hp + H], want[:, q * H:(q + 1) * H]) < GEMM_TOL
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("B,H", [(5, 20), (1, 33), (3, 1)])
+def test_fused_forward_matches_reference(rng, B, H, act, reverse, parts):
+    T, I = 6, 4
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    w_ih, w_hh, b_ih, b_hh = random_weights(rng, I, H)
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    out, hn, cn, cache = lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                                                   act, reverse)
+    xproj = (x @ w_ih.T + b_ih + b_hh).astype(F32)
+    wp = pack_gates(w_hh.T.astype(F32), H)
+    h, c = np.full((T, B, H), np.nan, F32), np.full((T, B, H), np.nan, F32)
+    gates = np.zeros((T, B, 4 * H), F32)
+    lstm_seq_fwd_fused(xproj, wp, h0.astype(F32), c0.astype(F32), lengths.astype(np.int64),
+                       ACTIVATIONS[act] | ACT_FAST, reverse, h, c, gates,
+                       np.empty((2, B, H), F32), np.empty((B, H), F32),
+                       np.empty((B, 4 * 16 * wp.shape[0]), F32), parts)
+    tol = TOL[np.dtype(F32)]
+    np.testing.assert_allclose(h, out, **tol)
+    last = np.zeros(B, int) if reverse else lengths - 1
+    np.testing.assert_allclose(c[last, np.arange(B)], cn, **tol)
+    for b in range(B):  # saved activations of valid steps, as the reference caches them
+        steps = range(lengths[b])
+        ref_gates = np.stack([cache["caches"][b]["gates"][t][0] for t in steps])
+        np.testing.assert_allclose(gates[:lengths[b], b], ref_gates, **tol)
+        assert not c[lengths[b]:, b].any(), "padded steps write zeros"
