@@ -95,10 +95,11 @@ class EngineCase:
         self.x, self.g = xp.asarray(x), xp.asarray(g)
 
     def step(self):
+        if self.mode == "inference":  # as torch's case runs under inference_mode()
+            with engine.no_grad():
+                return self.model.forward(self.x), None
         out, state = self.model.forward(self.x)
-        if self.mode == "training":
-            return (out, state), self.model.backward(self.g)
-        return (out, state), None
+        return (out, state), self.model.backward(self.g)
 
     def sync(self):
         self._sync()

@@ -18,6 +18,7 @@ import numpy as np
 from engine.backends import get_backend
 from engine.checks import (check_array, check_choice, check_dtype, check_int, check_lengths,
                            check_probability, check_state_dict)
+from engine.grad import is_grad_enabled
 from kernels import ACTIVATIONS
 
 
@@ -169,10 +170,11 @@ class LSTM:
         T, B, _ = x.shape
         h0, c0 = self._check_state("state", state, B, unbatched)
         lengths = self._check_lengths(lengths, T, B, unbatched)
-        out, h_n, c_n = self._forward(x, h0, c0, lengths)
-        self._saved["unbatched"] = unbatched
-        self._saved["out_shape"] = self._user_shape(T, B, self.num_directions * self.output_size,
-                                                    unbatched)
+        out, h_n, c_n = self._forward(x, h0, c0, lengths, keep=is_grad_enabled())
+        if self._saved is not None:
+            self._saved["unbatched"] = unbatched
+            self._saved["out_shape"] = self._user_shape(
+                T, B, self.num_directions * self.output_size, unbatched)
         to_user = self.backend.to_user
         return (to_user(self._from_time_major(out, unbatched), x_user),
                 (to_user(self._state_to_user(h_n, unbatched), x_user),
@@ -180,7 +182,8 @@ class LSTM:
 
     __call__ = forward
 
-    def _forward(self, x, h0, c0, lengths):
+    def _forward(self, x, h0, c0, lengths, keep=True):
+        """All layers; ``keep=False`` (under ``engine.no_grad()``) saves nothing for backward."""
         xp, L, D = self.backend.xp, self.num_layers, self.num_directions
         T, B, _ = x.shape
         h_n = xp.empty((L * D, B, self.output_size), self.dtype)
@@ -197,14 +200,14 @@ class LSTM:
             for d in range(D):
                 idx = layer * D + d
                 saved = self._layer_fwd(layer, d, layer_in, h0[idx], c0[idx], lengths,
-                                        fresh_out=last and D == 1)
+                                        fresh_out=last and D == 1, keep=keep)
                 t_end = 0 if d == 1 else lengths - 1
                 h_n[idx], c_n[idx] = saved["h"][t_end, batch], saved["c"][t_end, batch]
                 dirs.append(saved)
             layers.append({"input": layer_in, "dirs": dirs, "mask": mask})
             layer_in = self._join_directions([s["h"] for s in dirs], f"out{layer}", fresh=last)
         self._saved = {"h0": h0, "c0": c0, "layers": layers, "T": T, "B": B,
-                       "lengths": lengths}
+                       "lengths": lengths} if keep else None
         return layer_in, h_n, c_n
 
     def _dropout_mask(self, layer, shape):
@@ -214,10 +217,12 @@ class LSTM:
         keep = self._dropout_rng.random(shape) >= self.dropout
         return self.backend.asarray((keep / (1.0 - self.dropout)).astype(self.dtype))
 
-    def _layer_fwd(self, layer, d, layer_in, h0, c0, lengths, fresh_out):
+    def _layer_fwd(self, layer, d, layer_in, h0, c0, lengths, fresh_out, keep):
         """One layer, one direction: input projection GEMM, then the sequence kernel.
 
         Returns the buffers the backward needs: h, c, gates and, with a projection, h_raw.
+        Without ``keep`` the gates buffer holds one step, overwritten by each (the kernels
+        write step t to gates[min(t, len(gates) - 1)]).
         """
         xp, ws, dt = self.backend.xp, self._ws, self.dtype
         T, B, I = layer_in.shape
@@ -231,7 +236,7 @@ class LSTM:
         key = f"l{layer}d{d}"
         h = xp.empty((T, B, R), dt) if fresh_out else ws.get(key + "h", (T, B, R), dt)
         c = ws.get(key + "c", (T, B, H), dt)
-        gates = ws.get(key + "gates", (T, B, G), dt)
+        gates = ws.get(key + "gates", (T if keep else 1, B, G), dt)
         scratch = {"h_prev": ws.get("h_prev", (B, R), dt), "c_prev": ws.get("c_prev", (B, H), dt),
                    "rec": ws.get("rec", (B, G), dt)}
         proj = {}
@@ -267,8 +272,9 @@ class LSTM:
             overwrites rather than accumulates.
         """
         if self._saved is None:
-            raise ValueError("backward() needs a forward() first: there is nothing to "
-                             "backpropagate through")
+            raise ValueError("backward() needs a forward() run with gradients enabled first "
+                             "(none ran, or the last one ran under engine.no_grad()): there is "
+                             "nothing to backpropagate through")
         s = self._saved
         g_user = grad_output
         g = check_array("grad_output", grad_output, self.dtype, s["out_shape"],

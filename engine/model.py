@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from engine.checks import check_int, check_lengths
+from engine.grad import no_grad
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
 from engine.lstm import LSTM
@@ -293,9 +294,11 @@ class Sequential:
         x, _, lengths = self._check_data(x, None, lengths)
         self._set_training(False)
         outs = []
-        for start in range(0, len(x), batch_size):
-            xb, _, lb = _take(slice(start, start + batch_size), x, None, lengths, self.backend)
-            outs.append(self.backend.to_numpy(self._run(xb, None, lb)[0]))
+        with no_grad():
+            for start in range(0, len(x), batch_size):
+                xb, _, lb = _take(slice(start, start + batch_size), x, None, lengths,
+                                  self.backend)
+                outs.append(self.backend.to_numpy(self._run(xb, None, lb)[0]))
         return np.concatenate(outs)
 
     def evaluate(self, x, y, batch_size=256, lengths=None):
@@ -307,12 +310,13 @@ class Sequential:
     def _evaluate(self, x, y, lengths, batch_size):
         self._set_training(False)
         total, count = 0.0, 0
-        for start in range(0, len(x), batch_size):
-            xb, yb, lb = _take(slice(start, start + batch_size), x, y, lengths, self.backend)
-            loss, _ = self._loss_and_grad(self._run(xb, None, lb)[0], yb, lb)
-            n = self._weight(lb, xb.shape)
-            total += float(loss) * n
-            count += n
+        with no_grad():
+            for start in range(0, len(x), batch_size):
+                xb, yb, lb = _take(slice(start, start + batch_size), x, y, lengths, self.backend)
+                loss, _ = self._loss_and_grad(self._run(xb, None, lb)[0], yb, lb)
+                n = self._weight(lb, xb.shape)
+                total += float(loss) * n
+                count += n
         return total / count
 
     # ------------------------------------------------------------------ checks

@@ -10,7 +10,9 @@ Layout (time-major, C-contiguous, one layer and one direction):
     w_hr_t  (H, P)     optional projection (LSTMP, ``proj_size=P``): h = (o * act(c)) @ W_hr^T;
                        then h is (T, B, P), w_hh_t is (P, G), and h_raw (T, B, H) keeps
                        o * act(c) for the backward.  None (the default) means no projection.
-    gates   (T, B, G)  activated gates i, f, g, o: all the backward needs besides c
+    gates   (T, B, G)  activated gates i, f, g, o: all the backward needs besides c.  The
+                       forward also takes a (1, B, G) buffer (no backward to follow): every
+                       step writes gates[min(t, len(gates) - 1)]
     dz      (T, B, G)  gate pre-activation gradients, input to the weight-gradient GEMMs
 
 ``reverse`` runs time from T-1 down to 0; results stay indexed by real time t.  Step t of
@@ -153,12 +155,11 @@ def lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, 
     gather_prev_cpu(c[:, lo:hi], c0[lo:hi], p, L, cp)
     r = rec[lo:hi]
     matmul_into(hp, w_hh_t, r)
+    g = gates[min(t, gates.shape[0] - 1)][lo:hi]  # a (1, B, G) buffer: inference, kept once
     if w_hr_t is None:
-        lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h[t][lo:hi], c[t][lo:hi],
-                          gates[t][lo:hi])
+        lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h[t][lo:hi], c[t][lo:hi], g)
     else:
-        lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h_raw[t][lo:hi], c[t][lo:hi],
-                          gates[t][lo:hi])
+        lstm_step_fwd_cpu(xproj[t][lo:hi], r, cp, t, L, act, h_raw[t][lo:hi], c[t][lo:hi], g)
         matmul_into(h_raw[t][lo:hi], w_hr_t, h[t][lo:hi])
 
 

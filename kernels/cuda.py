@@ -76,10 +76,11 @@ def gather_prev_kernel(s, s0, p, lengths, out):
 @cuda.jit(device=True, inline="always")
 def _cell_fwd_store(i_pre, f_pre, g_pre, o_pre, c_prev, act, t, b, j, H, h, c, gates):
     i, f, g, o, c_new, h_new = lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act)
-    gates[t, b, j] = i
-    gates[t, b, H + j] = f
-    gates[t, b, 2 * H + j] = g
-    gates[t, b, 3 * H + j] = o
+    tg = min(t, gates.shape[0] - 1)  # a one-step gates buffer when no backward follows
+    gates[tg, b, j] = i
+    gates[tg, b, H + j] = f
+    gates[tg, b, 2 * H + j] = g
+    gates[tg, b, 3 * H + j] = o
     c[t, b, j] = c_new
     h[t, b, j] = h_new
 

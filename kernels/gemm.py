@@ -294,7 +294,7 @@ def lstm_panels_fwd(xproj_t, wp, t, lengths, act, h_prev, h_next, c_state, rec, 
 def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_state,
                        c_state, rec, parts):
     """Forward through all T steps (float32, no projection); outputs as kernels.cpu's
-    ``lstm_seq_fwd_cpu``.  wp: ``pack_gates(w_hh_t, H)``.  Scratch: h_state (2, B, H) (the
+    ``lstm_seq_fwd_cpu`` (gates may be a one-step buffer, as there).  wp: ``pack_gates(w_hh_t, H)``.  Scratch: h_state (2, B, H) (the
     state read and the state written, swapped every step), c_state (B, H), rec (B, 64 *
     wp.shape[0]).  parts: threads, each owning a contiguous range of unit blocks.
     """
@@ -307,8 +307,9 @@ def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_
         src, dst = h_state[s % 2], h_state[(s + 1) % 2]
         if parts == 1:
             lstm_panels_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, rec, h[t], c[t],
-                            gates[t], 0, P)
+                            gates[min(t, gates.shape[0] - 1)], 0, P)
             continue
         for part in prange(parts):
             lstm_panels_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, rec, h[t], c[t],
-                            gates[t], part * P // parts, (part + 1) * P // parts)
+                            gates[min(t, gates.shape[0] - 1)], part * P // parts,
+                            (part + 1) * P // parts)

@@ -181,3 +181,19 @@ def test_gpu_available_reasons(monkeypatch):
     ok, why = gpu.gpu_available()
     assert not ok and "CuPy is not installed" in why and "lstm-engine[gpu-cuda13]" in why
 
+
+
+def test_no_grad_forward_matches_cpu(rng):
+    """Under engine.no_grad() the kernels write one reused gates buffer; outputs unchanged."""
+    import engine
+    kwargs, T, B, lengths = CONFIGS["H33-B3-lengths"]
+    x, state, lengths, _, _ = _inputs(rng, kwargs, T, B, lengths, np.float32)
+    with engine.no_grad():
+        out_gpu, (h_gpu, c_gpu) = LSTM(dtype=np.float32, backend="gpu", seed=7, **kwargs)(
+            x, state, lengths=lengths)
+    out_cpu, (h_cpu, c_cpu) = LSTM(dtype=np.float32, backend="cpu", seed=7, **kwargs)(
+        x, state, lengths=lengths)
+    tol = dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out_gpu, out_cpu, **tol)
+    np.testing.assert_allclose(h_gpu, h_cpu, **tol)
+    np.testing.assert_allclose(c_gpu, c_cpu, **tol)

@@ -163,8 +163,38 @@ def test_forward_rejects_bad_lengths(rng, lengths, exc, text):
 
 
 def test_backward_before_forward_is_a_clear_error():
-    with pytest.raises(ValueError, match="backward\\(\\) needs a forward\\(\\) first"):
+    with pytest.raises(ValueError, match="backward\\(\\) needs a forward\\(\\) run with"):
         make().backward(np.ones((3, 2, 6), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, bidirectional=True),
+                                dict(proj_size=2), dict(batch_first=True)])
+@pytest.mark.parametrize("B", [8, 40])  # the unit-split and the row-split CPU time loops
+def test_no_grad_forward_equals_forward_and_keeps_nothing(rng, dtype, kw, B):
+    m = engine.LSTM(3, 5, dtype=dtype, seed=1, **kw)
+    T = 6
+    x = rng.standard_normal((B, T, 3) if kw.get("batch_first") else (T, B, 3)).astype(dtype)
+    lengths = rng.integers(1, T + 1, B)
+    with_grad = m(x, lengths=lengths)
+    assert engine.is_grad_enabled()
+    with engine.no_grad():
+        assert not engine.is_grad_enabled()
+        without = m(x, lengths=lengths)
+    assert engine.is_grad_enabled()
+    for a, b in zip(np.asarray(with_grad[0]), np.asarray(without[0])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(with_grad[1][0], without[1][0])
+    np.testing.assert_array_equal(with_grad[1][1], without[1][1])
+    with pytest.raises(ValueError, match="engine.no_grad"):
+        m.backward(np.ones_like(without[0]))
+
+
+def test_no_grad_is_restored_after_an_exception():
+    with pytest.raises(RuntimeError):
+        with engine.no_grad():
+            raise RuntimeError("boom")
+    assert engine.is_grad_enabled()
 
 
 def test_backward_rejects_mismatched_gradients_and_keeps_the_forward(rng):
