@@ -17,7 +17,6 @@ from engine import threads
 from kernels import ACT_FAST
 from kernels.cpu import gemm_rows_cpu, gemm_tn_cpu, lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
 from kernels.gemm import gemm, lstm_seq_fwd_fused, pack_gates, pack_weights
-from kernels.simd import LANES
 
 BACKENDS = ("cpu", "gpu", "auto")
 
@@ -76,14 +75,14 @@ class CPUBackend:
         """
         B, H = c0.shape
         if xproj.dtype == np.float32 and w_hr_t is None and threads.batch_parts(B) == 1:
-            # Small batches: threads split the hidden units instead of the batch rows (each
-            # core keeps its share of W_hh in its own L2).  Large batches split rows: there,
-            # reading every row of h from the other core each step costs more.
+            # Small batches: the cell update fused into the recurrent GEMM, and threads split
+            # the hidden units (each core keeps its share of W_hh in its own L2).  Large
+            # batches split rows below: there the fused kernel measured 10% slower (its
+            # strided epilogue traffic), and no core needs the other's rows of h.
             wp = pack_gates(w_hh_t, H)
             lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
                                gates, np.empty((2, B, H), np.float32),
-                               np.empty((B, H), np.float32),
-                               np.empty((B, 4 * LANES * wp.shape[0]), np.float32),
+                               np.empty((B, H), np.float32), 1,
                                threads.unit_parts(B, H, wp.shape[0]))
             return
         w_hh_t, w_hr_t = self._packed(w_hh_t), self._packed(w_hr_t)  # (views of W.T)

@@ -48,9 +48,22 @@ def tanh_fast(x):
 
 
 @njit(cache=True, inline="always")
+def sigmoid_fast(x):
+    return _HALF * tanh_fast(_HALF * x) + _HALF  # exact identity, fast tanh
+
+
+@njit(cache=True, inline="always")
+def cell_act_fast(x, act):
+    """The cell activation with the fast tanh: relu when bit 0 of ``act`` is set."""
+    if act & 1:
+        return max(x, _0)
+    return tanh_fast(x)
+
+
+@njit(cache=True, inline="always")
 def sigmoid(x, act):
     if act & 2:
-        return _HALF * tanh_fast(_HALF * x) + _HALF  # exact identity, fast tanh
+        return sigmoid_fast(x)
     # Split on the sign so exp never overflows (exp(-x) for x << 0 would be inf).
     if x >= _0:
         return _1 / (_1 + math.exp(-x))
@@ -77,8 +90,23 @@ def cell_act_grad(y, act):
 
 
 @njit(cache=True, inline="always")
+def lstm_cell_fwd_fast(i_pre, f_pre, g_pre, o_pre, c_prev, act):
+    """``lstm_cell_fwd`` with ACT_FAST: only arithmetic, min and max, so it also runs on the
+    16-unit vectors of ``kernels.simd`` (the fused GEMM epilogue of ``kernels.gemm``)."""
+    i = sigmoid_fast(i_pre)
+    f = sigmoid_fast(f_pre)
+    g = cell_act_fast(g_pre, act)
+    o = sigmoid_fast(o_pre)
+    c = f * c_prev + i * g
+    h = o * cell_act_fast(c, act)
+    return i, f, g, o, c, h
+
+
+@njit(cache=True, inline="always")
 def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     """One hidden unit of one step, from gate pre-activations to (i, f, g, o, c, h)."""
+    if act & 2:
+        return lstm_cell_fwd_fast(i_pre, f_pre, g_pre, o_pre, c_prev, act)
     i = sigmoid(i_pre, act)
     f = sigmoid(f_pre, act)
     g = cell_act(g_pre, act)

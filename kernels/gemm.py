@@ -24,8 +24,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from kernels.gates import lstm_cell_fwd
-from kernels.simd import LANES, fma, load, load_n, splat, store_n
+from kernels.gates import lstm_cell_fwd_fast
+from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store_n
 
 KERNEL = dict(cache=True, error_model="numpy")
 
@@ -68,29 +68,11 @@ def _lanes(c, j):
     return min(max(c.shape[1] - j, 0), LANES)
 
 
-@njit(**KERNEL)
-def tile4(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
-    """Rows i..i+3 of c = a @ panel + (c if accumulate else bias row or 0), where the panel's
-    four vectors land at columns j0, j1, j2, j3 of c (columns past c's width are skipped)."""
-    n0, n1, n2, n3 = _lanes(c, j0), _lanes(c, j1), _lanes(c, j2), _lanes(c, j3)
-    if accumulate:
-        c00, c01, c02, c03 = (load_n(c, i, j0, n0), load_n(c, i, j1, n1),
-                              load_n(c, i, j2, n2), load_n(c, i, j3, n3))
-        c10, c11, c12, c13 = (load_n(c, i + 1, j0, n0), load_n(c, i + 1, j1, n1),
-                              load_n(c, i + 1, j2, n2), load_n(c, i + 1, j3, n3))
-        c20, c21, c22, c23 = (load_n(c, i + 2, j0, n0), load_n(c, i + 2, j1, n1),
-                              load_n(c, i + 2, j2, n2), load_n(c, i + 2, j3, n3))
-        c30, c31, c32, c33 = (load_n(c, i + 3, j0, n0), load_n(c, i + 3, j1, n1),
-                              load_n(c, i + 3, j2, n2), load_n(c, i + 3, j3, n3))
-    else:  # every row starts from the bias row, or from zeros
-        z0 = z1 = z2 = z3 = splat(0.0)
-        if bias is not None:
-            z0, z1 = load_n(bias, 0, j0, n0), load_n(bias, 0, j1, n1)
-            z2, z3 = load_n(bias, 0, j2, n2), load_n(bias, 0, j3, n3)
-        c00, c01, c02, c03 = z0, z1, z2, z3
-        c10, c11, c12, c13 = z0, z1, z2, z3
-        c20, c21, c22, c23 = z0, z1, z2, z3
-        c30, c31, c32, c33 = z0, z1, z2, z3
+@njit(inline="always", **KERNEL)
+def _k_loop4(a, i, panel, kc, acc):
+    """The micro-kernel: acc (16 vectors, rows i..i+3 x 4 panel vectors) += a[i:i+4, :kc] @
+    panel[:kc].  Per k: four panel loads, four broadcasts, sixteen FMAs, all in registers."""
+    c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = acc
     for k in range(kc):
         b0, b1, b2, b3 = load(panel, k, 0), load(panel, k, 16), load(panel, k, 32), load(panel, k, 48)
         x = splat(a[i, k])
@@ -101,34 +83,62 @@ def tile4(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
         c20, c21, c22, c23 = fma(x, b0, c20), fma(x, b1, c21), fma(x, b2, c22), fma(x, b3, c23)
         x = splat(a[i + 3, k])
         c30, c31, c32, c33 = fma(x, b0, c30), fma(x, b1, c31), fma(x, b2, c32), fma(x, b3, c33)
-    store_n(c, i, j0, c00, n0), store_n(c, i, j1, c01, n1)
-    store_n(c, i, j2, c02, n2), store_n(c, i, j3, c03, n3)
-    store_n(c, i + 1, j0, c10, n0), store_n(c, i + 1, j1, c11, n1)
-    store_n(c, i + 1, j2, c12, n2), store_n(c, i + 1, j3, c13, n3)
-    store_n(c, i + 2, j0, c20, n0), store_n(c, i + 2, j1, c21, n1)
-    store_n(c, i + 2, j2, c22, n2), store_n(c, i + 2, j3, c23, n3)
-    store_n(c, i + 3, j0, c30, n0), store_n(c, i + 3, j1, c31, n1)
-    store_n(c, i + 3, j2, c32, n2), store_n(c, i + 3, j3, c33, n3)
+    return c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33
+
+
+@njit(inline="always", **KERNEL)
+def _k_loop1(a, i, panel, kc, acc):
+    """``_k_loop4`` for one row."""
+    c0, c1, c2, c3 = acc
+    for k in range(kc):
+        x = splat(a[i, k])
+        c0, c1 = fma(x, load(panel, k, 0), c0), fma(x, load(panel, k, 16), c1)
+        c2, c3 = fma(x, load(panel, k, 32), c2), fma(x, load(panel, k, 48), c3)
+    return c0, c1, c2, c3
+
+
+@njit(inline="always", **KERNEL)
+def _row_init(c, r, j0, j1, j2, j3, accumulate, bias):
+    """Starting values of one row's four vectors: c's row r, the bias row, or zeros."""
+    if accumulate:
+        return (load_n(c, r, j0, _lanes(c, j0)), load_n(c, r, j1, _lanes(c, j1)),
+                load_n(c, r, j2, _lanes(c, j2)), load_n(c, r, j3, _lanes(c, j3)))
+    if bias is not None:
+        return (load_n(bias, 0, j0, _lanes(c, j0)), load_n(bias, 0, j1, _lanes(c, j1)),
+                load_n(bias, 0, j2, _lanes(c, j2)), load_n(bias, 0, j3, _lanes(c, j3)))
+    z = splat(0.0)
+    return z, z, z, z
+
+
+@njit(inline="always", **KERNEL)
+def _row_store(c, r, j0, j1, j2, j3, v0, v1, v2, v3):
+    store_n(c, r, j0, v0, _lanes(c, j0))
+    store_n(c, r, j1, v1, _lanes(c, j1))
+    store_n(c, r, j2, v2, _lanes(c, j2))
+    store_n(c, r, j3, v3, _lanes(c, j3))
+
+
+@njit(**KERNEL)
+def tile4(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
+    """Rows i..i+3 of c = a @ panel + (c if accumulate else bias row or 0), where the panel's
+    four vectors land at columns j0, j1, j2, j3 of c (columns past c's width are skipped)."""
+    acc = (_row_init(c, i, j0, j1, j2, j3, accumulate, bias)
+           + _row_init(c, i + 1, j0, j1, j2, j3, accumulate, bias)
+           + _row_init(c, i + 2, j0, j1, j2, j3, accumulate, bias)
+           + _row_init(c, i + 3, j0, j1, j2, j3, accumulate, bias))
+    c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = \
+        _k_loop4(a, i, panel, kc, acc)
+    _row_store(c, i, j0, j1, j2, j3, c00, c01, c02, c03)
+    _row_store(c, i + 1, j0, j1, j2, j3, c10, c11, c12, c13)
+    _row_store(c, i + 2, j0, j1, j2, j3, c20, c21, c22, c23)
+    _row_store(c, i + 3, j0, j1, j2, j3, c30, c31, c32, c33)
 
 
 @njit(**KERNEL)
 def tile1(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
     """Row i of ``tile4``."""
-    n0, n1, n2, n3 = _lanes(c, j0), _lanes(c, j1), _lanes(c, j2), _lanes(c, j3)
-    if accumulate:
-        c0, c1, c2, c3 = (load_n(c, i, j0, n0), load_n(c, i, j1, n1),
-                          load_n(c, i, j2, n2), load_n(c, i, j3, n3))
-    else:
-        c0 = c1 = c2 = c3 = splat(0.0)
-        if bias is not None:
-            c0, c1 = load_n(bias, 0, j0, n0), load_n(bias, 0, j1, n1)
-            c2, c3 = load_n(bias, 0, j2, n2), load_n(bias, 0, j3, n3)
-    for k in range(kc):
-        x = splat(a[i, k])
-        c0, c1 = fma(x, load(panel, k, 0), c0), fma(x, load(panel, k, 16), c1)
-        c2, c3 = fma(x, load(panel, k, 32), c2), fma(x, load(panel, k, 48), c3)
-    store_n(c, i, j0, c0, n0), store_n(c, i, j1, c1, n1)
-    store_n(c, i, j2, c2, n2), store_n(c, i, j3, c3, n3)
+    c0, c1, c2, c3 = _k_loop1(a, i, panel, kc, _row_init(c, i, j0, j1, j2, j3, accumulate, bias))
+    _row_store(c, i, j0, j1, j2, j3, c0, c1, c2, c3)
 
 
 @njit(**KERNEL)
@@ -210,12 +220,16 @@ def _matmul_into(a, w, out):
 
 
 # ---------------------------------------------------------------------------- fused LSTM step
-# The forward time loop for float32 without a projection.  The recurrent weights are packed by
-# unit block: panel p holds the four gates of units 16p..16p+15, column q*16 + v <- gate q of
-# unit 16p + v.  A thread that owns a range of panels therefore computes every gate of its
-# units and finishes their cell update without waiting for the other threads, and its share of
-# W_hh stays in its own core's L2 from step to step.  One barrier per step (the end of prange):
-# the next step's product needs every unit of h_t.
+# The forward time loop for float32 without a projection, the cell update fused into the
+# GEMM's epilogue.  The recurrent weights are packed by unit block (``pack_gates``): panel p
+# holds the four gates of units 16p..16p+15, vector q <- gate q.  So after a tile's k loop its
+# registers hold, for each of its rows, the i, f, g and o pre-activations of 16 units: the
+# epilogue adds the input projection, applies the cell (kernels.gates, on vectors) and stores
+# h, c and the gates.  No (B, 4H) recurrent product ever goes through memory.
+#
+# Work is split over rows and over unit blocks: row blocks for large batches (each thread
+# reads only its own rows of h), unit blocks for small ones (each thread keeps its share of
+# W_hh in its own L2).  One barrier per step: the next product needs every unit of h_t.
 
 UNITS = LANES  # units per panel
 
@@ -234,82 +248,115 @@ def pack_gates(w_hh_t, H):
     return wp
 
 
-@njit(**KERNEL)
-def lstm_units_pad(u0, n, h_prev, h_row, c_row, h_next):
-    """A padded step of one batch row, units u0..u0+n: zero outputs, the state carried."""
-    for v in range(n):
-        h_row[u0 + v] = 0.0
-        c_row[u0 + v] = 0.0
-        h_next[u0 + v] = h_prev[u0 + v]
+@njit(inline="always", **KERNEL)
+def _cell_in(x, b, u0, n, H, acc_i, acc_f, acc_g, acc_o, c_state, act):
+    """Cell update of batch row b, units u0..u0+n (n <= 16): the pre-activations' recurrent
+    part in registers plus x (the step's input projection).  Returns (i, f, g, o, c, h)."""
+    return lstm_cell_fwd_fast(
+        acc_i + load_n(x, b, u0, n), acc_f + load_n(x, b, H + u0, n),
+        acc_g + load_n(x, b, 2 * H + u0, n), acc_o + load_n(x, b, 3 * H + u0, n),
+        load_n(c_state, b, u0, n), act)
+
+
+@njit(inline="always", **KERNEL)
+def _cell_out(b, u0, n, H, valid, cell, h_prev, h_t, c_t, g_t, h_next, c_state):
+    """Store ``_cell_in``'s results; a padded step (not valid) writes zeros and carries the
+    state."""
+    i, f, g, o, c, h = cell
+    if not valid:
+        z = splat(0.0)
+        store_n(h_t, b, u0, z, n)
+        store_n(c_t, b, u0, z, n)
+        store_n(h_next, b, u0, load_n(h_prev, b, u0, n), n)
+        return
+    store_n(g_t, b, u0, i, n)
+    store_n(g_t, b, H + u0, f, n)
+    store_n(g_t, b, 2 * H + u0, g, n)
+    store_n(g_t, b, 3 * H + u0, o, n)
+    store_n(c_t, b, u0, c, n)
+    store_n(c_state, b, u0, c, n)
+    store_n(h_t, b, u0, h, n)
+    store_n(h_next, b, u0, h, n)
 
 
 @njit(**KERNEL)
-def lstm_units_fwd(x_row, r_row, u0, n, act, h_row, c_row, g_row, h_next, c_state):
-    """Cell update for units u0..u0+n of one batch row.
+def lstm_block_fwd(x, wp, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t, r0, r1,
+                   p0, p1):
+    """Step t for rows r0..r1-1 and unit blocks p0..p1-1 (x: the step's input projection).
 
-    x_row (4H,) input projection; r_row (4Hp,) recurrent gates, gate q of unit u at column
-    q * Hp + u.  Writes h_row, c_row, g_row (the step's outputs), h_next (the state for the
-    next step) and c_state (in place).
+    A tile's four rows are all loaded and computed before any is stored: x and the gates
+    share their layout, and a store waiting on the cell math whose address matches a later
+    load in its low 12 bits stalls that load (measured: a third slower the other way).
     """
-    H, Hp = h_row.shape[0], r_row.shape[0] // 4
-    # Gate slices as separate views: LLVM vectorises this loop, not the same loop written
-    # with offsets into whole rows.
-    xi, xf, xg, xo = (x_row[u0:u0 + n], x_row[H + u0:H + u0 + n],
-                      x_row[2 * H + u0:2 * H + u0 + n], x_row[3 * H + u0:3 * H + u0 + n])
-    ri, rf, rg, ro = (r_row[u0:u0 + n], r_row[Hp + u0:Hp + u0 + n],
-                      r_row[2 * Hp + u0:2 * Hp + u0 + n], r_row[3 * Hp + u0:3 * Hp + u0 + n])
-    gi, gf, gg, go = (g_row[u0:u0 + n], g_row[H + u0:H + u0 + n],
-                      g_row[2 * H + u0:2 * H + u0 + n], g_row[3 * H + u0:3 * H + u0 + n])
-    cp, cr, hr = c_state[u0:u0 + n], c_row[u0:u0 + n], h_row[u0:u0 + n]
-    for v in range(n):
-        gi[v], gf[v], gg[v], go[v], cr[v], hr[v] = lstm_cell_fwd(
-            xi[v] + ri[v], xf[v] + rf[v], xg[v] + rg[v], xo[v] + ro[v], cp[v], act)
-    # Separate copy loops (slice assignment would allocate: Numba copies possibly-overlapping
-    # sources); two more arrays in the loop above would stop LLVM vectorising it.
-    for v in range(n):
-        cp[v] = cr[v]
-    for v in range(n):
-        h_next[u0 + v] = hr[v]
+    H = c_state.shape[1]
+    K = h_prev.shape[1]
+    z = splat(0.0)
+    for p in range(p0, p1):
+        panel, u0 = wp[p], p * UNITS
+        n = min(UNITS, H - u0)
+        b = r0
+        while b + 4 <= r1:
+            _prefetch_rows(x, g_t, h_t, c_t, b, 4, u0 + UNITS, H)  # this tile's rows, next unit block
+            a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3 = _k_loop4(
+                h_prev, b, panel, K, (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z))
+            cell0 = _cell_in(x, b, u0, n, H, a0, a1, a2, a3, c_state, act)
+            cell1 = _cell_in(x, b + 1, u0, n, H, b0, b1, b2, b3, c_state, act)
+            cell2 = _cell_in(x, b + 2, u0, n, H, c0, c1, c2, c3, c_state, act)
+            cell3 = _cell_in(x, b + 3, u0, n, H, d0, d1, d2, d3, c_state, act)
+            _cell_out(b, u0, n, H, t < lengths[b], cell0, h_prev, h_t, c_t, g_t, h_next, c_state)
+            _cell_out(b + 1, u0, n, H, t < lengths[b + 1], cell1, h_prev, h_t, c_t, g_t,
+                      h_next, c_state)
+            _cell_out(b + 2, u0, n, H, t < lengths[b + 2], cell2, h_prev, h_t, c_t, g_t,
+                      h_next, c_state)
+            _cell_out(b + 3, u0, n, H, t < lengths[b + 3], cell3, h_prev, h_t, c_t, g_t,
+                      h_next, c_state)
+            b += 4
+        while b < r1:
+            _prefetch_rows(x, g_t, h_t, c_t, b, 1, u0 + UNITS, H)
+            a0, a1, a2, a3 = _k_loop1(h_prev, b, panel, K, (z, z, z, z))
+            cell = _cell_in(x, b, u0, n, H, a0, a1, a2, a3, c_state, act)
+            _cell_out(b, u0, n, H, t < lengths[b], cell, h_prev, h_t, c_t, g_t, h_next, c_state)
+            b += 1
 
 
-@njit(**KERNEL)
-def lstm_panels_fwd(xproj_t, wp, t, lengths, act, h_prev, h_next, c_state, rec, h_t, c_t,
-                    gates_t, p0, p1):
-    """Step t for the unit blocks p0..p1-1: recurrent product, then the cell update."""
-    B, H = c_state.shape
-    Hp = rec.shape[1] // 4
-    gemm_packed(h_prev, wp[p0:p1], rec[:, p0 * UNITS:], 0, B, False, None, UNITS, Hp)
-    u0 = p0 * UNITS
-    n = min(p1 * UNITS, H) - u0
-    for b in range(B):
-        # The test stays out here: inside, LLVM no longer vectorised the cell loop.
-        if t < lengths[b]:
-            lstm_units_fwd(xproj_t[b], rec[b], u0, n, act, h_t[b], c_t[b], gates_t[b],
-                           h_next[b], c_state[b])
-        else:
-            lstm_units_pad(u0, n, h_prev[b], h_t[b], c_t[b], h_next[b])
+@njit(inline="always", **KERNEL)
+def _prefetch_rows(x, g_t, h_t, c_t, b, rows, u, H):
+    """Ask for the lines of rows b..b+rows-1, units u..u+15, that the epilogue will read (x)
+    and write (gates, h, c): it visits each row 16 units at a time, strided lines that the
+    hardware prefetcher does not follow (measured: M forward 12.3 -> 9.6 ms)."""
+    if u >= H:
+        return
+    for r in range(b, b + rows):
+        for q in range(4):
+            prefetch(x, r, q * H + u, 0)
+            prefetch(g_t, r, q * H + u, 1)
+        prefetch(h_t, r, u, 1)
+        prefetch(c_t, r, u, 1)
 
 
 @njit(parallel=True, **KERNEL)
 def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_state,
-                       c_state, rec, parts):
+                       c_state, row_parts, unit_parts):
     """Forward through all T steps (float32, no projection); outputs as kernels.cpu's
-    ``lstm_seq_fwd_cpu`` (gates may be a one-step buffer, as there).  wp: ``pack_gates(w_hh_t, H)``.  Scratch: h_state (2, B, H) (the
-    state read and the state written, swapped every step), c_state (B, H), rec (B, 64 *
-    wp.shape[0]).  parts: threads, each owning a contiguous range of unit blocks.
+    ``lstm_seq_fwd_cpu`` (gates may be a one-step buffer, as there).  wp:
+    ``pack_gates(w_hh_t, H)``.  Scratch: h_state (2, B, H) (the state read and the state
+    written, swapped every step), c_state (B, H).  The work of a step is split into
+    row_parts x unit_parts blocks, run by prange (1 x 1 runs serially).
     """
-    T = xproj.shape[0]
+    T, B = xproj.shape[0], xproj.shape[1]
     P = wp.shape[0]
     h_state[0] = h0
     c_state[:] = c0
+    parts = row_parts * unit_parts
     for s in range(T):
         t = T - 1 - s if reverse else s
-        src, dst = h_state[s % 2], h_state[(s + 1) % 2]
-        if parts == 1:
-            lstm_panels_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, rec, h[t], c[t],
-                            gates[min(t, gates.shape[0] - 1)], 0, P)
+        src, dst, g_t = h_state[s % 2], h_state[(s + 1) % 2], gates[min(t, gates.shape[0] - 1)]
+        if parts == 1:  # no fork/join: a parallel region per step costs more than a tiny step
+            lstm_block_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, h[t], c[t], g_t,
+                           0, B, 0, P)
             continue
         for part in prange(parts):
-            lstm_panels_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, rec, h[t], c[t],
-                            gates[min(t, gates.shape[0] - 1)], part * P // parts,
-                            (part + 1) * P // parts)
+            rp, up = part // unit_parts, part % unit_parts
+            lstm_block_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, h[t], c[t], g_t,
+                           rp * B // row_parts, (rp + 1) * B // row_parts,
+                           up * P // unit_parts, (up + 1) * P // unit_parts)

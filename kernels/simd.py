@@ -12,12 +12,17 @@ loop compiles to 16 accumulator registers, no memory traffic.
     store(a, i, j, v)      a[i, j:j+16] = v
     store_n(a, i, j, v, n) the first n lanes only
     splat(x)               x in every lane
+    prefetch(a, i, j, w)   hint that a[i, j]'s cache line is read (w=0) or written (w=1) soon
     fma(x, y, acc)         x * y + acc, one rounding
+    x + y, x - y, x * y, x / y, -x, min(x, y), max(x, y)   lane by lane; a scalar operand
+                           (float or int) is splat first
 """
+import operator
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, overload, register_model
 
 LANES = 16
 _VEC = ir.VectorType(ir.FloatType(), LANES)
@@ -121,6 +126,25 @@ def store_n(typingctx, a, i, j, v, n):
 
 
 @intrinsic
+def prefetch(typingctx, a, i, j, write):
+    """Hint: the cache line holding a[i, j] will be read (write=0) or written (1) soon."""
+    if not (isinstance(a, types.Array) and a.ndim == 2) or not isinstance(write, types.Literal):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:3], sig.args[1:3])]
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], arr, idx, wraparound=False)
+        ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        fn = _intrinsic_fn(builder, "llvm.prefetch.p0", ir.VoidType(),
+                           [ptr.type, _I32, _I32, _I32])
+        rw = ir.Constant(_I32, sig.args[3].literal_value)
+        builder.call(fn, [ptr, rw, ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+    return types.void(a, i, j, write), codegen
+
+
+@intrinsic
 def splat(typingctx, x):
     if not isinstance(x, (types.Float, types.Integer)):
         return None
@@ -142,3 +166,65 @@ def fma(typingctx, x, y, acc):
         fn = _intrinsic_fn(builder, "llvm.fma.v16f32", _VEC, [_VEC] * 3)
         return builder.call(fn, args)
     return f32x16(x, y, acc), codegen
+
+
+# ---------------------------------------------------------------------------- arithmetic
+# +, -, *, /, unary -, min and max on vectors (a scalar operand is splat), so that the scalar
+# cell math of kernels.gates also compiles for a vector of 16 units: one definition of the
+# LSTM cell serves the scalar kernels and the GEMM epilogue.
+
+def _vector_binop(instr):
+    @intrinsic
+    def op(typingctx, x, y):
+        if not (x == y == f32x16):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return getattr(builder, instr)(*args)
+        return f32x16(x, y), codegen
+    return op
+
+
+def _vector_select(predicate):
+    """min/max by compare and select: the NaN-propagating x86 minps/maxps form."""
+    @intrinsic
+    def op(typingctx, x, y):
+        if not (x == y == f32x16):
+            return None
+
+        def codegen(context, builder, sig, args):
+            x, y = args
+            return builder.select(builder.fcmp_ordered(predicate, y, x), y, x)
+        return f32x16(x, y), codegen
+    return op
+
+
+_add, _sub, _mul, _div = (_vector_binop(i) for i in ("fadd", "fsub", "fmul", "fdiv"))
+_min, _max = _vector_select("<"), _vector_select(">")
+
+
+def _is_scalar(t):
+    return isinstance(t, (types.Float, types.Integer))
+
+
+def _overload_binary(fn, vector_op):
+    @overload(fn, inline="always")
+    def impl(x, y):
+        if x == f32x16 and y == f32x16:
+            return lambda x, y: vector_op(x, y)
+        if x == f32x16 and _is_scalar(y):
+            return lambda x, y: vector_op(x, splat(y))
+        if _is_scalar(x) and y == f32x16:
+            return lambda x, y: vector_op(splat(x), y)
+    return impl
+
+
+for _fn, _op in ((operator.add, _add), (operator.sub, _sub), (operator.mul, _mul),
+                 (operator.truediv, _div), (min, _min), (max, _max)):
+    _overload_binary(_fn, _op)
+
+
+@overload(operator.neg, inline="always")
+def _neg(x):
+    if x == f32x16:
+        return lambda x: _sub(splat(0.0), x)

@@ -114,11 +114,11 @@ def test_gemm_packed_gate_layout_restores_gate_order(rng):
         assert _rel_err(rec[:, q * Hp:q * Hp + H], want[:, q * H:(q + 1) * H]) < GEMM_TOL
 
 
-@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("row_parts,unit_parts", [(1, 1), (1, 2), (2, 1)])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("act", ["tanh", "relu"])
-@pytest.mark.parametrize("B,H", [(5, 20), (1, 33), (3, 1)])
-def test_fused_forward_matches_reference(rng, B, H, act, reverse, parts):
+@pytest.mark.parametrize("B,H", [(5, 20), (1, 33), (3, 1), (9, 40)])
+def test_fused_forward_matches_reference(rng, B, H, act, reverse, row_parts, unit_parts):
     T, I = 6, 4
     lengths = rng.integers(1, T + 1, B)
     lengths[0] = T
@@ -133,8 +133,7 @@ def test_fused_forward_matches_reference(rng, B, H, act, reverse, parts):
     gates = np.zeros((T, B, 4 * H), F32)
     lstm_seq_fwd_fused(xproj, wp, h0.astype(F32), c0.astype(F32), lengths.astype(np.int64),
                        ACTIVATIONS[act] | ACT_FAST, reverse, h, c, gates,
-                       np.empty((2, B, H), F32), np.empty((B, H), F32),
-                       np.empty((B, 4 * 16 * wp.shape[0]), F32), parts)
+                       np.empty((2, B, H), F32), np.empty((B, H), F32), row_parts, unit_parts)
     tol = TOL[np.dtype(F32)]
     np.testing.assert_allclose(h, out, **tol)
     last = np.zeros(B, int) if reverse else lengths - 1
@@ -144,3 +143,32 @@ def test_fused_forward_matches_reference(rng, B, H, act, reverse, parts):
         ref_gates = np.stack([cache["caches"][b]["gates"][t][0] for t in steps])
         np.testing.assert_allclose(gates[:lengths[b], b], ref_gates, **tol)
         assert not c[lengths[b]:, b].any(), "padded steps write zeros"
+
+
+def test_vector_cell_math_equals_the_scalar_cell_lane_by_lane(rng):
+    """kernels.gates runs unchanged on 16-lane vectors (kernels.simd operators)."""
+    from numba import njit
+
+    from kernels.gates import lstm_cell_fwd_fast
+    from kernels.simd import load, store
+
+    @njit
+    def vector_cells(pre, act, out):
+        res = lstm_cell_fwd_fast(load(pre, 0, 0), load(pre, 1, 0), load(pre, 2, 0),
+                                 load(pre, 3, 0), load(pre, 4, 0), act)
+        for q in range(6):
+            store(out, q, 0, res[q])
+        store(out, 6, 0, -load(pre, 0, 0) / 2 - 1 + min(load(pre, 1, 0), 0.5) * 3)
+        store(out, 7, 0, max(load(pre, 2, 0), load(pre, 3, 0)) - (1 - load(pre, 4, 0)))
+
+    pre = (4 * rng.standard_normal((5, 16))).astype(F32)
+    pre[:, 0] = [20, -20, 9, -9, 0]  # past the fast tanh's clamp
+    for act in (ACT_FAST, ACT_FAST | 1):  # tanh and relu cells
+        out = np.empty((8, 16), F32)
+        vector_cells(pre, act, out)
+        for v in range(16):
+            want = lstm_cell_fwd_fast(*(F32(x) for x in pre[:, v]), act)
+            np.testing.assert_array_equal(out[:6, v], np.array(want, F32))
+        x0, x1, x2, x3, x4 = pre
+        np.testing.assert_allclose(out[6], -x0 / 2 - 1 + np.minimum(x1, 0.5) * 3, rtol=1e-6)
+        np.testing.assert_array_equal(out[7], np.maximum(x2, x3) - (1 - x4))
