@@ -16,7 +16,8 @@ import numpy as np
 from engine import threads
 from kernels import ACT_FAST
 from kernels.cpu import gemm_rows_cpu, gemm_tn_cpu, lstm_seq_bwd_cpu, lstm_seq_fwd_cpu
-from kernels.gemm import gemm, lstm_seq_fwd_fused, pack_gates, pack_weights
+from kernels.gemm import (gemm, lstm_seq_bwd_units, lstm_seq_fwd_fused, pack_gates,
+                          pack_weights, panels)
 
 BACKENDS = ("cpu", "gpu", "auto")
 
@@ -96,6 +97,15 @@ class CPUBackend:
 
         scratch: dict of workspace buffers "c_prev", "dh_tot" (B,H) and "dh_rec" (B,P).
         """
+        B, H = dc.shape
+        if dz.dtype == np.float32 and w_hr is None and threads.batch_parts(B) == 1:
+            units = threads.unit_parts(B, H, panels(H))
+            if units > 1:  # small batches: threads split the hidden units, as in seq_fwd
+                lstm_seq_bwd_units(dout, gates, c, c0, pack_weights(w_hh), lengths,
+                                   self._act(act, gates), reverse, dh, dc, dz,
+                                   scratch["c_prev"], scratch["dh_tot"], scratch["dh_rec"],
+                                   units)
+                return
         w_hh, w_hr = self._packed(w_hh), self._packed(w_hr)
         lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, self._act(act, gates), reverse, dh,
                          dc, dz, scratch["c_prev"], scratch["dh_rec"], scratch["dh_tot"],

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from kernels.gates import lstm_cell_fwd_fast
+from kernels.gates import lstm_cell_bwd, lstm_cell_fwd_fast
 from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store_n
 
 KERNEL = dict(cache=True, error_model="numpy")
@@ -360,3 +360,78 @@ def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_
             lstm_block_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, h[t], c[t], g_t,
                            rp * B // row_parts, (rp + 1) * B // row_parts,
                            up * P // unit_parts, (up + 1) * P // unit_parts)
+
+
+# ---------------------------------------------------------------------------- backward, split by unit
+# BPTT for small batches (float32, no projection): threads own ranges of hidden units, as in
+# the fused forward, so each keeps its columns of W_hh in its own L2.  A thread's work for a
+# step needs every gate gradient of the step after (dh = dz @ W_hh sums over all 4H of them),
+# so the product for step t+1 and the cell backward for step t share one parallel region: one
+# barrier per step, as in the row-split loop of kernels.cpu.
+
+@njit(**KERNEL)
+def lstm_units_bwd(gates, c, c_prev, dh, act, dc, dz, u0, n):
+    """``kernels.cpu.lstm_row_bwd_cpu`` for units u0..u0+n of one batch row."""
+    H = c.shape[0]
+    # Gate slices as separate views, for the vectoriser (see ``lstm_units_fwd``).
+    gi, gf, gg, go = (gates[u0:u0 + n], gates[H + u0:H + u0 + n],
+                      gates[2 * H + u0:2 * H + u0 + n], gates[3 * H + u0:3 * H + u0 + n])
+    zi, zf, zg, zo = (dz[u0:u0 + n], dz[H + u0:H + u0 + n], dz[2 * H + u0:2 * H + u0 + n],
+                      dz[3 * H + u0:3 * H + u0 + n])
+    cr, cp, dhr, dcr = c[u0:u0 + n], c_prev[u0:u0 + n], dh[u0:u0 + n], dc[u0:u0 + n]
+    for v in range(n):
+        zi[v], zf[v], zg[v], zo[v], dcr[v] = lstm_cell_bwd(gi[v], gf[v], gg[v], go[v], cr[v],
+                                                           cp[v], dhr[v], dcr[v], act)
+
+
+@njit(**KERNEL)
+def lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev, dh_tot,
+                        rec, t, p, t_next, p0, p1):
+    """Step t for the H-columns of panels p0..p1-1: first dh (the gradient from step t_next,
+    -1 for none) = dz[t_next] @ W_hh on those columns, then the cell backward of step t."""
+    B, H = dh.shape
+    u0, u1 = p0 * NR, min(p1 * NR, H)
+    if t_next >= 0:
+        gemm_packed(dz[t_next], wp[p0:p1], rec[:, u0:], 0, B, False, None)
+        for b in range(B):
+            if t_next < lengths[b]:  # padded rows carry dh unchanged
+                for u in range(u0, u1):
+                    dh[b, u] = rec[b, u]
+    if t < 0:
+        return
+    for b in range(B):
+        if t >= lengths[b]:
+            for q in range(4):
+                for u in range(u0, u1):
+                    dz[t, b, q * H + u] = 0.0
+            continue
+        src = c[p, b] if 0 <= p < lengths[b] else c0[b]
+        for u in range(u0, u1):
+            c_prev[b, u] = src[u]
+            dh_tot[b, u] = dout[t, b, u] + dh[b, u]
+        lstm_units_bwd(gates[t, b], c[t, b], c_prev[b], dh_tot[b], act, dc[b], dz[t, b], u0,
+                       u1 - u0)
+
+
+@njit(parallel=True, **KERNEL)
+def lstm_seq_bwd_units(dout, gates, c, c0, wp, lengths, act, reverse, dh, dc, dz, c_prev,
+                       dh_tot, rec, parts):
+    """BPTT through all T steps, arguments as ``kernels.cpu.lstm_seq_bwd_cpu`` (no
+    projection), with wp = ``pack_weights(W_hh)`` and scratch c_prev, dh_tot, rec (B, H).
+    ``parts`` threads split the panels of H columns."""
+    T = dout.shape[0]
+    P = wp.shape[0]
+    for i in range(T + 1):  # i = T: only the last product (dh on the initial state)
+        s, s_prev = T - 1 - i, T - i  # forward-order indices of this step and the one before
+        t, p = (T - 1 - s, T - s) if reverse else (s, s - 1)
+        t_next = (T - 1 - s_prev if reverse else s_prev) if i > 0 else -1
+        if i == T:
+            t = -1
+        if parts == 1:
+            lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev,
+                                dh_tot, rec, t, p, t_next, 0, P)
+            continue
+        for part in prange(parts):
+            lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev,
+                                dh_tot, rec, t, p, t_next, part * P // parts,
+                                (part + 1) * P // parts)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from kernels import ACT_FAST, ACTIVATIONS
-from kernels.gemm import (NR, gemm, gemm_packed, lstm_seq_fwd_fused, matmul_into, pack,
-                          pack_gates, pack_weights)
-from kernels.reference import lstm_fwd_packed_reference
+from kernels.cpu import lstm_seq_fwd_cpu
+from kernels.gemm import (NR, gemm, gemm_packed, lstm_seq_bwd_units, lstm_seq_fwd_fused,
+                          matmul_into, pack, pack_gates, pack_weights)
+from kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from tests.conftest import TOL
 from tests.helpers import random_weights
 
@@ -172,3 +173,36 @@ def test_vector_cell_math_equals_the_scalar_cell_lane_by_lane(rng):
         x0, x1, x2, x3, x4 = pre
         np.testing.assert_allclose(out[6], -x0 / 2 - 1 + np.minimum(x1, 0.5) * 3, rtol=1e-6)
         np.testing.assert_array_equal(out[7], np.maximum(x2, x3) - (1 - x4))
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("B,H", [(3, 70), (1, 130), (4, 1)])
+def test_unit_split_backward_matches_reference(rng, B, H, act, reverse, parts):
+    T, I = 5, 3
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    w_ih, w_hh, b_ih, b_hh = random_weights(rng, I, H)
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    _, _, _, cache = lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, act,
+                                               reverse)
+    dout, dhn, dcn = (rng.standard_normal(s) for s in ((T, B, H), (B, H), (B, H)))
+    dx_ref, dh0_ref, dc0_ref, dwi_ref, *_ = lstm_bwd_packed_reference(dout, dhn, dcn, cache)
+    # The forward's saved gates and c, from the float64 sequence kernel.
+    h, c, gates = np.zeros((T, B, H)), np.zeros((T, B, H)), np.zeros((T, B, 4 * H))
+    lstm_seq_fwd_cpu(x @ w_ih.T + b_ih + b_hh, np.ascontiguousarray(w_hh.T), h0, c0, lengths,
+                     ACTIVATIONS[act], reverse, h, c, gates, np.empty((B, H)), np.empty((B, H)),
+                     np.empty((B, 4 * H)), 1)
+    f = lambda a: a.astype(F32)  # noqa: E731
+    dh, dc, dz = f(dhn), f(dcn), np.full((T, B, 4 * H), np.nan, F32)
+    lstm_seq_bwd_units(f(dout), f(gates), f(c), f(c0), pack_weights(f(w_hh)),
+                       lengths.astype(np.int64), ACTIVATIONS[act] | ACT_FAST, reverse, dh, dc, dz,
+                       *(np.empty((B, H), F32) for _ in range(3)), parts)
+    # float32 against float64, relative to each result's largest entry (relu's unbounded
+    # cell makes some entries large and others tiny).
+    dz2 = dz.reshape(T * B, -1).astype(np.float64)
+    for got, want in ((dh, dh0_ref), (dc, dc0_ref), (dz2 @ w_ih, dx_ref.reshape(T * B, -1)),
+                      (dz2.T @ x.reshape(T * B, -1), dwi_ref)):
+        assert _rel_err(got, want) < 1e-5

@@ -180,3 +180,14 @@ def test_large_batch_uses_parallel_row_blocks_and_matches_torch(rng):
     pairs = run_both(rng, 5, B, 4, 6, 2, True, False, False, True, "float32",
                      lengths=rng.integers(1, 6, B))
     assert_pairs_close(pairs, "float32")
+
+
+@pytest.mark.parametrize("B,H,lengths", [
+    (2, 200, [6, 3]),   # small batch, wide layer: threads split the hidden units (fwd + bwd)
+    (40, 20, None),     # 40 rows: threads split the batch
+])
+def test_threaded_time_loops_match_torch(rng, B, H, lengths):
+    """Float32 sizes large enough for the engine's threaded kernels (engine.threads)."""
+    lengths = None if lengths is None else np.array(lengths)
+    pairs = run_both(rng, 6, B, 7, H, 2, True, False, False, True, "float32", lengths=lengths)
+    assert_pairs_close(pairs, "float32")
