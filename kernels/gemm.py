@@ -118,7 +118,7 @@ def _row_store(c, r, j0, j1, j2, j3, v0, v1, v2, v3):
     store_n(c, r, j3, v3, _lanes(c, j3))
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def tile4(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
     """Rows i..i+3 of c = a @ panel + (c if accumulate else bias row or 0), where the panel's
     four vectors land at columns j0, j1, j2, j3 of c (columns past c's width are skipped)."""
@@ -134,14 +134,14 @@ def tile4(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
     _row_store(c, i + 3, j0, j1, j2, j3, c30, c31, c32, c33)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def tile1(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
     """Row i of ``tile4``."""
     c0, c1, c2, c3 = _k_loop1(a, i, panel, kc, _row_init(c, i, j0, j1, j2, j3, accumulate, bias))
     _row_store(c, i, j0, j1, j2, j3, c0, c1, c2, c3)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES):
     """c[lo:hi] = a[lo:hi] @ b + (c[lo:hi] if accumulate else bias), for the packed b (``bp``,
     K = a.shape[1] rows per panel).  bias: (1, N) row added to every row, or None.  The time
@@ -183,9 +183,9 @@ def gemm(a, b, c, accumulate, parts, bias=None):
     K, N = a.shape[1], b.shape[1]
     bp = np.empty((panels(N), min(KC, max(K, 1)), NR), np.float32)
     if K == 0 and not accumulate:
-        c[:] = 0.0
-        if bias is not None:
-            c += bias
+        for i in range(c.shape[0]):
+            for j in range(N):
+                c[i, j] = 0.0 if bias is None else bias[0, j]
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         pack(b, k0, kc, bp)
