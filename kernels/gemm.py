@@ -141,7 +141,7 @@ def tile1(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
     _row_store(c, i, j0, j1, j2, j3, c0, c1, c2, c3)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES):
     """c[lo:hi] = a[lo:hi] @ b + (c[lo:hi] if accumulate else bias), for the packed b (``bp``,
     K = a.shape[1] rows per panel).  bias: (1, N) row added to every row, or None.  The time
@@ -177,8 +177,7 @@ def gemm(a, b, c, accumulate, parts, bias=None):
     """c = a @ b + (c if accumulate else bias).  a (M,K) and b (K,N) any strides; c (M,N) with
     contiguous rows; bias a (1,N) row or None.
 
-    b is packed KC rows at a time; the rows of c are split into ``parts`` blocks run by prange
-    (``parts=1`` runs serially: no fork/join for small products).
+    b is packed KC rows at a time; the rows of c are split into ``parts`` blocks run by prange.
     """
     K, N = a.shape[1], b.shape[1]
     bp = np.empty((panels(N), min(KC, max(K, 1)), NR), np.float32)
@@ -190,9 +189,6 @@ def gemm(a, b, c, accumulate, parts, bias=None):
         kc = min(KC, K - k0)
         pack(b, k0, kc, bp)
         ak, acc = a[:, k0:k0 + kc], accumulate or k0 > 0
-        if parts == 1:
-            gemm_packed(ak, bp[:, :kc], c, 0, c.shape[0], acc, bias)
-            continue
         for part in prange(parts):
             lo, hi = _rows4(part, parts, c.shape[0])
             gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias)
@@ -248,7 +244,7 @@ def pack_gates(w_hh_t, H):
     return wp
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _cell_in(x, b, u0, n, H, acc_i, acc_f, acc_g, acc_o, c_state, act):
     """Cell update of batch row b, units u0..u0+n (n <= 16): the pre-activations' recurrent
     part in registers plus x (the step's input projection).  Returns (i, f, g, o, c, h)."""
@@ -258,7 +254,7 @@ def _cell_in(x, b, u0, n, H, acc_i, acc_f, acc_g, acc_o, c_state, act):
         load_n(c_state, b, u0, n), act)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _cell_out(b, u0, n, H, valid, cell, h_prev, h_t, c_t, g_t, h_next, c_state):
     """Store ``_cell_in``'s results; a padded step (not valid) writes zeros and carries the
     state."""
@@ -319,7 +315,7 @@ def lstm_block_fwd(x, wp, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_
             b += 1
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _prefetch_rows(x, g_t, h_t, c_t, b, rows, u, H):
     """Ask for the lines of rows b..b+rows-1, units u..u+15, that the epilogue will read (x)
     and write (gates, h, c): it visits each row 16 units at a time, strided lines that the

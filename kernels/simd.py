@@ -208,7 +208,7 @@ def _is_scalar(t):
 
 
 def _overload_binary(fn, vector_op):
-    @overload(fn, inline="always")
+    @overload(fn)
     def impl(x, y):
         if x == f32x16 and y == f32x16:
             return lambda x, y: vector_op(x, y)
@@ -224,7 +224,7 @@ for _fn, _op in ((operator.add, _add), (operator.sub, _sub), (operator.mul, _mul
     _overload_binary(_fn, _op)
 
 
-@overload(operator.neg, inline="always")
+@overload(operator.neg)
 def _neg(x):
     if x == f32x16:
         return lambda x: _sub(splat(0.0), x)
