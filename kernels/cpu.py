@@ -69,6 +69,19 @@ def lstm_row_fwd_cpu(xproj, rec, c_prev, act, h, c, gates):
 
 
 @njit(**KERNEL)
+def prev_rows(s, s0, p, lengths, lmin, lo, hi, out):
+    """Rows [lo, hi) of the state entering a step whose previous step is p: s[p] where that
+    step is valid, else s0.  A view of s[p] or s0 when every row agrees (every step of a
+    full batch), so most steps copy nothing; otherwise gathered into ``out`` (rows lo..hi)."""
+    if 0 <= p < lmin:
+        return s[p][lo:hi]
+    if p < 0 or p >= s.shape[0]:
+        return s0[lo:hi]
+    gather_prev_cpu(s[:, lo:hi], s0[lo:hi], p, lengths[lo:hi], out[lo:hi])
+    return out[lo:hi]
+
+
+@njit(**KERNEL)
 def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     """Fused pointwise forward of one step.
 
@@ -145,14 +158,13 @@ def part_rows(part, parts, B):
 
 
 @njit(**KERNEL)
-def lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, c_prev, rec,
-                      t, p, lo, hi, w_hr_t, h_raw):
+def lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, lmin, act, h, c, gates, h_prev, c_prev,
+                      rec, t, p, lo, hi, w_hr_t, h_raw):
     """Step t for rows [lo, hi).  Slicing a C-contiguous (B, n) array's rows keeps it
     C-contiguous, which BLAS and the vectorised row kernels need."""
     L = lengths[lo:hi]
-    hp, cp = h_prev[lo:hi], c_prev[lo:hi]
-    gather_prev_cpu(h[:, lo:hi], h0[lo:hi], p, L, hp)
-    gather_prev_cpu(c[:, lo:hi], c0[lo:hi], p, L, cp)
+    hp = prev_rows(h, h0, p, lengths, lmin, lo, hi, h_prev)
+    cp = prev_rows(c, c0, p, lengths, lmin, lo, hi, c_prev)
     r = rec[lo:hi]
     matmul_into(hp, w_hh_t, r)
     g = gates[min(t, gates.shape[0] - 1)][lo:hi]  # a (1, B, G) buffer: inference, kept once
@@ -172,25 +184,26 @@ def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
     c_prev (B,H), rec (B,G).  P = H without projection.  parts: row blocks run in parallel.
     """
     T, B = xproj.shape[0], xproj.shape[1]
+    lmin = lengths.min()
     for s in range(T):
         t, p = step_index(s, T, reverse)
         if parts == 1:  # no fork/join: a parallel region per step costs more than a small step
-            lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, c_prev,
-                              rec, t, p, 0, B, w_hr_t, h_raw)
+            lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, lmin, act, h, c, gates, h_prev,
+                              c_prev, rec, t, p, 0, B, w_hr_t, h_raw)
             continue
         for part in prange(parts):
             lo, hi = part_rows(part, parts, B)
-            lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, h, c, gates, h_prev, c_prev,
-                              rec, t, p, lo, hi, w_hr_t, h_raw)
+            lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, lmin, act, h, c, gates, h_prev,
+                              c_prev, rec, t, p, lo, hi, w_hr_t, h_raw)
 
 
 @njit(**KERNEL)
-def lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev, rec, dh_tot,
-                      t, p, lo, hi, w_hr, dh_proj):
+def lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, lmin, act, dh, dc, dz, c_prev, rec,
+                      dh_tot, t, p, lo, hi, w_hr, dh_proj):
     """BPTT step t for rows [lo, hi) (row slices stay C-contiguous, as in the forward)."""
     L = lengths[lo:hi]
-    cp, dht, dhr, dcr, dzt = c_prev[lo:hi], dh_tot[lo:hi], dh[lo:hi], dc[lo:hi], dz[t][lo:hi]
-    gather_prev_cpu(c[:, lo:hi], c0[lo:hi], p, L, cp)
+    dht, dhr, dcr, dzt = dh_tot[lo:hi], dh[lo:hi], dc[lo:hi], dz[t][lo:hi]
+    cp = prev_rows(c, c0, p, lengths, lmin, lo, hi, c_prev)
     if w_hr is None:
         add_cpu(dout[t][lo:hi], dhr, dht)
     else:
@@ -214,16 +227,17 @@ def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz
     parts: row blocks run in parallel.
     """
     T, B = dout.shape[0], dout.shape[1]
+    lmin = lengths.min()
     for s in range(T - 1, -1, -1):
         t, p = step_index(s, T, reverse)
         if parts == 1:
-            lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev, rec,
-                              dh_tot, t, p, 0, B, w_hr, dh_proj)
+            lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, lmin, act, dh, dc, dz, c_prev,
+                              rec, dh_tot, t, p, 0, B, w_hr, dh_proj)
             continue
         for part in prange(parts):
             lo, hi = part_rows(part, parts, B)
-            lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, dh, dc, dz, c_prev, rec,
-                              dh_tot, t, p, lo, hi, w_hr, dh_proj)
+            lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, lmin, act, dh, dc, dz, c_prev,
+                              rec, dh_tot, t, p, lo, hi, w_hr, dh_proj)
 
 
 # ---------------------------------------------------------------------------- GEMMs
