@@ -230,17 +230,19 @@ def _matmul_into(a, w, out):
 UNITS = LANES  # units per panel
 
 
-@njit(**KERNEL)
+@njit(parallel=True, **KERNEL)
 def pack_gates(w_hh_t, H):
     """w_hh_t (K, 4H), any strides (W_hh.T) -> (ceil(H/16), K, 64) float32, the gate columns
     grouped by unit block: [p, k, q*16 + v] = w_hh_t[k, q*H + 16p + v], zeros past unit H."""
     K = w_hh_t.shape[0]
-    wp = np.zeros(((H + UNITS - 1) // UNITS, K, NR), np.float32)
-    for n in range(4 * H):  # column n of w_hh_t: contiguous when it is W_hh.T
-        q, u = n // H, n % H
-        p, col = u // UNITS, q * UNITS + u % UNITS
-        for k in range(K):
-            wp[p, k, col] = w_hh_t[k, n]
+    P = (H + UNITS - 1) // UNITS
+    wp = np.zeros((P, K, NR), np.float32)
+    for p in prange(P):  # once per call, on every core: W_hh is 1 MB at H = 256
+        for q in range(4):
+            for v in range(min(UNITS, H - p * UNITS)):
+                n = q * H + p * UNITS + v  # column n of w_hh_t: contiguous when it is W_hh.T
+                for k in range(K):
+                    wp[p, k, q * UNITS + v] = w_hh_t[k, n]
     return wp
 
 
