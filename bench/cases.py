@@ -345,6 +345,25 @@ def torch_sgemm_gflops(n=None, repeats=7, backend="cpu"):
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
+def engine_gemm_gflops(n=None, repeats=7):
+    """Median GFLOP/s of the engine's own float32 GEMM (kernels.gemm, CPU backend), n x n: the
+    roofline the engine's kernels actually run against (NumPy's OpenBLAS may be held to AVX2)."""
+    from engine.backends import CPUBackend
+
+    n = n or SGEMM_N["cpu"]
+    mm = CPUBackend().matmul
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    c = np.empty((n, n), np.float32)
+    times = []
+    for r in range(2 + repeats):
+        t0 = time.perf_counter()
+        mm(a, b, out=c)
+        if r >= 2:
+            times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
 def sgemm_gflops(n=None, repeats=7, backend="cpu"):
     """Median GFLOP/s of an n x n float32 matmul (NumPy's BLAS, or CuPy's cuBLAS on a GPU)."""
     n = n or SGEMM_N[backend]

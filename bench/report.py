@@ -240,6 +240,14 @@ def format_summary(res):
     if res.get("torch_sgemm_gflops"):
         lines.append(f"for comparison, torch's own float32 matmul (same size and threads): "
                      f"{res['torch_sgemm_gflops']:.1f} GFLOP/s")
+    if res.get("engine_gemm_gflops"):
+        g = res["engine_gemm_gflops"]
+        line = f"the engine's own float32 GEMM (kernels.gemm, same size): {g:.1f} GFLOP/s"
+        big = [r for r in res["rows"] if r["config"] == "L" and r["mode"] == "training"
+               and r.get("engine_gflops")]
+        if big:
+            line += f"; L training runs at {100 * big[0]['engine_gflops'] / g:.0f}% of it"
+        lines.append(line)
     for mode in ("training", "inference"):
         g = res[f"{mode}_geomean_speedup"]
         lines.append(f"geomean {mode} speedup: " + ("n/a" if g is None else f"{g:.2f}x"))

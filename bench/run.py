@@ -121,7 +121,7 @@ def main(argv=None):
             sys.exit(f"--backend gpu: {why}")
 
     from bench import report
-    from bench.cases import sgemm_gflops, torch_sgemm_gflops
+    from bench.cases import engine_gemm_gflops, sgemm_gflops, torch_sgemm_gflops
 
     cpu_start = report.cpu_snapshot()
     info = report.machine_info(args.backend)
@@ -130,6 +130,8 @@ def main(argv=None):
     rows = run_rows(configs, args, max(sgemm))
     sgemm.append(sgemm_gflops(backend=args.backend))
     extras = cpu_extras(configs, args) if args.backend == "cpu" else {}
+    if args.backend == "cpu":
+        extras["engine_gemm_gflops"] = engine_gemm_gflops()
     extras["torch_sgemm_gflops"] = torch_sgemm_gflops(backend=args.backend)
     result = report.assemble(info, args, rows, sgemm, extras, cpu_start)
     print(report.format_summary(result), flush=True)
