@@ -1,12 +1,11 @@
-"""CPU threading and BLAS policy: each core has one owner at a time, and BLAS uses the widest
-vector unit the CPU has.
+"""CPU threading and BLAS policy: each core has one owner at a time.
 
-Two OpenBLAS copies are loaded: NumPy's (the large GEMMs outside the time loop) and SciPy's,
-which Numba's ``np.dot`` calls inside the time loop.  The per-step GEMMs are small, and a
-multi-threaded BLAS called from inside Numba's parallel loop would oversubscribe the cores;
-OpenBLAS threads that spin-wait on a busy machine made a time loop 30x slower in our
-measurements.  So SciPy's OpenBLAS runs single-threaded and the sequence kernels spread the
-batch over Numba's threads instead (``kernels.cpu``, ``parts``).
+float32 GEMMs run on the engine's own kernel (``kernels.gemm``) over Numba's thread pool.
+float64 ones run on BLAS: NumPy's OpenBLAS outside the time loop, and SciPy's, which Numba's
+``np.dot`` calls, inside it.  A multi-threaded BLAS called from inside Numba's parallel loop
+would oversubscribe the cores (OpenBLAS threads that spin-wait on a busy machine made a time
+loop 30x slower in our measurements), so SciPy's OpenBLAS runs single-threaded and the sequence
+kernels spread the work over Numba's threads instead (``parts``).
 """
 import os
 

@@ -24,8 +24,9 @@ The whole time loop lives inside one @njit function, so a step costs no Python o
 nothing is allocated inside it: every buffer, scratch included, comes from the caller.
 
 Threads: the batch is split into ``parts`` row blocks run by ``prange``; each block does its
-own recurrent GEMM (single-threaded BLAS) and pointwise work, so one step needs no nested
-threading and the threads only meet at the end of the step.  ``parts=1`` runs serially.
+own recurrent GEMM (``kernels.gemm`` on weights packed once for float32, single-threaded BLAS
+for float64) and pointwise work, so one step needs no nested threading and the threads only
+meet at the end of the step.  ``parts=1`` runs serially.
 
 Vectorisation: the pointwise work runs in 1-D row kernels (``lstm_row_*``) over one batch row.
 LLVM vectorises those loops (and unswitches the loop-invariant ``act`` tests), but not the same
@@ -241,8 +242,8 @@ def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz
 
 
 # ---------------------------------------------------------------------------- GEMMs
-# Every CPU GEMM runs on the single-threaded BLAS that Numba links (see engine.threads); large
-# ones are split over Numba's threads, so one pool owns the cores.
+# float64 GEMMs run on the single-threaded BLAS that Numba links (see engine.threads); large
+# ones are split over Numba's threads, so one pool owns the cores.  (float32: kernels.gemm.)
 
 @njit(parallel=True, **KERNEL)
 def gemm_rows_cpu(a, b, out, parts):

@@ -1,4 +1,5 @@
-"""Float32 GEMM for the CPU backend: packed panels and a 4 x 64 register-blocked micro-kernel.
+"""Float32 GEMM for the CPU backend (packed panels, a 4 x 64 register-blocked micro-kernel), and
+the small-batch time loops built on it.
 
 Why not BLAS: the recurrent product of one step is small (16 x 64 x 256 for the S benchmark),
 where OpenBLAS's fixed cost per call dominates (8.6 us against 2.7 us here), and the OpenBLAS in
@@ -10,7 +11,8 @@ The method is GotoBLAS's, reduced to what LSTMs need:
 * ``b`` (K, N) is packed into panels of ``NR`` = 64 columns, ``bp[p, k, :] = b[k, 64p:64p+64]``,
   zero beyond column N.  Inside a panel the k-th row is 256 contiguous bytes, so the
   micro-kernel streams it with four vector loads and no TLB misses.  The recurrent weights are
-  packed once per sequence (``pack``); large products pack one ``KC``-row block at a time.
+  packed once per sequence (``pack_weights``, ``pack_gates``); large products pack one
+  ``KC``-row block at a time.
 * The micro-kernel (``tile4``) keeps c[i:i+4, j:j+64] in 16 vector registers over the whole k
   loop: per k, four panel loads, four broadcasts of a[i+r, k], sixteen FMAs.  ``tile1`` does one
   row (batch tails, B = 1).  Columns past N are masked on load and store.
@@ -237,9 +239,11 @@ def _matmul_into(a, w, out):
 # epilogue adds the input projection, applies the cell (kernels.gates, on vectors) and stores
 # h, c and the gates.  No (B, 4H) recurrent product ever goes through memory.
 #
-# Work is split over rows and over unit blocks: row blocks for large batches (each thread
-# reads only its own rows of h), unit blocks for small ones (each thread keeps its share of
-# W_hh in its own L2).  One barrier per step: the next product needs every unit of h_t.
+# Work can be split over rows and over unit blocks.  The CPU backend uses it for batches too
+# small to split by rows, with threads owning unit blocks (each keeps its share of W_hh in its
+# own L2); for large batches the row-split loop of kernels.cpu measured 10% faster (this
+# kernel's epilogue visits each row in 16-unit pieces).  One barrier per step: the next
+# product needs every unit of h_t.
 
 UNITS = LANES  # units per panel
 
@@ -385,7 +389,8 @@ def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_
 def lstm_units_bwd(gates, c, c_prev, dh, act, dc, dz, u0, n):
     """``kernels.cpu.lstm_row_bwd_cpu`` for units u0..u0+n of one batch row."""
     H = c.shape[0]
-    # Gate slices as separate views, for the vectoriser (see ``lstm_units_fwd``).
+    # Gate slices as separate views: LLVM vectorises this loop, not the same loop written with
+    # offsets into whole rows.
     gi, gf, gg, go = (gates[u0:u0 + n], gates[H + u0:H + u0 + n],
                       gates[2 * H + u0:2 * H + u0 + n], gates[3 * H + u0:3 * H + u0 + n])
     zi, zf, zg, zo = (dz[u0:u0 + n], dz[H + u0:H + u0 + n], dz[2 * H + u0:2 * H + u0 + n],
