@@ -36,7 +36,7 @@ import os
 import numba
 import numpy as np
 
-from kernels.cpu import step_index
+from kernels.steps import step_index
 
 INSTALL_HINT = ("install the GPU extra: pip install 'lstm-engine[gpu]' (CUDA 12 drivers) or "
                 "'lstm-engine[gpu-cuda13]' (CUDA 13 drivers)")

@@ -38,19 +38,10 @@ from numba import njit, prange
 
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
 from kernels.gemm import matmul_into
+from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
+                           step_index)
 
 KERNEL = dict(cache=True, error_model="numpy")
-
-
-@njit(**KERNEL)
-def gather_prev_cpu(s, s0, p, lengths, out):
-    """out[b] = s[p, b] if step p is valid for sequence b, else s0[b] (its initial state)."""
-    B = out.shape[0]
-    for b in range(B):
-        if 0 <= p < lengths[b]:
-            out[b] = s[p, b]
-        else:
-            out[b] = s0[b]
 
 
 @njit(**KERNEL)
@@ -127,35 +118,6 @@ def lstm_step_bwd_cpu(gates, c, c_prev, dh, t, lengths, act, dc, dz):
             lstm_row_bwd_cpu(gates[b], c[b], c_prev[b], dh[b], act, dc[b], dz[b])
         else:
             dz[b] = 0.0
-
-
-@njit(**KERNEL)
-def add_cpu(a, b, out):
-    """out = a + b for (B, n) arrays, without allocating."""
-    for i in range(out.shape[0]):
-        out[i] = a[i] + b[i]
-
-
-@njit(**KERNEL)
-def keep_valid_rows_cpu(src, t, lengths, dst):
-    """dst[b] = src[b] where step t is valid for b; padded rows keep dst (the carried value)."""
-    for b in range(dst.shape[0]):
-        if t < lengths[b]:
-            dst[b] = src[b]
-
-
-@njit(inline="always", **KERNEL)
-def step_index(s, T, reverse):
-    """Real time index of the s-th step taken, and the index of the step before it."""
-    if reverse:
-        return T - 1 - s, T - s
-    return s, s - 1
-
-
-@njit(inline="always", **KERNEL)
-def part_rows(part, parts, B):
-    """Rows [lo, hi) of row block ``part`` out of ``parts``."""
-    return part * B // parts, (part + 1) * B // parts
 
 
 @njit(**KERNEL)

@@ -15,7 +15,7 @@ so the loop launches kernels without slicing arrays.
     dz      (T, B, G)  gate pre-activation gradients
 
 The state entering step t of sequence b is s[p, b] when 0 <= p < lengths[b], else s0[b]
-(``prev_state``), exactly as ``kernels.cpu.gather_prev_cpu``.  The scalar cell math comes from
+(``prev_state``), exactly as ``kernels.steps.gather_prev_cpu``.  The scalar cell math comes from
 ``kernels.gates``, shared with the CPU kernels.
 
 Every kernel is dtype-generic (float32 or float64: the arrays decide), and correct for any B

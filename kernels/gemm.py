@@ -28,6 +28,7 @@ from numba.extending import overload
 
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd_fast
 from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store_n
+from kernels.steps import add_cpu, gather_prev_cpu, keep_valid_rows_cpu, step_index
 
 KERNEL = dict(cache=True, error_model="numpy")
 
@@ -405,29 +406,24 @@ def lstm_units_bwd(gates, c, c_prev, dh, act, dc, dz, u0, n):
 def lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev, dh_tot,
                         rec, t, p, t_next, p0, p1):
     """Step t for the H-columns of panels p0..p1-1: first dh (the gradient from step t_next,
-    -1 for none) = dz[t_next] @ W_hh on those columns, then the cell backward of step t."""
+    -1 for none) = dz[t_next] @ W_hh on those columns, then the cell backward of step t.
+    The same bookkeeping as kernels.cpu's ``lstm_rows_bwd_cpu``, on columns instead of rows."""
     B, H = dh.shape
     u0, u1 = p0 * NR, min(p1 * NR, H)
     if t_next >= 0:
         gemm_packed(dz[t_next], wp[p0:p1], rec[:, u0:], 0, B, False, None)
-        for b in range(B):
-            if t_next < lengths[b]:  # padded rows carry dh unchanged
-                for u in range(u0, u1):
-                    dh[b, u] = rec[b, u]
+        keep_valid_rows_cpu(rec[:, u0:u1], t_next, lengths, dh[:, u0:u1])
     if t < 0:
         return
+    gather_prev_cpu(c[:, :, u0:u1], c0[:, u0:u1], p, lengths, c_prev[:, u0:u1])
+    add_cpu(dout[t][:, u0:u1], dh[:, u0:u1], dh_tot[:, u0:u1])
     for b in range(B):
-        if t >= lengths[b]:
+        if t < lengths[b]:
+            lstm_units_bwd(gates[t, b], c[t, b], c_prev[b], dh_tot[b], act, dc[b], dz[t, b],
+                           u0, u1 - u0)
+        else:
             for q in range(4):
-                for u in range(u0, u1):
-                    dz[t, b, q * H + u] = 0.0
-            continue
-        src = c[p, b] if 0 <= p < lengths[b] else c0[b]
-        for u in range(u0, u1):
-            c_prev[b, u] = src[u]
-            dh_tot[b, u] = dout[t, b, u] + dh[b, u]
-        lstm_units_bwd(gates[t, b], c[t, b], c_prev[b], dh_tot[b], act, dc[b], dz[t, b], u0,
-                       u1 - u0)
+                dz[t, b, q * H + u0:q * H + u1] = 0.0
 
 
 @njit(parallel=True, **KERNEL)
@@ -438,12 +434,9 @@ def lstm_seq_bwd_units(dout, gates, c, c0, wp, lengths, act, reverse, dh, dc, dz
     ``parts`` threads split the panels of H columns."""
     T = dout.shape[0]
     P = wp.shape[0]
-    for i in range(T + 1):  # i = T: only the last product (dh on the initial state)
-        s, s_prev = T - 1 - i, T - i  # forward-order indices of this step and the one before
-        t, p = (T - 1 - s, T - s) if reverse else (s, s - 1)
-        t_next = (T - 1 - s_prev if reverse else s_prev) if i > 0 else -1
-        if i == T:
-            t = -1
+    for s in range(T - 1, -2, -1):  # s = -1: only the last product (dh on the initial state)
+        t, p = step_index(s, T, reverse) if s >= 0 else (-1, -1)
+        t_next = step_index(s + 1, T, reverse)[0] if s + 1 < T else -1
         if parts == 1:
             lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev,
                                 dh_tot, rec, t, p, t_next, 0, P)
