@@ -323,6 +323,20 @@ def bench_case(cfg, mode, backend="cpu", repeats=15, budget_s=10.0, sgemm=None, 
 SGEMM_N = {"cpu": 2048, "gpu": 8192}
 
 
+def _matmul_gflops(n, matmul, sync, repeats):
+    """Median GFLOP/s of ``matmul()`` (one n x n x n product) over ``repeats`` timed calls
+    after two untimed ones; ``sync`` waits for a device."""
+    times = []
+    for r in range(2 + repeats):
+        sync()
+        t0 = time.perf_counter()
+        matmul()
+        sync()
+        if r >= 2:
+            times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
 def torch_sgemm_gflops(n=None, repeats=7, backend="cpu"):
     """Median GFLOP/s of torch's n x n float32 matmul (MKL/oneDNN on the CPU): not the
     roofline of the targets, which is NumPy's, but shows what the contender's BLAS reaches."""
@@ -334,15 +348,7 @@ def torch_sgemm_gflops(n=None, repeats=7, backend="cpu"):
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     a, b = (torch.randn(n, n, device=dev) for _ in range(2))
     c = torch.empty(n, n, device=dev)
-    times = []
-    for r in range(2 + repeats):
-        sync()
-        t0 = time.perf_counter()
-        torch.mm(a, b, out=c)
-        sync()
-        if r >= 2:
-            times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    return _matmul_gflops(n, lambda: torch.mm(a, b, out=c), sync, repeats)
 
 
 def engine_gemm_gflops(n=None, repeats=7):
@@ -351,17 +357,11 @@ def engine_gemm_gflops(n=None, repeats=7):
     from engine.backends import CPUBackend
 
     n = n or SGEMM_N["cpu"]
-    mm = CPUBackend().matmul
+    matmul = CPUBackend().matmul
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
     c = np.empty((n, n), np.float32)
-    times = []
-    for r in range(2 + repeats):
-        t0 = time.perf_counter()
-        mm(a, b, out=c)
-        if r >= 2:
-            times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    return _matmul_gflops(n, lambda: matmul(a, b, out=c), lambda: None, repeats)
 
 
 def sgemm_gflops(n=None, repeats=7, backend="cpu"):
@@ -377,12 +377,4 @@ def sgemm_gflops(n=None, repeats=7, backend="cpu"):
     a = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
     b = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
     c = xp.empty((n, n), np.float32)
-    times = []
-    for r in range(2 + repeats):
-        sync()
-        t0 = time.perf_counter()
-        xp.matmul(a, b, out=c)
-        sync()
-        if r >= 2:
-            times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    return _matmul_gflops(n, lambda: xp.matmul(a, b, out=c), sync, repeats)
