@@ -115,19 +115,26 @@ def test_gemm_packed_gate_layout_restores_gate_order(rng):
         assert _rel_err(rec[:, q * Hp:q * Hp + H], want[:, q * H:(q + 1) * H]) < GEMM_TOL
 
 
-@pytest.mark.parametrize("row_parts,unit_parts", [(1, 1), (1, 2), (2, 1)])
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("act", ["tanh", "relu"])
-@pytest.mark.parametrize("B,H", [(5, 20), (1, 33), (3, 1), (9, 40)])
-def test_fused_forward_matches_reference(rng, B, H, act, reverse, row_parts, unit_parts):
-    T, I = 6, 4
+def _reference_case(rng, T, B, I, H, act, reverse):
+    """A padded batch (sequence 0 full length), random weights and state, and the NumPy
+    reference's forward: (lengths, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), (out, h_n, c_n, cache))."""
     lengths = rng.integers(1, T + 1, B)
     lengths[0] = T
     w_ih, w_hh, b_ih, b_hh = random_weights(rng, I, H)
     x = rng.standard_normal((T, B, I))
     h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
-    out, hn, cn, cache = lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
-                                                   act, reverse)
+    ref = lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, act, reverse)
+    return lengths, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), ref
+
+
+@pytest.mark.parametrize("row_parts,unit_parts", [(1, 1), (1, 2), (2, 1)])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("B,H", [(5, 20), (1, 33), (3, 1), (9, 40)])
+def test_fused_forward_matches_reference(rng, B, H, act, reverse, row_parts, unit_parts):
+    T = 6
+    lengths, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), (out, hn, cn, cache) = _reference_case(
+        rng, T, B, 4, H, act, reverse)
     xproj = (x @ w_ih.T + b_ih + b_hh).astype(F32)
     wp = pack_gates(w_hh.T.astype(F32), H)
     h, c = np.full((T, B, H), np.nan, F32), np.full((T, B, H), np.nan, F32)
@@ -180,14 +187,9 @@ def test_vector_cell_math_equals_the_scalar_cell_lane_by_lane(rng):
 @pytest.mark.parametrize("act", ["tanh", "relu"])
 @pytest.mark.parametrize("B,H", [(3, 70), (1, 130), (4, 1)])
 def test_unit_split_backward_matches_reference(rng, B, H, act, reverse, parts):
-    T, I = 5, 3
-    lengths = rng.integers(1, T + 1, B)
-    lengths[0] = T
-    w_ih, w_hh, b_ih, b_hh = random_weights(rng, I, H)
-    x = rng.standard_normal((T, B, I))
-    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
-    _, _, _, cache = lstm_fwd_packed_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, act,
-                                               reverse)
+    T = 5
+    lengths, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), (_, _, _, cache) = _reference_case(
+        rng, T, B, 3, H, act, reverse)
     dout, dhn, dcn = (rng.standard_normal(s) for s in ((T, B, H), (B, H), (B, H)))
     dx_ref, dh0_ref, dc0_ref, dwi_ref, *_ = lstm_bwd_packed_reference(dout, dhn, dcn, cache)
     # The forward's saved gates and c, from the float64 sequence kernel.
