@@ -118,46 +118,35 @@ def test_read_csv_bom_and_latin1(tmp_path):
     np.testing.assert_array_equal(ds.read_csv_series(latin, "Prix \u00e9t\u00e9"), [1.0, 2.0])
 
 
-def test_read_csv_series_missing_column_lists_available(tmp_path):
-    path = write(tmp_path, "s.csv", "month,value\n1,2\n2,3\n")
-    with raises_at(path, 1, "'price'", "month", "value"):
-        ds.read_csv_series(path, "price")
+# Bad files for read_csv_series: (name, content, line reported, words in the message, call)
+BAD_READ_CSV_SERIES = [
+    pytest.param("s.csv", "month,value\n1,2\n2,3\n",
+                 1, ("'price'", "month", "value"),
+                 lambda path: ds.read_csv_series(path, "price"),
+                 id="missing_column_lists_available"),
+    pytest.param("s.csv", "\n\nmonth,value\n1,2\n",
+                 3, ("'price'",),
+                 lambda path: ds.read_csv_series(path, "price"),
+                 id="missing_column_names_the_header_line"),
+    pytest.param("s.csv", "month,value\n1,2\n2,abc\n3,4\n", 3, ("'abc'", "non-numeric"),
+                 lambda path: ds.read_csv_series(path, "value"), id="non_numeric_quoted"),
+    pytest.param("s.csv", "month,value\n1,2\n2,\n", 3, ("''", "non-numeric"),
+                 lambda path: ds.read_csv_series(path, "value"), id="empty_cell"),
+    pytest.param("s.csv", "value\n1\n2\n3\n", 4, ("too short", "3 values", "72"),
+                 lambda path: ds.read_csv_series(path, "value", min_length=72), id="too_short"),
+    pytest.param("s.csv", "a,b\n1,2\n3\n", 3, ("1 fields", "header has 2"),
+                 lambda path: ds.read_csv_series(path, "a"), id="read_csv_ragged_row"),
+    pytest.param("s.csv", "", 1, ("empty",),
+                 lambda path: ds.read_csv_series(path, "a"), id="read_csv_empty_file"),
+]
 
 
-def test_missing_column_names_the_header_line(tmp_path):
-    path = write(tmp_path, "s.csv", "\n\nmonth,value\n1,2\n")
-    with raises_at(path, 3, "'price'"):
-        ds.read_csv_series(path, "price")
-
-
-def test_read_csv_series_non_numeric_quoted(tmp_path):
-    path = write(tmp_path, "s.csv", "month,value\n1,2\n2,abc\n3,4\n")
-    with raises_at(path, 3, "'abc'", "non-numeric"):
-        ds.read_csv_series(path, "value")
-
-
-def test_read_csv_series_empty_cell(tmp_path):
-    path = write(tmp_path, "s.csv", "month,value\n1,2\n2,\n")
-    with raises_at(path, 3, "''", "non-numeric"):
-        ds.read_csv_series(path, "value")
-
-
-def test_read_csv_series_too_short(tmp_path):
-    path = write(tmp_path, "s.csv", "value\n1\n2\n3\n")
-    with raises_at(path, 4, "too short", "3 values", "72"):
-        ds.read_csv_series(path, "value", min_length=72)
-
-
-def test_read_csv_ragged_row(tmp_path):
-    path = write(tmp_path, "s.csv", "a,b\n1,2\n3\n")
-    with raises_at(path, 3, "1 fields", "header has 2"):
-        ds.read_csv_series(path, "a")
-
-
-def test_read_csv_empty_file(tmp_path):
-    path = write(tmp_path, "s.csv", "")
-    with raises_at(path, 1, "empty"):
-        ds.read_csv_series(path, "a")
+@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_CSV_SERIES)
+def test_read_csv_series_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
+                                                         read):
+    path = write(tmp_path, name, content)
+    with raises_at(path, line, *words):
+        read(path)
 
 
 def test_read_price_csv_defaults_and_sorting(tmp_path):
@@ -177,40 +166,33 @@ def test_read_price_csv_explicit_columns_and_times(tmp_path):
     np.testing.assert_array_equal(p.close, [3.0, 4.0])
 
 
-def test_read_price_csv_no_price_column(tmp_path):
-    path = write(tmp_path, "p.csv", "date,volume\n2020-01-01,3\n2020-01-02,4\n")
-    with raises_at(path, 1, "no price column", "date", "volume"):
-        ds.read_price_csv(path)
+# Bad files for read_price_csv: (name, content, line reported, words in the message, call)
+BAD_READ_PRICE_CSV = [
+    pytest.param("p.csv", "date,volume\n2020-01-01,3\n2020-01-02,4\n",
+                 1, ("no price column", "date", "volume"),
+                 ds.read_price_csv, id="no_price_column"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n01/02/2020,4\n",
+                 3, ("'01/02/2020'", "YYYY-MM-DD"),
+                 ds.read_price_csv, id="bad_date"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,n/a\n",
+                 3, ("'n/a'", "non-numeric"),
+                 ds.read_price_csv, id="bad_price"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,0\n", 3, ("positive",),
+                 ds.read_price_csv, id="non_positive_price"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,4\n2020-01-01,5\n",
+                 4, ("2020-01-01", "repeats line 2"),
+                 ds.read_price_csv, id="repeated_date"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n", 2, ("too short",),
+                 ds.read_price_csv, id="too_short"),
+]
 
 
-def test_read_price_csv_bad_date(tmp_path):
-    path = write(tmp_path, "p.csv", "date,close\n2020-01-01,3\n01/02/2020,4\n")
-    with raises_at(path, 3, "'01/02/2020'", "YYYY-MM-DD"):
-        ds.read_price_csv(path)
-
-
-def test_read_price_csv_bad_price(tmp_path):
-    path = write(tmp_path, "p.csv", "date,close\n2020-01-01,3\n2020-01-02,n/a\n")
-    with raises_at(path, 3, "'n/a'", "non-numeric"):
-        ds.read_price_csv(path)
-
-
-def test_read_price_csv_non_positive_price(tmp_path):
-    path = write(tmp_path, "p.csv", "date,close\n2020-01-01,3\n2020-01-02,0\n")
-    with raises_at(path, 3, "positive"):
-        ds.read_price_csv(path)
-
-
-def test_read_price_csv_repeated_date(tmp_path):
-    path = write(tmp_path, "p.csv", "date,close\n2020-01-01,3\n2020-01-02,4\n2020-01-01,5\n")
-    with raises_at(path, 4, "2020-01-01", "repeats line 2"):
-        ds.read_price_csv(path)
-
-
-def test_read_price_csv_too_short(tmp_path):
-    path = write(tmp_path, "p.csv", "date,close\n2020-01-01,3\n")
-    with raises_at(path, 2, "too short"):
-        ds.read_price_csv(path)
+@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_PRICE_CSV)
+def test_read_price_csv_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
+                                                        read):
+    path = write(tmp_path, name, content)
+    with raises_at(path, line, *words):
+        read(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,58 +252,37 @@ def test_read_ts_test_set_uses_train_classes(tmp_path):
         ds.read_ts(path, class_names=["z"])
 
 
-def test_read_ts_unknown_label(tmp_path):
-    path = write(tmp_path, "toy.ts", TS_HEADER + "1,2:3,4:a\n1,2:3,4:d\n")
-    with raises_at(path, 9, "unknown label 'd'", "'a', 'b', 'c'"):
-        ds.read_ts(path)
+# Bad files for read_ts: (name, content, line reported, words in the message, call)
+BAD_READ_TS = [
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,4:a\n1,2:3,4:d\n",
+                 9, ("unknown label 'd'", "'a', 'b', 'c'"),
+                 ds.read_ts, id="unknown_label"),
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,4:a\n1,2,3:3,4:b\n",
+                 9, ("inconsistent channel lengths", "channel 2 has 2"),
+                 ds.read_ts, id="inconsistent_channel_lengths"),
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,4:5,6:a\n", 8, ("3 channels", "expected 2"),
+                 ds.read_ts, id="wrong_channel_count_against_dimensions"),
+    pytest.param("toy.ts", "@data\n1,2:3,4:a\n1,2:a\n", 3, ("1 channels", "expected 2"),
+                 ds.read_ts, id="wrong_channel_count_against_first_line"),
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,x4:a\n", 8, ("'x4'", "channel 2"),
+                 ds.read_ts, id="non_numeric"),
+    pytest.param("toy.ts", "@problemName toy\n@classLabel true a\n", 2, ("no '@data'",),
+                 ds.read_ts, id="missing_data_line"),
+    pytest.param("toy.ts", "@problemName toy\n1,2:a\n", 2, ("'@data'",),
+                 ds.read_ts, id="data_without_data_line"),
+    pytest.param("toy.ts", "@problemName toy\n@data\n\n", 2, ("no data lines",),
+                 ds.read_ts, id="no_rows"),
+    pytest.param("toy.ts", "@classLabel false\n@data\n1,2:3,4\n", 1, ("no class labels",),
+                 ds.read_ts, id="unlabelled"),
+]
 
 
-def test_read_ts_inconsistent_channel_lengths(tmp_path):
-    path = write(tmp_path, "toy.ts", TS_HEADER + "1,2:3,4:a\n1,2,3:3,4:b\n")
-    with raises_at(path, 9, "inconsistent channel lengths", "channel 2 has 2"):
-        ds.read_ts(path)
-
-
-def test_read_ts_wrong_channel_count_against_dimensions(tmp_path):
-    path = write(tmp_path, "toy.ts", TS_HEADER + "1,2:3,4:5,6:a\n")
-    with raises_at(path, 8, "3 channels", "expected 2"):
-        ds.read_ts(path)
-
-
-def test_read_ts_wrong_channel_count_against_first_line(tmp_path):
-    path = write(tmp_path, "toy.ts", "@data\n1,2:3,4:a\n1,2:a\n")
-    with raises_at(path, 3, "1 channels", "expected 2"):
-        ds.read_ts(path)
-
-
-def test_read_ts_non_numeric(tmp_path):
-    path = write(tmp_path, "toy.ts", TS_HEADER + "1,2:3,x4:a\n")
-    with raises_at(path, 8, "'x4'", "channel 2"):
-        ds.read_ts(path)
-
-
-def test_read_ts_missing_data_line(tmp_path):
-    path = write(tmp_path, "toy.ts", "@problemName toy\n@classLabel true a\n")
-    with raises_at(path, 2, "no '@data'"):
-        ds.read_ts(path)
-
-
-def test_read_ts_data_without_data_line(tmp_path):
-    path = write(tmp_path, "toy.ts", "@problemName toy\n1,2:a\n")
-    with raises_at(path, 2, "'@data'"):
-        ds.read_ts(path)
-
-
-def test_read_ts_no_rows(tmp_path):
-    path = write(tmp_path, "toy.ts", "@problemName toy\n@data\n\n")
-    with raises_at(path, 2, "no data lines"):
-        ds.read_ts(path)
-
-
-def test_read_ts_unlabelled(tmp_path):
-    path = write(tmp_path, "toy.ts", "@classLabel false\n@data\n1,2:3,4\n")
-    with raises_at(path, 1, "no class labels"):
-        ds.read_ts(path)
+@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_TS)
+def test_read_ts_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
+                                                 read):
+    path = write(tmp_path, name, content)
+    with raises_at(path, line, *words):
+        read(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,25 +308,24 @@ def test_read_sequence_csv_with_train_classes(tmp_path):
         ds.read_sequence_csv(path, class_names=["b"])
 
 
-def test_read_sequence_csv_label_changes_inside_sequence(tmp_path):
-    path = write(tmp_path, "seq.csv", "id,label,f\n1,a,0\n1,b,1\n")
-    with raises_at(path, 3, "'b'", "'a'", "line 2"):
-        ds.read_sequence_csv(path)
+# Bad files for read_sequence_csv: (name, content, line reported, words in the message, call)
+BAD_READ_SEQUENCE_CSV = [
+    pytest.param("seq.csv", "id,label,f\n1,a,0\n1,b,1\n", 3, ("'b'", "'a'", "line 2"),
+                 ds.read_sequence_csv, id="label_changes_inside_sequence"),
+    pytest.param("seq.csv", "id,label,f\n1,a,0\n2,a,1\n1,a,2\n", 4, ("'1'", "contiguous"),
+                 ds.read_sequence_csv, id="non_contiguous"),
+    pytest.param("seq.csv", "id,label,f,g\n1,a,0,1\n1,a,2,?\n", 3, ("'?'", "non-numeric"),
+                 ds.read_sequence_csv, id="non_numeric"),
+    pytest.param("seq.csv", "id,label\n1,a\n", 1, ("sequence id, label",),
+                 ds.read_sequence_csv, id="too_few_columns"),
+]
 
 
-def test_read_sequence_csv_non_contiguous(tmp_path):
-    path = write(tmp_path, "seq.csv", "id,label,f\n1,a,0\n2,a,1\n1,a,2\n")
-    with raises_at(path, 4, "'1'", "contiguous"):
-        ds.read_sequence_csv(path)
+@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_SEQUENCE_CSV)
+def test_read_sequence_csv_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
+                                                           read):
+    path = write(tmp_path, name, content)
+    with raises_at(path, line, *words):
+        read(path)
 
 
-def test_read_sequence_csv_non_numeric(tmp_path):
-    path = write(tmp_path, "seq.csv", "id,label,f,g\n1,a,0,1\n1,a,2,?\n")
-    with raises_at(path, 3, "'?'", "non-numeric"):
-        ds.read_sequence_csv(path)
-
-
-def test_read_sequence_csv_too_few_columns(tmp_path):
-    path = write(tmp_path, "seq.csv", "id,label\n1,a\n")
-    with raises_at(path, 1, "sequence id, label"):
-        ds.read_sequence_csv(path)
