@@ -57,7 +57,8 @@ class CPUBackend:
             out = np.empty((M, N), np.result_type(a, b))
         parts = threads.gemm_parts(M, K, N)
         if out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
-            gemm(a, b, out, False, parts, None if bias is None else bias.reshape(1, N).copy())
+            gemm(a, b, out, False, parts,
+                 None if bias is None else np.ascontiguousarray(bias).reshape(1, N))
             return out
         if a.T.flags.c_contiguous and not a.flags.c_contiguous:
             gemm_tn_cpu(a.T, np.ascontiguousarray(b), out, parts)
@@ -82,14 +83,13 @@ class CPUBackend:
             # strided epilogue traffic), and no core needs the other's rows of h.
             wp = pack_gates(w_hh_t, H)
             lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
-                               gates, np.empty((2, B, H), np.float32),
-                               np.empty((B, H), np.float32), 1,
+                               gates, np.empty((2, B, H), np.float32), scratch["c_prev"], 1,
                                threads.unit_parts(B, H, wp.shape[0]))
             return
         w_hh_t, w_hr_t = self._packed(w_hh_t), self._packed(w_hr_t)  # (views of W.T)
         lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
                          gates, scratch["h_prev"], scratch["c_prev"], scratch["rec"],
-                         threads.batch_parts(h.shape[1]), w_hr_t, h_raw)
+                         threads.batch_parts(B), w_hr_t, h_raw)
 
     def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
                 w_hr=None, dh_proj=None):

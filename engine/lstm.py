@@ -236,7 +236,9 @@ class LSTM:
         key = f"l{layer}d{d}"
         h = xp.empty((T, B, R), dt) if fresh_out else ws.get(key + "h", (T, B, R), dt)
         c = ws.get(key + "c", (T, B, H), dt)
-        gates = ws.get(key + "gates", (T if keep else 1, B, G), dt)
+        # Its own name: alternating training steps and no_grad evaluations reallocates nothing.
+        gates = ws.get(key + "gates", (T, B, G), dt) if keep else \
+            ws.get(key + "gates_step", (1, B, G), dt)
         scratch = {"h_prev": ws.get("h_prev", (B, R), dt), "c_prev": ws.get("c_prev", (B, H), dt),
                    "rec": ws.get("rec", (B, G), dt)}
         proj = {}
