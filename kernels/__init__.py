@@ -3,6 +3,9 @@
 - ``gates``: the scalar LSTM cell math, written once and called from CPU and CUDA kernels.
 - ``reference``: plain NumPy float64 forward/backward of one layer, the oracle for every kernel.
 - ``cpu``: ``@numba.njit`` kernels (fused step, whole-sequence loops).
+- ``simd``, ``gemm``: 16-lane float32 vectors, the float32 GEMM and the small-batch time loops.
+- ``steps``: helpers shared by the CPU time loops.
+- ``cuda``: the ``@cuda.jit`` kernels of the GPU backend.
 
 Gate order everywhere is PyTorch's: i, f, g, o, stacked along the G = 4H axis.
 Dimension letters: T time, B batch, I input, H hidden, G = 4H gates.
@@ -14,3 +17,7 @@ ACT_TANH = 0
 ACT_RELU = 1
 ACT_FAST = 2
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
+
+# Options of every CPU @njit kernel: cached compilation, and NumPy's error model (Numba's
+# ZeroDivisionError check would keep LLVM from vectorising the pointwise loops).
+KERNEL = dict(cache=True, error_model="numpy")

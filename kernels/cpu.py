@@ -36,12 +36,11 @@ ZeroDivisionError check, whose early exit would also block vectorisation.
 import numpy as np
 from numba import njit, prange
 
+from kernels import KERNEL
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
 from kernels.gemm import matmul_into
 from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
                            step_index)
-
-KERNEL = dict(cache=True, error_model="numpy")
 
 
 @njit(**KERNEL)

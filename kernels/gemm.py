@@ -26,11 +26,10 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
+from kernels import KERNEL
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd_fast
 from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store_n
 from kernels.steps import add_cpu, gather_prev_cpu, keep_valid_rows_cpu, step_index
-
-KERNEL = dict(cache=True, error_model="numpy")
 
 NR = 4 * LANES  # panel width: four vectors
 KC = 256        # rows of b packed per block in ``gemm``: a 64 KB panel block stays in L2

@@ -4,7 +4,7 @@ the pack_padded_sequence semantics).  Row arguments may be column slices of larg
 """
 from numba import njit
 
-KERNEL = dict(cache=True, error_model="numpy")
+from kernels import KERNEL
 
 
 @njit(**KERNEL)
