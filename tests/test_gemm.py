@@ -68,7 +68,9 @@ def test_gemm_does_not_write_outside_its_rows_and_columns(rng):
 
 def test_pack_layout(rng):
     b = rng.standard_normal((5, 70)).astype(F32)
-    for src in (b, np.asfortranarray(b)):  # both read orders
+    wide = np.zeros((5, 83), F32)
+    wide[:, 3:73] = b  # contiguous rows, row stride past N, start off vector alignment
+    for src in (b, np.asfortranarray(b), wide[:, 3:73], np.repeat(b, 2, axis=1)[:, ::2]):
         bp = np.full((2, 5, NR), np.nan, F32)
         pack(src, 0, 5, bp)
         np.testing.assert_array_equal(bp[0], b[:, :64])
