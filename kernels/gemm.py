@@ -33,11 +33,20 @@ from kernels.steps import add_cpu, gather_prev_cpu, keep_valid_rows_cpu, step_in
 
 NR = 4 * LANES  # panel width: four vectors
 KC = 256        # rows of b packed per block in ``gemm``: a 64 KB panel block stays in L2
+# Shorter k-blocks for a strided ``a`` (x.T: the weight gradients), whose output is weight-sized
+# and stays in cache from one k-block to the next: a 32 KB panel stays in L1 (dW_hh at M
+# +10%).  Products with a large output keep KC, as each k-block re-reads and re-writes all of
+# c (the input projection at L: 446 -> 317 GFLOP/s with 128).
+KC_TN = 128
 MC = 64         # rows of a per block: 64 x KC floats (64 KB) stay in L2
 # Pack b over all threads from this many panels on (512 KB at KC = 256); fewer pack faster
 # than a parallel region starts (measured: 2048^2 GEMM 357 -> 387 GFLOP/s, weight gradients
 # with 4 panels 380 -> 307 when they too were packed in parallel).
 PARALLEL_PACK_PANELS = 8
+# Copy blocks of a strided ``a`` into rows when b has this many panels to share the copy
+# (measured at 2 threads: dW_hh at L, 8 panels, 380 -> 429 GFLOP/s; dW_ih at M, 2 panels,
+# 389 -> 351: the copy's cache misses are no longer hidden behind FMAs).
+PACK_A_PANELS = 8
 
 
 @njit(**KERNEL)
@@ -139,15 +148,16 @@ def _row_store(c, r, j0, j1, j2, j3, v0, v1, v2, v3):
 
 
 @njit(inline="always", **KERNEL)
-def tile4(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
-    """Rows i..i+3 of c = a @ panel + (c if accumulate else bias row or 0), where the panel's
-    four vectors land at columns j0, j1, j2, j3 of c (columns past c's width are skipped)."""
+def tile4(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, bias):
+    """Rows i..i+3 of c = a[ia:ia+4] @ panel + (c if accumulate else bias row or 0), where the
+    panel's four vectors land at columns j0, j1, j2, j3 of c (columns past c's width are
+    skipped)."""
     acc = (_row_init(c, i, j0, j1, j2, j3, accumulate, bias)
            + _row_init(c, i + 1, j0, j1, j2, j3, accumulate, bias)
            + _row_init(c, i + 2, j0, j1, j2, j3, accumulate, bias)
            + _row_init(c, i + 3, j0, j1, j2, j3, accumulate, bias))
     c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = \
-        _k_loop4(a, i, panel, kc, acc)
+        _k_loop4(a, ia, panel, kc, acc)
     _row_store(c, i, j0, j1, j2, j3, c00, c01, c02, c03)
     _row_store(c, i + 1, j0, j1, j2, j3, c10, c11, c12, c13)
     _row_store(c, i + 2, j0, j1, j2, j3, c20, c21, c22, c23)
@@ -155,34 +165,61 @@ def tile4(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
 
 
 @njit(inline="always", **KERNEL)
-def tile1(a, i, panel, kc, c, j0, j1, j2, j3, accumulate, bias):
-    """Row i of ``tile4``."""
-    c0, c1, c2, c3 = _k_loop1(a, i, panel, kc, _row_init(c, i, j0, j1, j2, j3, accumulate, bias))
+def tile1(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, bias):
+    """Row i of ``tile4`` (from row ia of a)."""
+    c0, c1, c2, c3 = _k_loop1(a, ia, panel, kc,
+                              _row_init(c, i, j0, j1, j2, j3, accumulate, bias))
     _row_store(c, i, j0, j1, j2, j3, c0, c1, c2, c3)
 
 
 @njit(**KERNEL)
-def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES):
+def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES, ap=None):
     """c[lo:hi] = a[lo:hi] @ b + (c[lo:hi] if accumulate else bias), for the packed b (``bp``,
     K = a.shape[1] rows per panel).  bias: (1, N) row added to every row, or None.  The time
     loops call this with weights packed once.
 
     Lane v of vector q of panel p goes to column p * pstep + q * qstep + v of c: (NR, LANES)
     for a plain product; (LANES, H) turns ``pack_gates``'s unit blocks back into [i f g o].
+
+    ap: a (>= K, MC + pad) buffer, or None.  Given one, each MC-row block of ``a`` whose rows
+    are strided (``x.T``) is first copied into it, row k of ap holding the block's k-th values
+    (``pack_rows``).  Read in place, a tile's k-th values lie one row of x apart: 4-8 KB for
+    dz.T, so a block's lines crowd into few cache sets and come from L3.
     """
     kc = a.shape[1]
+    packed = ap is not None and a.strides[1] != a.itemsize
+    apt = ap[:kc].T if packed else a  # one view per call, not one per tile
     for i0 in range(lo, hi, MC):
         i1 = min(i0 + MC, hi)
+        if packed:
+            pack_rows(a, i0, i1, ap)
+        r0 = i0 if packed else 0  # row i of c comes from row i - r0 of apt
         for p in range(bp.shape[0]):
             panel, j = bp[p], p * pstep
             j1, j2, j3 = j + qstep, j + 2 * qstep, j + 3 * qstep
             i = i0
             while i + 4 <= i1:
-                tile4(a, i, panel, kc, c, j, j1, j2, j3, accumulate, bias)
+                tile4(apt, i - r0, panel, kc, c, i, j, j1, j2, j3, accumulate, bias)
                 i += 4
             while i < i1:
-                tile1(a, i, panel, kc, c, j, j1, j2, j3, accumulate, bias)
+                tile1(apt, i - r0, panel, kc, c, i, j, j1, j2, j3, accumulate, bias)
                 i += 1
+
+
+@njit(**KERNEL)
+def pack_rows(a, i0, i1, ap):
+    """ap[k, r] = a[i0 + r, k] for rows i0..i1-1 of a transposed view (contiguous columns:
+    16 values a move)."""
+    at, n = a.T, i1 - i0
+    if at.strides[1] != at.itemsize:
+        for k in range(at.shape[0]):
+            for r in range(n):
+                ap[k, r] = at[k, i0 + r]
+        return
+    for k in range(at.shape[0]):
+        for r in range(0, n, LANES):
+            m = min(LANES, n - r)
+            store_n(ap, k, r, load_n(at, k, i0 + r, m), m)
 
 
 @njit(inline="always", **KERNEL)
@@ -197,16 +234,22 @@ def gemm(a, b, c, accumulate, parts, bias=None):
     """c = a @ b + (c if accumulate else bias).  a (M,K) and b (K,N) any strides; c (M,N) with
     contiguous rows; bias a (1,N) row or None.
 
-    b is packed KC rows at a time; the rows of c are split into ``parts`` blocks run by prange.
+    b is packed KC rows at a time (KC_TN when a is strided); the rows of c are split into
+    ``parts`` blocks run by prange.
     """
     K, N = a.shape[1], b.shape[1]
-    bp = np.empty((panels(N), min(KC, max(K, 1)), NR), np.float32)
+    kcb = KC_TN if a.strides[1] != a.itemsize else KC
+    bp = np.empty((panels(N), min(kcb, max(K, 1)), NR), np.float32)
+    # Each thread's block of a, if copied (gemm_packed's ``ap``): rows of 80 floats, so that
+    # a tile's values of consecutive k fall into different L1 sets.
+    ap = np.empty((parts, bp.shape[1], MC + LANES), np.float32)
+    pack_a = bp.shape[0] >= PACK_A_PANELS
     if K == 0 and not accumulate:
         for i in range(c.shape[0]):
             for j in range(N):
                 c[i, j] = 0.0 if bias is None else bias[0, j]
-    for k0 in range(0, K, KC):
-        kc = min(KC, K - k0)
+    for k0 in range(0, K, kcb):
+        kc = min(kcb, K - k0)
         if bp.shape[0] >= PARALLEL_PACK_PANELS:
             for p in prange(bp.shape[0]):
                 pack_panel(b, k0, kc, bp, p)
@@ -215,7 +258,10 @@ def gemm(a, b, c, accumulate, parts, bias=None):
         ak, acc = a[:, k0:k0 + kc], accumulate or k0 > 0
         for part in prange(parts):
             lo, hi = _rows4(part, parts, c.shape[0])
-            gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias)
+            if pack_a:
+                gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, NR, LANES, ap[part])
+            else:
+                gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, NR, LANES, None)
 
 
 def pack_weights(w):

@@ -5,8 +5,8 @@ import pytest
 
 from kernels import ACT_FAST, ACTIVATIONS
 from kernels.cpu import lstm_seq_fwd_cpu
-from kernels.gemm import (NR, gemm, gemm_packed, lstm_seq_bwd_units, lstm_seq_fwd_fused,
-                          matmul_into, pack, pack_gates, pack_weights)
+from kernels.gemm import (NR, PACK_A_PANELS, gemm, gemm_packed, lstm_seq_bwd_units,
+                          lstm_seq_fwd_fused, matmul_into, pack, pack_gates, pack_weights)
 from kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from tests.conftest import TOL
 from tests.helpers import random_weights
@@ -46,12 +46,14 @@ def test_gemm_matches_float64(rng, M, K, N, parts):
     assert _rel_err(c, want + bias) < GEMM_TOL
 
 
-@pytest.mark.parametrize("M,K,N", [(7, 40, 70), (33, 300, 20)])
-def test_gemm_takes_transposed_views(rng, M, K, N):
+@pytest.mark.parametrize("M,K,N", [(7, 40, 70), (33, 300, 20),
+                                   (37, 300, 64 * PACK_A_PANELS - 5)])  # a's blocks copied
+@pytest.mark.parametrize("a_step", [1, 2])  # a's columns contiguous, or strided too
+def test_gemm_takes_transposed_views(rng, M, K, N, a_step):
     """a.T @ b (the weight gradients) and a @ W.T (the input projection) need no copies."""
-    a_t = rng.standard_normal((K, M)).astype(F32)  # a = a_t.T, F-contiguous
+    a_t = rng.standard_normal((K, M * a_step)).astype(F32)[:, ::a_step]  # a = a_t.T
     w = rng.standard_normal((N, K)).astype(F32)    # b = w.T
-    c = np.empty((M, N), F32)
+    c = np.full((M, N), np.nan, F32)
     gemm(a_t.T, w.T, c, False, 2)
     assert _rel_err(c, a_t.T.astype(np.float64) @ w.T) < GEMM_TOL
 
