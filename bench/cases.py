@@ -229,6 +229,18 @@ LEAD_IN_MAX_S = 1.0
 WARMUP_SKIP_S = 5.0
 
 
+def sizes_from_check(checked_s):
+    """{label: [seconds]} from the check's calls when they can size the row, else None.
+
+    Only when every contender's call was long (half of WARMUP_SKIP_S): the engine's first call
+    includes compilation, which alone made rounds look long, so those rows got the minimum of
+    3 rounds and no warm-up (S inference: 0.80x with 39% noise; 1.06x and 2% when sized).
+    """
+    if checked_s and min(checked_s.values()) > WARMUP_SKIP_S / 2:
+        return {k: [v] for k, v in checked_s.items()}
+    return None
+
+
 def time_interleaved(cases, repeats, warmup=1, lead_in=None):
     """Seconds per call of each case, taken in alternating order after ``warmup`` rounds.
 
@@ -271,17 +283,15 @@ def time_row(eng, ref, repeats, budget_s, flops, sgemm=None, checked_s=None):
     """Warm up, time both contenders interleaved, and summarise one row (times in ms).
 
     A first untimed round warms up and sizes the run; when ``checked_s`` ({label: seconds}
-    of the check's calls, which already compiled everything) shows a round of more than
-    WARMUP_SKIP_S, those sizes are used instead and the round is skipped: at that length a
-    call has nothing left to warm.  Calls shorter than LEAD_IN_MAX_S get a lead-in call (for
+    of the check's calls, which already compiled everything) shows every call long
+    (``sizes_from_check``), those sizes are used instead and the round is skipped: at that
+    length a call has nothing left to warm.  Calls shorter than LEAD_IN_MAX_S get a lead-in call (for
     longer ones the switching cost is a few percent at most, and a lead-in would double the
     run time).  The number of rounds is what fits ``budget_s``, at least 3, at most
     ``repeats``, with two more warm-up rounds when rounds are short.
     """
-    if checked_s and sum(checked_s.values()) > WARMUP_SKIP_S:
-        first = {k: [v] for k, v in checked_s.items()}
-    else:
-        first = time_interleaved([eng, ref], repeats=1, warmup=0, lead_in=())
+    first = sizes_from_check(checked_s) or time_interleaved([eng, ref], repeats=1, warmup=0,
+                                                            lead_in=())
     lead = {k for k, v in first.items() if v[0] < LEAD_IN_MAX_S}
     round_s = sum(v[0] * (2 if k in lead else 1) for k, v in first.items())
     n = plan_repeats(round_s, repeats, budget_s)

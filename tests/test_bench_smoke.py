@@ -11,6 +11,7 @@ import pytest
 # bench/ is a top-level directory of the repository, not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import cases  # noqa: E402
 from bench.cases import MODES, Config, bench_case, check, gemm_flops, make_cases  # noqa: E402
 from bench.report import evaluate_targets, format_row  # noqa: E402
 
@@ -72,3 +73,12 @@ def test_targets_pass_and_fail():
     failed = dict(rows[0], status="FAILED")
     assert evaluate_targets([failed], 200.0, {})[0]["status"] == "FAIL"
     assert [t["status"] for t in evaluate_targets([], 200.0, {})] == ["n/a"] * 6
+
+
+def test_a_compiling_first_call_does_not_size_the_row():
+    """The check's engine call includes compilation: alone it must not cut the row to the
+    minimum of rounds without warm-up; calls that are all long do size it."""
+    assert cases.sizes_from_check({"engine": 9.0, "torch": 0.0003}) is None
+    assert cases.sizes_from_check(None) is None
+    long_calls = {"engine": cases.WARMUP_SKIP_S, "torch": cases.WARMUP_SKIP_S * 0.6}
+    assert cases.sizes_from_check(long_calls) == {k: [v] for k, v in long_calls.items()}
