@@ -203,13 +203,14 @@ def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES, ap=No
     Lane v of vector q of panel p goes to column p * pstep + q * qstep + v of c: (NR, LANES)
     for a plain product; (LANES, H) turns ``pack_gates``'s unit blocks back into [i f g o].
 
-    ap: a (>= K, MC + pad) buffer, or None.  Given one, each MC-row block of ``a`` whose rows
+    ap: a (>= K, MC + pad) buffer, or None (or too short: a single compiled version serves
+    both).  Given one, each MC-row block of ``a`` whose rows
     are strided (``x.T``) is first copied into it, row k of ap holding the block's k-th values
     (``pack_rows``).  Read in place, a tile's k-th values lie one row of x apart: 4-8 KB for
     dz.T, so a block's lines crowd into few cache sets and come from L3.
     """
     kc = a.shape[1]
-    packed = ap is not None and a.strides[1] != a.itemsize
+    packed = ap is not None and ap.shape[0] >= kc and a.strides[1] != a.itemsize
     apt = ap[:kc].T if packed else a  # one view per call, not one per tile
     for i0 in range(lo, hi, MC):
         i1 = min(i0 + MC, hi)
@@ -263,10 +264,10 @@ def gemm(a, b, c, accumulate, parts, bias=None):
     K, N = a.shape[1], b.shape[1]
     kcb = KC_TN if a.strides[1] != a.itemsize else KC
     bp = np.empty((panels(N), min(kcb, max(K, 1)), NR), np.float32)
-    # Each thread's block of a, if copied (gemm_packed's ``ap``): rows of 80 floats, so that
-    # a tile's values of consecutive k fall into different L1 sets.
-    ap = np.empty((parts, bp.shape[1], MC + LANES), np.float32)
-    pack_a = bp.shape[0] >= PACK_A_PANELS
+    # Each thread's block of a, if copied (gemm_packed's ``ap``; empty: not copied).  Rows of
+    # 80 floats, so that a tile's values of consecutive k fall into different L1 sets.
+    copies = bp.shape[1] if bp.shape[0] >= PACK_A_PANELS else 0
+    ap = np.empty((parts, copies, MC + LANES), np.float32)
     if K == 0 and not accumulate:
         for i in range(c.shape[0]):
             for j in range(N):
@@ -281,10 +282,7 @@ def gemm(a, b, c, accumulate, parts, bias=None):
         ak, acc = a[:, k0:k0 + kc], accumulate or k0 > 0
         for part in prange(parts):
             lo, hi = _rows4(part, parts, c.shape[0])
-            if pack_a:
-                gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, NR, LANES, ap[part])
-            else:
-                gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, NR, LANES, None)
+            gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, NR, LANES, ap[part])
 
 
 def pack_weights(w):
