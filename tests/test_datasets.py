@@ -141,14 +141,6 @@ BAD_READ_CSV_SERIES = [
 ]
 
 
-@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_CSV_SERIES)
-def test_read_csv_series_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
-                                                         read):
-    path = write(tmp_path, name, content)
-    with raises_at(path, line, *words):
-        read(path)
-
-
 def test_read_price_csv_defaults_and_sorting(tmp_path):
     path = write(tmp_path, "ACME.csv", "Date,Open,Close,Adj Close\n"
                                        "2020-01-03,1,10,5\n2020-01-01,1,8,4\n2020-01-02,1,9,4.5\n")
@@ -185,14 +177,6 @@ BAD_READ_PRICE_CSV = [
     pytest.param("p.csv", "date,close\n2020-01-01,3\n", 2, ("too short",),
                  ds.read_price_csv, id="too_short"),
 ]
-
-
-@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_PRICE_CSV)
-def test_read_price_csv_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
-                                                        read):
-    path = write(tmp_path, name, content)
-    with raises_at(path, line, *words):
-        read(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,14 +261,6 @@ BAD_READ_TS = [
 ]
 
 
-@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_TS)
-def test_read_ts_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
-                                                 read):
-    path = write(tmp_path, name, content)
-    with raises_at(path, line, *words):
-        read(path)
-
-
 # ---------------------------------------------------------------------------------------------
 # Sequence CSV files
 # ---------------------------------------------------------------------------------------------
@@ -321,11 +297,12 @@ BAD_READ_SEQUENCE_CSV = [
 ]
 
 
-@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_SEQUENCE_CSV)
-def test_read_sequence_csv_reports_bad_files_at_their_line(tmp_path, name, content, line, words,
-                                                           read):
+# ---------------------------------------------------------------------------------------------
+# Every reader's bad files (the tables above)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_CSV_SERIES + BAD_READ_PRICE_CSV
+                         + BAD_READ_TS + BAD_READ_SEQUENCE_CSV)
+def test_readers_report_bad_files_at_their_line(tmp_path, name, content, line, words, read):
     path = write(tmp_path, name, content)
     with raises_at(path, line, *words):
         read(path)
-
-
