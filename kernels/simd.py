@@ -173,34 +173,31 @@ def fma(typingctx, x, y, acc):
 # cell math of kernels.gates also compiles for a vector of 16 units: one definition of the
 # LSTM cell serves the scalar kernels and the GEMM epilogue.
 
-def _vector_binop(instr):
+def _vector_op(emit):
+    """A two-vector intrinsic whose IR is ``emit(builder, x, y)``."""
     @intrinsic
     def op(typingctx, x, y):
         if not (x == y == f32x16):
             return None
 
         def codegen(context, builder, sig, args):
-            return getattr(builder, instr)(*args)
+            return emit(builder, *args)
         return f32x16(x, y), codegen
     return op
 
 
-def _vector_select(predicate):
+def _arith(instr):
+    return _vector_op(lambda builder, x, y: getattr(builder, instr)(x, y))
+
+
+def _select(predicate):
     """min/max by compare and select: the NaN-propagating x86 minps/maxps form."""
-    @intrinsic
-    def op(typingctx, x, y):
-        if not (x == y == f32x16):
-            return None
-
-        def codegen(context, builder, sig, args):
-            x, y = args
-            return builder.select(builder.fcmp_ordered(predicate, y, x), y, x)
-        return f32x16(x, y), codegen
-    return op
+    return _vector_op(lambda builder, x, y:
+                      builder.select(builder.fcmp_ordered(predicate, y, x), y, x))
 
 
-_add, _sub, _mul, _div = (_vector_binop(i) for i in ("fadd", "fsub", "fmul", "fdiv"))
-_min, _max = _vector_select("<"), _vector_select(">")
+_add, _sub, _mul, _div = (_arith(i) for i in ("fadd", "fsub", "fmul", "fdiv"))
+_min, _max = _select("<"), _select(">")
 
 
 def _is_scalar(t):
