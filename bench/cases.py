@@ -285,9 +285,9 @@ def time_row(eng, ref, repeats, budget_s, flops, sgemm=None, checked_s=None):
     A first untimed round warms up and sizes the run; when ``checked_s`` ({label: seconds}
     of the check's calls, which already compiled everything) shows every call long
     (``sizes_from_check``), those sizes are used instead and the round is skipped: at that
-    length a call has nothing left to warm.  Calls shorter than LEAD_IN_MAX_S get a lead-in call (for
-    longer ones the switching cost is a few percent at most, and a lead-in would double the
-    run time).  The number of rounds is what fits ``budget_s``, at least 3, at most
+    length a call has nothing left to warm.  Calls shorter than LEAD_IN_MAX_S get a lead-in
+    call (for longer ones the switching cost is a few percent at most, and a lead-in would
+    double the run time).  The number of rounds is what fits ``budget_s``, at least 3, at most
     ``repeats``, with two more warm-up rounds when rounds are short.
     """
     first = sizes_from_check(checked_s) or time_interleaved([eng, ref], repeats=1, warmup=0,

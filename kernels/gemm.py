@@ -106,7 +106,8 @@ def _k_loop4(a, i, panel, kc, acc):
     panel[:kc].  Per k: four panel loads, four broadcasts, sixteen FMAs, all in registers."""
     c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = acc
     for k in range(kc):
-        b0, b1, b2, b3 = load(panel, k, 0), load(panel, k, 16), load(panel, k, 32), load(panel, k, 48)
+        b0, b1 = load(panel, k, 0), load(panel, k, 16)
+        b2, b3 = load(panel, k, 32), load(panel, k, 48)
         x = splat(a[i, k])
         c00, c01, c02, c03 = fma(x, b0, c00), fma(x, b1, c01), fma(x, b2, c02), fma(x, b3, c03)
         x = splat(a[i + 1, k])
@@ -387,7 +388,8 @@ def lstm_block_fwd(x, wp, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_
         n = min(UNITS, H - u0)
         b = r0
         while b + 4 <= r1:
-            _prefetch_rows(x, g_t, h_t, c_t, b, 4, u0 + UNITS, H)  # this tile's rows, next unit block
+            # This tile's rows, the next unit block.
+            _prefetch_rows(x, g_t, h_t, c_t, b, 4, u0 + UNITS, H)
             a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3 = _k_loop4(
                 h_prev, b, panel, K, (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z))
             cell0 = _cell_in(x, b, u0, n, H, a0, a1, a2, a3, c_state, act)
@@ -453,7 +455,7 @@ def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_
                            up * P // unit_parts, (up + 1) * P // unit_parts)
 
 
-# ---------------------------------------------------------------------------- backward, split by unit
+# ------------------------------------------------------------------- backward, split by unit
 # BPTT for small batches (float32, no projection): threads own ranges of hidden units, as in
 # the fused forward, so each keeps its columns of W_hh in its own L2.  A thread's work for a
 # step needs every gate gradient of the step after (dh = dz @ W_hh sums over all 4H of them),
