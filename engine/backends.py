@@ -109,7 +109,7 @@ class CPUBackend:
         w_hh, w_hr = self._packed(w_hh), self._packed(w_hr)
         lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, self._act(act, gates), reverse, dh,
                          dc, dz, scratch["c_prev"], scratch["dh_rec"], scratch["dh_tot"],
-                         threads.batch_parts(B, threads.MIN_BWD_ROWS_PER_THREAD), w_hr, dh_proj)
+                         threads.batch_parts(B), w_hr, dh_proj)
 
     def synchronize(self):
         pass

@@ -13,15 +13,17 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-# Fewer rows per thread than this and the per-step fork/join costs more than it saves.
-MIN_ROWS_PER_THREAD = 16
-# The same for the backward time loop, whose step does more work per row (measured at the
-# S benchmark size, 16 rows: 0.32 ms on one thread, 0.19 ms on two).
-MIN_BWD_ROWS_PER_THREAD = 8
+# The time loops split the batch into row blocks of at least this many rows (one tile of the
+# float32 GEMM); smaller batches split the hidden units instead (kernels.gemm's fused loops).
+# Row blocks run a whole sequence without meeting, so the split pays from two blocks of 4 rows
+# (measured, 100 steps of H = 256 on 2 cores: B = 8 in 1.19 ms split by rows, 1.44 ms by
+# units; B = 4 in 1.45 and 0.89 ms: 2 rows per block stream W_hh twice per step).
+MIN_ROWS_PER_THREAD = 4
 # A time step whose recurrent product has fewer multiply-adds runs on one thread.
 MIN_STEP_WORK = 1 << 18
-# A GEMM smaller than this many multiply-adds runs on one thread.
+# A GEMM smaller than this many multiply-adds, or with fewer rows, runs on one thread.
 MIN_GEMM_WORK = 1 << 21
+MIN_GEMM_ROWS = 32
 
 _configured = False
 
@@ -93,9 +95,9 @@ def configure():
     _configured = True
 
 
-def batch_parts(B, min_rows=MIN_ROWS_PER_THREAD):
+def batch_parts(B):
     """How many row blocks a batch of B rows is split into for the parallel time loop."""
-    return max(1, min(numba.get_num_threads(), B // min_rows))
+    return max(1, min(numba.get_num_threads(), B // MIN_ROWS_PER_THREAD))
 
 
 def unit_parts(B, H, blocks):
@@ -108,6 +110,6 @@ def unit_parts(B, H, blocks):
 
 def gemm_parts(M, K, N):
     """Threads for one (M,K) @ (K,N) GEMM outside the time loop."""
-    if M * K * N < MIN_GEMM_WORK or M < 2 * MIN_ROWS_PER_THREAD:
+    if M * K * N < MIN_GEMM_WORK or M < MIN_GEMM_ROWS:
         return 1
     return numba.get_num_threads()

@@ -25,8 +25,10 @@ nothing is allocated inside it: every buffer, scratch included, comes from the c
 
 Threads: the batch is split into ``parts`` row blocks run by ``prange``; each block does its
 own recurrent GEMM (``kernels.gemm`` on weights packed once for float32, single-threaded BLAS
-for float64) and pointwise work, so one step needs no nested threading and the threads only
-meet at the end of the step.  ``parts=1`` runs serially.
+for float64) and pointwise work.  A row of h_t depends only on the same row of h_{t-1}, so each
+block runs all T steps on its own and the threads meet once per sequence, not once per step
+(measured: M forward 8.2 -> 7.8 ms, S forward on 2 x 8 rows 1.5x faster than the unit-split
+kernel of ``kernels.gemm`` with its per-step barrier).
 
 Vectorisation: the pointwise work runs in 1-D row kernels (``lstm_row_*``) over one batch row.
 LLVM vectorises those loops (and unswitches the loop-invariant ``act`` tests), but not the same
@@ -147,14 +149,10 @@ def lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
     """
     T, B = xproj.shape[0], xproj.shape[1]
     lmin = lengths.min()
-    for s in range(T):
-        t, p = step_index(s, T, reverse)
-        if parts == 1:  # no fork/join: a parallel region per step costs more than a small step
-            lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, lmin, act, h, c, gates, h_prev,
-                              c_prev, rec, t, p, 0, B, w_hr_t, h_raw)
-            continue
-        for part in prange(parts):
-            lo, hi = part_rows(part, parts, B)
+    for part in prange(parts):  # row blocks never read each other's state: no per-step join
+        lo, hi = part_rows(part, parts, B)
+        for s in range(T):
+            t, p = step_index(s, T, reverse)
             lstm_rows_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, lmin, act, h, c, gates, h_prev,
                               c_prev, rec, t, p, lo, hi, w_hr_t, h_raw)
 
@@ -190,14 +188,10 @@ def lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz
     """
     T, B = dout.shape[0], dout.shape[1]
     lmin = lengths.min()
-    for s in range(T - 1, -1, -1):
-        t, p = step_index(s, T, reverse)
-        if parts == 1:
-            lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, lmin, act, dh, dc, dz, c_prev,
-                              rec, dh_tot, t, p, 0, B, w_hr, dh_proj)
-            continue
-        for part in prange(parts):
-            lo, hi = part_rows(part, parts, B)
+    for part in prange(parts):  # as in the forward: each row block runs all T steps
+        lo, hi = part_rows(part, parts, B)
+        for s in range(T - 1, -1, -1):
+            t, p = step_index(s, T, reverse)
             lstm_rows_bwd_cpu(dout, gates, c, c0, w_hh, lengths, lmin, act, dh, dc, dz, c_prev,
                               rec, dh_tot, t, p, lo, hi, w_hr, dh_proj)
 

@@ -29,7 +29,8 @@ from numba.extending import overload
 from kernels import KERNEL
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd_fast
 from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store, store_n
-from kernels.steps import add_cpu, gather_prev_cpu, keep_valid_rows_cpu, step_index
+from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
+                           step_index)
 
 NR = 4 * LANES  # panel width: four vectors
 KC = 256        # rows of b packed per block in ``gemm``: a 64 KB panel block stays in L2
@@ -247,13 +248,6 @@ def pack_rows(a, i0, i1, ap):
             store_n(ap, k, r, load_n(at, k, i0 + r, m), m)
 
 
-@njit(inline="always", **KERNEL)
-def _rows4(part, parts, M):
-    """Rows [lo, hi) of block ``part``, cut at multiples of 4 so each block uses tile4."""
-    q = (M + 3) // 4
-    return min(4 * (part * q // parts), M), min(4 * ((part + 1) * q // parts), M)
-
-
 @njit(parallel=True, **KERNEL)
 def gemm(a, b, c, accumulate, parts, bias=None):
     """c = a @ b + (c if accumulate else bias).  a (M,K) and b (K,N) any strides; c (M,N) with
@@ -282,7 +276,7 @@ def gemm(a, b, c, accumulate, parts, bias=None):
             pack(b, k0, kc, bp)
         ak, acc = a[:, k0:k0 + kc], accumulate or k0 > 0
         for part in prange(parts):
-            lo, hi = _rows4(part, parts, c.shape[0])
+            lo, hi = part_rows(part, parts, c.shape[0])
             gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, NR, LANES, ap[part])
 
 

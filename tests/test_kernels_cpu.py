@@ -1,4 +1,6 @@
 """CPU @njit kernels against the NumPy reference (float64, to 1e-10 relative)."""
+import itertools
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from kernels.cpu import (lstm_seq_bwd_cpu, lstm_seq_fwd_cpu, lstm_step_bwd_cpu,
                          lstm_step_fwd_cpu)
 from kernels import ACT_FAST, ACT_TANH
 from kernels.gates import lstm_cell_fwd, sigmoid, tanh_fast
+from kernels.steps import part_rows
 from kernels.reference import (lstm_bwd_packed_reference, lstm_fwd_packed_reference,
                                lstm_step_bwd_reference, lstm_step_fwd_reference)
 from tests.conftest import KERNEL_TOL
@@ -65,12 +68,12 @@ def _run_seq(rng, T, B, I, H, act, reverse, lengths, parts):
     return (x, h0, c0, w_ih, w_hh), (out, hn, cn, cache), (h, c, gates)
 
 
-@pytest.mark.parametrize("parts", [1, 3])  # 3 row blocks of 1-2 rows run by prange
+@pytest.mark.parametrize("parts", [1, 3])  # 3 row blocks of 4, 4 and 3 rows run by prange
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("act", ["tanh", "relu"])
 def test_seq_fwd_bwd_match_reference(rng, act, reverse, parts):
-    T, B, I, H = 6, 5, 3, 5
-    lengths = np.array([6, 2, 1, 4, 3])
+    T, B, I, H = 6, 11, 3, 5
+    lengths = np.array([6, 2, 1, 4, 3, 6, 5, 1, 2, 6, 3])
     (x, h0, c0, w_ih, w_hh), (out, hn, cn, cache), (h, c, gates) = \
         _run_seq(rng, T, B, I, H, act, reverse, lengths, parts)
     np.testing.assert_allclose(h, out, **close)
@@ -88,6 +91,18 @@ def test_seq_fwd_bwd_match_reference(rng, act, reverse, parts):
     np.testing.assert_allclose(dc, dc0_ref, **close)
     np.testing.assert_allclose(dz.reshape(T * B, -1) @ w_ih, dx_ref.reshape(T * B, -1), **close)
     np.testing.assert_allclose(dz.reshape(T * B, -1).T @ x.reshape(T * B, -1), dwi_ref, **close)
+
+
+@pytest.mark.parametrize("B", [0, 1, 3, 4, 7, 8, 12, 13, 64, 101])
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_part_rows_tile_the_batch_at_multiples_of_4(B, parts):
+    blocks = [part_rows(p, parts, B) for p in range(parts)]
+    assert blocks[0][0] == 0 and blocks[-1][1] == B
+    for (lo, hi), (nxt, _) in itertools.pairwise(blocks):
+        assert lo <= hi == nxt and hi % 4 == 0
+    sizes = [hi - lo for lo, hi in blocks]
+    if B >= 4 * parts:  # balanced to within one 4-row tile
+        assert max(sizes) - min(sizes) <= 4
 
 
 def test_sigmoid_is_stable_at_extremes():
