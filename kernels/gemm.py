@@ -28,7 +28,8 @@ from numba.extending import overload
 
 from kernels import KERNEL
 from kernels.gates import lstm_cell_bwd, lstm_cell_fwd_fast
-from kernels.simd import LANES, fma, load, load_n, prefetch, splat, store, store_n
+from kernels.simd import (LANES, fma, gather_n, load, load_n, prefetch, splat, store,
+                          store_n)
 from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
                            step_index)
 
@@ -61,37 +62,45 @@ def panels(n):
 
 @njit(**KERNEL)
 def pack_panel(b, k0, kc, bp, p):
-    """bp[p, :kc] = b[k0:k0+kc, NR*p : NR*(p+1)], zero-padded past column N.
+    """bp[p, :kc] = b[k0:k0+kc, NR*p : NR*(p+1)], zero-padded past column N, by vector moves
+    (the masked lanes supply the padding).  A scalar loop took 0.5-1.5 ns a value.
 
-    Reads along b's contiguous axis: b is often a transposed view (W.T, x.T).
+    b is often a transposed view (W.T, x.T): its rows are then strided, and each vector is
+    gathered from 16 rows of W, k innermost so that their 16 cache lines serve 16 gathers
+    (0.25 ns a value; k outermost spread a gather's lines over 64 rows: 0.76 ns at L's W_hh).
+    Contiguous rows are read in order, k outermost (k innermost: 22 -> 39 us for W_hh at M).
     """
     N = b.shape[1]
     j0 = p * NR
     w = min(NR, N - j0)
+    panel = bp[p]
     if b.strides[1] == b.itemsize:
-        # Contiguous rows: vector moves, the masked loads supplying the zero padding (the
-        # scalar loop took 1.5 ns a value: dW_ih at M, K = 6400, N = 128, 6.3 -> 4.6 ms).
-        panel = bp[p]
         for k in range(kc):
             for q in range(0, NR, LANES):
                 store(panel, k, q, load_n(b, k0 + k, j0 + q, min(max(w - q, 0), LANES)))
         return
-    if w < NR:
-        bp[p] = 0.0
-    if b.strides[1] <= b.strides[0]:
+    for q in range(0, NR, LANES):
+        n = min(max(w - q, 0), LANES)
         for k in range(kc):
-            for v in range(w):
-                bp[p, k, v] = b[k0 + k, j0 + v]
-    else:
-        for v in range(w):
-            for k in range(kc):
-                bp[p, k, v] = b[k0 + k, j0 + v]
+            store(panel, k, q, gather_n(b, k0 + k, j0 + q, n))
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
+def _load_row(b, i, j, n):
+    """b[i, j:j+n] as a vector (lanes >= n zero), from contiguous or strided rows."""
+    if b.strides[1] == b.itemsize:
+        return load_n(b, i, j, n)
+    return gather_n(b, i, j, n)
+
+
+@njit(parallel=True, **KERNEL)
 def pack(b, k0, kc, bp):
-    """Every panel of ``pack_panel``."""
-    for p in range(bp.shape[0]):
+    """Every panel of ``pack_panel``: over all threads from PARALLEL_PACK_PANELS panels on."""
+    if bp.shape[0] < PARALLEL_PACK_PANELS:
+        for p in range(bp.shape[0]):
+            pack_panel(b, k0, kc, bp, p)
+        return
+    for p in prange(bp.shape[0]):
         pack_panel(b, k0, kc, bp, p)
 
 
@@ -269,11 +278,7 @@ def gemm(a, b, c, accumulate, parts, bias=None):
                 c[i, j] = 0.0 if bias is None else bias[0, j]
     for k0 in range(0, K, kcb):
         kc = min(kcb, K - k0)
-        if bp.shape[0] >= PARALLEL_PACK_PANELS:
-            for p in prange(bp.shape[0]):
-                pack_panel(b, k0, kc, bp, p)
-        else:
-            pack(b, k0, kc, bp)
+        pack(b, k0, kc, bp)
         ak, acc = a[:, k0:k0 + kc], accumulate or k0 > 0
         for part in prange(parts):
             lo, hi = part_rows(part, parts, c.shape[0])
@@ -324,13 +329,12 @@ def pack_gates(w_hh_t, H):
     grouped by unit block: [p, k, q*16 + v] = w_hh_t[k, q*H + 16p + v], zeros past unit H."""
     K = w_hh_t.shape[0]
     P = (H + UNITS - 1) // UNITS
-    wp = np.zeros((P, K, NR), np.float32)
+    wp = np.empty((P, K, NR), np.float32)
     for p in prange(P):  # once per call, on every core: W_hh is 1 MB at H = 256
-        for q in range(4):
-            for v in range(min(UNITS, H - p * UNITS)):
-                n = q * H + p * UNITS + v  # column n of w_hh_t: contiguous when it is W_hh.T
-                for k in range(K):
-                    wp[p, k, q * UNITS + v] = w_hh_t[k, n]
+        panel, n = wp[p], min(UNITS, H - p * UNITS)
+        for q in range(4):  # as in pack_panel, k innermost
+            for k in range(K):
+                store(panel, k, q * UNITS, _load_row(w_hh_t, k, q * H + p * UNITS, n))
     return wp
 
 

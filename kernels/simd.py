@@ -9,6 +9,7 @@ loop compiles to 16 accumulator registers, no memory traffic.
 
     load(a, i, j)          a[i, j:j+16] of a 2-D float32 array whose rows are contiguous
     load_n(a, i, j, n)     the same, lanes >= n read as 0 and never touch memory (edges)
+    gather_n(a, i, j, n)   load_n for any column stride (a transposed view): one gather
     store(a, i, j, v)      a[i, j:j+16] = v
     store_n(a, i, j, v, n) the first n lanes only
     splat(x)               x in every lane
@@ -28,6 +29,8 @@ LANES = 16
 _VEC = ir.VectorType(ir.FloatType(), LANES)
 _I32 = ir.IntType(32)
 _MASK = ir.VectorType(ir.IntType(1), LANES)
+_I64 = ir.IntType(64)
+_I64XL = ir.VectorType(_I64, LANES)
 _ALIGN = 4  # rows of a float32 array are only guaranteed 4-byte aligned
 
 
@@ -96,6 +99,37 @@ def load_n(typingctx, a, i, j, n):
         zero = ir.Constant(_VEC, [0.0] * LANES)
         return builder.call(fn, [ptr, ir.Constant(_I32, _ALIGN), mask, zero])
     return f32x16(a, i, j, n), codegen
+
+
+@intrinsic
+def gather_n(typingctx, a, i, j, n):
+    """a[i, j:j+n] from a float32 matrix with any strides, lanes >= n read as 0."""
+    if not _is_f32_matrix(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        arr = context.make_array(aryty)(context, builder, args[0])
+        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:3], sig.args[1:3])]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, arr, idx, wraparound=False)
+        stride = cgutils.unpack_tuple(builder, arr.strides, 2)[1]  # bytes between columns
+        lanes = ir.Constant(_I64XL, list(range(LANES)))
+        addrs = builder.add(builder.mul(lanes, _splat_int(builder, stride)),
+                            _splat_int(builder, builder.ptrtoint(ptr, _I64)))
+        ptrs = builder.inttoptr(addrs, ir.VectorType(ptr.type, LANES))
+        mask = _lane_mask(context, builder, args[3], sig.args[3])
+        fn = _intrinsic_fn(builder, "llvm.masked.gather.v16f32.v16p0", _VEC,
+                           [ptrs.type, _I32, _MASK, _VEC])
+        zero = ir.Constant(_VEC, [0.0] * LANES)
+        return builder.call(fn, [ptrs, ir.Constant(_I32, _ALIGN), mask, zero])
+    return f32x16(a, i, j, n), codegen
+
+
+def _splat_int(builder, x):
+    """An i64 value in every lane."""
+    v = builder.insert_element(ir.Constant(_I64XL, ir.Undefined), x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(_I64XL, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
 @intrinsic

@@ -5,8 +5,9 @@ import pytest
 
 from kernels import ACT_FAST, ACTIVATIONS
 from kernels.cpu import lstm_seq_fwd_cpu
-from kernels.gemm import (NR, PACK_A_PANELS, gemm, gemm_packed, lstm_seq_bwd_units,
-                          lstm_seq_fwd_fused, matmul_into, pack, pack_gates, pack_weights)
+from kernels.gemm import (NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, gemm, gemm_packed,
+                          lstm_seq_bwd_units, lstm_seq_fwd_fused, matmul_into, pack, pack_gates,
+                          pack_weights, panels)
 from kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from tests.conftest import TOL
 from tests.helpers import random_weights
@@ -68,16 +69,20 @@ def test_gemm_does_not_write_outside_its_rows_and_columns(rng):
     assert (big[mask] == 7.0).all()
 
 
-def test_pack_layout(rng):
-    b = rng.standard_normal((5, 70)).astype(F32)
-    wide = np.zeros((5, 83), F32)
-    wide[:, 3:73] = b  # contiguous rows, row stride past N, start off vector alignment
-    for src in (b, np.asfortranarray(b), wide[:, 3:73], np.repeat(b, 2, axis=1)[:, ::2]):
-        bp = np.full((2, 5, NR), np.nan, F32)
-        pack(src, 0, 5, bp)
-        np.testing.assert_array_equal(bp[0], b[:, :64])
-        np.testing.assert_array_equal(bp[1, :, :6], b[:, 64:])
-        assert not bp[1, :, 6:].any(), "columns past N are zero"
+@pytest.mark.parametrize("N", [70, NR * PARALLEL_PACK_PANELS + 6])  # serial, parallel
+def test_pack_layout(rng, N):
+    K, k0, kc = 9, 2, 5
+    b = rng.standard_normal((K, N)).astype(F32)
+    wide = np.zeros((K, N + 13), F32)
+    wide[:, 3:3 + N] = b  # contiguous rows, row stride past N, start off vector alignment
+    want = np.zeros((kc, panels(N) * NR), F32)  # columns past N are zero
+    want[:, :N] = b[k0:k0 + kc]
+    for src in (b, np.asfortranarray(b), wide[:, 3:3 + N], np.repeat(b, 2, axis=1)[:, ::2],
+                np.asfortranarray(np.repeat(b, 3, axis=0))[::3]):  # rows gathered: W.T views
+        bp = np.full((panels(N), kc, NR), np.nan, F32)
+        pack(src, k0, kc, bp)
+        for p in range(panels(N)):
+            np.testing.assert_array_equal(bp[p], want[:, p * NR:(p + 1) * NR])
 
 
 def test_pack_gates_layout(rng):
