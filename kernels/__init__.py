@@ -18,6 +18,10 @@ ACT_RELU = 1
 ACT_FAST = 2
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
 
-# Options of every CPU @njit kernel: cached compilation, and NumPy's error model (Numba's
-# ZeroDivisionError check would keep LLVM from vectorising the pointwise loops).
-KERNEL = dict(cache=True, error_model="numpy")
+# Options of every CPU @njit kernel: cached compilation, NumPy's error model (Numba's
+# ZeroDivisionError check would keep LLVM from vectorising the pointwise loops), and of the
+# fast-math flags only "contract": a * b + c may become one fused multiply-add (one rounding
+# instead of two, never less exact).  The rational tanh's polynomials then take half the
+# instructions (measured: the forward cell update at M 11.4 -> 9.2 us a step).  No flag that
+# assumes finite values or reorders sums.
+KERNEL = dict(cache=True, error_model="numpy", fastmath={"contract"})

@@ -12,6 +12,9 @@ of libm's: it is branch-free, so LLVM vectorises the CPU pointwise loops, which 
 with calls to ``tanhf``/``expf`` (llvmlite's wheels have no SVML).  ``act`` is loop-invariant,
 so LLVM unswitches the test out of the kernels' inner loops.
 
+The functions carry the kernels' options (``kernels.KERNEL``, FMA contraction included), so a
+call from Python rounds as the kernels that inline them do.
+
 Constants are float32 values exactly representable in float64 (1, 0.5, 0): float32 arithmetic
 stays float32 and float64 arithmetic is unchanged (a float64 literal would silently promote
 float32 math to float64).
@@ -20,6 +23,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from kernels import KERNEL
 
 _0 = np.float32(0.0)
 _1 = np.float32(1.0)
@@ -37,7 +42,7 @@ P0, P1, P2, P3, P4, P5, P6 = _P
 Q0, Q1, Q2, Q3 = _Q
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def tanh_fast(x):
     """float32 tanh as a branch-free rational function (for ACT_FAST)."""
     x = max(min(x, _CLAMP), -_CLAMP)
@@ -47,12 +52,12 @@ def tanh_fast(x):
     return p / q
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def sigmoid_fast(x):
     return _HALF * tanh_fast(_HALF * x) + _HALF  # exact identity, fast tanh
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def cell_act_fast(x, act):
     """The cell activation with the fast tanh: relu when bit 0 of ``act`` is set."""
     if act & 1:
@@ -60,7 +65,7 @@ def cell_act_fast(x, act):
     return tanh_fast(x)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def sigmoid(x, act):
     if act & 2:
         return sigmoid_fast(x)
@@ -71,7 +76,7 @@ def sigmoid(x, act):
     return z / (_1 + z)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def cell_act(x, act):
     """The cell activation: tanh, or relu when bit 0 of ``act`` is set."""
     if act & 1:
@@ -81,7 +86,7 @@ def cell_act(x, act):
     return math.tanh(x)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def cell_act_grad(y, act):
     """d act(x)/dx written in terms of y = act(x)."""
     if act & 1:
@@ -89,7 +94,7 @@ def cell_act_grad(y, act):
     return _1 - y * y
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def lstm_cell_fwd_fast(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     """``lstm_cell_fwd`` with ACT_FAST: only arithmetic, min and max, so it also runs on the
     16-unit vectors of ``kernels.simd`` (the fused GEMM epilogue of ``kernels.gemm``)."""
@@ -102,7 +107,7 @@ def lstm_cell_fwd_fast(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     return i, f, g, o, c, h
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     """One hidden unit of one step, from gate pre-activations to (i, f, g, o, c, h)."""
     if act & 2:
@@ -116,7 +121,7 @@ def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     return i, f, g, o, c, h
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def lstm_cell_bwd(i, f, g, o, c, c_prev, dh, dc, act):
     """Backward of ``lstm_cell_fwd`` for one hidden unit.
 

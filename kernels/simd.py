@@ -221,7 +221,14 @@ def _vector_op(emit):
 
 
 def _arith(instr):
-    return _vector_op(lambda builder, x, y: getattr(builder, instr)(x, y))
+    return _vector_op(lambda builder, x, y: _contract(getattr(builder, instr)(x, y)))
+
+
+def _contract(instruction):
+    """The "contract" fast-math flag of the scalar kernels (kernels.KERNEL): a product that
+    feeds a sum may become one FMA."""
+    instruction.flags.append("contract")
+    return instruction
 
 
 def _select(predicate):
