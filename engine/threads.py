@@ -54,9 +54,9 @@ def choose_blas_kernels(cpuinfo="/proc/cpuinfo"):
 
 # libgomp's idle workers spin this many rounds (its default: 300,000, about a millisecond
 # here) before they sleep.  The small-batch time loops (kernels.gemm) open a parallel region
-# per step, so a short spin keeps each step's fork/join cheap (0.8 us), while the default kept both cores busy for a
-# millisecond after every call: measured, the next GEMM ran 3.7 -> 5.8 ms, and a PyTorch
-# LSTM run next to the engine up to 1.5x slower.
+# per step, so a short spin keeps each step's fork/join cheap (0.8 us), while the default
+# kept both cores busy for a millisecond after every call: measured, the next GEMM ran
+# 3.7 -> 5.8 ms, and a PyTorch LSTM run next to the engine up to 1.5x slower.
 GOMP_SPINCOUNT = "30000"
 
 

@@ -52,23 +52,42 @@ def _is_f32_matrix(a):
     return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 2
 
 
-def _vec_ptr(context, builder, aryty, ary, i, j, ity, jty):
-    """Pointer to a[i, j] as a <16 x float>*, no bounds or wraparound handling."""
-    arr = context.make_array(aryty)(context, builder, ary)
-    idx = [context.cast(builder, i, ity, types.intp), context.cast(builder, j, jty, types.intp)]
-    ptr = cgutils.get_item_pointer(context, builder, aryty, arr, idx, wraparound=False)
-    return builder.bitcast(ptr, _VEC.as_pointer())
+def _item_ptr(context, builder, sig, args):
+    """Pointer to a[i, j] for an intrinsic whose first three arguments are a, i, j (no bounds
+    or wraparound handling), and a's array structure."""
+    arr = context.make_array(sig.args[0])(context, builder, args[0])
+    idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:3], sig.args[1:3])]
+    return cgutils.get_item_pointer(context, builder, sig.args[0], arr, idx,
+                                    wraparound=False), arr
+
+
+def _vec_ptr(context, builder, sig, args):
+    """Pointer to a[i, j] as a <16 x float>*."""
+    return builder.bitcast(_item_ptr(context, builder, sig, args)[0], _VEC.as_pointer())
+
+
+def _splat_lanes(builder, x, vec_type):
+    """x in every lane of a vector of ``vec_type``."""
+    v = builder.insert_element(ir.Constant(vec_type, ir.Undefined), x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vec_type, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
 def _lane_mask(context, builder, n, nty):
     """<16 x i1>: lane k is on when k < n."""
-    n32 = context.cast(builder, n, nty, types.int32)
-    splat = builder.insert_element(ir.Constant(ir.VectorType(_I32, LANES), ir.Undefined), n32,
-                                   ir.Constant(_I32, 0))
-    splat = builder.shuffle_vector(splat, ir.Constant(ir.VectorType(_I32, LANES), ir.Undefined),
-                                   ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    n32 = _splat_lanes(builder, context.cast(builder, n, nty, types.int32),
+                       ir.VectorType(_I32, LANES))
     lanes = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
-    return builder.icmp_signed("<", lanes, splat)
+    return builder.icmp_signed("<", lanes, n32)
+
+
+def _masked_read(context, builder, name, ptrs, n, nty):
+    """A call of the masked load or gather intrinsic ``name`` on ``ptrs``: lanes >= n are 0
+    and touch no memory."""
+    fn = _intrinsic_fn(builder, name, _VEC, [ptrs.type, _I32, _MASK, _VEC])
+    return builder.call(fn, [ptrs, ir.Constant(_I32, _ALIGN),
+                             _lane_mask(context, builder, n, nty),
+                             ir.Constant(_VEC, [0.0] * LANES)])
 
 
 def _intrinsic_fn(builder, name, ret, args):
@@ -81,8 +100,7 @@ def load(typingctx, a, i, j):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:])
-        return builder.load(ptr, align=_ALIGN)
+        return builder.load(_vec_ptr(context, builder, sig, args), align=_ALIGN)
     return f32x16(a, i, j), codegen
 
 
@@ -92,12 +110,8 @@ def load_n(typingctx, a, i, j, n):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:3])
-        mask = _lane_mask(context, builder, args[3], sig.args[3])
-        fn = _intrinsic_fn(builder, "llvm.masked.load.v16f32.p0", _VEC,
-                           [ptr.type, _I32, _MASK, _VEC])
-        zero = ir.Constant(_VEC, [0.0] * LANES)
-        return builder.call(fn, [ptr, ir.Constant(_I32, _ALIGN), mask, zero])
+        return _masked_read(context, builder, "llvm.masked.load.v16f32.p0",
+                            _vec_ptr(context, builder, sig, args), args[3], sig.args[3])
     return f32x16(a, i, j, n), codegen
 
 
@@ -108,28 +122,15 @@ def gather_n(typingctx, a, i, j, n):
         return None
 
     def codegen(context, builder, sig, args):
-        aryty = sig.args[0]
-        arr = context.make_array(aryty)(context, builder, args[0])
-        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:3], sig.args[1:3])]
-        ptr = cgutils.get_item_pointer(context, builder, aryty, arr, idx, wraparound=False)
+        ptr, arr = _item_ptr(context, builder, sig, args)
         stride = cgutils.unpack_tuple(builder, arr.strides, 2)[1]  # bytes between columns
         lanes = ir.Constant(_I64XL, list(range(LANES)))
-        addrs = builder.add(builder.mul(lanes, _splat_int(builder, stride)),
-                            _splat_int(builder, builder.ptrtoint(ptr, _I64)))
+        addrs = builder.add(builder.mul(lanes, _splat_lanes(builder, stride, _I64XL)),
+                            _splat_lanes(builder, builder.ptrtoint(ptr, _I64), _I64XL))
         ptrs = builder.inttoptr(addrs, ir.VectorType(ptr.type, LANES))
-        mask = _lane_mask(context, builder, args[3], sig.args[3])
-        fn = _intrinsic_fn(builder, "llvm.masked.gather.v16f32.v16p0", _VEC,
-                           [ptrs.type, _I32, _MASK, _VEC])
-        zero = ir.Constant(_VEC, [0.0] * LANES)
-        return builder.call(fn, [ptrs, ir.Constant(_I32, _ALIGN), mask, zero])
+        return _masked_read(context, builder, "llvm.masked.gather.v16f32.v16p0", ptrs,
+                            args[3], sig.args[3])
     return f32x16(a, i, j, n), codegen
-
-
-def _splat_int(builder, x):
-    """An i64 value in every lane."""
-    v = builder.insert_element(ir.Constant(_I64XL, ir.Undefined), x, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(v, ir.Constant(_I64XL, ir.Undefined),
-                                  ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
 @intrinsic
@@ -138,8 +139,7 @@ def store(typingctx, a, i, j, v):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:3])
-        builder.store(args[3], ptr, align=_ALIGN)
+        builder.store(args[3], _vec_ptr(context, builder, sig, args), align=_ALIGN)
         return context.get_dummy_value()
     return types.void(a, i, j, v), codegen
 
@@ -150,7 +150,7 @@ def store_n(typingctx, a, i, j, v, n):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _vec_ptr(context, builder, sig.args[0], args[0], args[1], args[2], *sig.args[1:3])
+        ptr = _vec_ptr(context, builder, sig, args)
         mask = _lane_mask(context, builder, args[4], sig.args[4])
         fn = _intrinsic_fn(builder, "llvm.masked.store.v16f32.p0", ir.VoidType(),
                            [_VEC, ptr.type, _I32, _MASK])
@@ -166,10 +166,8 @@ def prefetch(typingctx, a, i, j, write):
         return None
 
     def codegen(context, builder, sig, args):
-        arr = context.make_array(sig.args[0])(context, builder, args[0])
-        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:3], sig.args[1:3])]
-        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], arr, idx, wraparound=False)
-        ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        ptr = builder.bitcast(_item_ptr(context, builder, sig, args)[0],
+                              ir.IntType(8).as_pointer())
         fn = _intrinsic_fn(builder, "llvm.prefetch.p0", ir.VoidType(),
                            [ptr.type, _I32, _I32, _I32])
         rw = ir.Constant(_I32, sig.args[3].literal_value)
@@ -184,10 +182,8 @@ def splat(typingctx, x):
         return None
 
     def codegen(context, builder, sig, args):
-        x32 = context.cast(builder, args[0], sig.args[0], types.float32)
-        v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), x32, ir.Constant(_I32, 0))
-        return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined),
-                                      ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+        return _splat_lanes(builder, context.cast(builder, args[0], sig.args[0], types.float32),
+                            _VEC)
     return f32x16(x), codegen
 
 
