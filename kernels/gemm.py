@@ -448,10 +448,10 @@ def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_
                            0, B, 0, P)
             continue
         for part in prange(parts):
-            rp, up = part // unit_parts, part % unit_parts
+            r0, r1 = part_rows(part // unit_parts, row_parts, B)
+            up = part % unit_parts
             lstm_block_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, h[t], c[t], g_t,
-                           rp * B // row_parts, (rp + 1) * B // row_parts,
-                           up * P // unit_parts, (up + 1) * P // unit_parts)
+                           r0, r1, up * P // unit_parts, (up + 1) * P // unit_parts)
 
 
 # ------------------------------------------------------------------- backward, split by unit
