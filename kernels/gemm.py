@@ -214,11 +214,12 @@ def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES, ap=No
     Lane v of vector q of panel p goes to column p * pstep + q * qstep + v of c: (NR, LANES)
     for a plain product; (LANES, H) turns ``pack_gates``'s unit blocks back into [i f g o].
 
-    ap: a (>= K, MC + pad) buffer, or None (or too short: a single compiled version serves
-    both).  Given one, each MC-row block of ``a`` whose rows
-    are strided (``x.T``) is first copied into it, row k of ap holding the block's k-th values
-    (``pack_rows``).  Read in place, a tile's k-th values lie one row of x apart: 4-8 KB for
-    dz.T, so a block's lines crowd into few cache sets and come from L3.
+    ap: None, or scratch of at least K rows and MC + 16 columns.  With it, each MC-row block
+    of a strided ``a`` (``x.T``) is first copied into it, row k of ap holding the block's k-th
+    values (``pack_rows``).  Read in place, a tile's k-th values lie one row of x apart (4-8 KB
+    for dz.T), so a block's lines crowd into few cache sets and come from L3.  A buffer of
+    fewer than K rows turns the copy off: ``gemm`` passes an empty one when too few panels
+    share the copy, so that one compiled version serves both cases.
     """
     kc = a.shape[1]
     packed = ap is not None and ap.shape[0] >= kc and a.strides[1] != a.itemsize
