@@ -21,6 +21,14 @@ from kernels.gemm import (gemm, lstm_seq_bwd_units, lstm_seq_fwd_fused, pack_gat
 
 BACKENDS = ("cpu", "gpu", "auto")
 
+# A single sequence (B = 1) of at most this many steps runs on BLAS with the float32 weights as
+# they are, not packed for ``kernels.gemm``: its products are vector-matrix products, which
+# BLAS's GEMV does in one pass over the weights, while packing alone takes about two (read and
+# write).  This is generation, one token at a time.  Measured per call (I = 65, B = 1): H = 256,
+# T = 1 91 -> 43 us, T = 2 95 -> 75, T = 3 102 -> 90; H = 1024, T = 1 1947 -> 432 us, T = 4
+# 2308 -> 1338.  With 2 rows or more BLAS's GEMM is the slower one (T = 1, B = 2: 98 -> 154 us).
+GEMV_MAX_STEPS = 3
+
 
 class CPUBackend:
     """NumPy arrays, Numba @njit sequence loops, and GEMMs: float32 ones on the packed-panel
@@ -56,7 +64,9 @@ class CPUBackend:
         if out is None:
             out = np.empty((M, N), np.result_type(a, b))
         parts = threads.gemm_parts(M, K, N)
-        if out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
+        # One row: BLAS's GEMV reads b once, where kernels.gemm would first pack all of it
+        # (K = 256, N = 1024: 47 -> 13 us).  From 2 rows on kernels.gemm is twice as fast.
+        if M > 1 and out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
             gemm(a, b, out, False, parts,
                  None if bias is None else np.ascontiguousarray(bias).reshape(1, N))
             return out
@@ -76,7 +86,8 @@ class CPUBackend:
         scratch: dict of workspace buffers "h_prev" (B,P), "c_prev" (B,H) and "rec" (B,G).
         """
         B, H = c0.shape
-        if xproj.dtype == np.float32 and w_hr_t is None and threads.batch_parts(B) == 1:
+        pack = self._pack(xproj, B)
+        if pack and w_hr_t is None and threads.batch_parts(B) == 1:
             # Under 8 rows: the cell update fused into the recurrent GEMM, and threads split
             # the hidden units (each core keeps its share of W_hh in its own L2).  Larger
             # batches split rows below, whose blocks run all steps without meeting (at M the
@@ -86,7 +97,7 @@ class CPUBackend:
                                gates, np.empty((2, B, H), np.float32), scratch["c_prev"], 1,
                                threads.unit_parts(B, H, wp.shape[0]))
             return
-        w_hh_t, w_hr_t = self._packed(w_hh_t), self._packed(w_hr_t)  # (views of W.T)
+        w_hh_t, w_hr_t = self._packed(w_hh_t, pack), self._packed(w_hr_t, pack)  # (W.T views)
         lstm_seq_fwd_cpu(xproj, w_hh_t, h0, c0, lengths, self._act(act, xproj), reverse, h, c,
                          gates, scratch["h_prev"], scratch["c_prev"], scratch["rec"],
                          threads.batch_parts(B), w_hr_t, h_raw)
@@ -98,7 +109,8 @@ class CPUBackend:
         scratch: dict of workspace buffers "c_prev", "dh_tot" (B,H) and "dh_rec" (B,P).
         """
         B, H = dc.shape
-        if dz.dtype == np.float32 and w_hr is None and threads.batch_parts(B) == 1:
+        pack = self._pack(dz, B)
+        if pack and w_hr is None and threads.batch_parts(B) == 1:
             units = threads.unit_parts(B, H, panels(H))
             if units > 1:  # small batches: threads split the hidden units, as in seq_fwd
                 lstm_seq_bwd_units(dout, gates, c, c0, pack_weights(w_hh), lengths,
@@ -106,7 +118,7 @@ class CPUBackend:
                                    scratch["c_prev"], scratch["dh_tot"], scratch["dh_rec"],
                                    units)
                 return
-        w_hh, w_hr = self._packed(w_hh), self._packed(w_hr)
+        w_hh, w_hr = self._packed(w_hh, pack), self._packed(w_hr, pack)
         lstm_seq_bwd_cpu(dout, gates, c, c0, w_hh, lengths, self._act(act, gates), reverse, dh,
                          dc, dz, scratch["c_prev"], scratch["dh_rec"], scratch["dh_tot"],
                          threads.batch_parts(B), w_hr, dh_proj)
@@ -115,12 +127,20 @@ class CPUBackend:
         pass
 
     @staticmethod
-    def _packed(w):
-        """float32 weights packed for the time loops' GEMM kernel (once per sequence);
-        float64 ones go to BLAS as they are."""
+    def _pack(a, B):
+        """Whether the time loops over ``a`` (T, B, ...) get their weights packed for the
+        float32 GEMM kernel; float64 and short single sequences (GEMV_MAX_STEPS) use BLAS."""
+        return a.dtype == np.float32 and not (B == 1 and a.shape[0] <= GEMV_MAX_STEPS)
+
+    @staticmethod
+    def _packed(w, pack):
+        """The weights for the time loops: packed once per sequence, or as they are for BLAS
+        (which takes C- or F-contiguous arrays, W.T included, without a copy)."""
         if w is None:
             return None
-        return pack_weights(w) if w.dtype == np.float32 else np.ascontiguousarray(w)
+        if pack:
+            return pack_weights(w)
+        return w if _blas_ready(w) else np.ascontiguousarray(w)
 
     @staticmethod
     def _act(act, a):

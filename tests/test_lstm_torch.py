@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import engine
+from engine.backends import GEMV_MAX_STEPS
 from tests.conftest import tol
 from tests.helpers import stack_reference, stack_reference_backward
 
@@ -140,10 +141,11 @@ def test_no_bias_matches_torch(rng):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("L,bi,batch_first,lengths", [
-    (1, False, False, None), (2, True, True, [4, 1, 3]), (3, True, False, None)])
-def test_proj_size_matches_torch(rng, dtype, L, bi, batch_first, lengths):
-    T, B, I, H, P = 4, 3, 5, 7, 3
+@pytest.mark.parametrize("L,bi,batch_first,lengths,T,B", [
+    (1, False, False, None, 4, 3), (2, True, True, [4, 1, 3], 4, 3), (3, True, False, None, 4, 3),
+    (2, True, False, None, 2, 1)])  # one short sequence: unpacked weights (GEMV_MAX_STEPS)
+def test_proj_size_matches_torch(rng, dtype, L, bi, batch_first, lengths, T, B):
+    I, H, P = 5, 7, 3
     D = 2 if bi else 1
     m = engine.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=batch_first, proj_size=P,
                     dtype=dtype, seed=4)
@@ -191,3 +193,28 @@ def test_threaded_time_loops_match_torch(rng, B, H, lengths):
     lengths = None if lengths is None else np.array(lengths)
     pairs = run_both(rng, 6, B, 7, H, 2, True, False, False, True, "float32", lengths=lengths)
     assert_pairs_close(pairs, "float32")
+
+
+@pytest.mark.parametrize("T", [1, GEMV_MAX_STEPS, GEMV_MAX_STEPS + 1])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_single_short_sequence_matches_torch(rng, T, unbatched):
+    """B = 1 (generation, one token at a time): up to GEMV_MAX_STEPS the float32 products run
+    on BLAS with the weights as they are, from one step more on the packed kernels."""
+    pairs = run_both(rng, T, 1, 5, 40, 2, True, False, unbatched, True, "float32")
+    assert_pairs_close(pairs, "float32")
+
+
+def test_single_short_sequence_packs_no_weights(rng, monkeypatch):
+    import engine.backends as backends
+
+    packed = []
+    for name in ("pack_weights", "pack_gates"):
+        real = getattr(backends, name)
+        monkeypatch.setattr(backends, name,
+                            lambda *a, real=real, name=name: packed.append(name) or real(*a))
+    m = engine.LSTM(5, 40, num_layers=2, seed=0)
+    for T, expected in [(GEMV_MAX_STEPS, []), (GEMV_MAX_STEPS + 1, ["pack_gates", "pack_weights"])]:
+        packed.clear()
+        out, _ = m(rng.standard_normal((T, 1, 5)).astype(np.float32))
+        m.backward(rng.standard_normal(out.shape).astype(np.float32))
+        assert sorted(set(packed)) == expected, T
