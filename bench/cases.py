@@ -182,6 +182,71 @@ def make_cases(cfg, mode, backend="cpu", seed=0):
     return eng, ref
 
 
+# ---------------------------------------------------------------------------- generation
+class _Generation:
+    """Generation one token at a time: ``T`` forward calls of one step each on a single
+    sequence (B = 1), the state carried from call to call, no gradients.  This is how the text
+    app samples; each call pays whatever a contender does once per call (weight packing,
+    oneDNN's weight reorder), which a 100-step sequence spreads over its steps."""
+
+    def __init__(self, model, x):
+        self.model, self.x = model, x
+
+    def step(self):
+        state, outs = None, []
+        with self._no_grad():
+            for t in range(len(self.x)):
+                out, state = self.model(self.x[t:t + 1], state)
+                outs.append(out)
+        return outs, state
+
+    def results(self):
+        outs, (h_n, c_n) = self.step()
+        self.sync()
+        return {"output": np.concatenate([to_numpy(o) for o in outs]), "h_n": to_numpy(h_n),
+                "c_n": to_numpy(c_n)}
+
+
+class EngineGeneration(_Generation):
+    label = "engine"
+
+    def __init__(self, cfg, x, backend="cpu", seed=0):
+        model = engine.LSTM(cfg.I, cfg.H, cfg.layers, dtype="float32", backend=backend,
+                            seed=seed)
+        super().__init__(model, model.backend.xp.asarray(x))
+        self._no_grad, self.sync = engine.no_grad, model.backend.synchronize
+
+
+class TorchGeneration(_Generation):
+    label = "torch"
+
+    def __init__(self, cfg, x, state_dict, device="cpu"):
+        ref = TorchCase(cfg, "inference", x, x, state_dict, device)
+        super().__init__(ref.model, ref.x)
+        self._no_grad, self.sync = ref.torch.inference_mode, ref.sync
+
+
+def bench_generation(cfg, backend="cpu", repeats=15, budget_s=10.0, seed=0):
+    """Check, then time ``cfg.T`` one-step calls on one sequence (cfg's B is ignored: B = 1),
+    as ``bench_case`` does a config; the row adds microseconds per generated step."""
+    cfg = Config(cfg.name, cfg.T, 1, cfg.I, cfg.H, cfg.layers)
+    x = np.random.default_rng(seed).standard_normal((cfg.T, 1, cfg.I), dtype=np.float32)
+    eng = EngineGeneration(cfg, x, backend=backend, seed=seed)
+    ref = TorchGeneration(cfg, x, eng.model.state_dict(),
+                          device="cuda" if backend == "gpu" else "cpu")
+    flops = gemm_flops(cfg, "inference")
+    row = {"config": cfg.name, "mode": "generation", "T": cfg.T, "B": 1, "I": cfg.I,
+           "H": cfg.H, "layers": cfg.layers, "gflop": flops / 1e9, "check": check(eng, ref)}
+    if not row["check"]["ok"]:
+        row["status"] = "FAILED"
+        return row
+    row["status"] = "ok"
+    row.update(time_row(eng, ref, repeats, budget_s, flops, None, row["check"]["call_s"]))
+    row["engine_us_per_step"] = 1e3 * row["engine_ms"] / cfg.T
+    row["torch_us_per_step"] = 1e3 * row["torch_ms"] / cfg.T
+    return row
+
+
 # ---------------------------------------------------------------------------- check
 def compare(actual, expected, rtol, atol):
     """(worst error / allowed error, max abs error); the check passes when the ratio <= 1."""

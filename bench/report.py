@@ -227,6 +227,16 @@ def assemble(info, args, rows, sgemm_runs, extras, cpu_start):
     return res
 
 
+def format_generation(row):
+    """One line for ``bench.cases.bench_generation``'s row."""
+    head = (f"generation, one step per call ({row['config']} sizes I={row['I']} H={row['H']}, "
+            f"B=1, {row['T']} calls carrying the state): ")
+    if row["status"] != "ok":
+        return head + f"{row['status']} ({row.get('check', {}).get('worst', row.get('error'))})"
+    return head + (f"engine {row['engine_us_per_step']:.0f} us/step, torch "
+                   f"{row['torch_us_per_step']:.0f} us/step, speedup {row['speedup']:.2f}x")
+
+
 def format_summary(res):
     """The table, the roofline, geomeans, memory, first result and the targets."""
     info = res["info"]
@@ -256,6 +266,9 @@ def format_summary(res):
         lines.append(f"time to first result (import engine + small forward): cold "
                      f"{fr['cold']['first_result_s']:.2f} s, "
                      f"warm {fr['warm']['first_result_s']:.2f} s")
+    gen = res.get("generation")
+    if gen:
+        lines.append(format_generation(gen))
     mem = res.get("memory")
     if mem:
         lines.append(f"L training step peak memory above baseline: engine "

@@ -102,10 +102,18 @@ def run_rows(configs, args, sgemm):
 
 
 def cpu_extras(configs, args):
-    """Peak memory of the L training step and time to first result (CPU backend only)."""
-    from bench import memory
+    """Peak memory of the L training step, time to first result and generation one step per
+    call at B1's sizes (CPU backend only)."""
+    from bench import memory, report
+    from bench.cases import CONFIGS, bench_generation
 
-    extras = {"memory": None, "first_result": memory.first_result()}
+    try:
+        gen = bench_generation(CONFIGS["B1"], repeats=args.repeats, budget_s=args.budget)
+    except Exception as e:  # noqa: BLE001 - as in run_rows: report it, keep the rest
+        gen = {"config": "B1", "mode": "generation", "T": CONFIGS["B1"].T, "I": CONFIGS["B1"].I,
+               "H": CONFIGS["B1"].H, "status": "ERROR", "error": f"{type(e).__name__}: {e}"}
+    print(report.format_generation(gen), flush=True)
+    extras = {"memory": None, "first_result": memory.first_result(), "generation": gen}
     if not args.quick and any(c.name == "L" for c in configs):
         extras["memory"] = memory.peak_memory("L")
     return extras
@@ -137,7 +145,8 @@ def main(argv=None):
     print(report.format_summary(result), flush=True)
     paths = report.write_outputs(result, args.out, plot=not args.no_plot)
     print("wrote " + ", ".join(paths))
-    return 1 if any(r["status"] != "ok" for r in rows) else 0
+    failed = [r for r in rows + [extras.get("generation")] if r and r["status"] != "ok"]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import cases  # noqa: E402
-from bench.cases import MODES, Config, bench_case, check, gemm_flops, make_cases  # noqa: E402
-from bench.report import evaluate_targets, format_row  # noqa: E402
+from bench.cases import (MODES, Config, bench_case, bench_generation, check,  # noqa: E402
+                         gemm_flops, make_cases)
+from bench.report import evaluate_targets, format_generation, format_row  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
@@ -31,6 +32,16 @@ def test_bench_case_checks_then_times(mode):
     assert row["sgemm_fraction"] == pytest.approx(row["engine_gflops"] / 100.0)
     assert row["repeats"] == len(row["engine_samples_ms"]) == len(row["torch_samples_ms"]) >= 3
     assert "x " in format_row(row)
+
+
+def test_bench_generation_checks_then_times():
+    """One-step calls on one sequence (B = 1 whatever the config's B), state carried."""
+    row = bench_generation(TINY, repeats=3, budget_s=0.01)
+    assert row["status"] == "ok" and row["check"]["ok"], row["check"]
+    assert row["B"] == 1 and row["mode"] == "generation"
+    assert row["engine_us_per_step"] == pytest.approx(1e3 * row["engine_ms"] / TINY.T)
+    assert row["speedup"] == pytest.approx(row["torch_ms"] / row["engine_ms"])
+    assert "us/step" in format_generation(row)
 
 
 def test_check_catches_a_wrong_weight():
