@@ -56,8 +56,9 @@ class CPUBackend:
         when large (engine.threads).
 
         float32: ``kernels.gemm``, the bias folded into the product (any strides in ``a`` and
-        ``b``; ``out`` C-contiguous).  float64: Numba's single-threaded BLAS; ``a`` C-contiguous
-        or the transpose of a C-contiguous array, anything else is made contiguous first.
+        ``b``; ``out`` C-contiguous).  float64, and float32 with one row of ``a``: Numba's
+        single-threaded BLAS; ``a`` C-contiguous or the transpose of a C-contiguous array,
+        anything else is made contiguous first.
         """
         M, K = a.shape
         N = b.shape[1]
