@@ -234,16 +234,11 @@ def bench_generation(cfg, backend="cpu", repeats=15, budget_s=10.0, seed=0):
     eng = EngineGeneration(cfg, x, backend=backend, seed=seed)
     ref = TorchGeneration(cfg, x, eng.model.state_dict(),
                           device="cuda" if backend == "gpu" else "cpu")
-    flops = gemm_flops(cfg, "inference")
-    row = {"config": cfg.name, "mode": "generation", "T": cfg.T, "B": 1, "I": cfg.I,
-           "H": cfg.H, "layers": cfg.layers, "gflop": flops / 1e9, "check": check(eng, ref)}
-    if not row["check"]["ok"]:
-        row["status"] = "FAILED"
-        return row
-    row["status"] = "ok"
-    row.update(time_row(eng, ref, repeats, budget_s, flops, None, row["check"]["call_s"]))
-    row["engine_us_per_step"] = 1e3 * row["engine_ms"] / cfg.T
-    row["torch_us_per_step"] = 1e3 * row["torch_ms"] / cfg.T
+    row = checked_row(row_head(cfg, "generation"), eng, ref, repeats, budget_s,
+                      gemm_flops(cfg, "inference"))
+    if row["status"] == "ok":
+        row["engine_us_per_step"] = 1e3 * row["engine_ms"] / cfg.T
+        row["torch_us_per_step"] = 1e3 * row["torch_ms"] / cfg.T
     return row
 
 
@@ -379,19 +374,28 @@ def time_row(eng, ref, repeats, budget_s, flops, sgemm=None, checked_s=None):
     return row
 
 
-def bench_case(cfg, mode, backend="cpu", repeats=15, budget_s=10.0, sgemm=None, seed=0):
-    """Check one config and mode against PyTorch, then time it; one result row (a dict)."""
-    flops = gemm_flops(cfg, mode)
-    row = {"config": cfg.name, "mode": mode, "T": cfg.T, "B": cfg.B, "I": cfg.I, "H": cfg.H,
-           "layers": cfg.layers, "gflop": flops / 1e9}
-    eng, ref = make_cases(cfg, mode, backend=backend, seed=seed)
-    row["check"] = check(eng, ref)
+def row_head(cfg, mode):
+    """The fields that name a result row (also those of a row that raised)."""
+    return {"config": cfg.name, "mode": mode, "T": cfg.T, "B": cfg.B, "I": cfg.I, "H": cfg.H,
+            "layers": cfg.layers}
+
+
+def checked_row(row, eng, ref, repeats, budget_s, flops, sgemm=None):
+    """``row`` completed: the check of eng against ref, then, if it passes, ``time_row``."""
+    row.update(gflop=flops / 1e9, check=check(eng, ref))
     if not row["check"]["ok"]:
         row["status"] = "FAILED"
         return row
     row["status"] = "ok"
     row.update(time_row(eng, ref, repeats, budget_s, flops, sgemm, row["check"]["call_s"]))
     return row
+
+
+def bench_case(cfg, mode, backend="cpu", repeats=15, budget_s=10.0, sgemm=None, seed=0):
+    """Check one config and mode against PyTorch, then time it; one result row (a dict)."""
+    eng, ref = make_cases(cfg, mode, backend=backend, seed=seed)
+    return checked_row(row_head(cfg, mode), eng, ref, repeats, budget_s, gemm_flops(cfg, mode),
+                       sgemm)
 
 
 # ---------------------------------------------------------------------------- roofline

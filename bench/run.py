@@ -93,12 +93,17 @@ def run_rows(configs, args, sgemm):
                 row = bench_case(cfg, mode, backend=args.backend, repeats=args.repeats,
                                  budget_s=args.budget, sgemm=sgemm)
             except Exception as e:  # noqa: BLE001 - one broken row must not hide the others
-                row = {"config": cfg.name, "mode": mode, "T": cfg.T, "B": cfg.B, "I": cfg.I,
-                       "H": cfg.H, "layers": cfg.layers, "status": "ERROR",
-                       "error": f"{type(e).__name__}: {e}"}
+                row = error_row(cfg, mode, e)
             rows.append(row)
             print(format_progress(len(rows), n, row), flush=True)
     return rows
+
+
+def error_row(cfg, mode, e):
+    """The row of a config and mode whose check or timing raised ``e``."""
+    from bench.cases import row_head
+
+    return dict(row_head(cfg, mode), status="ERROR", error=f"{type(e).__name__}: {e}")
 
 
 def cpu_extras(configs, args):
@@ -110,8 +115,7 @@ def cpu_extras(configs, args):
     try:
         gen = bench_generation(CONFIGS["B1"], repeats=args.repeats, budget_s=args.budget)
     except Exception as e:  # noqa: BLE001 - as in run_rows: report it, keep the rest
-        gen = {"config": "B1", "mode": "generation", "T": CONFIGS["B1"].T, "I": CONFIGS["B1"].I,
-               "H": CONFIGS["B1"].H, "status": "ERROR", "error": f"{type(e).__name__}: {e}"}
+        gen = error_row(CONFIGS["B1"], "generation", e)
     print(report.format_generation(gen), flush=True)
     extras = {"memory": None, "first_result": memory.first_result(), "generation": gen}
     if not args.quick and any(c.name == "L" for c in configs):
