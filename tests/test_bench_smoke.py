@@ -93,3 +93,14 @@ def test_a_compiling_first_call_does_not_size_the_row():
     assert cases.sizes_from_check(None) is None
     long_calls = {"engine": cases.WARMUP_SKIP_S, "torch": cases.WARMUP_SKIP_S * 0.6}
     assert cases.sizes_from_check(long_calls) == {k: [v] for k, v in long_calls.items()}
+
+
+def test_device_script_rejects_an_unknown_step_before_writing(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "device.sh"
+    out = subprocess.run(["bash", str(script), "all"], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "o")})
+    assert out.returncode == 2
+    assert "tests|gpu|cpu" in out.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# What only a lent GPU machine can show, in calls that fit its lease (10 minutes a call, 30 in
+# all; see ../.library/device/README.md).  From the repository root, through the device tool:
+#
+#   bash bench/device.sh tests    # the whole test suite, the GPU tests on the device
+#   bash bench/device.sh gpu      # python -m bench.run --backend gpu, both grids, against cuDNN
+#   bash bench/device.sh cpu      # the CPU bench at M and M2 on all of the host's cores
+#
+# Make the calls back to back: the machine keeps Numba's cache only while it stays warm.  The
+# machine has no network, so this runs the project from the working tree (PYTHONPATH) on the
+# machine's own python3, which has numba-cuda, CuPy, PyTorch and pytest.  Each step has its own
+# time limit; logs and results go to $OUT (./out elsewhere) and the last lines printed say how
+# each step ended.  "cpu" matters because the row split gives a thread as few as 4 rows
+# (engine/threads.py, MIN_ROWS_PER_THREAD), measured on 2 cores only.
+set -u
+case "${1:-}" in
+    tests|gpu|cpu) ;;
+    *) echo "usage: bash bench/device.sh tests|gpu|cpu" >&2; exit 2 ;;
+esac
+OUT=${OUT:-out}
+PY=${PY:-python3}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+unset NUMBA_ENABLE_CUDASIM  # on the device, not in the simulator
+
+step() {  # step NAME SECONDS COMMAND...: run it, log to $OUT/NAME.log, note how it ended
+    local name=$1 limit=$2 start=$SECONDS rc
+    shift 2
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    rc=$?
+    tail -n 25 "$OUT/$name.log"
+    echo "$name: exit $rc after $((SECONDS - start)) s (limit $limit s)" | tee -a "$OUT/summary.txt"
+}
+
+machine() {
+    { nvidia-smi || echo "no nvidia-smi"; nproc; $PY -c "
+import importlib
+for name in ('numpy', 'numba', 'numba_cuda', 'cupy', 'torch', 'pytest'):
+    try:
+        print(name, importlib.import_module(name).__version__)
+    except Exception as e:
+        print(name, 'missing:', e)"; } > "$OUT/machine.txt" 2>&1
+}
+
+machine
+case "${1:-}" in
+    tests) step tests 540 $PY -m pytest -q -p no:cacheprovider ;;
+    gpu) step bench-gpu-issue 270 $PY -m bench.run --backend gpu --out "$OUT"
+         step bench-gpu-grid 270 $PY -m bench.run --backend gpu --grid gpu --out "$OUT" ;;
+    cpu) step bench-cpu-all-cores 540 $PY -m bench.run --configs M,M2 --threads "$(nproc)" \
+             --out "$OUT" --no-plot ;;
+esac
