@@ -35,9 +35,9 @@ def drop_stale_cache(package_dir):
     from the package's ``*.py`` files as they are now.  Returns whether it was deleted.
 
     Numba checks only the timestamp of the file that defines a cached function, not of the
-    files it calls into: after an edit to ``gates.py`` the cached kernels of ``cpu.py`` kept
-    running the old cell math (checked; ``tests/test_kernel_cache.py``).  Here the cache is
-    keyed on every source of the package instead.  It must run before the first kernel call
+    files it calls into: after an edit to ``gates.py`` the cached kernels of ``cpu.py`` would
+    keep running the old cell math (``tests/test_kernel_cache.py`` shows it on a two-file
+    package).  Here the cache is keyed on every source of the package instead.  It must run before the first kernel call
     (loading from the cache happens then, not at import).  Only the in-tree cache is kept
     fresh: where the package directory is read-only, or ``NUMBA_CACHE_DIR`` is set, Numba
     caches elsewhere and nothing here touches that.
