@@ -37,10 +37,10 @@ def drop_stale_cache(package_dir):
     Numba checks only the timestamp of the file that defines a cached function, not of the
     files it calls into: after an edit to ``gates.py`` the cached kernels of ``cpu.py`` would
     keep running the old cell math (``tests/test_kernel_cache.py`` shows it on a two-file
-    package).  Here the cache is keyed on every source of the package instead.  It must run before the first kernel call
-    (loading from the cache happens then, not at import).  Only the in-tree cache is kept
-    fresh: where the package directory is read-only, or ``NUMBA_CACHE_DIR`` is set, Numba
-    caches elsewhere and nothing here touches that.
+    package).  Here the cache is keyed on every source of the package instead.  It must run
+    before the first kernel call (loading from the cache happens then, not at import).  Only
+    the in-tree cache is kept fresh: where the package directory is read-only, or
+    ``NUMBA_CACHE_DIR`` is set, Numba caches elsewhere and nothing here touches that.
     """
     cache = os.path.join(package_dir, "__pycache__")
     digest = hashlib.sha256()
