@@ -47,11 +47,7 @@ def check_array(name, a, dtype, shape, shape_text):
     shape: tuple of expected sizes (None matches any size); shape_text names the dims for the
     error message, e.g. "(T, B, input_size=8)".
     """
-    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
-        if isinstance(a, (list, tuple)):
-            a = np.asarray(a)
-        else:
-            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    a = as_array(name, a, dtype)
     if a.dtype != dtype:
         raise TypeError(f"{name} must have dtype {np.dtype(dtype).name} (the module's dtype), "
                         f"got {a.dtype}; convert it with .astype('{np.dtype(dtype).name}')")
@@ -62,6 +58,24 @@ def check_array(name, a, dtype, shape, shape_text):
     if not bool(array_module(a).isfinite(a).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     return a
+
+
+def as_array(name, a, dtype=None):
+    """``a`` as a NumPy or CuPy array, without copying an array that already is one.
+
+    Lists and tuples take ``dtype``, having none of their own.  Other array-likes (a CPU torch
+    tensor, a pandas frame) go through ``np.asarray`` and keep their dtype, for the caller to
+    check: a float64 tensor is refused like a float64 array, not silently cast.
+    """
+    if isinstance(a, np.ndarray) or array_module(a) is not np:
+        return a
+    if not isinstance(a, (list, tuple)) and not hasattr(a, "__array__"):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    try:
+        return np.asarray(a, dtype=dtype if isinstance(a, (list, tuple)) else None)
+    except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, tensors needing grad
+        raise TypeError(f"{name} must be a NumPy array or convertible to one, got "
+                        f"{type(a).__name__}: {e}") from e
 
 
 def array_module(a):

@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import (array_module, check_array, check_choice, check_dtype, check_int,
-                           check_state_dict)
+from engine.checks import (array_module, as_array, check_array, check_choice, check_dtype,
+                           check_int, check_state_dict)
 
 DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
 
@@ -71,7 +71,8 @@ class Dense(ParamModule):
 
     def forward(self, x):
         """x: (..., F_in) of the layer's dtype, any rank >= 1.  Returns y: (..., F_out)."""
-        ndim = getattr(x, "ndim", np.ndim(x))
+        x = as_array("input", x, self.dtype)
+        ndim = x.ndim
         if ndim < 1:
             raise ValueError(f"input must have shape (..., in_features={self.in_features}), "
                              f"got a scalar")

@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import (check_array, check_choice, check_dtype, check_int, check_lengths,
-                           check_probability, check_state_dict)
+from engine.checks import (as_array, check_array, check_choice, check_dtype, check_int,
+                           check_lengths, check_probability, check_state_dict)
 from engine.grad import is_grad_enabled
 from kernels import ACTIVATIONS
 
@@ -360,7 +360,8 @@ class LSTM:
 
     # ------------------------------------------------------------------ checks and layouts
     def _check_input(self, x):
-        ndim = getattr(x, "ndim", np.ndim(x))
+        x = as_array("input", x, self.dtype)
+        ndim = x.ndim
         I = self.input_size
         if ndim == 2:
             shape, text = (None, I), f"(T, input_size={I}) for unbatched input"
@@ -370,7 +371,7 @@ class LSTM:
         else:
             order = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
             raise ValueError(f"input must be 3-D {order} or 2-D (T, input_size) unbatched, with "
-                             f"input_size={I}; got shape {np.shape(x)}")
+                             f"input_size={I}; got shape {x.shape}")
         x = check_array("input", x, self.dtype, shape, text)
         return self._to_time_major(self.backend.asarray(x), ndim == 2), ndim == 2
 

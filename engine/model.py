@@ -16,7 +16,7 @@ directions) and masks the loss, so padded steps never reach the result or the gr
 import numpy as np
 from tqdm.auto import tqdm
 
-from engine.checks import check_int, check_lengths
+from engine.checks import as_array, check_int, check_lengths
 from engine.grad import no_grad
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
@@ -326,14 +326,14 @@ class Sequential:
 
     def _check_data(self, x, y, lengths):
         """Validate host data: N rows everywhere, dtypes, lengths in [1, T]."""
-        x = np.asarray(x) if isinstance(x, (list, tuple)) else x
-        if not hasattr(x, "shape") or x.ndim < 2:
+        x = as_array("x", x)
+        if x.ndim < 2:
             raise ValueError(f"x must be an array (N, T, ...) with N samples, got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         N = x.shape[0]
         if y is not None:
-            y = np.asarray(y) if isinstance(y, (list, tuple)) else y
-            if not hasattr(y, "shape") or y.ndim < 1 or y.shape[0] != N:
+            y = as_array("y", y)
+            if y.ndim < 1 or y.shape[0] != N:
                 raise ValueError(f"y must have N={N} rows like x, got shape "
                                  f"{getattr(y, 'shape', None)}")
             if self.loss == "cross_entropy" and not np.issubdtype(y.dtype, np.integer):

@@ -122,11 +122,29 @@ def test_constructor_rejects_bad_arguments(kw, exc, text):
     (np.ones((3, 2, 4), np.float64), TypeError, "input must have dtype float32"),
     (np.ones((3, 2, 4), np.int64), TypeError, "input must have dtype float32"),
     (np.ones((0, 2, 4), np.float32), ValueError, "must not be empty"),
-    ("abc", ValueError, "input must be 3-D"),
+    ("abc", TypeError, "input must be an array, got str"),
 ])
 def test_forward_rejects_bad_input(x, exc, text):
     with pytest.raises(exc, match=text):
         make()(x)
+
+
+def test_forward_converts_array_likes(rng):
+    """Lists take the module's dtype; a CPU torch tensor is read through np.asarray and must
+    have that dtype itself, as an array must."""
+    m = make()
+    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    want = m(x)[0]
+    np.testing.assert_array_equal(m(x.tolist())[0], want)
+    np.testing.assert_array_equal(m(torch.from_numpy(x))[0], want)
+    with pytest.raises(TypeError, match="input must have dtype float32.*got float64"):
+        m(torch.from_numpy(x.astype(np.float64)))
+    with pytest.raises(TypeError, match="input must be a NumPy array or convertible.*detach"):
+        m(torch.from_numpy(x).requires_grad_())
+    with pytest.raises(TypeError, match="input must be a NumPy array or convertible"):
+        m([[[0.0] * 4] * 2, [[0.0] * 4]])  # ragged
+    with pytest.raises(TypeError, match=r"state\[h\] must be an array, got set"):
+        m(x, ({1}, x[:1]))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -234,6 +234,10 @@ def test_rejects_bad_arguments(rng):
         m.fit(x, y[:5], verbose=False)
     with pytest.raises(TypeError, match="integer class ids"):
         m.fit(x, y.astype(np.float32), verbose=False)
+    with pytest.raises(TypeError, match="x must be an array, got int"):
+        m.fit(5, y, verbose=False)
+    with pytest.raises(ValueError, match=r"x must be an array \(N, T, ...\)"):
+        m.fit(x[0], y, verbose=False)
     with pytest.raises(ValueError, match=r"1\.\.T=5"):
         m.fit(x, y, lengths=np.array([1, 2, 3, 4, 5, 6]), verbose=False)
     with pytest.raises(ValueError, match=r"1\.\.T=5"):
