@@ -16,7 +16,7 @@ directions) and masks the loss, so padded steps never reach the result or the gr
 import numpy as np
 from tqdm.auto import tqdm
 
-from engine.checks import as_array, check_int, check_lengths
+from engine.checks import array_module, as_array, check_int, check_lengths
 from engine.grad import no_grad
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
@@ -185,7 +185,8 @@ class Sequential:
 
         Args:
             x: (N, T, I) of the model's dtype, or (N, T) ints for an Embedding first layer.
-            y: targets (see the module docstring), N rows.
+            y: targets (see the module docstring), N rows.  All of x and y is checked before
+                the first batch (``_check_inputs``, ``_check_targets``).
             epochs, batch_size: ints >= 1; the last batch may be smaller.
             validation_data: optional (x_val, y_val) or (x_val, y_val, lengths_val).
             shuffle, seed: the order of epoch e is a permutation drawn from seed and the
@@ -326,28 +327,92 @@ class Sequential:
 
     def _check_data(self, x, y, lengths):
         """Validate host data: N rows everywhere, dtypes, lengths in [1, T]."""
-        x = as_array("x", x)
+        ids = isinstance(self.layers[0], Embedding)
+        x = as_array("x", x, None if ids else self.dtype)
         if x.ndim < 2:
             raise ValueError(f"x must be an array (N, T, ...) with N samples, got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
+        self._check_inputs(x, ids)
         N = x.shape[0]
         if y is not None:
-            y = as_array("y", y)
-            if y.ndim < 1 or y.shape[0] != N:
-                raise ValueError(f"y must have N={N} rows like x, got shape "
-                                 f"{getattr(y, 'shape', None)}")
-            if self.loss == "cross_entropy" and not np.issubdtype(y.dtype, np.integer):
-                raise TypeError(f"y must hold integer class ids for cross_entropy, got dtype "
-                                f"{y.dtype}")
+            y = as_array("y", y, None if self.loss == "cross_entropy" else self.dtype)
+            self._check_targets(y, N, x.shape[1])
         if lengths is not None:
             lengths = check_lengths(lengths, N, x.shape[1])
         return x, y, lengths
+
+    def _check_inputs(self, x, ids):
+        """All of x against the first layer, so that a bad sample stops fit before the first
+        batch rather than in the middle of an epoch."""
+        first, xp = self.layers[0], array_module(x)
+        if ids:
+            if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
+                raise TypeError(f"x must be (N, T) integer token ids for the Embedding, got "
+                                f"shape {tuple(x.shape)} dtype {x.dtype}")
+            lo, hi = int(xp.min(x)), int(xp.max(x))
+            if lo < 0 or hi >= first.num_embeddings:
+                raise ValueError(f"x must hold token ids in [0, {first.num_embeddings}), got "
+                                 f"values in [{lo}, {hi}]")
+            return
+        size = first.input_size if isinstance(first, LSTM) else first.in_features
+        if x.ndim != 3 or x.shape[2] != size:
+            raise ValueError(f"x must have shape (N, T, {size}) for the first layer, got "
+                             f"{tuple(x.shape)}")
+        if x.dtype != self.dtype:
+            raise TypeError(f"x must have dtype {self.dtype.name} (the model's dtype), got "
+                            f"{x.dtype}; convert it with .astype('{self.dtype.name}')")
+        if not bool(xp.isfinite(x).all()):
+            raise ValueError("x contains NaN or Inf")
+
+    def _check_targets(self, y, N, T):
+        """y against this model's output and loss: (N,) or (N, T) class ids in [0, F) for
+        cross-entropy, (N, F) or (N, T, F) floats of the model's dtype for MSE."""
+        F = _out_features(self.layers[-1])
+        lead = ((f"N={N}", N),) if self.output == "many_to_one" else \
+            ((f"N={N}", N), (f"T={T}", T))
+        if self.loss == "mse":
+            lead += ((f"F={F}", F),)
+        want = "(" + ", ".join(name for name, _ in lead) + ("," if len(lead) == 1 else "") + ")"
+        if tuple(y.shape) != tuple(n for _, n in lead):
+            raise ValueError(f"y must have shape {want} for {self.output} output and "
+                             f"{self.loss} loss, got {tuple(y.shape)}")
+        xp = array_module(y)
+        if self.loss == "cross_entropy":
+            if not np.issubdtype(y.dtype, np.integer):
+                raise TypeError(f"y must hold integer class ids for cross_entropy, got dtype "
+                                f"{y.dtype}")
+            lo, hi = int(xp.min(y)), int(xp.max(y))
+            if lo < 0 or hi >= F:
+                raise ValueError(f"y must hold class ids in [0, {F}) for the last layer's {F} "
+                                 f"outputs, got values in [{lo}, {hi}]")
+        elif y.dtype != self.dtype:
+            raise TypeError(f"y must have dtype {self.dtype.name} (the model's dtype), got "
+                            f"{y.dtype}; convert it with .astype('{self.dtype.name}')")
+        elif not bool(xp.isfinite(y).all()):
+            raise ValueError("y contains NaN or Inf")
 
     def save(self, path):
         """Write weights, optimizer state and configuration to one .npz, atomically."""
         from engine.checkpoint import save
 
         save(self, path)
+
+    def summary(self):
+        """Print one line per layer (output shape, parameter count) and the total, as Keras's
+        ``model.summary()`` does."""
+        rows, lead = [], "(N, T, "
+        for i, layer in enumerate(self.layers):
+            n = sum(int(p.size) for p in layer.params.values())
+            rows.append((f"{i}: {type(layer).__name__}", f"{lead}{_out_features(layer)})", n))
+            if i == self._gather_after:
+                rows[-1] = (rows[-1][0] + " (last step)", f"(N, {_out_features(layer)})", n)
+                lead = "(N, "
+        total = sum(n for *_, n in rows)
+        lines = [f"{'layer':<28}{'output shape':<20}{'parameters':>12}", "-" * 60]
+        lines += [f"{name:<28}{shape:<20}{n:>12,}" for name, shape, n in rows]
+        lines += ["-" * 60, f"{'total':<48}{total:>12,}",
+                  f"dtype {self.dtype.name}, backend {self.backend.name}, output {self.output}"]
+        print("\n".join(lines))
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
@@ -389,6 +454,15 @@ def _check_layers(layers):
     return list(layers)
 
 
+
+
+def _out_features(layer):
+    """Size of the last axis of a layer's output."""
+    if isinstance(layer, Dense):
+        return layer.out_features
+    if isinstance(layer, LSTM):
+        return layer.num_directions * layer.output_size
+    return layer.embedding_dim
 
 
 def _unpack_validation(data):

@@ -1,5 +1,7 @@
 """Sequential: gradients against PyTorch (many-to-one with lengths, many-to-many with a mask),
 truncated BPTT, training on small synthetic tasks, determinism, argument checks."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -223,6 +225,37 @@ def test_verbose_shows_a_progress_bar(rng, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("output", ["many_to_one", "many_to_many"])
+def test_fit_checks_all_data_before_the_first_batch(rng, output):
+    """Every sample is checked against the first layer and the output before any update, so a
+    bad last sample cannot stop an epoch half way with the weights already changed."""
+    m = Sequential([LSTM(3, 4, batch_first=True, seed=0), Dense(4, 2, seed=1)], output=output)
+    m.compile("mse", SGD(0.1))
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    x = rng.standard_normal((6, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((6, 2) if output == "many_to_one" else (6, 5, 2)).astype(np.float32)
+    want = "(N=6, F=2)" if output == "many_to_one" else "(N=6, T=5, F=2)"
+    bad_x, bad_y = x.copy(), y.copy()
+    bad_x[-1, -1, -1] = np.nan
+    bad_y[-1] = np.inf
+    cases = [
+        ((bad_x, y), ValueError, "x contains NaN or Inf"),
+        ((x[:, :, :2], y), ValueError, r"x must have shape \(N, T, 3\) for the first layer"),
+        ((x.astype(np.float64), y), TypeError, "x must have dtype float32"),
+        ((x, bad_y), ValueError, "y contains NaN or Inf"),
+        ((x, y[..., :1]), ValueError, f"y must have shape {re.escape(want)} for {output}"),
+        ((x, y.astype(np.float64)), TypeError, "y must have dtype float32"),
+    ]
+    for args, exc, text in cases:
+        with pytest.raises(exc, match=text):
+            m.fit(*args, batch_size=2, verbose=False)
+        with pytest.raises(exc, match=text):
+            m.evaluate(*args)
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    assert m.fit(x.tolist(), y.tolist(), batch_size=2, verbose=False)["loss"][0] > 0
+
+
 def test_rejects_bad_arguments(rng):
     x = rng.integers(0, 9, (6, 5))
     y = rng.integers(0, 3, 6)
@@ -236,6 +269,12 @@ def test_rejects_bad_arguments(rng):
         m.fit(x, y.astype(np.float32), verbose=False)
     with pytest.raises(TypeError, match="x must be an array, got int"):
         m.fit(5, y, verbose=False)
+    with pytest.raises(ValueError, match=r"token ids in \[0, 9\), got values in \[\d, 9\]"):
+        m.fit(np.where(x == 0, 9, x), y, verbose=False)
+    with pytest.raises(ValueError, match=r"class ids in \[0, 3\).*\[-1, 2\]"):
+        m.fit(x, np.where(y == 0, -1, y), verbose=False)
+    with pytest.raises(ValueError, match=r"y must have shape \(N=6,\) for many_to_one"):
+        m.fit(x, y[:, None], verbose=False)
     with pytest.raises(ValueError, match=r"x must be an array \(N, T, ...\)"):
         m.fit(x[0], y, verbose=False)
     with pytest.raises(ValueError, match=r"1\.\.T=5"):
@@ -315,3 +354,17 @@ def test_tiny_classifier_and_regressor_train_on_both_backends(rng, backend):
     reg.compile("mse", Adam(lr=0.3))
     h = reg.fit(x, y_reg, epochs=4, batch_size=8, seed=0, verbose=False)
     assert h["loss"][-1] < 0.5 * h["loss"][0]
+
+
+def test_summary_counts_parameters_like_torch_and_shows_output_shapes(rng, capsys):
+    m = Sequential([Embedding(60, 16, seed=0),
+                    LSTM(16, 32, num_layers=2, batch_first=True, bidirectional=True, seed=1),
+                    Dense(64, 5, seed=2)], output="many_to_one")
+    m.summary()
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    n_lstm = sum(p.numel() for p in torch.nn.LSTM(16, 32, 2, bidirectional=True).parameters())
+    assert lines["0:"][-3:] == ["T,", "16)", "960"]
+    assert lines["1:"][-3:] == ["(N,", "64)", f"{n_lstm:,}"]
+    assert lines["2:"][-3:] == ["(N,", "5)", "325"]
+    assert lines["total"][-1] == f"{960 + n_lstm + 325:,}"
+    assert m.predict(rng.integers(0, 60, (3, 4))).shape == (3, 5)
