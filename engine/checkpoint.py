@@ -5,7 +5,9 @@ Entries:
     __format__   str "lstm-engine-checkpoint"
     __version__  int FORMAT_VERSION
     __config__   str, JSON: layers (type + constructor arguments), output mode, forget_bias,
-                 compile settings (loss, optimizer config, clip_norm), epochs completed
+                 compile settings (loss, optimizer config, clip_norm), epochs completed, and
+                 the model's ``metadata`` (what a user needs to feed it new data: a
+                 vocabulary, a scaler's statistics)
     param/<i>.<name>        every parameter (``Sequential.state_dict`` keys)
     optim/<i>.<name>/<buf>  optimizer buffers (momentum, exp_avg, exp_avg_sq)
 
@@ -50,7 +52,7 @@ def save(model, path):
     config = {
         "layers": [layer_config(layer) for layer in model.layers],
         "output": model.output, "forget_bias": model.forget_bias, "epoch": model.epoch,
-        "compile": None,
+        "compile": None, "metadata": _check_metadata(model.metadata),
     }
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
     if model.loss is not None:
@@ -64,10 +66,30 @@ def save(model, path):
     _write_atomic(os.fspath(path), arrays)
 
 
+def _check_metadata(metadata):
+    """``metadata`` if JSON can hold it exactly (checked before any file is touched)."""
+    if not isinstance(metadata, dict):
+        raise TypeError(f"model.metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        if json.loads(json.dumps(metadata, allow_nan=False)) == metadata:
+            return metadata
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"model.metadata must hold only JSON values (dict with str keys, "
+                        f"list, str, finite float, int, bool, None): {e}") from e
+    raise TypeError("model.metadata must hold only JSON values (dict with str keys, list, "
+                    "str, finite float, int, bool, None): tuples or non-str keys would come "
+                    "back changed")
+
+
 def _write_atomic(path, arrays):
+    """Write a temporary file beside ``path``, fsync it, rename it over ``path`` and fsync
+    the directory, so ``path`` holds the old or the new checkpoint, never a part of one."""
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save to {path}: no directory {directory}")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from other users
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -77,6 +99,17 @@ def _write_atomic(path, arrays):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a crash
+    finally:
+        os.close(dir_fd)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path, backend=None):
@@ -122,6 +155,7 @@ def _build(config, arrays, backend):
     model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items()
                            if k.startswith("param/")})
     model.epoch = int(config["epoch"])
+    model.metadata = config.get("metadata", {})  # absent in files saved before it existed
     comp = config["compile"]
     if comp is not None:
         optimizer = optimizer_from_config(comp["optimizer"])

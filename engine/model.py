@@ -73,6 +73,9 @@ class Sequential:
         self.dtype = self.layers[0].dtype
         self.loss = self.optimizer = self.clip_norm = None
         self.epoch = 0  # epochs completed by fit, saved in checkpoints
+        # What a user needs to feed the model new data (a vocabulary, a scaler's statistics):
+        # any JSON-serialisable dict, saved in checkpoints and restored by engine.load.
+        self.metadata = {}
         self._saved = None
 
     # ------------------------------------------------------------------ parameters

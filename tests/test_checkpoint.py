@@ -117,3 +117,33 @@ def test_rejects_inconsistent_contents(tmp_path):
     np.savez(odd, **arrays)
     with pytest.raises(ValueError, match="odd.npz"):
         engine.load(odd)
+
+
+def test_metadata_round_trips_and_bad_metadata_writes_nothing(tmp_path):
+    model = _model(Adam())
+    model.metadata = {"vocab": "abcé\n", "scaler": {"mean": [1.5, -2.0], "scale": 0.25},
+                      "window": 60, "classes": ["a", "b"], "note": None, "ok": True}
+    path = tmp_path / "ck.npz"
+    model.save(path)
+    assert engine.load(path).metadata == model.metadata
+    before = path.read_bytes()
+    for bad, text in [({"t": (1, 2)}, "come back changed"), ({1: "x"}, "come back changed"),
+                      ({"x": np.float32(1)}, "JSON values"), ({"x": float("nan")}, "JSON"),
+                      (["not", "a", "dict"], "must be a dict")]:
+        model.metadata = bad
+        with pytest.raises(TypeError, match=text):
+            model.save(path)
+        assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ck.npz"]
+
+
+def test_save_names_a_missing_directory_and_follows_the_umask(tmp_path):
+    model = _model(Adam())
+    with pytest.raises(FileNotFoundError, match=r"cannot save to .*m\.npz: no directory"):
+        model.save(tmp_path / "no" / "such" / "m.npz")
+    old = os.umask(0o027)
+    try:
+        model.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
