@@ -64,6 +64,20 @@ class StandardScaler:
         self._check_fitted("inverse_transform")
         return np.asarray(z, dtype=np.float64) * self.scale_ + self.mean_
 
+    def state(self):
+        """{"mean": ..., "scale": ...} as JSON values (floats or lists), for a model's
+        metadata; ``from_state`` rebuilds the scaler exactly."""
+        self._check_fitted("state")
+        return {"mean": np.asarray(self.mean_).tolist(),
+                "scale": np.asarray(self.scale_).tolist()}
+
+    @classmethod
+    def from_state(cls, state):
+        scaler = cls()
+        scaler.mean_ = np.asarray(state["mean"], dtype=np.float64)
+        scaler.scale_ = np.asarray(state["scale"], dtype=np.float64)
+        return scaler
+
 
 def make_windows(series, window, horizon=1):
     """Sliding input windows and the values that follow them.
@@ -87,8 +101,8 @@ def make_windows(series, window, horizon=1):
 class CharVocab:
     """Character-level vocabulary: ``chars[i]`` is the character with id i.
 
-    Build one from the training text with ``CharVocab.from_text``; save ``vocab.chars`` (a str)
-    beside a model and rebuild it with ``CharVocab(chars)``.
+    Build one from the training text with ``CharVocab.from_text``; keep ``vocab.chars`` (a str)
+    in the model's ``metadata`` and rebuild it with ``CharVocab(chars)``.
     """
 
     def __init__(self, chars):

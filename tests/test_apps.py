@@ -8,8 +8,13 @@ import sys
 import numpy as np
 import pytest
 
+import engine
 from engine.__main__ import main
 from engine.apps import classify, forecast, stocks, text
+from engine.apps.common import AppError
+from engine.baselines import rmse_per_horizon
+from engine.datasets import read_csv_series
+from engine.windows import StandardScaler, chronological_split, make_windows
 
 TINY = dict(epochs=1, hidden=8, quiet=True)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,6 +88,24 @@ def test_forecast_user_csv(series_csv, tmp_path):
                                     "beats_persistence_every_horizon", "beats_ar_on_mean"])
     assert set(m["test_rmse_per_horizon"]) == {"lstm", "persistence", "ar12"}
     assert all(len(v) == 3 for v in m["test_rmse_per_horizon"].values())
+
+
+def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
+    """The checkpoint alone (weights plus metadata) reproduces the app's test forecasts."""
+    path = tmp_path / "f.npz"
+    m = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3,
+                     save=str(path), **TINY)
+    model = engine.load(path)
+    meta = model.metadata
+    assert (meta["command"], meta["window"], meta["horizon"], meta["mode"]) == \
+        ("forecast", 12, 3, "direct")
+    scaler = StandardScaler.from_state(meta["scaler"])
+    X, Y = make_windows(read_csv_series(series_csv, "level"), 12, 3)
+    test = chronological_split(len(X))[2]
+    scaled = forecast.forecast_scaled(model, scaler.transform(X[test]).astype(np.float32), 3,
+                                      "direct")
+    np.testing.assert_allclose(rmse_per_horizon(scaler.inverse_transform(scaled), Y[test]),
+                               m["test_rmse_per_horizon"]["lstm"], rtol=1e-6)
 
 
 def test_forecast_recursive_matches_horizon(series_csv):
@@ -191,6 +214,25 @@ def test_cli_save_then_sample(text_file, tmp_path):
     assert r.stdout.startswith("fox") and len(r.stdout.rstrip("\n")) >= 53 - 2
     m = text.run(load=str(model), sample=50, prime="fox", quiet=True)
     assert len(m["sample"]) == 53
+    assert not text.vocab_path(model).exists()  # the vocabulary lives in the checkpoint
+    assert set(engine.load(model).metadata["vocab"]) == set(text_file.read_text())
+
+
+def test_text_load_reads_older_saves_and_refuses_other_models(text_file, tmp_path):
+    """Saves from before the vocabulary moved into the checkpoint kept it in a .vocab.json
+    beside the model; a model saved by another command is refused by name."""
+    model = tmp_path / "char.npz"
+    text.run(text=str(text_file), epochs=1, hidden=8, seq=20, sample=0, save=str(model),
+             quiet=True)
+    loaded = engine.load(model)
+    chars = loaded.metadata.pop("vocab")
+    loaded.save(model)
+    text.vocab_path(model).write_text(json.dumps({"chars": chars}), encoding="utf-8")
+    assert text.run(load=str(model), sample=5, prime="fox", quiet=True)["sample"][:3] == "fox"
+    loaded.metadata = {"command": "forecast"}
+    loaded.save(model)
+    with pytest.raises(AppError, match="saved by the 'forecast' command"):
+        text.run(load=str(model), sample=5, quiet=True)
 
 
 # ------------------------------------------------------------------------------ bad data

@@ -87,7 +87,11 @@ def run(args=None, **overrides):
     model = build_model(args, xtr.shape[2], C)
     history = model.fit(xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
                         seed=args.seed, lengths=ltr, verbose=not args.quiet)
-    save_model(model, args, report)
+    save_model(model, args, report, command="classify", scaler=scaler.state(),
+               classes=list(names),
+               input="sequences of feature rows scaled by `scaler`, zero-padded to "
+                     "(N, T_max, F) with their lengths",
+               output="one score per class of `classes`")
     pred = np.argmax(model.predict(xte, lengths=lte), axis=1)
     cm = confusion_matrix(yte, pred, C)
     metrics = {"command": "classify", "data": data, "classes": names,

@@ -118,10 +118,13 @@ def pyplot():
     return plt
 
 
-def save_model(model, args, report):
-    """``model.save(args.save)`` when --save was given."""
+def save_model(model, args, report, **metadata):
+    """``model.save(args.save)`` when --save was given, with ``metadata`` (what a user needs
+    to prepare new data for the model) in the checkpoint, as ``model.metadata`` after
+    ``engine.load``."""
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        model.metadata = metadata
         model.save(args.save)
         report(f"saved the model to {args.save}")
 

@@ -99,7 +99,11 @@ def run(args=None, **overrides):
     history = fit_early_stopping(model, (d["Xs"][train], d["Ds"][train, :k]),
                                  (d["Xs"][val], d["Ds"][val, :k]), args, args.batch_size,
                                  args.patience, report)
-    save_model(model, args, report)
+    save_model(model, args, report, command="forecast", window=args.window,
+               horizon=args.horizon, mode=args.mode, scaler=d["scaler"].state(),
+               input="the last `window` values, scaled by `scaler`, shape (N, window, 1)",
+               output="scaled change from the last input value for each of the next "
+                      "`horizon` steps (one step in recursive mode)")
     metrics = evaluate(model, d, args, name, history)
     print_table(metrics, report)
     return write_outputs(args, "forecast", metrics,

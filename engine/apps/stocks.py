@@ -90,7 +90,12 @@ def run(args=None, **overrides):
     model = build_model(args)
     history = fit_early_stopping(model, (Xs[train], Ys[train]), (Xs[val], Ys[val]), args,
                                  args.batch_size, args.patience, report)
-    save_model(model, args, report)
+    save_model(model, args, report, command="stocks", window=args.window,
+               input_scale=float(sx.scale_[0]), target_scaler=sy.state(),
+               input="the last `window` daily log returns r and |r|, divided by "
+                     "`input_scale`, shape (N, window, 2)",
+               output="next-day log return and 5-day realised volatility, scaled by "
+                      "`target_scaler`")
     pred = sy.inverse_transform(model.predict(Xs[test]))
     metrics = evaluate(pred, Y, last_vol, (train, test), prices.name, history)
     metrics["window"] = args.window

@@ -10,7 +10,7 @@ lowest held-out loss are kept.  The held-out loss is reported in nats and bits p
 
 Generation: ``--sample N --temperature T --prime TEXT`` prints N characters after training,
 or, with ``--load MODEL``, from a model saved earlier by ``--save MODEL`` (its vocabulary is
-saved beside it as ``MODEL`` with the suffix ``.vocab.json``).
+saved in the checkpoint, as ``model.metadata["vocab"]``).
 """
 import json
 import math
@@ -187,14 +187,22 @@ def sample(model, vocab, n, temperature=1.0, prime="\n", seed=0):
 
 
 def vocab_path(model_path):
+    """Where models saved before the vocabulary moved into the checkpoint kept it."""
     return Path(model_path).with_suffix(".vocab.json")
 
 
 def load_model(args):
-    """(model, vocab) from --load and the vocabulary saved beside it."""
+    """(model, vocab) from --load: the vocabulary is in the checkpoint's metadata (or, for
+    older saves, in a .vocab.json beside it)."""
     with user_data():
         model = engine.load(args.load, backend=args.backend)
-        chars = json.loads(vocab_path(args.load).read_text(encoding="utf-8"))["chars"]
+        command = model.metadata.get("command", "text")
+        if command != "text":
+            raise AppError(f"{args.load}: a model saved by the {command!r} command, not by "
+                           f"'text'")
+        chars = model.metadata.get("vocab")
+        if chars is None:
+            chars = json.loads(vocab_path(args.load).read_text(encoding="utf-8"))["chars"]
     return model, CharVocab(chars)
 
 
@@ -212,9 +220,8 @@ def run(args=None, **overrides):
     model = build_model(args, len(vocab))
     hist = train(model, train_ids, val_ids, args, report)
     nats = heldout_nats(model, val_ids)
-    save_model(model, args, report)
-    if args.save:
-        vocab_path(args.save).write_text(json.dumps({"chars": vocab.chars}), encoding="utf-8")
+    save_model(model, args, report, command="text", vocab=vocab.chars,
+               input="character ids: position in `vocab`", output="next-character logits")
     metrics = {
         "command": "text", "data": name, "n_chars": len(text), "vocab_size": len(vocab),
         "heldout_chars": int(len(val_ids)), "heldout_nats_per_char": float(nats),
