@@ -13,6 +13,8 @@ Output modes:
 Variable lengths: ``lengths`` goes to every LSTM (``pack_padded_sequence`` semantics, both
 directions) and masks the loss, so padded steps never reach the result or the gradients.
 """
+import sys
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -183,7 +185,7 @@ class Sequential:
         return self
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
-            lengths=None, tbptt=None, verbose=True):
+            lengths=None, tbptt=None, patience=None, verbose=True):
         """Train with mini-batches; returns {"loss": [...], "val_loss": [...]} per epoch.
 
         Args:
@@ -198,7 +200,14 @@ class Sequential:
             tbptt: optional chunk length K (many_to_many only): each batch is cut into chunks
                 of K steps, with one update per chunk and (h, c) carried between chunks
                 without backpropagating through the boundary.
-            verbose: show a tqdm bar with the running loss and samples/s.
+            patience: optional int >= 1 (needs validation_data): early stopping.  Training
+                stops once val_loss has not improved for ``patience`` epochs, and the weights
+                of the epoch with the lowest val_loss are restored, as Keras's
+                ``EarlyStopping(patience=..., restore_best_weights=True)``; the history then
+                holds "best_epoch" (1-based, counted within this call; None if no val_loss was
+                finite, and the last weights are kept).
+            verbose: show a tqdm bar with the running loss and samples/s, and each epoch's
+                val_loss.
         """
         self._require_compiled()
         x, y, lengths = self._check_data(x, y, lengths)
@@ -211,16 +220,39 @@ class Sequential:
             if any(getattr(layer, "bidirectional", False) for layer in self.layers):
                 raise ValueError("tbptt needs unidirectional LSTMs: a reverse direction cannot "
                                  "carry its state from one chunk to the next")
+        if patience is not None:
+            patience = check_int("patience", patience, 1)
+            if validation_data is None:
+                raise ValueError("patience (early stopping) needs validation_data")
         if validation_data is not None:
             validation_data = self._check_data(*_unpack_validation(validation_data))
         history = {"loss": []} if validation_data is None else {"loss": [], "val_loss": []}
-        for _ in range(epochs):
+        best = {"val_loss": np.inf, "epoch": None, "weights": None}
+        for e in range(epochs):
             order = _epoch_order(len(x), shuffle, seed, self.epoch)
             history["loss"].append(self._train_epoch(x, y, lengths, order, batch_size, tbptt,
                                                      verbose))
             self.epoch += 1
-            if validation_data is not None:
-                history["val_loss"].append(self._evaluate(*validation_data, batch_size))
+            if validation_data is None:
+                continue
+            val = self._evaluate(*validation_data, batch_size)
+            history["val_loss"].append(val)
+            improved = patience is not None and val < best["val_loss"]
+            if improved:
+                best = {"val_loss": val, "epoch": e + 1, "weights": self.state_dict()}
+            if verbose:
+                tqdm.write(f"epoch {self.epoch}: loss {history['loss'][-1]:.4g}, val_loss "
+                           f"{val:.4g}" + ("  (best so far)" if improved else ""),
+                           file=sys.stderr)  # beside the bars, off stdout
+            if patience is not None and e + 1 - (best["epoch"] or 0) >= patience:
+                if verbose:
+                    tqdm.write(f"early stop: val_loss has not improved for {patience} epochs",
+                               file=sys.stderr)
+                break
+        if patience is not None:
+            if best["weights"] is not None:
+                self.load_state_dict(best["weights"])
+            history["best_epoch"] = best["epoch"]
         return history
 
     def _set_training(self, mode):

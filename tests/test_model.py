@@ -368,3 +368,42 @@ def test_summary_counts_parameters_like_torch_and_shows_output_shapes(rng, capsy
     assert lines["2:"][-3:] == ["(N,", "5)", "325"]
     assert lines["total"][-1] == f"{960 + n_lstm + 325:,}"
     assert m.predict(rng.integers(0, 60, (3, 4))).shape == (3, 5)
+
+
+def _regressor():
+    m = Sequential([LSTM(3, 4, batch_first=True, seed=0), Dense(4, 1, seed=1)],
+                   output="many_to_one")
+    return m.compile("mse", Adam(0.01))
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch(rng, monkeypatch):
+    """Scripted val losses: best at epoch 4, then 2 epochs without improvement (patience 2).
+    The weights are then bit-identical to those of a plain 4-epoch run."""
+    x = rng.standard_normal((12, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((12, 1)).astype(np.float32)
+    script = iter([3.0, 2.0, 2.5, 1.5, 1.6, 1.5, 0.1, 0.1])
+    m = _regressor()
+    monkeypatch.setattr(m, "_evaluate", lambda *a: next(script))
+    h = m.fit(x, y, epochs=8, batch_size=4, seed=3, validation_data=(x, y), patience=2,
+              verbose=False)
+    assert h["val_loss"] == [3.0, 2.0, 2.5, 1.5, 1.6, 1.5] and h["best_epoch"] == 4
+    assert len(h["loss"]) == 6 and m.epoch == 6
+    ref = _regressor()
+    ref.fit(x, y, epochs=4, batch_size=4, seed=3, verbose=False)
+    for k, v in ref.state_dict().items():
+        np.testing.assert_array_equal(m.state_dict()[k], v, err_msg=k)
+
+
+def test_early_stopping_arguments_and_a_diverged_run(rng, monkeypatch, capsys):
+    x = rng.standard_normal((8, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((8, 1)).astype(np.float32)
+    m = _regressor()
+    with pytest.raises(ValueError, match="patience .* needs validation_data"):
+        m.fit(x, y, patience=2, verbose=False)
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        m.fit(x, y, validation_data=(x, y), patience=0, verbose=False)
+    monkeypatch.setattr(m, "_evaluate", lambda *a: float("nan"))
+    h = m.fit(x, y, epochs=5, validation_data=(x, y), patience=2, verbose=True)
+    assert h["best_epoch"] is None and len(h["loss"]) == 2  # last weights kept, no crash
+    err = capsys.readouterr().err
+    assert "epoch 2: loss" in err and "val_loss nan" in err and "early stop" in err

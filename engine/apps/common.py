@@ -136,29 +136,16 @@ def snapshot(model):
 
 
 def fit_early_stopping(model, train, val, args, batch_size, patience, report):
-    """Train epoch by epoch on ``train`` = (x, y[, lengths]), keep the weights of the epoch with
-    the lowest loss on ``val`` (same form) and restore them; stop after ``patience`` epochs
-    without improvement.  Returns {"loss", "val_loss", "best_epoch", "seconds"}."""
+    """``model.fit`` on ``train`` = (x, y[, lengths]) for up to --epochs, with early stopping on
+    ``val`` (same form): the weights of the epoch with the lowest validation loss are kept.
+    Returns fit's history plus "seconds"."""
     x, y, lengths = (tuple(train) + (None,))[:3]
-    history = {"loss": [], "val_loss": []}
-    best, best_state, waited, start = np.inf, None, 0, time.perf_counter()
-    for epoch in range(args.epochs):
-        h = model.fit(x, y, epochs=1, batch_size=batch_size, validation_data=tuple(val),
-                      seed=args.seed, lengths=lengths, verbose=not args.quiet)
-        history["loss"].append(h["loss"][0])
-        history["val_loss"].append(h["val_loss"][0])
-        if h["val_loss"][0] < best:
-            best, best_state, waited = h["val_loss"][0], snapshot(model), 0
-            history["best_epoch"] = epoch + 1
-        else:
-            waited += 1
-        report(f"epoch {epoch + 1:3d}  loss {h['loss'][0]:.4f}  val {h['val_loss'][0]:.4f}"
-               + ("  *" if waited == 0 else ""))
-        if waited >= patience:
-            report(f"early stop: no validation improvement for {patience} epochs")
-            break
-    model.load_state_dict(best_state)
+    start = time.perf_counter()
+    history = model.fit(x, y, epochs=args.epochs, batch_size=batch_size,
+                        validation_data=tuple(val), seed=args.seed, lengths=lengths,
+                        patience=patience, verbose=not args.quiet)
     history["seconds"] = time.perf_counter() - start
+    report(f"kept the weights of epoch {history['best_epoch']} of {len(history['loss'])}")
     return history
 
 
