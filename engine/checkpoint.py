@@ -107,7 +107,16 @@ def _write_atomic(path, arrays):
 
 
 def _umask():
-    mask = os.umask(0)
+    """The process's umask.  Read from /proc where Linux reports it: ``os.umask`` can only
+    read it by setting it, and a file another thread creates meanwhile gets that mask."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # the most private mask for the moment it is set
     os.umask(mask)
     return mask
 

@@ -147,3 +147,19 @@ def test_save_names_a_missing_directory_and_follows_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+
+
+def test_umask_is_read_with_and_without_proc(monkeypatch):
+    from engine import checkpoint
+
+    old = os.umask(0o027)
+    try:
+        assert checkpoint._umask() == 0o027
+
+        def no_proc(*a, **k):
+            raise OSError("no /proc")
+
+        monkeypatch.setattr(checkpoint, "open", no_proc, raising=False)
+        assert checkpoint._umask() == 0o027
+    finally:
+        assert os.umask(old) == 0o027  # the fallback put the mask back
