@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from engine.checks import array_module, as_array, check_int, check_lengths
+from engine.checks import array_module, as_array, check_int, check_lengths, check_probability
 from engine.grad import no_grad
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
@@ -185,7 +185,7 @@ class Sequential:
         return self
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
-            lengths=None, tbptt=None, patience=None, verbose=True):
+            lengths=None, tbptt=None, patience=None, validation_split=None, verbose=True):
         """Train with mini-batches; returns {"loss": [...], "val_loss": [...]} per epoch.
 
         Args:
@@ -200,7 +200,10 @@ class Sequential:
             tbptt: optional chunk length K (many_to_many only): each batch is cut into chunks
                 of K steps, with one update per chunk and (h, c) carried between chunks
                 without backpropagating through the boundary.
-            patience: optional int >= 1 (needs validation_data): early stopping.  Training
+            validation_split: optional fraction in (0, 1): the last samples (taken before any
+                shuffling, as Keras does; the latest ones for chronological data) become the
+                validation_data and are not trained on.
+            patience: optional int >= 1 (needs validation data): early stopping.  Training
                 stops once val_loss has not improved for ``patience`` epochs, and the weights
                 of the epoch with the lowest val_loss are restored, as Keras's
                 ``EarlyStopping(patience=..., restore_best_weights=True)``; the history then
@@ -220,10 +223,15 @@ class Sequential:
             if any(getattr(layer, "bidirectional", False) for layer in self.layers):
                 raise ValueError("tbptt needs unidirectional LSTMs: a reverse direction cannot "
                                  "carry its state from one chunk to the next")
+        if validation_split is not None:
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            x, y, lengths, validation_data = _split_last(x, y, lengths, validation_split)
         if patience is not None:
             patience = check_int("patience", patience, 1)
             if validation_data is None:
-                raise ValueError("patience (early stopping) needs validation_data")
+                raise ValueError("patience (early stopping) needs validation_data or "
+                                 "validation_split")
         if validation_data is not None:
             validation_data = self._check_data(*_unpack_validation(validation_data))
         history = {"loss": []} if validation_data is None else {"loss": [], "val_loss": []}
@@ -498,6 +506,19 @@ def _out_features(layer):
     if isinstance(layer, LSTM):
         return layer.num_directions * layer.output_size
     return layer.embedding_dim
+
+
+def _split_last(x, y, lengths, fraction):
+    """(x, y, lengths) without their last ``fraction`` of samples, and those samples as
+    validation data (Keras's cut: the first int(N * (1 - fraction)) samples train)."""
+    fraction = check_probability("validation_split", fraction)
+    cut = int(len(x) * (1.0 - fraction))
+    if not 0 < cut < len(x):
+        raise ValueError(f"validation_split={fraction} leaves {cut} of {len(x)} samples to "
+                         f"train on: both parts must be non-empty")
+    tail = None if lengths is None else lengths[cut:]
+    return (x[:cut], y[:cut], None if lengths is None else lengths[:cut],
+            (x[cut:], y[cut:], tail))
 
 
 def _unpack_validation(data):

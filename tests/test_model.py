@@ -407,3 +407,24 @@ def test_early_stopping_arguments_and_a_diverged_run(rng, monkeypatch, capsys):
     assert h["best_epoch"] is None and len(h["loss"]) == 2  # last weights kept, no crash
     err = capsys.readouterr().err
     assert "epoch 2: loss" in err and "val_loss nan" in err and "early stop" in err
+
+
+def test_validation_split_holds_out_the_last_samples(rng):
+    x = rng.standard_normal((10, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((10, 1)).astype(np.float32)
+    lengths = rng.integers(1, 6, 10)
+    split = _regressor().fit(x, y, epochs=3, batch_size=4, seed=1, lengths=lengths,
+                             validation_split=0.3, patience=2, verbose=False)
+    explicit = _regressor().fit(x[:7], y[:7], epochs=3, batch_size=4, seed=1,
+                                lengths=lengths[:7], validation_data=(x[7:], y[7:], lengths[7:]),
+                                patience=2, verbose=False)
+    assert split == explicit and len(split["val_loss"]) == 3
+    m = _regressor()
+    with pytest.raises(ValueError, match="not both"):
+        m.fit(x, y, validation_split=0.3, validation_data=(x, y), verbose=False)
+    with pytest.raises(ValueError, match="leaves 0 of 10 samples"):
+        m.fit(x, y, validation_split=0.95, verbose=False)
+    with pytest.raises(ValueError, match="leaves 10 of 10 samples"):
+        m.fit(x, y, validation_split=0.0, verbose=False)
+    with pytest.raises(ValueError, match=r"validation_split must be in \[0, 1\)"):
+        m.fit(x, y, validation_split=1.0, verbose=False)
