@@ -18,7 +18,8 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from engine.checks import array_module, as_array, check_int, check_lengths, check_probability
+from engine.checks import (array_module, as_array, check_array, check_int, check_lengths,
+                           check_probability)
 from engine.grad import no_grad
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
@@ -332,18 +333,38 @@ class Sequential:
         return shape[0] * shape[1] if lb is None else int(lb.sum())
 
     # ------------------------------------------------------------------ inference
-    def predict(self, x, batch_size=256, lengths=None):
-        """Outputs for all N samples as a NumPy array, computed batch by batch."""
+    def predict(self, x, batch_size=256, lengths=None, states=None, return_states=False):
+        """Outputs for all N samples as a NumPy array, computed batch by batch.
+
+        Args:
+            states: optional initial state of every LSTM layer: a list with one (h, c) pair
+                per LSTM, h and c shaped like that LSTM's h_0 and c_0 with N as the batch
+                ((num_layers * dirs, N, H)); zeros when omitted.
+            return_states: also return the final states, as ``(output, states)`` with
+                ``states`` in the form above, to carry on in a later call: generating one
+                token per call, or a long sequence cut into chunks.
+        """
         batch_size = check_int("batch_size", batch_size, 1)
         x, _, lengths = self._check_data(x, None, lengths)
+        states = self._check_states(states, len(x))
         self._set_training(False)
-        outs = []
+        outs, finals = [], []
         with no_grad():
             for start in range(0, len(x), batch_size):
-                xb, _, lb = _take(slice(start, start + batch_size), x, None, lengths,
-                                  self.backend)
-                outs.append(self.backend.to_numpy(self._run(xb, None, lb)[0]))
-        return np.concatenate(outs)
+                rows = slice(start, start + batch_size)
+                xb, _, lb = _take(rows, x, None, lengths, self.backend)
+                sb = states if states is None or len(x) <= batch_size else \
+                    [(h[:, rows], c[:, rows]) for h, c in states]
+                out, new = self._run(xb, sb, lb)
+                outs.append(self.backend.to_numpy(out))
+                finals.append([tuple(self.backend.to_numpy(a) for a in st) for st in new])
+        if len(outs) == 1:  # one batch (generation: one token per call) concatenates nothing
+            return (outs[0], finals[0]) if return_states else outs[0]
+        out = np.concatenate(outs)
+        if not return_states:
+            return out
+        return out, [tuple(np.concatenate([f[k][i] for f in finals], axis=1) for i in (0, 1))
+                     for k in range(len(finals[0]))]
 
     def evaluate(self, x, y, batch_size=256, lengths=None):
         """Mean loss over all valid positions of (x, y), as a float."""
@@ -406,6 +427,28 @@ class Sequential:
                             f"{x.dtype}; convert it with .astype('{self.dtype.name}')")
         if not bool(xp.isfinite(x).all()):
             raise ValueError("x contains NaN or Inf")
+
+    def _check_states(self, states, N):
+        """``predict``'s states: one (h, c) pair per LSTM layer, with N as the batch axis."""
+        if states is None:
+            return None
+        lstms = [layer for layer in self.layers if isinstance(layer, LSTM)]
+        if not isinstance(states, (list, tuple)) or len(states) != len(lstms):
+            got = f"{type(states).__name__}" + \
+                (f" of length {len(states)}" if isinstance(states, (list, tuple)) else "")
+            raise TypeError(f"states must be a list of {len(lstms)} (h, c) pairs, one per "
+                            f"LSTM layer (as predict(..., return_states=True) gives), got {got}")
+        checked = []
+        for k, (lstm, pair) in enumerate(zip(lstms, states)):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise TypeError(f"states[{k}] must be a pair (h, c), got {type(pair).__name__}")
+            LD = lstm.num_layers * lstm.num_directions
+            checked.append(tuple(
+                check_array(f"states[{k}][{part}]", a, self.dtype, (LD, N, n),
+                            f"(num_layers*num_directions={LD}, N={N}, {n})")
+                for part, a, n in (("h", pair[0], lstm.output_size),
+                                   ("c", pair[1], lstm.hidden_size))))
+        return checked
 
     def _check_targets(self, y, N, T):
         """y against this model's output and loss: (N,) or (N, T) class ids in [0, F) for

@@ -428,3 +428,25 @@ def test_validation_split_holds_out_the_last_samples(rng):
         m.fit(x, y, validation_split=0.0, verbose=False)
     with pytest.raises(ValueError, match=r"validation_split must be in \[0, 1\)"):
         m.fit(x, y, validation_split=1.0, verbose=False)
+
+
+def test_predict_carries_states_across_calls_and_batches(rng):
+    """Chunks with carried states give the one-shot outputs, whatever the batch size; a
+    2-layer LSTM and a second LSTM give a list of two (h, c) pairs."""
+    m = Sequential([LSTM(3, 4, num_layers=2, batch_first=True, seed=0), Dense(4, 4, seed=1),
+                    LSTM(4, 5, batch_first=True, seed=2)])
+    x = rng.standard_normal((5, 7, 3)).astype(np.float32)
+    whole, (s1, s2) = m.predict(x, return_states=True)
+    assert s1[0].shape == (2, 5, 4) and s2[1].shape == (1, 5, 5)
+    head, st = m.predict(x[:, :3], batch_size=2, return_states=True)
+    tail, st = m.predict(x[:, 3:], batch_size=2, states=st, return_states=True)
+    np.testing.assert_allclose(np.concatenate([head, tail], axis=1), whole, rtol=1e-6,
+                               atol=1e-6)
+    for got, want in zip(st, (s1, s2)):
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match=r"states must be a list of 2 \(h, c\) pairs.*length 1"):
+        m.predict(x, states=[s1])
+    with pytest.raises(ValueError, match=r"states\[1\]\[c\] must have shape "
+                                         r"\(num_layers\*num_directions=1, N=5, 5\)"):
+        m.predict(x, states=[s1, (s2[0], s2[1][:, :4])])

@@ -90,21 +90,12 @@ def build_model(args, V):
 
 
 def step_logits(model, ids, states):
-    """Logits (B, T, V) as a NumPy array for ids (B, T), starting from ``states`` (one (h, c)
-    per LSTM, or None); returns (logits, new states).  Goes layer by layer so that the state
-    carries over from call to call."""
-    x, new = model.backend.asarray(ids), []
-    k = 0
-    for layer in model.layers:
-        if isinstance(layer, engine.LSTM):
-            layer.eval()
-            x, st = layer.forward(x, None if states is None else states[k])
-            layer.train()
-            new.append(st)
-            k += 1
-        else:
-            x = layer.forward(x)
-    return model.backend.to_numpy(x).astype(np.float64), new
+    """Logits (B, T, V) as float64 for ids (B, T), starting from ``states`` (one (h, c) per
+    LSTM, or None); returns (logits, new states), so that the state carries over from call
+    to call."""
+    logits, states = model.predict(ids, batch_size=len(ids), states=states,
+                                   return_states=True)
+    return logits.astype(np.float64), states
 
 
 def log_softmax(z):
