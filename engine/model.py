@@ -540,8 +540,6 @@ def _check_layers(layers):
     return list(layers)
 
 
-
-
 def _out_features(layer):
     """Size of the last axis of a layer's output."""
     if isinstance(layer, Dense):
