@@ -197,3 +197,23 @@ def test_no_grad_forward_matches_cpu(rng):
     np.testing.assert_allclose(out_gpu, out_cpu, **tol)
     np.testing.assert_allclose(h_gpu, h_cpu, **tol)
     np.testing.assert_allclose(c_gpu, c_cpu, **tol)
+
+
+def test_sequential_predict_with_states_matches_cpu(rng):
+    """Sequential.predict carrying states across chunks on the GPU backend (its states come
+    back as NumPy and go in again) gives the CPU backend's one-shot outputs."""
+    from engine import Dense, Embedding, Sequential
+
+    def model(backend):
+        return Sequential([Embedding(7, 3, backend=backend, seed=0),
+                           LSTM(3, 4, batch_first=True, backend=backend, seed=1),
+                           Dense(4, 7, backend=backend, seed=2)])
+
+    ids = rng.integers(0, 7, (2, 4))
+    want, (want_state,) = model("cpu").predict(ids, return_states=True)
+    m = model("gpu")
+    head, st = m.predict(ids[:, :3], return_states=True)
+    tail, (state,) = m.predict(ids[:, 3:], states=st, return_states=True)
+    assert isinstance(state[0], np.ndarray)
+    np.testing.assert_allclose(np.concatenate([head, tail], axis=1), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(state[1], want_state[1], rtol=1e-4, atol=1e-5)
