@@ -450,3 +450,15 @@ def test_predict_carries_states_across_calls_and_batches(rng):
     with pytest.raises(ValueError, match=r"states\[1\]\[c\] must have shape "
                                          r"\(num_layers\*num_directions=1, N=5, 5\)"):
         m.predict(x, states=[s1, (s2[0], s2[1][:, :4])])
+
+
+def test_predict_and_evaluate_show_a_bar_only_when_asked(rng, capsys):
+    m = _regressor()
+    x = rng.standard_normal((10, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((10, 1)).astype(np.float32)
+    quiet = m.predict(x, batch_size=4)
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(m.predict(x, batch_size=4, verbose=True), quiet)
+    assert "predict" in capsys.readouterr().err
+    assert m.evaluate(x, y, batch_size=4, verbose=True) == m.evaluate(x, y, batch_size=4)
+    assert "evaluate" in capsys.readouterr().err
