@@ -78,6 +78,20 @@ def as_array(name, a, dtype=None):
                         f"{type(a).__name__}: {e}") from e
 
 
+def check_ids(name, a, n, what):
+    """Integer ids in [0, n) (``what``: "token ids", "class ids"); returns ``a`` as an array."""
+    a = as_array(name, a)
+    if not np.issubdtype(np.dtype(a.dtype), np.integer):
+        raise TypeError(f"{name} must hold integer {what}, got dtype {a.dtype}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(a.shape)}")
+    xp = array_module(a)
+    lo, hi = int(xp.min(a)), int(xp.max(a))
+    if lo < 0 or hi >= n:
+        raise ValueError(f"{name} must hold {what} in [0, {n}), got values in [{lo}, {hi}]")
+    return a
+
+
 def array_module(a):
     """NumPy, or CuPy for a CuPy array (checked without importing CuPy when it is not in use)."""
     if type(a).__module__.startswith("cupy"):

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import (array_module, as_array, check_array, check_choice, check_dtype,
+from engine.checks import (as_array, check_array, check_choice, check_dtype, check_ids,
                            check_int, check_state_dict)
 
 DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
@@ -165,7 +165,7 @@ class Embedding(ParamModule):
 
     def forward(self, idx):
         """idx: integer array of any shape (...), values in [0, V).  Returns (..., E)."""
-        idx = self.backend.asarray(check_indices("input", idx, self.num_embeddings))
+        idx = self.backend.asarray(check_ids("input", idx, self.num_embeddings, "token ids"))
         self._saved = idx
         return self.params["weight"][idx]
 
@@ -189,23 +189,6 @@ class Embedding(ParamModule):
     def __repr__(self):
         return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend.name!r})")
-
-
-def check_indices(name, idx, n):
-    """Check an integer index array with values in [0, n); returns it unchanged."""
-    if isinstance(idx, (list, tuple)):
-        idx = np.asarray(idx)
-    if not hasattr(idx, "dtype"):
-        raise TypeError(f"{name} must be an integer array, got {type(idx).__name__}")
-    if not np.issubdtype(np.dtype(idx.dtype), np.integer):
-        raise TypeError(f"{name} must have an integer dtype (token ids), got {idx.dtype}")
-    if idx.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(idx.shape)}")
-    xp = array_module(idx)
-    lo, hi = int(xp.min(idx)), int(xp.max(idx))
-    if lo < 0 or hi >= n:
-        raise ValueError(f"{name} values must lie in [0, {n}), got values in [{lo}, {hi}]")
-    return idx
 
 
 def _scatter_add(xp, target, idx, rows):

@@ -7,7 +7,7 @@ the inputs (NumPy or CuPy).
 """
 import numpy as np
 
-from engine.checks import array_module
+from engine.checks import array_module, check_ids
 
 
 def softmax_cross_entropy(logits, targets, mask=None):
@@ -84,19 +84,10 @@ def _check_float(name, a, min_ndim):
 
 
 def _check_targets(targets, shape, C):
-    if not hasattr(targets, "dtype"):
-        raise TypeError(f"targets must be an integer array, got {type(targets).__name__}")
-    if not np.issubdtype(np.dtype(targets.dtype), np.integer):
-        raise TypeError(f"targets must hold integer class ids (e.g. int64), got dtype "
-                        f"{targets.dtype}; cross-entropy does not take probabilities")
+    targets = check_ids("targets", targets, C, "class ids")
     if tuple(targets.shape) != tuple(shape):
         raise ValueError(f"targets must have shape {tuple(shape)} (logits' shape without the "
                          f"class axis), got {tuple(targets.shape)}")
-    xp = array_module(targets)
-    lo, hi = int(xp.min(targets)), int(xp.max(targets))
-    if lo < 0 or hi >= C:
-        raise ValueError(f"targets must lie in [0, {C}) for {C} classes, got values in "
-                         f"[{lo}, {hi}]")
 
 
 def _check_mask(mask, shape, dtype, xp):

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from engine.checks import (array_module, as_array, check_array, check_int, check_lengths,
+from engine.checks import (as_array, check_array, check_ids, check_int, check_lengths,
                            check_probability)
 from engine.grad import no_grad
 from engine.layers import Dense, Embedding
@@ -410,25 +410,15 @@ class Sequential:
     def _check_inputs(self, x, ids):
         """All of x against the first layer, so that a bad sample stops fit before the first
         batch rather than in the middle of an epoch."""
-        first, xp = self.layers[0], array_module(x)
+        first = self.layers[0]
         if ids:
-            if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
-                raise TypeError(f"x must be (N, T) integer token ids for the Embedding, got "
-                                f"shape {tuple(x.shape)} dtype {x.dtype}")
-            lo, hi = int(xp.min(x)), int(xp.max(x))
-            if lo < 0 or hi >= first.num_embeddings:
-                raise ValueError(f"x must hold token ids in [0, {first.num_embeddings}), got "
-                                 f"values in [{lo}, {hi}]")
+            if x.ndim != 2:
+                raise ValueError(f"x must be (N, T) token ids for the Embedding, got shape "
+                                 f"{tuple(x.shape)}")
+            check_ids("x", x, first.num_embeddings, "token ids")
             return
         size = first.input_size if isinstance(first, LSTM) else first.in_features
-        if x.ndim != 3 or x.shape[2] != size:
-            raise ValueError(f"x must have shape (N, T, {size}) for the first layer, got "
-                             f"{tuple(x.shape)}")
-        if x.dtype != self.dtype:
-            raise TypeError(f"x must have dtype {self.dtype.name} (the model's dtype), got "
-                            f"{x.dtype}; convert it with .astype('{self.dtype.name}')")
-        if not bool(xp.isfinite(x).all()):
-            raise ValueError("x contains NaN or Inf")
+        check_array("x", x, self.dtype, (None, None, size), f"(N, T, {size}) for the first layer")
 
     def _check_states(self, states, N):
         """``predict``'s states: one (h, c) pair per LSTM layer, with N as the batch axis."""
@@ -461,23 +451,14 @@ class Sequential:
         if self.loss == "mse":
             lead += ((f"F={F}", F),)
         want = "(" + ", ".join(name for name, _ in lead) + ("," if len(lead) == 1 else "") + ")"
-        if tuple(y.shape) != tuple(n for _, n in lead):
+        shape = tuple(n for _, n in lead)
+        if tuple(y.shape) != shape:
             raise ValueError(f"y must have shape {want} for {self.output} output and "
                              f"{self.loss} loss, got {tuple(y.shape)}")
-        xp = array_module(y)
         if self.loss == "cross_entropy":
-            if not np.issubdtype(y.dtype, np.integer):
-                raise TypeError(f"y must hold integer class ids for cross_entropy, got dtype "
-                                f"{y.dtype}")
-            lo, hi = int(xp.min(y)), int(xp.max(y))
-            if lo < 0 or hi >= F:
-                raise ValueError(f"y must hold class ids in [0, {F}) for the last layer's {F} "
-                                 f"outputs, got values in [{lo}, {hi}]")
-        elif y.dtype != self.dtype:
-            raise TypeError(f"y must have dtype {self.dtype.name} (the model's dtype), got "
-                            f"{y.dtype}; convert it with .astype('{self.dtype.name}')")
-        elif not bool(xp.isfinite(y).all()):
-            raise ValueError("y contains NaN or Inf")
+            check_ids("y", y, F, "class ids")
+        else:
+            check_array("y", y, self.dtype, shape, want)
 
     def save(self, path):
         """Write weights, optimizer state and configuration to one .npz, atomically."""
