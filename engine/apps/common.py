@@ -129,12 +129,6 @@ def save_model(model, args, report, **metadata):
         report(f"saved the model to {args.save}")
 
 
-def snapshot(model):
-    """A host copy of every parameter (to restore the best epoch later)."""
-    return {k: np.array(model.backend.to_numpy(v), copy=True)
-            for k, v in model.state_dict().items()}
-
-
 def fit_early_stopping(model, train, val, args, batch_size, patience, report):
     """``model.fit`` on ``train`` = (x, y[, lengths]) for up to --epochs, with early stopping on
     ``val`` (same form): the weights of the epoch with the lowest validation loss are kept.

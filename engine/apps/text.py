@@ -21,8 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import engine
-from engine.apps.common import (AppError, Report, parse_options, save_model, snapshot,
-                                user_data, write_outputs)
+from engine.apps.common import (AppError, Report, parse_options, save_model, user_data,
+                                write_outputs)
 from engine.datasets import load_devils_dictionary, read_text
 from engine.windows import CharVocab
 
@@ -143,7 +143,7 @@ def train(model, train_ids, val_ids, args, report):
             for key, v in (("minutes", elapsed / 60), ("loss", h["loss"][0]), ("val_loss", val)):
                 hist[key].append(v)
             if val < best:
-                best, best_state, hist["best_epoch"] = val, snapshot(model), epoch + 1
+                best, best_state, hist["best_epoch"] = val, model.state_dict(), epoch + 1
             bar.update()
             bar.set_postfix(loss=f"{h['loss'][0]:.3f}", val=f"{val:.3f}",
                             chars_s=f"{hist['chars'] / elapsed:,.0f}")
