@@ -354,17 +354,14 @@ class Sequential:
         with no_grad():
             for rows in _batches(len(x), batch_size, verbose, "predict"):
                 xb, _, lb = _take(rows, x, None, lengths, self.backend)
-                sb = states if states is None or len(x) <= batch_size else \
-                    [(h[:, rows], c[:, rows]) for h, c in states]
+                sb = None if states is None else [(h[:, rows], c[:, rows]) for h, c in states]
                 out, new = self._run(xb, sb, lb)
                 outs.append(self.backend.to_numpy(out))
                 finals.append([tuple(self.backend.to_numpy(a) for a in st) for st in new])
-        if len(outs) == 1:  # one batch (generation: one token per call) concatenates nothing
-            return (outs[0], finals[0]) if return_states else outs[0]
-        out = np.concatenate(outs)
+        out = _join(outs, axis=0)
         if not return_states:
             return out
-        return out, [tuple(np.concatenate([f[k][i] for f in finals], axis=1) for i in (0, 1))
+        return out, [tuple(_join([f[k][i] for f in finals], axis=1) for i in (0, 1))
                      for k in range(len(finals[0]))]
 
     def evaluate(self, x, y, batch_size=256, lengths=None, verbose=False):
@@ -557,6 +554,12 @@ def _epoch_order(N, shuffle, seed, epoch):
         return np.arange(N)
     rng = np.random.default_rng(None if seed is None else [int(seed), int(epoch)])
     return rng.permutation(N)
+
+
+def _join(parts, axis):
+    """np.concatenate, without its copy when there is one part (one batch: generation's
+    one-token calls)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
 
 
 def _batches(N, batch_size, verbose, desc):
