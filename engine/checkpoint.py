@@ -70,15 +70,15 @@ def _check_metadata(metadata):
     """``metadata`` if JSON can hold it exactly (checked before any file is touched)."""
     if not isinstance(metadata, dict):
         raise TypeError(f"model.metadata must be a dict, got {type(metadata).__name__}")
+    why = "tuples or non-str keys would come back changed"
     try:
-        if json.loads(json.dumps(metadata, allow_nan=False)) == metadata:
-            return metadata
+        same = json.loads(json.dumps(metadata, allow_nan=False)) == metadata
     except (TypeError, ValueError) as e:
-        raise TypeError(f"model.metadata must hold only JSON values (dict with str keys, "
-                        f"list, str, finite float, int, bool, None): {e}") from e
-    raise TypeError("model.metadata must hold only JSON values (dict with str keys, list, "
-                    "str, finite float, int, bool, None): tuples or non-str keys would come "
-                    "back changed")
+        same, why = False, str(e)
+    if not same:
+        raise TypeError(f"model.metadata must hold only JSON values (dict with str keys, list, "
+                        f"str, finite float, int, bool, None): {why}")
+    return metadata
 
 
 def _write_atomic(path, arrays):
