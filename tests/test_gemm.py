@@ -5,9 +5,9 @@ import pytest
 
 from kernels import ACT_FAST, ACTIVATIONS
 from kernels.cpu import lstm_seq_fwd_cpu
-from kernels.gemm import (NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, gemm, gemm_packed,
-                          lstm_seq_bwd_units, lstm_seq_fwd_fused, matmul_into, pack, pack_gates,
-                          pack_weights, panels)
+from kernels.gemm import (NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
+                          gemm_packed, lstm_seq_bwd_units, lstm_seq_fwd_fused, matmul_into, pack,
+                          pack_gates, pack_weights, panels)
 from kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from tests.conftest import TOL
 from tests.helpers import random_weights
@@ -22,8 +22,10 @@ def _rel_err(got, want):
     return np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
 
 
+_STREAMED = int((STREAM_C_BYTES / 4) ** 0.5) + 6  # an output too large for the caches
 SHAPES = [(1, 1, 1), (3, 5, 7), (4, 64, 256), (17, 33, 132), (5, 300, 70), (130, 513, 65),
-          (9, 257, 129)]  # K > KC (packed in blocks), N not a multiple of 64, M not of 4
+          (9, 257, 129),  # K > KC (packed in blocks), N not a multiple of 64, M not of 4
+          (_STREAMED, 9, _STREAMED)]  # its tiles prefetched (stream_c)
 
 
 @pytest.mark.parametrize("parts", [1, 2])
