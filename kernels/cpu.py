@@ -39,9 +39,13 @@ ZeroDivisionError check, whose early exit would also block vectorisation.
 import numpy as np
 from numba import njit, prange
 
-from kernels import KERNEL
-from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
+from numba.core import types
+from numba.extending import overload
+
+from kernels import ACT_FAST, KERNEL
+from kernels.gates import lstm_cell_bwd, lstm_cell_fwd, lstm_cell_fwd_fast
 from kernels.gemm import matmul_into
+from kernels.simd import LANES, load, load_n, store, store_n
 from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
                            step_index)
 
@@ -77,6 +81,59 @@ def prev_rows(s, s0, p, lengths, lmin, lo, hi, out):
     return out[lo:hi]
 
 
+@njit(inline="always", **KERNEL)
+def _units_fwd_vec(x, r, c_prev, b, j, n, act, h, c, gates):
+    """Units j..j+n-1 (n <= 16) of batch row b as one vector of ``lstm_cell_fwd_fast``.  Full
+    vectors use plain loads and stores: a masked one that crosses a page is far slower
+    (kernels.gemm)."""
+    H = c.shape[1]
+    if n == LANES:  # a constant after inlining: no test in the loop
+        pre = (load(x, b, j) + load(r, b, j), load(x, b, H + j) + load(r, b, H + j),
+               load(x, b, 2 * H + j) + load(r, b, 2 * H + j),
+               load(x, b, 3 * H + j) + load(r, b, 3 * H + j), load(c_prev, b, j))
+    else:
+        pre = (load_n(x, b, j, n) + load_n(r, b, j, n),
+               load_n(x, b, H + j, n) + load_n(r, b, H + j, n),
+               load_n(x, b, 2 * H + j, n) + load_n(r, b, 2 * H + j, n),
+               load_n(x, b, 3 * H + j, n) + load_n(r, b, 3 * H + j, n), load_n(c_prev, b, j, n))
+    i, f, g, o, c_new, h_new = lstm_cell_fwd_fast(pre[0], pre[1], pre[2], pre[3], pre[4], act)
+    _store(c, b, j, c_new, n)
+    _store(h, b, j, h_new, n)
+    if gates is not None:
+        _store(gates, b, j, i, n)
+        _store(gates, b, H + j, f, n)
+        _store(gates, b, 2 * H + j, g, n)
+        _store(gates, b, 3 * H + j, o, n)
+
+
+@njit(inline="always", **KERNEL)
+def _store(a, i, j, v, n):
+    if n == LANES:
+        store(a, i, j, v)
+    else:
+        store_n(a, i, j, v, n)
+
+
+@njit(**KERNEL)
+def lstm_step_fwd_vec(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
+    """``lstm_step_fwd_cpu`` for ACT_FAST on float32 arrays with contiguous rows, one 16-unit
+    vector at a time with ``kernels.simd``; the same results bit for bit.  Measured at M (H =
+    256, 32 rows, data in L2): 62 -> 48 cycles a vector, against LLVM's vectorisation of the
+    scalar row loop (which kept a test of ``act`` and reloaded pointers from the stack)."""
+    H = c.shape[1]
+    for b in range(c.shape[0]):
+        if t >= lengths[b]:
+            h[b] = 0.0
+            c[b] = 0.0
+            continue
+        j = 0
+        while j + LANES <= H:
+            _units_fwd_vec(xproj_t, rec, c_prev, b, j, LANES, act, h, c, gates)
+            j += LANES
+        if j < H:
+            _units_fwd_vec(xproj_t, rec, c_prev, b, j, H - j, act, h, c, gates)
+
+
 @njit(**KERNEL)
 def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     """Fused pointwise forward of one step.
@@ -85,6 +142,12 @@ def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     c_prev (B,H).  Writes h (B,H), c (B,H), gates (B,G) unless None; rows with
     t >= lengths[b] get zeros in h and c.
     """
+    step_fwd(xproj_t, rec, c_prev, t, lengths, act, h, c, gates)
+
+
+@njit(**KERNEL)
+def lstm_step_fwd_rows(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
+    """``lstm_step_fwd_cpu`` row by row with ``lstm_row_fwd_cpu`` (any dtype and strides)."""
     for b in range(c.shape[0]):
         if t < lengths[b]:
             lstm_row_fwd_cpu(xproj_t[b], rec[b], c_prev[b], act, h[b], c[b],
@@ -92,6 +155,28 @@ def lstm_step_fwd_cpu(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
         else:
             h[b] = 0.0
             c[b] = 0.0
+
+
+def step_fwd(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
+    """``lstm_step_fwd_vec`` for ACT_FAST where kernels.simd takes the arrays (float32, C
+    layout), else ``lstm_step_fwd_rows``; the choice of code is made at compile time (overload
+    below), the ACT_FAST test at run time."""
+    lstm_step_fwd_rows(xproj_t, rec, c_prev, t, lengths, act, h, c, gates)
+
+
+@overload(step_fwd, jit_options=KERNEL)
+def _step_fwd(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
+    arrays = [xproj_t, rec, c_prev, h, c] + ([] if isinstance(gates, types.NoneType) else [gates])
+    if not all(a.dtype == types.float32 and a.layout == "C" for a in arrays):
+        return lambda xproj_t, rec, c_prev, t, lengths, act, h, c, gates: lstm_step_fwd_rows(
+            xproj_t, rec, c_prev, t, lengths, act, h, c, gates)
+
+    def vec(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
+        if act & ACT_FAST:
+            lstm_step_fwd_vec(xproj_t, rec, c_prev, t, lengths, act, h, c, gates)
+        else:
+            lstm_step_fwd_rows(xproj_t, rec, c_prev, t, lengths, act, h, c, gates)
+    return vec
 
 
 @njit(**KERNEL)

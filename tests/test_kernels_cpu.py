@@ -6,7 +6,7 @@ import pytest
 
 from kernels import ACTIVATIONS
 from kernels.cpu import (lstm_seq_bwd_cpu, lstm_seq_fwd_cpu, lstm_step_bwd_cpu,
-                         lstm_step_fwd_cpu)
+                         lstm_step_fwd_cpu, lstm_step_fwd_rows, lstm_step_fwd_vec)
 from kernels import ACT_FAST, ACT_TANH
 from kernels.gates import lstm_cell_fwd, sigmoid, tanh_fast
 from kernels.steps import part_rows
@@ -33,6 +33,31 @@ def test_step_fwd_matches_reference(rng, act):
     np.testing.assert_allclose(h, h_ref, **close)
     np.testing.assert_allclose(c, c_ref, **close)
     np.testing.assert_allclose(gates, gates_ref, **close)
+
+
+@pytest.mark.parametrize("store_gates", [True, False])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("H", [37, 64, 5])  # a partial last vector, whole vectors, only one
+def test_vector_step_fwd_equals_the_row_loop(rng, H, act, store_gates):
+    """float32 with ACT_FAST runs one 16-unit vector at a time (kernels.simd): the same bits as
+    the scalar row loop, padded rows included."""
+    B, G = 5, 4 * H
+    x, rec = (3 * rng.standard_normal((B, G))).astype(np.float32), \
+        rng.standard_normal((B, G)).astype(np.float32)
+    c_prev = rng.standard_normal((B, H)).astype(np.float32)
+    lengths = np.array([2, 1, 2, 3, 2])  # t = 1: row 1 is padded
+    outs = []
+    for kernel in (lstm_step_fwd_vec, lstm_step_fwd_rows, lstm_step_fwd_cpu):
+        h, c, gates = np.full((B, H), np.nan, np.float32), np.full((B, H), np.nan, np.float32), \
+            np.full((B, G), np.nan, np.float32)
+        kernel(x, rec, c_prev, 1, lengths, ACTIVATIONS[act] | ACT_FAST, h, c,
+               gates if store_gates else None)
+        outs.append((h, c, gates))
+    for got in (outs[0], outs[2]):
+        for a, b in zip(got, outs[1]):
+            np.testing.assert_array_equal(a, b)
+    assert not outs[0][0][1].any() and not outs[0][1][1].any()
+    assert np.isfinite(outs[0][2][lengths > 1]).all() == store_gates  # valid rows' gates
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu"])
