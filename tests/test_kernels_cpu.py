@@ -155,3 +155,18 @@ def test_fast_cell_matches_exact_cell():
     out = lstm_cell_fwd(*args, ACT_FAST)
     exact = lstm_cell_fwd(*[np.float64(a) for a in args], ACT_TANH)
     np.testing.assert_allclose(out, exact, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 15, 64, 1000, 70_001])  # tails of a vector and of 4 vectors
+def test_all_finite_kernel_matches_numpy(rng, n, parts):
+    from kernels.cpu import all_finite_f32
+
+    a = rng.uniform(-3e38, 3e38, n).astype(np.float32)  # large but finite: x - x is 0
+    assert np.isfinite(a).all()
+    assert all_finite_f32(a.reshape(1, -1), parts)
+    for where in {0, n // 2, n - 1}:
+        for bad in (np.nan, np.inf, -np.inf):
+            b = a.copy()
+            b[where] = bad
+            assert not all_finite_f32(b.reshape(1, -1), parts), (where, bad)

@@ -147,10 +147,11 @@ def test_forward_converts_array_likes(rng):
         m(x, ({1}, x[:1]))
 
 
+@pytest.mark.parametrize("T", [3, 9000])  # NumPy's check, and the kernel's (FINITE_KERNEL_MIN)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_forward_rejects_non_finite_input(rng, bad):
-    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
-    x[1, 1, 2] = bad
+def test_forward_rejects_non_finite_input(rng, bad, T):
+    x = rng.standard_normal((T, 2, 4)).astype(np.float32)
+    x[T - 2, 1, 2] = bad
     with pytest.raises(ValueError, match="input contains NaN or Inf"):
         make()(x)
 
