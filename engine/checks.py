@@ -5,6 +5,7 @@ import numbers
 import numba
 import numpy as np
 
+from engine import threads
 from kernels.cpu import all_finite_f32
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -70,6 +71,7 @@ def all_finite(a):
     under FINITE_KERNEL_MIN values NumPy is as fast as the kernel's call and thread start."""
     if (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
             and a.size >= FINITE_KERNEL_MIN):
+        threads.configure()  # Numba's pool starts with the engine's settings (engine.threads)
         return all_finite_f32(a.reshape(1, -1), numba.get_num_threads())
     return bool(array_module(a).isfinite(a).all())
 
