@@ -45,7 +45,7 @@ from numba.core import types
 from numba.extending import overload
 
 from kernels import ACT_FAST, KERNEL
-from kernels.gates import lstm_cell_bwd, lstm_cell_fwd, lstm_cell_fwd_fast
+from kernels.gates import lstm_cell_bwd, lstm_cell_bwd_fast, lstm_cell_fwd, lstm_cell_fwd_fast
 from kernels.gemm import matmul_into
 from kernels.simd import LANES, load, load_n, splat, store, store_n
 from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
@@ -84,28 +84,13 @@ def prev_rows(s, s0, p, lengths, lmin, lo, hi, out):
 
 
 @njit(inline="always", **KERNEL)
-def _units_fwd_vec(x, r, c_prev, b, j, n, act, h, c, gates):
-    """Units j..j+n-1 (n <= 16) of batch row b as one vector of ``lstm_cell_fwd_fast``.  Full
-    vectors use plain loads and stores: a masked one that crosses a page is far slower
+def _load(a, i, j, n):
+    """a[i, j:j+n] as a vector.  n == LANES (a constant after inlining, so no test is left in
+    the loops) takes a plain load: a masked one that crosses a page is far slower
     (kernels.gemm)."""
-    H = c.shape[1]
-    if n == LANES:  # a constant after inlining: no test in the loop
-        pre = (load(x, b, j) + load(r, b, j), load(x, b, H + j) + load(r, b, H + j),
-               load(x, b, 2 * H + j) + load(r, b, 2 * H + j),
-               load(x, b, 3 * H + j) + load(r, b, 3 * H + j), load(c_prev, b, j))
-    else:
-        pre = (load_n(x, b, j, n) + load_n(r, b, j, n),
-               load_n(x, b, H + j, n) + load_n(r, b, H + j, n),
-               load_n(x, b, 2 * H + j, n) + load_n(r, b, 2 * H + j, n),
-               load_n(x, b, 3 * H + j, n) + load_n(r, b, 3 * H + j, n), load_n(c_prev, b, j, n))
-    i, f, g, o, c_new, h_new = lstm_cell_fwd_fast(pre[0], pre[1], pre[2], pre[3], pre[4], act)
-    _store(c, b, j, c_new, n)
-    _store(h, b, j, h_new, n)
-    if gates is not None:
-        _store(gates, b, j, i, n)
-        _store(gates, b, H + j, f, n)
-        _store(gates, b, 2 * H + j, g, n)
-        _store(gates, b, 3 * H + j, o, n)
+    if n == LANES:
+        return load(a, i, j)
+    return load_n(a, i, j, n)
 
 
 @njit(inline="always", **KERNEL)
@@ -114,6 +99,23 @@ def _store(a, i, j, v, n):
         store(a, i, j, v)
     else:
         store_n(a, i, j, v, n)
+
+
+@njit(inline="always", **KERNEL)
+def _units_fwd_vec(x, r, c_prev, b, j, n, act, h, c, gates):
+    """Units j..j+n-1 (n <= 16) of batch row b as one vector of ``lstm_cell_fwd_fast``."""
+    H = c.shape[1]
+    i, f, g, o, c_new, h_new = lstm_cell_fwd_fast(
+        _load(x, b, j, n) + _load(r, b, j, n), _load(x, b, H + j, n) + _load(r, b, H + j, n),
+        _load(x, b, 2 * H + j, n) + _load(r, b, 2 * H + j, n),
+        _load(x, b, 3 * H + j, n) + _load(r, b, 3 * H + j, n), _load(c_prev, b, j, n), act)
+    _store(c, b, j, c_new, n)
+    _store(h, b, j, h_new, n)
+    if gates is not None:
+        _store(gates, b, j, i, n)
+        _store(gates, b, H + j, f, n)
+        _store(gates, b, 2 * H + j, g, n)
+        _store(gates, b, 3 * H + j, o, n)
 
 
 @njit(**KERNEL)
@@ -205,11 +207,70 @@ def lstm_step_bwd_cpu(gates, c, c_prev, dh, t, lengths, act, dc, dz):
     overwritten in place with the gradient on c_prev.  Writes dz (B,G).
     Padded rows (t >= lengths[b]) get dz = 0 and leave dc unchanged.
     """
+    step_bwd(gates, c, c_prev, dh, t, lengths, act, dc, dz)
+
+
+@njit(**KERNEL)
+def lstm_step_bwd_rows(gates, c, c_prev, dh, t, lengths, act, dc, dz):
+    """``lstm_step_bwd_cpu`` row by row with ``lstm_row_bwd_cpu`` (any dtype and strides)."""
     for b in range(c.shape[0]):
         if t < lengths[b]:
             lstm_row_bwd_cpu(gates[b], c[b], c_prev[b], dh[b], act, dc[b], dz[b])
         else:
             dz[b] = 0.0
+
+
+@njit(inline="always", **KERNEL)
+def _units_bwd_vec(gates, c, c_prev, dh, b, j, n, dc, dz):
+    """Units j..j+n-1 (n <= 16) of batch row b as one vector of ``lstm_cell_bwd_fast``."""
+    H = c.shape[1]
+    di, df, dg, do, dcp = lstm_cell_bwd_fast(
+        _load(gates, b, j, n), _load(gates, b, H + j, n), _load(gates, b, 2 * H + j, n),
+        _load(gates, b, 3 * H + j, n), _load(c, b, j, n), _load(c_prev, b, j, n),
+        _load(dh, b, j, n), _load(dc, b, j, n))
+    _store(dz, b, j, di, n)
+    _store(dz, b, H + j, df, n)
+    _store(dz, b, 2 * H + j, dg, n)
+    _store(dz, b, 3 * H + j, do, n)
+    _store(dc, b, j, dcp, n)
+
+
+@njit(**KERNEL)
+def lstm_step_bwd_vec(gates, c, c_prev, dh, t, lengths, act, dc, dz):
+    """``lstm_step_bwd_cpu`` for act == ACT_FAST (tanh) on float32 arrays with contiguous rows,
+    one 16-unit vector at a time, as ``lstm_step_fwd_vec``; the same results bit for bit."""
+    H = c.shape[1]
+    for b in range(c.shape[0]):
+        if t >= lengths[b]:
+            dz[b] = 0.0
+            continue
+        j = 0
+        while j + LANES <= H:
+            _units_bwd_vec(gates, c, c_prev, dh, b, j, LANES, dc, dz)
+            j += LANES
+        if j < H:
+            _units_bwd_vec(gates, c, c_prev, dh, b, j, H - j, dc, dz)
+
+
+def step_bwd(gates, c, c_prev, dh, t, lengths, act, dc, dz):
+    """``lstm_step_bwd_vec`` for act == ACT_FAST where kernels.simd takes the arrays, else
+    ``lstm_step_bwd_rows`` (chosen as in ``step_fwd``)."""
+    lstm_step_bwd_rows(gates, c, c_prev, dh, t, lengths, act, dc, dz)
+
+
+@overload(step_bwd, jit_options=KERNEL)
+def _step_bwd(gates, c, c_prev, dh, t, lengths, act, dc, dz):
+    arrays = (gates, c, c_prev, dh, dc, dz)
+    if not all(a.dtype == types.float32 and a.layout == "C" for a in arrays):
+        return lambda gates, c, c_prev, dh, t, lengths, act, dc, dz: lstm_step_bwd_rows(
+            gates, c, c_prev, dh, t, lengths, act, dc, dz)
+
+    def vec(gates, c, c_prev, dh, t, lengths, act, dc, dz):
+        if act == ACT_FAST:
+            lstm_step_bwd_vec(gates, c, c_prev, dh, t, lengths, act, dc, dz)
+        else:
+            lstm_step_bwd_rows(gates, c, c_prev, dh, t, lengths, act, dc, dz)
+    return vec
 
 
 @njit(**KERNEL)

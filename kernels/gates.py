@@ -122,6 +122,19 @@ def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
 
 
 @njit(inline="always", **KERNEL)
+def lstm_cell_bwd_fast(i, f, g, o, c, c_prev, dh, dc):
+    """``lstm_cell_bwd`` for act == ACT_FAST (tanh cell, fast tanh), the same operations in the
+    same order: only arithmetic, so it also runs on ``kernels.simd`` vectors."""
+    a = tanh_fast(c)
+    dc_total = dc + dh * o * (_1 - a * a)
+    di_pre = dc_total * g * i * (_1 - i)
+    df_pre = dc_total * c_prev * f * (_1 - f)
+    dg_pre = dc_total * i * (_1 - g * g)
+    do_pre = dh * a * o * (_1 - o)
+    return di_pre, df_pre, dg_pre, do_pre, dc_total * f
+
+
+@njit(inline="always", **KERNEL)
 def lstm_cell_bwd(i, f, g, o, c, c_prev, dh, dc, act):
     """Backward of ``lstm_cell_fwd`` for one hidden unit.
 
