@@ -168,10 +168,16 @@ def step_fwd(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     lstm_step_fwd_rows(xproj_t, rec, c_prev, t, lengths, act, h, c, gates)
 
 
+def _simd_ready(*arrays):
+    """At compile time, from Numba types: whether ``kernels.simd`` takes all these arrays
+    (float32, C layout); None arguments are skipped."""
+    return all(isinstance(a, types.NoneType) or (a.dtype == types.float32 and a.layout == "C")
+               for a in arrays)
+
+
 @overload(step_fwd, jit_options=KERNEL)
 def _step_fwd(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
-    arrays = [xproj_t, rec, c_prev, h, c] + ([] if isinstance(gates, types.NoneType) else [gates])
-    if not all(a.dtype == types.float32 and a.layout == "C" for a in arrays):
+    if not _simd_ready(xproj_t, rec, c_prev, h, c, gates):
         return lambda xproj_t, rec, c_prev, t, lengths, act, h, c, gates: lstm_step_fwd_rows(
             xproj_t, rec, c_prev, t, lengths, act, h, c, gates)
 
@@ -260,8 +266,7 @@ def step_bwd(gates, c, c_prev, dh, t, lengths, act, dc, dz):
 
 @overload(step_bwd, jit_options=KERNEL)
 def _step_bwd(gates, c, c_prev, dh, t, lengths, act, dc, dz):
-    arrays = (gates, c, c_prev, dh, dc, dz)
-    if not all(a.dtype == types.float32 and a.layout == "C" for a in arrays):
+    if not _simd_ready(gates, c, c_prev, dh, dc, dz):
         return lambda gates, c, c_prev, dh, t, lengths, act, dc, dz: lstm_step_bwd_rows(
             gates, c, c_prev, dh, t, lengths, act, dc, dz)
 

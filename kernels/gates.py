@@ -122,16 +122,23 @@ def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
 
 
 @njit(inline="always", **KERNEL)
-def lstm_cell_bwd_fast(i, f, g, o, c, c_prev, dh, dc):
-    """``lstm_cell_bwd`` for act == ACT_FAST (tanh cell, fast tanh), the same operations in the
-    same order: only arithmetic, so it also runs on ``kernels.simd`` vectors."""
-    a = tanh_fast(c)
-    dc_total = dc + dh * o * (_1 - a * a)
+def _cell_bwd(i, f, g, o, a, a_grad, g_grad, c_prev, dh, dc):
+    """The backward's arithmetic, given a = act(c), a_grad = act'(c) and g_grad = act'(g_pre)
+    (both written in terms of the activation's output)."""
+    dc_total = dc + dh * o * a_grad
     di_pre = dc_total * g * i * (_1 - i)
     df_pre = dc_total * c_prev * f * (_1 - f)
-    dg_pre = dc_total * i * (_1 - g * g)
+    dg_pre = dc_total * i * g_grad
     do_pre = dh * a * o * (_1 - o)
     return di_pre, df_pre, dg_pre, do_pre, dc_total * f
+
+
+@njit(inline="always", **KERNEL)
+def lstm_cell_bwd_fast(i, f, g, o, c, c_prev, dh, dc):
+    """``lstm_cell_bwd`` for act == ACT_FAST (tanh cell, fast tanh): only arithmetic, so it also
+    runs on ``kernels.simd`` vectors."""
+    a = tanh_fast(c)
+    return _cell_bwd(i, f, g, o, a, _1 - a * a, _1 - g * g, c_prev, dh, dc)
 
 
 @njit(inline="always", **KERNEL)
@@ -143,9 +150,5 @@ def lstm_cell_bwd(i, f, g, o, c, c_prev, dh, dc, act):
     Returns the gradients of the four gate pre-activations and of c_{t-1}.
     """
     a = cell_act(c, act)
-    dc_total = dc + dh * o * cell_act_grad(a, act)
-    di_pre = dc_total * g * i * (_1 - i)
-    df_pre = dc_total * c_prev * f * (_1 - f)
-    dg_pre = dc_total * i * cell_act_grad(g, act)
-    do_pre = dh * a * o * (_1 - o)
-    return di_pre, df_pre, dg_pre, do_pre, dc_total * f
+    return _cell_bwd(i, f, g, o, a, cell_act_grad(a, act), cell_act_grad(g, act), c_prev, dh,
+                     dc)
