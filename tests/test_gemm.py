@@ -7,7 +7,7 @@ from kernels import ACT_FAST, ACTIVATIONS
 from kernels.cpu import lstm_seq_fwd_cpu
 from kernels.gemm import (NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
                           gemm_packed, lstm_seq_bwd_units, lstm_seq_fwd_fused, matmul_into, pack,
-                          pack_gates, pack_weights, panels)
+                          pack_gates, pack_weights, panels, six_row_tiles)
 from kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from tests.conftest import TOL
 from tests.helpers import random_weights
@@ -47,6 +47,18 @@ def test_gemm_matches_float64(rng, M, K, N, parts):
     c = np.full((M, N), np.nan, F32)
     gemm(a, b, c, False, parts, bias)
     assert _rel_err(c, want + bias) < GEMM_TOL
+
+
+def test_six_row_tiles_leave_at_most_one_single_row():
+    """Rows go to 6-row tiles, then 4-row tiles, then single rows (each of which streams the
+    panel once more): at most one is left single from 4 rows on, and 6-row tiles take every
+    row they can."""
+    for rows in range(200):
+        n6 = six_row_tiles(rows)
+        rest = rows - 6 * n6
+        assert n6 >= 0 and rest >= 0, rows
+        assert rest % 4 <= 1 or rest == rows < 4, rows
+        assert rest < 6 + 4, rows  # at most one 6-row tile given up, for two 4-row ones
 
 
 @pytest.mark.parametrize("M,K,N", [(7, 40, 70), (33, 300, 20),
