@@ -47,7 +47,7 @@ from numba.extending import overload
 from kernels import ACT_FAST, KERNEL
 from kernels.gates import lstm_cell_bwd, lstm_cell_bwd_fast, lstm_cell_fwd, lstm_cell_fwd_fast
 from kernels.gemm import matmul_into
-from kernels.simd import LANES, load, load_n, splat, store, store_n
+from kernels.simd import LANES, load, load_n, prefetch, splat, store, store_n
 from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
                            step_index)
 
@@ -123,15 +123,24 @@ def lstm_step_fwd_vec(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
     """``lstm_step_fwd_cpu`` for ACT_FAST on float32 arrays with contiguous rows, one 16-unit
     vector at a time with ``kernels.simd``; the same results bit for bit.  Measured at M (H =
     256, 32 rows, data in L2): 62 -> 48 cycles a vector, against LLVM's vectorisation of the
-    scalar row loop (which kept a test of ``act`` and reloaded pointers from the stack)."""
+    scalar row loop (which kept a test of ``act`` and reloaded pointers from the stack).
+
+    Each vector asks for the next row's input projection at its units, four lines (one per
+    gate): xproj comes from memory, a row's four gate blocks are four streams 1 KB apart at
+    M, and with the cell this fast their misses showed (M forward, input projection
+    included, 1.5-4.8% faster side by side; prefetchnta measured the same)."""
     H = c.shape[1]
-    for b in range(c.shape[0]):
+    B = c.shape[0]
+    for b in range(B):
         if t >= lengths[b]:
             h[b] = 0.0
             c[b] = 0.0
             continue
         j = 0
         while j + LANES <= H:
+            if b + 1 < B:
+                for q in range(4):
+                    prefetch(xproj_t, b + 1, q * H + j, 0)
             _units_fwd_vec(xproj_t, rec, c_prev, b, j, LANES, act, h, c, gates)
             j += LANES
         if j < H:
