@@ -158,7 +158,7 @@ def _k_loop6(a, i, panel, kc, acc):
     256 bytes of panel serve 24 FMAs instead of 16.  At K = 256 the panel (64 KB) does not fit
     L1 and streams from L2 for every tile, so the fewer tiles the better.  Measured side by
     side at M, 32 rows a core: the recurrent product 257 -> 267 GFLOP/s a core, the forward
-    time loop 2.7-4.7% faster, the input projection 0-9%.  Six rows are the most that fit:
+    time loop 2.7-4.7% faster, the input projection -1% to +9%.  Six rows are the most that fit:
     24 accumulators, four panel vectors and a broadcast of the 32 registers."""
     r0, r1, r2, r3, r4, r5 = acc[0:4], acc[4:8], acc[8:12], acc[12:16], acc[16:20], acc[20:24]
     for k in range(kc):
