@@ -357,7 +357,8 @@ class Sequential:
                 sb = None if states is None else [(h[:, rows], c[:, rows]) for h, c in states]
                 out, new = self._run(xb, sb, lb)
                 outs.append(self.backend.to_numpy(out))
-                finals.append([tuple(self.backend.to_numpy(a) for a in st) for st in new])
+                if return_states:  # host copies only when asked for (a GPU copy per batch)
+                    finals.append([tuple(self.backend.to_numpy(a) for a in st) for st in new])
         out = _join(outs, axis=0)
         if not return_states:
             return out
@@ -537,9 +538,8 @@ def _split_last(x, y, lengths, fraction):
     if not 0 < cut < len(x):
         raise ValueError(f"validation_split={fraction} leaves {cut} of {len(x)} samples to "
                          f"train on: both parts must be non-empty")
-    tail = None if lengths is None else lengths[cut:]
-    return (x[:cut], y[:cut], None if lengths is None else lengths[:cut],
-            (x[cut:], y[cut:], tail))
+    head, tail = (None, None) if lengths is None else (lengths[:cut], lengths[cut:])
+    return x[:cut], y[:cut], head, (x[cut:], y[cut:], tail)
 
 
 def _unpack_validation(data):
