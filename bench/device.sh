@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# What only a lent GPU machine can show, in calls that fit its lease (10 minutes a call, 30 in
-# all; see ../.library/device/README.md).  From the repository root, through the device tool:
+# What only a lent GPU machine can show, in calls that fit its lease (at most 10 minutes a
+# call, and little device time in all: each step below has its own time limit).  From the
+# repository root, on the GPU machine:
 #
 #   bash bench/device.sh tests    # the whole test suite, the GPU tests on the device
 #   bash bench/device.sh gpu      # python -m bench.run --backend gpu, both grids, against cuDNN
 #   bash bench/device.sh cpu      # the CPU bench at M and M2 on all of the host's cores
+#   bash bench/device.sh kernels  # python -m bench.kernels gpu: the forward variants side by side
 #
 # Make the calls back to back: the machine keeps Numba's cache only while it stays warm.  The
-# machine has no network, so this runs the project from the working tree (PYTHONPATH) on the
-# machine's own python3, which has numba-cuda, CuPy, PyTorch and pytest.  Each step has its own
-# time limit; logs and results go to $OUT (./out elsewhere) and the last lines printed say how
-# each step ended.  "cpu" matters because the row split gives a thread as few as 4 rows
-# (engine/threads.py, MIN_ROWS_PER_THREAD), measured on 2 cores only.
+# machine has no network, so this runs the project from the working tree (PYTHONPATH; engine
+# then loads engine.kernels from kernels/ itself) on the machine's own python3, which has
+# numba-cuda, CuPy, PyTorch and pytest.  Each step has its own time limit; logs and results
+# go to $OUT (./out elsewhere) and the last lines printed say how each step ended.  "cpu"
+# matters because the row split gives a thread as few as 4 rows (engine/backends/threads.py,
+# MIN_ROWS_PER_THREAD), measured on 2 cores only.
 set -u
 case "${1:-}" in
-    tests|gpu|cpu) ;;
-    *) echo "usage: bash bench/device.sh tests|gpu|cpu" >&2; exit 2 ;;
+    tests|gpu|cpu|kernels) ;;
+    *) echo "usage: bash bench/device.sh tests|gpu|cpu|kernels" >&2; exit 2 ;;
 esac
 OUT=${OUT:-out}
 PY=${PY:-python3}
@@ -47,6 +50,7 @@ case "${1:-}" in
     tests) step tests 540 $PY -m pytest -q -p no:cacheprovider ;;
     gpu) step bench-gpu-issue 270 $PY -m bench.run --backend gpu --out "$OUT"
          step bench-gpu-grid 270 $PY -m bench.run --backend gpu --grid gpu --out "$OUT" ;;
+    kernels) step bench-kernels 270 $PY -m bench.kernels gpu ;;
     cpu) step bench-cpu-all-cores 540 $PY -m bench.run --configs M,M2 --threads "$(nproc)" \
              --out "$OUT" --no-plot ;;
 esac

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 
+
 def _status_kb(field):
     with open("/proc/self/status") as f:
         for line in f:

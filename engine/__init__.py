@@ -1,20 +1,49 @@
-"""lstm-engine: a fused LSTM with PyTorch's interface, on Numba CPU and CUDA kernels."""
-from engine.threads import choose_blas_kernels
+"""lstm-engine: a fused LSTM with PyTorch's interface, on Numba CPU and CUDA kernels.
 
-choose_blas_kernels()  # before any OpenBLAS loads (see engine.threads)
+The library: ``LSTM`` (``engine.lstm``), ``Dense`` and ``Embedding`` (``engine.layers``), the
+training stack (``Sequential``, losses, optimizers, checkpoints), the backends
+(``engine.backends``) and their kernels (``engine.kernels``, the repository's ``kernels/``).
+The applications (``python -m engine <command>``) live in ``engine.apps`` and are not imported
+here.
+"""
+import importlib.util
+import os
+import sys
 
-from engine import baselines, datasets, windows  # noqa: E402
-from engine.backends import get_backend
-from engine.checkpoint import load
-from engine.grad import is_grad_enabled, no_grad
-from engine.layers import Dense, Embedding
-from engine.losses import mse, softmax_cross_entropy
-from engine.lstm import LSTM
-from engine.model import Sequential, set_forget_bias
-from engine.optim import SGD, Adam, clip_grad_norm
 
-__all__ = ["LSTM", "Adam", "Dense", "Embedding", "SGD", "Sequential", "baselines",
-           "clip_grad_norm", "datasets", "get_backend", "is_grad_enabled", "load", "mse",
-           "no_grad", "set_forget_bias",
-           "softmax_cross_entropy", "windows"]
+def _kernels_from_checkout():
+    """Make ``engine.kernels`` importable when the project runs from a source checkout that
+    was not installed (``PYTHONPATH=.``): the installers map the repository's ``kernels/``
+    folder to ``engine.kernels`` (pyproject's package-dir), plain ``sys.path`` does not."""
+    name = __name__ + ".kernels"
+    if name in sys.modules or importlib.util.find_spec(name) is not None:
+        return
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+    if spec is None:
+        raise ImportError(f"engine.kernels not found: no installed package and no {folder}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_kernels_from_checkout()
+
+from engine.backends.threads import choose_blas_kernels  # noqa: E402
+
+choose_blas_kernels()  # before SciPy's OpenBLAS loads (see engine.backends.threads)
+
+from engine.backends import get_backend  # noqa: E402
+from engine.checkpoint import load  # noqa: E402
+from engine.grad import is_grad_enabled, no_grad  # noqa: E402
+from engine.layers import Dense, Embedding  # noqa: E402
+from engine.losses import mse, softmax_cross_entropy  # noqa: E402
+from engine.lstm import LSTM  # noqa: E402
+from engine.model import Sequential, set_forget_bias  # noqa: E402
+from engine.optim import SGD, Adam, clip_grad_norm  # noqa: E402
+
+__all__ = ["LSTM", "Adam", "Dense", "Embedding", "SGD", "Sequential", "clip_grad_norm",
+           "get_backend", "is_grad_enabled", "load", "mse", "no_grad", "set_forget_bias",
+           "softmax_cross_entropy"]
 __version__ = "0.1.0"

@@ -14,7 +14,6 @@ Entries:
 The optimizer's step count lives in the JSON.  A learning-rate schedule (a callable) is not
 saved: set ``model.optimizer.schedule`` again after ``load``.
 """
-import inspect
 import json
 import os
 import tempfile
@@ -28,22 +27,14 @@ from engine.lstm import LSTM
 FORMAT = "lstm-engine-checkpoint"
 FORMAT_VERSION = 1
 LAYER_TYPES = {"LSTM": LSTM, "Dense": Dense, "Embedding": Embedding}
-_NOT_CONFIG = ("self", "backend", "seed")
 
 
 def layer_config(layer):
-    """{"type", "args"}: the constructor arguments that rebuild ``layer`` (backend and seed
-    excluded), read from the attributes named like the constructor's parameters."""
+    """{"type", "args"}: the layer's type and its ``get_config()``, which rebuild it."""
     kind = type(layer).__name__
     if kind not in LAYER_TYPES:
         raise TypeError(f"cannot save a layer of type {kind}")
-    args = {}
-    for name in inspect.signature(type(layer).__init__).parameters:
-        if name in _NOT_CONFIG or not hasattr(layer, name):
-            continue
-        value = getattr(layer, name)
-        args[name] = value.name if isinstance(value, np.dtype) else value
-    return {"type": kind, "args": args}
+    return {"type": kind, "args": layer.get_config()}
 
 
 def save(model, path):
@@ -158,7 +149,7 @@ def _build(config, arrays, backend):
     from engine.model import Sequential
     from engine.optim import optimizer_from_config
 
-    layers = [LAYER_TYPES[c["type"]](**c["args"], backend=backend) for c in config["layers"]]
+    layers = [LAYER_TYPES[c["type"]].from_config(c["args"], backend) for c in config["layers"]]
     model = Sequential(layers, output=config["output"], forget_bias=None)
     model.forget_bias = config["forget_bias"]
     model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items()

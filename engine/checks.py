@@ -2,14 +2,9 @@
 argument and what was expected."""
 import numbers
 
-import numba
 import numpy as np
 
-from engine import threads
-from kernels.cpu import all_finite_f32
-
 DTYPES = {"float32": np.float32, "float64": np.float64}
-FINITE_KERNEL_MIN = 1 << 16
 
 
 def check_int(name, value, minimum):
@@ -46,11 +41,12 @@ def check_dtype(dtype):
     return np.dtype(DTYPES[name])
 
 
-def check_array(name, a, dtype, shape, shape_text):
+def check_array(name, a, dtype, shape, shape_text, backend):
     """Check an array's dtype, shape and finiteness; returns it as an ``xp`` array.
 
     shape: tuple of expected sizes (None matches any size); shape_text names the dims for the
-    error message, e.g. "(T, B, input_size=8)".
+    error message, e.g. "(T, B, input_size=8)".  backend: the ``Backend`` whose
+    ``all_finite`` checks the values.
     """
     a = as_array(name, a, dtype)
     if a.dtype != dtype:
@@ -60,20 +56,9 @@ def check_array(name, a, dtype, shape, shape_text):
         raise ValueError(f"{name} must have shape {shape_text}, got {tuple(a.shape)}")
     if any(s == 0 for s in a.shape):
         raise ValueError(f"{name} must not be empty, got shape {tuple(a.shape)}")
-    if not all_finite(a):
+    if not backend.all_finite(a):
         raise ValueError(f"{name} contains NaN or Inf")
     return a
-
-
-def all_finite(a):
-    """Whether every value of ``a`` (NumPy or CuPy) is finite.  Large C-contiguous float32
-    NumPy arrays (every model input) take one parallel pass of ``kernels.cpu.all_finite_f32``;
-    under FINITE_KERNEL_MIN values NumPy is as fast as the kernel's call and thread start."""
-    if (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-            and a.size >= FINITE_KERNEL_MIN):
-        threads.configure()  # Numba's pool starts with the engine's settings (engine.threads)
-        return all_finite_f32(a.reshape(1, -1), numba.get_num_threads())
-    return bool(array_module(a).isfinite(a).all())
 
 
 def as_array(name, a, dtype=None):

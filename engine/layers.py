@@ -1,37 +1,19 @@
 """Non-recurrent layers for the training stack: ``Dense`` (linear + activation) and ``Embedding``.
 
-Both follow ``engine.LSTM``'s conventions: parameters in ``params`` (name -> backend array, with
-``torch.nn.Linear`` / ``torch.nn.Embedding`` names), gradients in ``grads`` (same keys,
-overwritten by each ``backward``), ``backward`` runs through the latest ``forward``, and
-``state_dict`` / ``load_state_dict`` exchange NumPy copies.
+Both follow ``engine.LSTM``'s conventions (``engine.module.ParamModule``): parameters in
+``params`` (name -> backend array, with ``torch.nn.Linear`` / ``torch.nn.Embedding`` names),
+gradients in ``grads`` (same keys, overwritten by each ``backward``), ``backward`` runs through
+the latest ``forward``, and ``state_dict`` / ``load_state_dict`` exchange NumPy copies.
 """
 import math
 
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import (as_array, check_array, check_choice, check_dtype, check_ids,
-                           check_int, check_state_dict)
+from engine.checks import as_array, check_array, check_choice, check_dtype, check_ids, check_int
+from engine.module import ParamModule
 
 DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
-
-
-class ParamModule:
-    """Shared parameter handling: subclasses set ``params``, ``dtype``, ``backend`` and define
-    ``param_shapes()``."""
-
-    def state_dict(self):
-        """{name: NumPy array} copies of the parameters."""
-        return {name: np.array(self.backend.to_numpy(p)) for name, p in self.params.items()}
-
-    def load_state_dict(self, state_dict):
-        """Load parameters from a mapping of array-likes; all problems are reported in one
-        ValueError and nothing changes unless every entry is valid.  Arrays are written in
-        place, so optimizers holding references keep seeing the live parameters."""
-        loaded = check_state_dict(type(self).__name__, state_dict, self.param_shapes(),
-                                  self.dtype)
-        for name, a in loaded.items():
-            self.params[name][...] = self.backend.asarray(a)
 
 
 class Dense(ParamModule):
@@ -58,8 +40,7 @@ class Dense(ParamModule):
         self.backend = get_backend(backend)
         rng = np.random.default_rng(seed)
         k = 1.0 / math.sqrt(self.in_features)
-        self.params = {n: self.backend.asarray(rng.uniform(-k, k, s).astype(self.dtype))
-                       for n, s in self.param_shapes().items()}
+        self.params = self._make_params(lambda shape: rng.uniform(-k, k, shape))
         self.grads = {}
         self._saved = None
 
@@ -68,6 +49,10 @@ class Dense(ParamModule):
         if self.bias:
             shapes["bias"] = (self.out_features,)
         return shapes
+
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "activation": self.activation, "bias": self.bias, "dtype": self.dtype.name}
 
     def forward(self, x):
         """x: (..., F_in) of the layer's dtype, any rank >= 1.  Returns y: (..., F_out)."""
@@ -78,7 +63,7 @@ class Dense(ParamModule):
                              f"got a scalar")
         x = self.backend.asarray(check_array(
             "input", x, self.dtype, (None,) * (ndim - 1) + (self.in_features,),
-            f"(..., in_features={self.in_features})"))
+            f"(..., in_features={self.in_features})", self.backend))
         x2 = x.reshape(-1, self.in_features)
         y = self.backend.matmul(x2, self.params["weight"].T)
         if self.bias:
@@ -97,7 +82,8 @@ class Dense(ParamModule):
         s = self._saved
         out_shape = s["shape"][:-1] + (self.out_features,)
         g = self.backend.asarray(check_array("grad", grad, self.dtype, out_shape,
-                                             f"{out_shape} (the shape of forward's output)"))
+                                             f"{out_shape} (the shape of forward's output)",
+                                             self.backend))
         dz = _activate_grad(self.activation, g.reshape(-1, self.out_features), s["y"])
         self.grads = {"weight": self.backend.matmul(dz.T, s["x2"])}
         if self.bias:
@@ -155,13 +141,16 @@ class Embedding(ParamModule):
         self.dtype = check_dtype(dtype)
         self.backend = get_backend(backend)
         rng = np.random.default_rng(seed)
-        self.params = {"weight": self.backend.asarray(
-            rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype))}
+        self.params = self._make_params(rng.standard_normal)
         self.grads = {}
         self._saved = None
 
     def param_shapes(self):
         return {"weight": (self.num_embeddings, self.embedding_dim)}
+
+    def get_config(self):
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                "dtype": self.dtype.name}
 
     def forward(self, idx):
         """idx: integer array of any shape (...), values in [0, V).  Returns (..., E)."""
@@ -179,24 +168,13 @@ class Embedding(ParamModule):
         idx = self._saved
         shape = tuple(idx.shape) + (self.embedding_dim,)
         g = self.backend.asarray(check_array("grad", grad, self.dtype, shape,
-                                             f"{shape} (the shape of forward's output)"))
-        xp = self.backend.xp
-        gw = xp.zeros((self.num_embeddings, self.embedding_dim), self.dtype)
-        _scatter_add(xp, gw, idx.reshape(-1), g.reshape(-1, self.embedding_dim))
+                                             f"{shape} (the shape of forward's output)",
+                                             self.backend))
+        gw = self.backend.xp.zeros((self.num_embeddings, self.embedding_dim), self.dtype)
+        self.backend.scatter_add(gw, idx.reshape(-1), g.reshape(-1, self.embedding_dim))
         self.grads = {"weight": gw}
         return None
 
     def __repr__(self):
         return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend.name!r})")
-
-
-def _scatter_add(xp, target, idx, rows):
-    """target[idx[k]] += rows[k] for every k, with repeated indices accumulated."""
-    if xp is np:
-        np.add.at(target, idx, rows)
-    else:
-        import cupyx
-
-        cupyx.scatter_add(target, idx, rows)
-

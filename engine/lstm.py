@@ -17,9 +17,10 @@ import numpy as np
 
 from engine.backends import get_backend
 from engine.checks import (as_array, check_array, check_choice, check_dtype, check_int,
-                           check_lengths, check_probability, check_state_dict)
+                           check_lengths, check_probability)
 from engine.grad import is_grad_enabled
-from kernels import ACTIVATIONS
+from engine.kernels import ACTIVATIONS
+from engine.module import ParamModule
 
 
 class Workspace:
@@ -40,7 +41,7 @@ class Workspace:
         return a
 
 
-class LSTM:
+class LSTM(ParamModule):
     """Multi-layer, optionally bidirectional LSTM with PyTorch's interface and parameter layout.
 
     Args:
@@ -80,7 +81,9 @@ class LSTM:
         self.backend = get_backend(backend)
         self._act = ACTIVATIONS[cell_activation]
         self._ws = Workspace(self.backend.xp)
-        self.params = self._init_params(seed)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / math.sqrt(self.hidden_size)
+        self.params = self._make_params(lambda shape: rng.uniform(-k, k, shape))
         self._dropout_rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.grads = {}
         self._saved = None
@@ -121,25 +124,12 @@ class LSTM:
                     shapes["weight_hr" + sfx] = (self.proj_size, H)
         return shapes
 
-    def _init_params(self, seed):
-        rng = np.random.default_rng(seed)
-        k = 1.0 / math.sqrt(self.hidden_size)
-        return {name: self.backend.asarray(rng.uniform(-k, k, shape).astype(self.dtype))
-                for name, shape in self.param_shapes().items()}
-
-    def state_dict(self):
-        """{name: NumPy array} copies of the parameters, with ``torch.nn.LSTM``'s keys."""
-        return {name: np.array(self.backend.to_numpy(p)) for name, p in self.params.items()}
-
-    def load_state_dict(self, state_dict):
-        """Load parameters from any mapping of array-likes (NumPy, lists, CPU torch tensors).
-
-        Missing, unexpected and misshapen entries are all reported in one ValueError, and
-        nothing is changed unless every entry is valid.
-        """
-        loaded = check_state_dict("LSTM", state_dict, self.param_shapes(), self.dtype)
-        for name, a in loaded.items():  # in place: optimizers hold these arrays
-            self.params[name][...] = self.backend.asarray(a)
+    def get_config(self):
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bias": self.bias, "batch_first": self.batch_first,
+                "dropout": self.dropout, "bidirectional": self.bidirectional,
+                "proj_size": self.proj_size, "cell_activation": self.cell_activation,
+                "dtype": self.dtype.name}
 
     def _layer_params(self, layer, d):
         sfx = _suffix(layer, d)
@@ -280,7 +270,7 @@ class LSTM:
         s = self._saved
         g_user = grad_output
         g = check_array("grad_output", grad_output, self.dtype, s["out_shape"],
-                        str(s["out_shape"]) + " (the shape of forward's output)")
+                        str(s["out_shape"]) + " (the shape of forward's output)", self.backend)
         g = self._to_time_major(self.backend.asarray(g), s["unbatched"])
         dh_n, dc_n = self._check_state("grad_state", grad_state, s["B"], s["unbatched"])
         dx, dh0, dc0 = self._backward(g, dh_n, dc_n)
@@ -372,7 +362,7 @@ class LSTM:
             order = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
             raise ValueError(f"input must be 3-D {order} or 2-D (T, input_size) unbatched, with "
                              f"input_size={I}; got shape {x.shape}")
-        x = check_array("input", x, self.dtype, shape, text)
+        x = check_array("input", x, self.dtype, shape, text, self.backend)
         return self._to_time_major(self.backend.asarray(x), ndim == 2), ndim == 2
 
     def _check_lengths(self, lengths, T, B, unbatched):
@@ -402,7 +392,8 @@ class LSTM:
             shape = (LD, n) if unbatched else (LD, B, n)
             text = f"(num_layers*num_directions={LD}, " + \
                 ("" if unbatched else f"batch={B}, ") + f"{what}={n})"
-            a = self.backend.asarray(check_array(f"{name}[{part}]", a, self.dtype, shape, text))
+            a = self.backend.asarray(check_array(f"{name}[{part}]", a, self.dtype, shape, text,
+                                                 self.backend))
             pair.append(xp.ascontiguousarray(a[:, None, :] if unbatched else a))
         return tuple(pair)
 

@@ -1,10 +1,10 @@
 """CUDA kernels: ``@cuda.jit`` fused LSTM steps, one layer and one direction per launch.
 
-Same layout and semantics as ``kernels.cpu`` (time-major, C-contiguous, G = 4H, gate order
-i, f, g, o; ``lengths`` masking with pack_padded_sequence semantics).  The host-side time loop
-lives in ``engine.gpu``; every kernel here does one step and takes the whole (T, B, .) arrays
-plus the step's time index t and the index p of the step before it (t-1, or t+1 in reverse),
-so the loop launches kernels without slicing arrays.
+Same layout and semantics as the CPU kernels (the package docstring: time-major, C-contiguous,
+G = 4H, gate order i, f, g, o; ``lengths`` masking with pack_padded_sequence semantics).  The
+host-side time loop lives in ``engine.backends.gpu``; every kernel here does one step and takes
+the whole (T, B, .) arrays plus the step's time index t and the index p of the step before it
+(t-1, or t+1 in reverse), so the loop launches kernels without slicing arrays.
 
     xproj   (T, B, G)  x_t @ W_ih^T + b_ih + b_hh for every step (one GEMM by the caller)
     w_hh_t  (H, G)     W_hh transposed: the recurrent product is h_prev @ w_hh_t
@@ -15,7 +15,7 @@ so the loop launches kernels without slicing arrays.
     dz      (T, B, G)  gate pre-activation gradients
 
 The state entering step t of sequence b is s[p, b] when 0 <= p < lengths[b], else s0[b]
-(``prev_state``), exactly as ``kernels.steps.gather_prev_cpu``.  The scalar cell math comes from
+(``prev_state``), exactly as ``kernels.common.gather_prev``.  The scalar cell math comes from
 ``kernels.gates``, shared with the CPU kernels.
 
 Every kernel is dtype-generic (float32 or float64: the arrays decide), and correct for any B
@@ -27,7 +27,7 @@ from collections import namedtuple
 
 from numba import cuda
 
-from kernels.gates import lstm_cell_bwd, lstm_cell_fwd
+from .gates import lstm_cell_bwd, lstm_cell_fwd
 
 # ----------------------------------------------------------------------------- launch config
 # Thread block: TILE_H hidden units (x, one warp wide so gate-row reads are coalesced) by

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-from kernels import KERNEL
+from . import KERNEL
 
 _0 = np.float32(0.0)
 _1 = np.float32(1.0)
@@ -97,7 +97,8 @@ def cell_act_grad(y, act):
 @njit(inline="always", **KERNEL)
 def lstm_cell_fwd_fast(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     """``lstm_cell_fwd`` with ACT_FAST: only arithmetic, min and max, so it also runs on the
-    16-unit vectors of ``kernels.simd`` (the fused GEMM epilogue of ``kernels.gemm``)."""
+    16-unit vectors of ``kernels.simd`` (``kernels.step``'s vector step and the fused GEMM
+    epilogue of ``kernels.seq_units``)."""
     i = sigmoid_fast(i_pre)
     f = sigmoid_fast(f_pre)
     g = cell_act_fast(g_pre, act)

@@ -1,38 +1,48 @@
-"""Float32 GEMM for the CPU backend (packed panels, a 4 x 64 register-blocked micro-kernel), and
-the small-batch time loops built on it.
+"""Float32 GEMM for the CPU backend: packed panels and a 6 x 64 register-blocked micro-kernel
+(``tile6``; ``tile4`` and ``tile1`` take the rows left over).  The time loops of
+``kernels.seq_rows`` and ``kernels.seq_units`` run their recurrent products on it.
 
 Why not BLAS: the recurrent product of one step is small (16 x 64 x 256 for the S benchmark),
-where OpenBLAS's fixed cost per call dominates (8.6 us against 2.7 us here), and the OpenBLAS in
-the NumPy/SciPy wheels runs only its AVX2 kernels on AMD Zen 4/5 (half the AVX-512 rate).  This
-kernel is compiled by Numba for the CPU it runs on, so it uses AVX-512 wherever the CPU has it.
+where OpenBLAS's fixed cost per call dominates (Zen 5 AVX-512: 8.6 us against 2.7 us), and the
+OpenBLAS in the NumPy/SciPy wheels runs only its AVX2 kernels on AMD Zen 4/5 (half the AVX-512
+rate).  This kernel is compiled by Numba for the CPU it runs on, so it uses AVX-512 wherever
+the CPU has it.
+
+The plain loop nest it computes, for reading::
+
+    for i in range(M):
+        for j in range(N):
+            c[i, j] = (c[i, j] if accumulate else bias[j]) + sum(a[i, k] * b[k, j] for k)
 
 The method is GotoBLAS's, reduced to what LSTMs need:
 
 * ``b`` (K, N) is packed into panels of ``NR`` = 64 columns, ``bp[p, k, :] = b[k, 64p:64p+64]``,
   zero beyond column N.  Inside a panel the k-th row is 256 contiguous bytes, so the
   micro-kernel streams it with four vector loads and no TLB misses.  The recurrent weights are
-  packed once per sequence (``pack_weights``, ``pack_gates``); large products pack one
-  ``KC``-row block at a time.
+  packed once per sequence (``pack_weights``, ``kernels.seq_units.pack_gates``); large
+  products pack one ``KC``-row block at a time.
 * The micro-kernel (``tile6``) keeps c[i:i+6, j:j+64] in 24 vector registers over the whole k
   loop: per k, four panel loads, six broadcasts of a[i+r, k], 24 FMAs.  ``tile4`` (16
-  registers) and ``tile1`` (one row: B = 1) take the rows left over.  Columns past N are
-  masked on load and store.
+  registers) and ``tile1`` (one row: B = 1) take the rows left over (``six_row_tiles``).
+  Columns past N are masked on load and store.
 * Rows are walked in blocks of ``MC`` so that a block of ``a`` stays in L2 while every panel
   passes over it.
 
 ``a`` may have any strides (``x.T`` works: the weight gradients are a.T @ b); ``c`` needs
 contiguous rows.  Accumulation order per element is sequential in k, as in a naive loop.
+
+Figures below were measured on a 2-core AMD EPYC Zen 5 with AVX-512 (2026-11) unless they name
+another machine.  ``python -m bench.kernels gemm tiles`` checks the kernel and its tiles against
+float64 NumPy and times them side by side (the GEMM against NumPy's SGEMM) on the machine at
+hand.
 """
 import numpy as np
 from numba import literal_unroll, njit, prange
 from numba.extending import overload
 
-from kernels import KERNEL
-from kernels.gates import lstm_cell_bwd, lstm_cell_fwd_fast
-from kernels.simd import (LANES, fma, gather_n, load, load_n, prefetch, splat, store,
-                          store_n)
-from kernels.steps import (add_cpu, gather_prev_cpu, keep_valid_rows_cpu, part_rows,
-                           step_index)
+from . import KERNEL
+from .common import part_rows
+from .simd import LANES, fma, gather_n, load, load_n, prefetch, splat, store, store_n
 
 NR = 4 * LANES  # panel width: four vectors
 KC = 256        # rows of b packed per block in ``gemm``: a 64 KB panel block stays in L2
@@ -50,7 +60,7 @@ PARALLEL_PACK_PANELS = 8
 # (measured at 2 threads: dW_hh at L, 8 panels, 380 -> 429 GFLOP/s; dW_ih at M, 2 panels,
 # 389 -> 351: the copy's cache misses are no longer hidden behind FMAs).
 PACK_A_PANELS = 8
-# Rows of the panel (256 bytes each) that ``_k_loop1`` prefetches ahead (8, 16, 32 and 64
+# Rows of the panel (256 bytes each) that ``k_loop1`` prefetches ahead (8, 16, 32 and 64
 # measured alike; 4 less well).
 PREFETCH_K = 16
 # Values ahead along W's rows that ``pack_panel`` asks for when it gathers (2 lines; 1 and 4
@@ -103,7 +113,7 @@ def pack_panel(b, k0, kc, bp, p):
 
 
 @njit(inline="always", **KERNEL)
-def _load_row(b, i, j, n):
+def load_row(b, i, j, n):
     """b[i, j:j+n] as a vector (lanes >= n zero), from contiguous or strided rows."""
     if b.strides[1] == b.itemsize:
         return load_n(b, i, j, n)
@@ -128,7 +138,7 @@ def _lanes(c, j):
 
 
 @njit(inline="always", **KERNEL)
-def _k_loop4(a, i, panel, kc, acc):
+def k_loop4(a, i, panel, kc, acc):
     """The micro-kernel: acc (16 vectors, rows i..i+3 x 4 panel vectors) += a[i:i+4, :kc] @
     panel[:kc].  Per k: four panel loads, four broadcasts, sixteen FMAs, all in registers."""
     c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = acc
@@ -153,8 +163,8 @@ def _fma_row(x, b, r):
 
 
 @njit(inline="always", **KERNEL)
-def _k_loop6(a, i, panel, kc, acc):
-    """``_k_loop4`` for six rows (acc: 24 vectors; returned as six rows of four).  Each k's
+def k_loop6(a, i, panel, kc, acc):
+    """``k_loop4`` for six rows (acc: 24 vectors; returned as six rows of four).  Each k's
     256 bytes of panel serve 24 FMAs instead of 16.  At K = 256 the panel (64 KB) does not fit
     L1 and streams from L2 for every tile, so the fewer tiles the better.  Measured side by
     side at M, 32 rows a core: the recurrent product 257 -> 267 GFLOP/s a core, the forward
@@ -173,11 +183,11 @@ def _k_loop6(a, i, panel, kc, acc):
 
 
 @njit(inline="always", **KERNEL)
-def _k_loop1(a, i, panel, kc, acc):
-    """``_k_loop4`` for one row.  With four FMAs per 256 bytes of panel this loop streams
+def k_loop1(a, i, panel, kc, acc):
+    """``k_loop4`` for one row.  With four FMAs per 256 bytes of panel this loop streams
     the panel from L2 (B = 1: W_hh), faster than the hardware prefetcher fetches it; asking
     for the lines PREFETCH_K rows ahead took the B1 time loops from 0.62 to 0.47 ms.  (In
-    ``_k_loop4``, with four times the FMAs per line, prefetching measured no gain.)"""
+    ``k_loop4``, with four times the FMAs per line, prefetching measured no gain.)"""
     c0, c1, c2, c3 = acc
     for k in range(kc):
         prefetch(panel, k + PREFETCH_K, 0, 0)
@@ -234,7 +244,7 @@ def tile4(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
            + _row_init(c, i + 2, j0, j1, j2, j3, accumulate, start)
            + _row_init(c, i + 3, j0, j1, j2, j3, accumulate, start))
     c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = \
-        _k_loop4(a, ia, panel, kc, acc)
+        k_loop4(a, ia, panel, kc, acc)
     _row_store(c, i, j0, j1, j2, j3, (c00, c01, c02, c03))
     _row_store(c, i + 1, j0, j1, j2, j3, (c10, c11, c12, c13))
     _row_store(c, i + 2, j0, j1, j2, j3, (c20, c21, c22, c23))
@@ -244,7 +254,7 @@ def tile4(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
 @njit(inline="always", **KERNEL)
 def tile6(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
     """``tile4`` for rows i..i+5."""
-    r = _k_loop6(a, ia, panel, kc,
+    r = k_loop6(a, ia, panel, kc,
                  _row_init(c, i, j0, j1, j2, j3, accumulate, start)
                  + _row_init(c, i + 1, j0, j1, j2, j3, accumulate, start)
                  + _row_init(c, i + 2, j0, j1, j2, j3, accumulate, start)
@@ -259,7 +269,7 @@ def tile6(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
 def tile1(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
     """Row i of ``tile4`` (from row ia of a)."""
     _row_store(c, i, j0, j1, j2, j3,
-               _k_loop1(a, ia, panel, kc, _row_init(c, i, j0, j1, j2, j3, accumulate, start)))
+               k_loop1(a, ia, panel, kc, _row_init(c, i, j0, j1, j2, j3, accumulate, start)))
 
 
 @njit(inline="always", **KERNEL)
@@ -394,219 +404,3 @@ def _matmul_into(a, w, out):
     if w.ndim == 3:
         return lambda a, w, out: gemm_packed(a, w, out, 0, a.shape[0], False, None)
     return lambda a, w, out: np.dot(a, w, out)
-
-
-# ---------------------------------------------------------------------------- fused LSTM step
-# The forward time loop for float32 without a projection, the cell update fused into the
-# GEMM's epilogue.  The recurrent weights are packed by unit block (``pack_gates``): panel p
-# holds the four gates of units 16p..16p+15, vector q <- gate q.  So after a tile's k loop its
-# registers hold, for each of its rows, the i, f, g and o pre-activations of 16 units: the
-# epilogue adds the input projection, applies the cell (kernels.gates, on vectors) and stores
-# h, c and the gates.  No (B, 4H) recurrent product ever goes through memory.
-#
-# Work can be split over rows and over unit blocks.  The CPU backend uses it for batches too
-# small to split by rows (under 8), with threads owning unit blocks (each keeps its share of
-# W_hh in its own L2).  For larger batches the row-split loop of kernels.cpu is faster (M:
-# 8.2 against 10.1 ms, rows or units split here): its row blocks never wait for each other,
-# and its cell update streams whole rows where this epilogue visits each row in 16-unit
-# pieces.  One barrier per step here: the next product needs every unit of h_t.
-
-UNITS = LANES  # units per panel
-
-
-@njit(parallel=True, **KERNEL)
-def pack_gates(w_hh_t, H):
-    """w_hh_t (K, 4H), any strides (W_hh.T) -> (ceil(H/16), K, 64) float32, the gate columns
-    grouped by unit block: [p, k, q*16 + v] = w_hh_t[k, q*H + 16p + v], zeros past unit H."""
-    K = w_hh_t.shape[0]
-    P = (H + UNITS - 1) // UNITS
-    wp = np.empty((P, K, NR), np.float32)
-    for p in prange(P):  # once per call, on every core: W_hh is 1 MB at H = 256
-        panel, n = wp[p], min(UNITS, H - p * UNITS)
-        for q in range(4):  # as in pack_panel, k innermost
-            for k in range(K):
-                store(panel, k, q * UNITS, _load_row(w_hh_t, k, q * H + p * UNITS, n))
-    return wp
-
-
-@njit(**KERNEL)
-def _cell_in(x, b, u0, n, H, acc_i, acc_f, acc_g, acc_o, c_state, act):
-    """Cell update of batch row b, units u0..u0+n (n <= 16): the pre-activations' recurrent
-    part in registers plus x (the step's input projection).  Returns (i, f, g, o, c, h)."""
-    return lstm_cell_fwd_fast(
-        acc_i + load_n(x, b, u0, n), acc_f + load_n(x, b, H + u0, n),
-        acc_g + load_n(x, b, 2 * H + u0, n), acc_o + load_n(x, b, 3 * H + u0, n),
-        load_n(c_state, b, u0, n), act)
-
-
-@njit(**KERNEL)
-def _cell_out(b, u0, n, H, valid, cell, h_prev, h_t, c_t, g_t, h_next, c_state):
-    """Store ``_cell_in``'s results; a padded step (not valid) writes zeros and carries the
-    state."""
-    i, f, g, o, c, h = cell
-    if not valid:
-        z = splat(0.0)
-        store_n(h_t, b, u0, z, n)
-        store_n(c_t, b, u0, z, n)
-        store_n(h_next, b, u0, load_n(h_prev, b, u0, n), n)
-        return
-    store_n(g_t, b, u0, i, n)
-    store_n(g_t, b, H + u0, f, n)
-    store_n(g_t, b, 2 * H + u0, g, n)
-    store_n(g_t, b, 3 * H + u0, o, n)
-    store_n(c_t, b, u0, c, n)
-    store_n(c_state, b, u0, c, n)
-    store_n(h_t, b, u0, h, n)
-    store_n(h_next, b, u0, h, n)
-
-
-@njit(**KERNEL)
-def lstm_block_fwd(x, wp, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t, r0, r1,
-                   p0, p1):
-    """Step t for rows r0..r1-1 and unit blocks p0..p1-1 (x: the step's input projection).
-
-    A tile's four rows are all loaded and computed before any is stored: x and the gates
-    share their layout, and a store waiting on the cell math whose address matches a later
-    load in its low 12 bits stalls that load (measured: a third slower the other way).
-    """
-    H = c_state.shape[1]
-    K = h_prev.shape[1]
-    z = splat(0.0)
-    for p in range(p0, p1):
-        panel, u0 = wp[p], p * UNITS
-        n = min(UNITS, H - u0)
-        b = r0
-        while b + 4 <= r1:
-            # This tile's rows, the next unit block.
-            _prefetch_rows(x, g_t, h_t, c_t, b, 4, u0 + UNITS, H)
-            a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3 = _k_loop4(
-                h_prev, b, panel, K, (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z))
-            cell0 = _cell_in(x, b, u0, n, H, a0, a1, a2, a3, c_state, act)
-            cell1 = _cell_in(x, b + 1, u0, n, H, b0, b1, b2, b3, c_state, act)
-            cell2 = _cell_in(x, b + 2, u0, n, H, c0, c1, c2, c3, c_state, act)
-            cell3 = _cell_in(x, b + 3, u0, n, H, d0, d1, d2, d3, c_state, act)
-            _cell_out(b, u0, n, H, t < lengths[b], cell0, h_prev, h_t, c_t, g_t, h_next, c_state)
-            _cell_out(b + 1, u0, n, H, t < lengths[b + 1], cell1, h_prev, h_t, c_t, g_t,
-                      h_next, c_state)
-            _cell_out(b + 2, u0, n, H, t < lengths[b + 2], cell2, h_prev, h_t, c_t, g_t,
-                      h_next, c_state)
-            _cell_out(b + 3, u0, n, H, t < lengths[b + 3], cell3, h_prev, h_t, c_t, g_t,
-                      h_next, c_state)
-            b += 4
-        while b < r1:
-            _prefetch_rows(x, g_t, h_t, c_t, b, 1, u0 + UNITS, H)
-            a0, a1, a2, a3 = _k_loop1(h_prev, b, panel, K, (z, z, z, z))
-            cell = _cell_in(x, b, u0, n, H, a0, a1, a2, a3, c_state, act)
-            _cell_out(b, u0, n, H, t < lengths[b], cell, h_prev, h_t, c_t, g_t, h_next, c_state)
-            b += 1
-
-
-@njit(**KERNEL)
-def _prefetch_rows(x, g_t, h_t, c_t, b, rows, u, H):
-    """Ask for the lines of rows b..b+rows-1, units u..u+15, that the epilogue will read (x)
-    and write (gates, h, c): it visits each row 16 units at a time, strided lines that the
-    hardware prefetcher does not follow (measured: M forward 12.3 -> 9.6 ms)."""
-    if u >= H:
-        return
-    for r in range(b, b + rows):
-        for q in range(4):
-            prefetch(x, r, q * H + u, 0)
-            prefetch(g_t, r, q * H + u, 1)
-        prefetch(h_t, r, u, 1)
-        prefetch(c_t, r, u, 1)
-
-
-@njit(parallel=True, **KERNEL)
-def lstm_seq_fwd_fused(xproj, wp, h0, c0, lengths, act, reverse, h, c, gates, h_state,
-                       c_state, row_parts, unit_parts):
-    """Forward through all T steps (float32, no projection); outputs as kernels.cpu's
-    ``lstm_seq_fwd_cpu`` (gates may be a one-step buffer, as there).  wp:
-    ``pack_gates(w_hh_t, H)``.  Scratch: h_state (2, B, H) (the state read and the state
-    written, swapped every step), c_state (B, H).  The work of a step is split into
-    row_parts x unit_parts blocks, run by prange (1 x 1 runs serially).
-    """
-    T, B = xproj.shape[0], xproj.shape[1]
-    P = wp.shape[0]
-    h_state[0] = h0
-    c_state[:] = c0
-    parts = row_parts * unit_parts
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst, g_t = h_state[s % 2], h_state[(s + 1) % 2], gates[min(t, gates.shape[0] - 1)]
-        if parts == 1:  # no fork/join: a parallel region per step costs more than a tiny step
-            lstm_block_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, h[t], c[t], g_t,
-                           0, B, 0, P)
-            continue
-        for part in prange(parts):
-            r0, r1 = part_rows(part // unit_parts, row_parts, B)
-            up = part % unit_parts
-            lstm_block_fwd(xproj[t], wp, t, lengths, act, src, dst, c_state, h[t], c[t], g_t,
-                           r0, r1, up * P // unit_parts, (up + 1) * P // unit_parts)
-
-
-# ------------------------------------------------------------------- backward, split by unit
-# BPTT for small batches (float32, no projection): threads own ranges of hidden units, as in
-# the fused forward, so each keeps its columns of W_hh in its own L2.  A thread's work for a
-# step needs every gate gradient of the step after (dh = dz @ W_hh sums over all 4H of them),
-# so the product for step t+1 and the cell backward for step t share one parallel region: one
-# barrier per step (the row-split loop of kernels.cpu needs none).
-
-@njit(**KERNEL)
-def lstm_units_bwd(gates, c, c_prev, dh, act, dc, dz, u0, n):
-    """``kernels.cpu.lstm_row_bwd_cpu`` for units u0..u0+n of one batch row."""
-    H = c.shape[0]
-    # Gate slices as separate views: LLVM vectorises this loop, not the same loop written with
-    # offsets into whole rows.
-    gi, gf, gg, go = (gates[u0:u0 + n], gates[H + u0:H + u0 + n],
-                      gates[2 * H + u0:2 * H + u0 + n], gates[3 * H + u0:3 * H + u0 + n])
-    zi, zf, zg, zo = (dz[u0:u0 + n], dz[H + u0:H + u0 + n], dz[2 * H + u0:2 * H + u0 + n],
-                      dz[3 * H + u0:3 * H + u0 + n])
-    cr, cp, dhr, dcr = c[u0:u0 + n], c_prev[u0:u0 + n], dh[u0:u0 + n], dc[u0:u0 + n]
-    for v in range(n):
-        zi[v], zf[v], zg[v], zo[v], dcr[v] = lstm_cell_bwd(gi[v], gf[v], gg[v], go[v], cr[v],
-                                                           cp[v], dhr[v], dcr[v], act)
-
-
-@njit(**KERNEL)
-def lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev, dh_tot,
-                        rec, t, p, t_next, p0, p1):
-    """Step t for the H-columns of panels p0..p1-1: first dh (the gradient from step t_next,
-    -1 for none) = dz[t_next] @ W_hh on those columns, then the cell backward of step t.
-    The same bookkeeping as kernels.cpu's ``lstm_rows_bwd_cpu``, on columns instead of rows."""
-    B, H = dh.shape
-    u0, u1 = p0 * NR, min(p1 * NR, H)
-    if t_next >= 0:
-        gemm_packed(dz[t_next], wp[p0:p1], rec[:, u0:], 0, B, False, None)
-        keep_valid_rows_cpu(rec[:, u0:u1], t_next, lengths, dh[:, u0:u1])
-    if t < 0:
-        return
-    gather_prev_cpu(c[:, :, u0:u1], c0[:, u0:u1], p, lengths, c_prev[:, u0:u1])
-    add_cpu(dout[t][:, u0:u1], dh[:, u0:u1], dh_tot[:, u0:u1])
-    for b in range(B):
-        if t < lengths[b]:
-            lstm_units_bwd(gates[t, b], c[t, b], c_prev[b], dh_tot[b], act, dc[b], dz[t, b],
-                           u0, u1 - u0)
-        else:
-            for q in range(4):
-                dz[t, b, q * H + u0:q * H + u1] = 0.0
-
-
-@njit(parallel=True, **KERNEL)
-def lstm_seq_bwd_units(dout, gates, c, c0, wp, lengths, act, reverse, dh, dc, dz, c_prev,
-                       dh_tot, rec, parts):
-    """BPTT through all T steps, arguments as ``kernels.cpu.lstm_seq_bwd_cpu`` (no
-    projection), with wp = ``pack_weights(W_hh)`` and scratch c_prev, dh_tot, rec (B, H).
-    ``parts`` threads split the panels of H columns."""
-    T = dout.shape[0]
-    P = wp.shape[0]
-    for s in range(T - 1, -2, -1):  # s = -1: only the last product (dh on the initial state)
-        t, p = step_index(s, T, reverse) if s >= 0 else (-1, -1)
-        t_next = step_index(s + 1, T, reverse)[0] if s + 1 < T else -1
-        if parts == 1:
-            lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev,
-                                dh_tot, rec, t, p, t_next, 0, P)
-            continue
-        for part in prange(parts):
-            lstm_units_step_bwd(dout, gates, c, c0, wp, lengths, act, dh, dc, dz, c_prev,
-                                dh_tot, rec, t, p, t_next, part * P // parts,
-                                (part + 1) * P // parts)

@@ -1,12 +1,44 @@
-"""Test helpers: a multi-layer LSTM built from ``kernels.reference`` layers, and random data."""
+"""Test helpers, imported as ``tests.helpers`` everywhere: every tolerance table, a multi-layer
+LSTM built from ``kernels.reference`` layers, finite differences and random weights."""
 import numpy as np
+from engine.kernels.reference import (lstm_bwd_packed_reference, lstm_bwd_reference,
+                                      lstm_fwd_packed_reference, lstm_fwd_reference)
 
-from kernels.reference import (lstm_bwd_packed_reference, lstm_bwd_reference,
-                               lstm_fwd_packed_reference, lstm_fwd_reference)
+import engine
 
-
+# ---------------------------------------------------------------------------- tolerances
+# Per dtype, used as np.testing.assert_allclose(actual, expected, **TOL[dtype]).
+# float32: rounding of ~1e-7 amplified through T steps and GEMM sums; float64: exact to ~1e-10.
+TOL = {
+    np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+}
+# Kernel against reference (both float64, same operation order up to BLAS summation).
+KERNEL_TOL = dict(rtol=1e-10, atol=1e-12)
 # Central differences in float64 agree with exact gradients to about this.
 FD_TOL = dict(rtol=1e-6, atol=1e-8)
+# float32 products of length K against float64, relative to the largest entry (``rel_err``):
+# error grows like sqrt(K) * eps * |a||b|; the tests keep K <= 600, where 2e-6 is about 10 ulps
+# of headroom.
+GEMM_TOL = 2e-6
+# A float32 BPTT against the float64 reference, relative to each result's largest entry
+# (relu's unbounded cell makes some entries large and others tiny).
+UNITS_BWD_TOL = 1e-5
+# The fast float32 activations against float64 (max absolute error): the rational tanh is
+# within about 3 float32 ulps of 1; the sigmoid is built on it.
+FAST_ACT_TOL = {"tanh": 4 * np.finfo(np.float32).eps, "sigmoid": 2e-7}
+# A float32 cell (or vector arithmetic) against the same math in float64.
+FAST_CELL_TOL = dict(rtol=1e-6, atol=1e-7)
+
+
+def tol(dtype):
+    return TOL[np.dtype(dtype)]
+
+
+def rel_err(got, want):
+    """max |got - want| relative to the largest |want|."""
+    return np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
+
 
 
 def numeric_grad(f, a, eps=1e-6):
@@ -86,3 +118,55 @@ def stack_reference_backward(caches, dout, dhn, dcn, packed=False):
             d_in = d_in + dx
         g = d_in
     return g, dh0, dc0, grads
+
+
+# ---------------------------------------------------------------------------- against torch
+def run_both(rng, T, B, I, H, L, bi, batch_first, unbatched, with_state, dtype, lengths=None):
+    """Forward and backward through engine and torch with the same weights and data; returns
+    {name: (engine array, torch tensor)} for every output and gradient."""
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    D = 2 if bi else 1
+    m = engine.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=batch_first, dtype=dtype,
+                    seed=int(rng.integers(1 << 30)))
+    tm = torch.nn.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=batch_first)
+    tm = tm.to(torch.float64 if dtype == "float64" else torch.float32)
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
+
+    x_shape = (T, I) if unbatched else ((B, T, I) if batch_first else (T, B, I))
+    s_shape = (L * D, H) if unbatched else (L * D, B, H)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    state = tuple(rng.standard_normal(s_shape).astype(dtype) for _ in range(2)) \
+        if with_state else None
+
+    out, (hn, cn) = m.forward(x, state, lengths=lengths)
+    xt = torch.tensor(x, requires_grad=True)
+    st_t = tuple(torch.tensor(s, requires_grad=True) for s in state) if with_state else None
+    if lengths is None:
+        ot, (hnt, cnt) = tm(xt, st_t)
+    else:
+        packed = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=batch_first,
+                                      enforce_sorted=False)
+        ot, (hnt, cnt) = tm(packed, st_t)
+        ot, _ = pad_packed_sequence(ot, batch_first=batch_first, total_length=T)
+
+    gout, ghn, gcn = (rng.standard_normal(a.shape).astype(dtype) for a in (out, hn, cn))
+    loss = (ot * torch.from_numpy(gout)).sum() + (hnt * torch.from_numpy(ghn)).sum() + \
+        (cnt * torch.from_numpy(gcn)).sum()
+    loss.backward()
+    dx, (dh0, dc0) = m.backward(gout, (ghn, gcn))
+
+    pairs = {"output": (out, ot), "h_n": (hn, hnt), "c_n": (cn, cnt), "grad_input": (dx, xt.grad)}
+    if with_state:
+        pairs.update(grad_h0=(dh0, st_t[0].grad), grad_c0=(dc0, st_t[1].grad))
+    pairs.update({k: (m.grads[k], p.grad) for k, p in tm.named_parameters()})
+    return pairs
+
+
+def assert_pairs_close(pairs, dtype):
+    for name, (ours, theirs) in pairs.items():
+        theirs = theirs.detach().numpy()
+        assert ours.shape == theirs.shape, name
+        assert ours.dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(ours, theirs, err_msg=name, **tol(dtype))

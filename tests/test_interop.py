@@ -5,7 +5,7 @@ import torch
 
 from engine import LSTM
 from engine.interop import lstm_from_keras, to_keras_weights
-from tests.conftest import tol
+from tests.helpers import tol
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

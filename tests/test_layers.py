@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from engine.layers import Dense, Embedding
-from tests.conftest import tol
-from tests.helpers import FD_TOL, numeric_grad
+from tests.helpers import FD_TOL, numeric_grad, tol
 
 TORCH_ACT = {None: lambda z: z, "tanh": torch.tanh, "relu": torch.relu,
              "sigmoid": torch.sigmoid}

@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.losses import mse, softmax_cross_entropy
-from tests.conftest import tol
-from tests.helpers import numeric_grad
+from tests.helpers import numeric_grad, tol
 
 DTYPES = ["float32", "float64"]
 

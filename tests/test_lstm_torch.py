@@ -11,58 +11,10 @@ from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import engine
-from engine.backends import GEMV_MAX_STEPS
-from tests.conftest import tol
-from tests.helpers import stack_reference, stack_reference_backward
+from tests.helpers import (assert_pairs_close, run_both, stack_reference, stack_reference_backward,
+                           tol)
 
 torch.set_num_threads(1)
-
-
-def run_both(rng, T, B, I, H, L, bi, batch_first, unbatched, with_state, dtype, lengths=None):
-    """Forward and backward through engine and torch with the same weights and data."""
-    D = 2 if bi else 1
-    m = engine.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=batch_first, dtype=dtype,
-                    seed=int(rng.integers(1 << 30)))
-    tm = torch.nn.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=batch_first)
-    tm = tm.to(torch.float64 if dtype == "float64" else torch.float32)
-    tm.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
-
-    x_shape = (T, I) if unbatched else ((B, T, I) if batch_first else (T, B, I))
-    s_shape = (L * D, H) if unbatched else (L * D, B, H)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    state = tuple(rng.standard_normal(s_shape).astype(dtype) for _ in range(2)) \
-        if with_state else None
-
-    out, (hn, cn) = m.forward(x, state, lengths=lengths)
-    xt = torch.tensor(x, requires_grad=True)
-    st_t = tuple(torch.tensor(s, requires_grad=True) for s in state) if with_state else None
-    if lengths is None:
-        ot, (hnt, cnt) = tm(xt, st_t)
-    else:
-        packed = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=batch_first,
-                                      enforce_sorted=False)
-        ot, (hnt, cnt) = tm(packed, st_t)
-        ot, _ = pad_packed_sequence(ot, batch_first=batch_first, total_length=T)
-
-    gout, ghn, gcn = (rng.standard_normal(a.shape).astype(dtype) for a in (out, hn, cn))
-    loss = (ot * torch.from_numpy(gout)).sum() + (hnt * torch.from_numpy(ghn)).sum() + \
-        (cnt * torch.from_numpy(gcn)).sum()
-    loss.backward()
-    dx, (dh0, dc0) = m.backward(gout, (ghn, gcn))
-
-    pairs = {"output": (out, ot), "h_n": (hn, hnt), "c_n": (cn, cnt), "grad_input": (dx, xt.grad)}
-    if with_state:
-        pairs.update(grad_h0=(dh0, st_t[0].grad), grad_c0=(dc0, st_t[1].grad))
-    pairs.update({k: (m.grads[k], p.grad) for k, p in tm.named_parameters()})
-    return pairs
-
-
-def assert_pairs_close(pairs, dtype):
-    for name, (ours, theirs) in pairs.items():
-        theirs = theirs.detach().numpy()
-        assert ours.shape == theirs.shape, name
-        assert ours.dtype == np.dtype(dtype), name
-        np.testing.assert_allclose(ours, theirs, err_msg=name, **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -171,50 +123,3 @@ def test_proj_size_matches_torch(rng, dtype, L, bi, batch_first, lengths, T, B):
              "grad_h0": (dh0, h0t.grad), "grad_c0": (dc0, c0t.grad)}
     pairs.update({k: (m.grads[k], p.grad) for k, p in tm.named_parameters()})
     assert_pairs_close(pairs, dtype)
-
-
-def test_large_batch_uses_parallel_row_blocks_and_matches_torch(rng):
-    """B >= 2 * MIN_ROWS_PER_THREAD: the time loop splits the batch over threads."""
-    from engine.threads import MIN_ROWS_PER_THREAD, batch_parts
-    B = 2 * MIN_ROWS_PER_THREAD + 3
-    if batch_parts(B) < 2:
-        pytest.skip("one Numba thread: nothing to split")
-    pairs = run_both(rng, 5, B, 4, 6, 2, True, False, False, True, "float32",
-                     lengths=rng.integers(1, 6, B))
-    assert_pairs_close(pairs, "float32")
-
-
-@pytest.mark.parametrize("B,H,lengths", [
-    (2, 200, [6, 3]),   # small batch, wide layer: threads split the hidden units (fwd + bwd)
-    (40, 20, None),     # 40 rows: threads split the batch
-])
-def test_threaded_time_loops_match_torch(rng, B, H, lengths):
-    """Float32 sizes large enough for the engine's threaded kernels (engine.threads)."""
-    lengths = None if lengths is None else np.array(lengths)
-    pairs = run_both(rng, 6, B, 7, H, 2, True, False, False, True, "float32", lengths=lengths)
-    assert_pairs_close(pairs, "float32")
-
-
-@pytest.mark.parametrize("T", [1, GEMV_MAX_STEPS, GEMV_MAX_STEPS + 1])
-@pytest.mark.parametrize("unbatched", [False, True])
-def test_single_short_sequence_matches_torch(rng, T, unbatched):
-    """B = 1 (generation, one token at a time): up to GEMV_MAX_STEPS the float32 products run
-    on BLAS with the weights as they are, from one step more on the packed kernels."""
-    pairs = run_both(rng, T, 1, 5, 40, 2, True, False, unbatched, True, "float32")
-    assert_pairs_close(pairs, "float32")
-
-
-def test_single_short_sequence_packs_no_weights(rng, monkeypatch):
-    import engine.backends as backends
-
-    packed = []
-    for name in ("pack_weights", "pack_gates"):
-        real = getattr(backends, name)
-        monkeypatch.setattr(backends, name,
-                            lambda *a, real=real, name=name: packed.append(name) or real(*a))
-    m = engine.LSTM(5, 40, num_layers=2, seed=0)
-    for T, expected in [(GEMV_MAX_STEPS, []), (GEMV_MAX_STEPS + 1, ["pack_gates", "pack_weights"])]:
-        packed.clear()
-        out, _ = m(rng.standard_normal((T, 1, 5)).astype(np.float32))
-        m.backward(rng.standard_normal(out.shape).astype(np.float32))
-        assert sorted(set(packed)) == expected, T

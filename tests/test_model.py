@@ -8,7 +8,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from engine import LSTM, SGD, Adam, Dense, Embedding, Sequential, set_forget_bias
-from tests.conftest import tol
+from tests.helpers import tol
 
 
 def _classifier(V=9, E=4, H=6, C=3, dtype="float32", seed=0, **kw):

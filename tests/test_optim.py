@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.optim import SGD, Adam, clip_grad_norm, optimizer_from_config
-from tests.conftest import tol
+from tests.helpers import tol
 
 DTYPES = ["float32", "float64"]
 STEPS = 6

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 
 import engine
-from engine.apps.common import AppError, Report, parse_options, save_model, user_data, \
-    write_outputs
-from engine.baselines import accuracy, confusion_matrix, majority_class
-from engine.datasets import load_japanese_vowels, pad_sequences, read_sequence_csv, read_ts
-from engine.windows import StandardScaler
+from engine.apps.baselines import accuracy, confusion_matrix, majority_class
+from engine.apps.common import AppError, Report, parse_options, save_model, user_data, write_outputs
+from engine.apps.datasets import load_japanese_vowels, pad_sequences, read_sequence_csv, read_ts
+from engine.apps.windows import StandardScaler
 
 EPOCHS = 40
 

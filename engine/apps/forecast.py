@@ -16,11 +16,11 @@ only; all three are computed on the same test windows.
 import numpy as np
 
 import engine
-from engine.apps.common import (Report, fit_early_stopping, parse_options, save_model,
-                                user_data, write_outputs, AppError)
-from engine.baselines import fit_linear_ar, persistence_forecast, rmse_per_horizon
-from engine.datasets import load_sunspots, read_csv_series
-from engine.windows import StandardScaler, chronological_split, make_windows
+from engine.apps.baselines import fit_linear_ar, persistence_forecast, rmse_per_horizon
+from engine.apps.common import (AppError, Report, fit_early_stopping, parse_options, save_model,
+                                user_data, write_outputs)
+from engine.apps.datasets import load_sunspots, read_csv_series
+from engine.apps.windows import StandardScaler, chronological_split, make_windows
 
 EPOCHS = 60
 

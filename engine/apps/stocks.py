@@ -15,13 +15,13 @@ close to unpredictable, so expect "no edge" there; volatility clusters, so it is
 import numpy as np
 
 import engine
-from engine.apps.common import (AppError, Report, fit_early_stopping, parse_options,
-                                save_model, user_data, write_outputs)
-from engine.baselines import (directional_accuracy, majority_direction_accuracy,
-                              mean_forecast, mse, zero_forecast)
-from engine.datasets import load_stocks, read_price_csv
-from engine.windows import StandardScaler, chronological_split, log_returns, \
-    realised_volatility
+from engine.apps.baselines import (directional_accuracy, majority_direction_accuracy, mean_forecast,
+                                   mse, zero_forecast)
+from engine.apps.common import (AppError, Report, fit_early_stopping, parse_options, save_model,
+                                user_data, write_outputs)
+from engine.apps.datasets import load_stocks, read_price_csv
+from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
+                                 realised_volatility)
 
 EPOCHS = 30
 VOL_DAYS = 5

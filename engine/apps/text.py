@@ -21,10 +21,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import engine
-from engine.apps.common import (AppError, Report, parse_options, save_model, user_data,
-                                write_outputs)
-from engine.datasets import load_devils_dictionary, read_text
-from engine.windows import CharVocab
+from engine.apps.common import AppError, Report, parse_options, save_model, user_data, write_outputs
+from engine.apps.datasets import load_devils_dictionary, read_text
+from engine.apps.windows import CharVocab
 
 EPOCHS = 200
 

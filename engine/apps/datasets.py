@@ -1,0 +1,451 @@
+"""Loaders for the vendored data sets, and readers for the user's own files.
+
+Everything returns NumPy arrays (float64 values, int64 labels, datetime64[D] dates).  Bad data
+raises ValueError with a compiler-style message, ``FILE:LINE: problem``, so the command line
+can print it as is.  Line numbers count from 1, as an editor shows them.
+
+Vendored files (see ``engine/apps/data/PROVENANCE.md`` for sources and licences):
+
+=========================  =====================================================================
+``load_sunspots``          monthly mean sunspot numbers 1749-2008, (3120,) float64
+``load_stocks``            daily adjusted close for AAPL, IBM, MSFT, GOOG or FB
+``load_devils_dictionary`` Bierce's *The Devil's Dictionary* as one str
+``load_japanese_vowels``   9-speaker classification, 270 train / 370 test, 12 channels, T 7-29
+=========================  =====================================================================
+"""
+import csv
+import gzip
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+# Column names tried, in order, when read_price_csv is not told which column to use.
+DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "day")
+PRICE_COLUMNS = ("adj close", "adj_close", "adjclose", "adjusted close", "adjusted_close",
+                 "close", "price", "value")
+
+
+def _fail(path, line, problem):
+    """The one error every reader raises: ``FILE:LINE: problem``."""
+    raise ValueError(f"{path}:{line}: {problem}")
+
+
+def _decode(path):
+    """The text of a file: gunzipped when ``*.gz``; UTF-8 (a BOM is dropped), else latin-1.
+
+    Every byte string decodes as latin-1, so the fallback cannot fail; newlines are left as
+    they are (csv handles '\r\n' itself).
+    """
+    path = Path(path)
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _to_float(path, line, value, what):
+    """float(value), or a ValueError naming the file, the line and the quoted value."""
+    try:
+        return float(value)
+    except ValueError:
+        _fail(path, line, f"non-numeric value {value!r} in {what}")
+
+
+def _floats(path, line, text, what):
+    """A comma-separated list of floats as a float64 array; the bad token is quoted on failure."""
+    tokens = text.split(",")
+    try:
+        return np.array(tokens, dtype=np.float64)
+    except ValueError:
+        for token in tokens:
+            _to_float(path, line, token.strip(), what)
+        raise  # unreachable: one token above failed
+
+
+# --------------------------------------------------------------------------------------------
+# CSV tables
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class CsvTable:
+    """A CSV file read as strings.  ``rows[i]`` came from file line ``lines[i]``."""
+    path: Path
+    header: list
+    rows: list
+    lines: list
+    header_line: int = 1
+
+    def column(self, name):
+        """Index of the column called ``name``; a missing one lists those available."""
+        if name not in self.header:
+            _fail(self.path, self.header_line,
+                  f"no column {name!r}; available columns: {self.header}")
+        return self.header.index(name)
+
+
+def read_csv_table(path):
+    """Read a CSV file with a header row into a CsvTable of stripped strings.
+
+    UTF-8 or latin-1, optionally gzipped (``*.gz``).  Blank lines are skipped.  A row with a
+    different number of fields than the header raises.
+    """
+    path = Path(path)
+    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    header, header_line = None, 1
+    rows, lines = [], []
+    for row in reader:
+        line = reader.line_num
+        if not any(field.strip() for field in row):
+            continue
+        row = [field.strip() for field in row]
+        if header is None:
+            header, header_line = row, line
+        elif len(row) != len(header):
+            _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
+        else:
+            rows.append(row)
+            lines.append(line)
+    if header is None:
+        _fail(path, 1, "empty file: expected a header row")
+    return CsvTable(path, header, rows, lines, header_line)
+
+
+def read_csv_series(path, column, min_length=2):
+    """A univariate numeric series: column ``column`` of a CSV file with a header row.
+
+    Returns float64 (T,), in file order.  Raises ValueError naming the file and line for a
+    missing column (listing those available), a non-numeric or empty cell (quoted), or fewer
+    than ``min_length`` values.
+    """
+    table = read_csv_table(path)
+    j = table.column(column)
+    values = np.array([_to_float(table.path, line, row[j], f"column {column!r}")
+                       for row, line in zip(table.rows, table.lines)], dtype=np.float64)
+    if len(values) < min_length:
+        last = table.lines[-1] if table.lines else 1
+        _fail(table.path, last, f"series too short: column {column!r} has {len(values)} "
+                                f"values, at least {min_length} needed")
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# Prices
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class PriceSeries:
+    """A daily price series sorted by date.
+
+    name:  the ticker, or the file name for a user's CSV
+    dates: datetime64[D] (T,), strictly increasing
+    close: float64 (T,), adjusted close (or the chosen price column), all > 0
+    """
+    name: str
+    dates: np.ndarray
+    close: np.ndarray
+
+
+def _pick_column(table, given, preferred, what):
+    """The index of ``given``, or of the first header matching ``preferred`` (case-insensitive)."""
+    if given is not None:
+        return table.column(given)
+    lowered = [name.lower() for name in table.header]
+    for name in preferred:
+        if name in lowered:
+            return lowered.index(name)
+    _fail(table.path, table.header_line,
+          f"no {what} column found (looked for {list(preferred)}); "
+          f"available columns: {table.header}; name one explicitly")
+
+
+def _parse_date(path, line, value):
+    """An ISO date ('2013-03-01', optionally followed by a time) as datetime64[D]."""
+    try:
+        return np.datetime64(value.replace(" ", "T") if " " in value else value, "D")
+    except ValueError:
+        _fail(path, line, f"cannot read date {value!r}: expected ISO format YYYY-MM-DD")
+
+
+def _price_series(table, rows_lines, name, date_col, price_col, min_length=2):
+    """Build a sorted PriceSeries from (row, line) pairs of ``table``."""
+    path, price_name = table.path, table.header[price_col]
+    dates = np.array([_parse_date(path, line, row[date_col]) for row, line in rows_lines],
+                     dtype="datetime64[D]")
+    close = np.array([_to_float(path, line, row[price_col], f"column {price_name!r}")
+                      for row, line in rows_lines], dtype=np.float64)
+    lines = np.array([line for _, line in rows_lines], dtype=np.int64)
+    bad = np.flatnonzero(~(close > 0))
+    if bad.size:
+        _fail(path, lines[bad[0]], f"price {float(close[bad[0]])!r} in column {price_name!r} "
+                                   "must be positive (log returns are taken)")
+    order = np.argsort(dates, kind="stable")
+    dates, close, lines = dates[order], close[order], lines[order]
+    dup = np.flatnonzero(dates[1:] == dates[:-1])
+    if dup.size:
+        _fail(path, lines[dup[0] + 1], f"date {dates[dup[0]]} repeats line {lines[dup[0]]} "
+                                       "(several series in one file? keep one)")
+    if len(close) < min_length:
+        _fail(path, lines[-1] if len(lines) else 1,
+              f"series too short: {len(close)} prices, at least {min_length} needed")
+    return PriceSeries(name, dates, close)
+
+
+def read_price_csv(path, date_column=None, price_column=None, min_length=2):
+    """A daily price series from a CSV file with a header row, sorted by date.
+
+    date_column:  default the first column named like Date / Datetime / Timestamp / Time / Day
+    price_column: default the first of Adj Close, Adjusted Close, Close, Price, Value
+                  (matched case-insensitively; Yahoo/Quandl/Stooq exports work as they are)
+    Dates must be ISO (YYYY-MM-DD, a time after them is ignored); prices must be positive;
+    a date may not repeat.  Returns a PriceSeries named after the file.
+    """
+    table = read_csv_table(path)
+    date_col = _pick_column(table, date_column, DATE_COLUMNS, "date")
+    price_col = _pick_column(table, price_column, PRICE_COLUMNS, "price")
+    return _price_series(table, list(zip(table.rows, table.lines)), table.path.stem,
+                         date_col, price_col, min_length)
+
+
+def load_stocks(ticker="AAPL"):
+    """Daily adjusted close of one bundled ticker (Quandl WIKI prices, 2000-03-01 - 2013-03-01).
+
+    Tickers: AAPL, IBM, MSFT (3270 days), GOOG (2148), FB (196).  Returns a PriceSeries.
+    """
+    table = read_csv_table(DATA_DIR / "stocks.csv.gz")
+    t = table.column("Ticker")
+    available = sorted({row[t] for row in table.rows})
+    if ticker not in available:
+        raise ValueError(f"unknown ticker {ticker!r}; available tickers: {available}")
+    rows_lines = [(row, line) for row, line in zip(table.rows, table.lines) if row[t] == ticker]
+    return _price_series(table, rows_lines, ticker, table.column("Date"),
+                         table.column("Adj Close"))
+
+
+# --------------------------------------------------------------------------------------------
+# Sunspots and text
+# --------------------------------------------------------------------------------------------
+
+def load_sunspots():
+    """Monthly mean sunspot numbers, January 1749 - December 2008: float64 (3120,).
+
+    The NOAA table has one line per year: the year, then 12 monthly values; every other line
+    (titles, notes, blank lines) is skipped.
+    """
+    path = DATA_DIR / "sunspots_monthly.dat"
+    rows = []
+    with open(path, encoding="ascii") as f:
+        for line, text in enumerate(f, start=1):
+            fields = text.split()
+            if len(fields) == 13 and re.fullmatch(r"\d{4}", fields[0]):
+                rows.append(_floats(path, line, ",".join(fields[1:]), f"year {fields[0]}"))
+    return np.concatenate(rows)
+
+
+def read_text(path):
+    """The contents of a text file as str: UTF-8 (a BOM is dropped), else latin-1.
+
+    Newlines are normalised to '\\n'.  An empty or whitespace-only file raises ValueError.
+    """
+    path = Path(path)
+    text = _decode(path).replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        _fail(path, 1, "empty text: the file has no characters other than whitespace")
+    return text
+
+
+# The dictd conversion adds entries named 00-database-* before the book; the book proper is the
+# Internet Wiretap edition, which begins with this line.  dictfmt also appends the alphabet.
+_DEVIL_FIRST_LINE = "The Internet Wiretap 1st Online Edition of"
+_DEVIL_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def load_devils_dictionary():
+    """Ambrose Bierce, *The Devil's Dictionary*, as one str (about 383,000 characters).
+
+    The dictd header entries (``00-database-dictfmt``, ``-url``, ``-short`` and the packager's
+    ``-info`` note) and the trailing ``00-database-alphabet`` line are removed; what is left
+    is the Wiretap edition: title page, preface, then the entries ABASEMENT ... ZOOLOGY.
+    """
+    with gzip.open(DATA_DIR / "devil.dict.dz", "rb") as f:  # dictzip is gzip-compatible
+        text = f.read().decode("latin-1")
+    start = text.find(_DEVIL_FIRST_LINE)
+    if start < 0:
+        raise ValueError("devil.dict.dz: the first line of the book was not found")
+    start = text.rfind("\n", 0, start) + 1  # keep the title's leading indentation
+    body = text[start:].rstrip()
+    if body.endswith(_DEVIL_ALPHABET):
+        body = body[: -len(_DEVIL_ALPHABET)].rstrip()
+    return body + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Labelled sequences: sktime .ts files and one-row-per-step CSV files
+# --------------------------------------------------------------------------------------------
+
+def _sorted_labels(labels):
+    """Distinct labels, in numeric order when all are numbers ('2' < '10'), else text order."""
+    distinct = set(labels)
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return sorted(distinct)
+
+
+def _encode_labels(path, labels, lines, class_names):
+    """Label strings -> int64 indices into ``class_names`` (inferred when None)."""
+    names = list(class_names) if class_names is not None else _sorted_labels(labels)
+    index = {name: i for i, name in enumerate(names)}
+    for label, line in zip(labels, lines):
+        if label not in index:
+            _fail(path, line, f"unknown label {label!r}; known labels: {names}")
+    return np.array([index[label] for label in labels], dtype=np.int64), names
+
+
+@dataclass
+class _TsHeader:
+    dimensions: int = None
+    class_labels: list = None   # declared by '@classLabel true ...', else None
+    data_line: int = None       # line number of '@data'
+
+
+def _ts_header_line(path, line, text, header):
+    """Apply one '@' line of a .ts header to ``header``."""
+    key, _, rest = text[1:].partition(" ")
+    key, words = key.lower(), rest.split()
+    if key == "data":
+        header.data_line = line
+    elif key == "dimensions":
+        header.dimensions = int(_to_float(path, line, words[0] if words else "", "@dimensions"))
+    elif key == "classlabel":
+        if not words or words[0].lower() != "true":
+            _fail(path, line, "@classLabel is not 'true': the file has no class labels")
+        header.class_labels = words[1:]
+    elif key == "timestamps" and words and words[0].lower() == "true":
+        _fail(path, line, "@timeStamps true is not supported: give plain value lists")
+
+
+def _ts_data_line(path, line, text, n_channels):
+    """One .ts data line -> ((T, C) float64, label).  All C channels must have the same T."""
+    *channels, label = text.split(":")
+    if not channels:
+        _fail(path, line, "no ':' in the line: expected channels then ':' and the label")
+    if n_channels is not None and len(channels) != n_channels:
+        _fail(path, line, f"{len(channels)} channels, expected {n_channels}")
+    arrays = [_floats(path, line, ch, f"channel {c + 1}") for c, ch in enumerate(channels)]
+    lengths = [len(a) for a in arrays]
+    if min(lengths) != max(lengths):
+        c = int(np.argmax(np.array(lengths) != lengths[0]))
+        _fail(path, line, f"inconsistent channel lengths: channel 1 has {lengths[0]} values, "
+                          f"channel {c + 1} has {lengths[c]}")
+    return np.stack(arrays, axis=1), label.strip()
+
+
+def read_ts(path, class_names=None):
+    """A labelled, possibly variable-length, multivariate sktime/aeon ``.ts`` file.
+
+    Header lines ('#' comments, '@' keywords) come before '@data'.  Each data line holds C
+    channels separated by ':', each a comma-separated list of floats, then ':' and the label.
+    The class list is ``class_names`` when given (pass the training set's for a test set),
+    else the one declared by '@classLabel true ...', else the distinct labels found.
+
+    Returns (X, y, class_names): X a list of N float64 arrays (T_i, C); y int64 (N,) indices
+    into class_names.  Raises ValueError naming file and line for a missing '@data', a wrong
+    channel count, channels of unequal length, a non-numeric value or an unknown label.
+    """
+    path = Path(path)
+    header, X, labels, lines = _TsHeader(), [], [], []
+    line = 1
+    for line, text in enumerate(_decode(path).splitlines(), start=1):
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        if header.data_line is None:
+            if not text.startswith("@"):
+                _fail(path, line, "data line before any '@data' line (missing '@data'?)")
+            _ts_header_line(path, line, text, header)
+            continue
+        n_channels = header.dimensions or (X[0].shape[1] if X else None)
+        values, label = _ts_data_line(path, line, text, n_channels)
+        X.append(values)
+        labels.append(label)
+        lines.append(line)
+    if header.data_line is None:
+        _fail(path, line, "no '@data' line found")
+    if not X:
+        _fail(path, header.data_line, "no data lines after '@data'")
+    if header.class_labels is not None:
+        _encode_labels(path, labels, lines, header.class_labels)  # checks: declared labels only
+    y, names = _encode_labels(path, labels, lines, class_names or header.class_labels)
+    return X, y, names
+
+
+def read_sequence_csv(path, class_names=None):
+    """Labelled multivariate sequences from a CSV file with one row per time step.
+
+    Columns, by position: sequence id, label, then F >= 1 features.  A header row is
+    expected.  The rows of one sequence must be contiguous and in time order, with one label.
+    The class list is ``class_names`` when given, else the distinct labels found.
+
+    Returns (X, y, class_names) as read_ts does: X a list of float64 (T_i, F) arrays.
+    """
+    table = read_csv_table(path)
+    if len(table.header) < 3:
+        _fail(table.path, table.header_line,
+              f"{len(table.header)} columns {table.header}; expected sequence id, label, "
+              "then at least one feature")
+    starts = [i for i, row in enumerate(table.rows) if i == 0 or row[0] != table.rows[i - 1][0]]
+    seen, X, labels, lines = set(), [], [], []
+    for a, b in zip(starts, starts[1:] + [len(table.rows)]):
+        seq_id, label, line = table.rows[a][0], table.rows[a][1], table.lines[a]
+        if seq_id in seen:
+            _fail(table.path, line, f"sequence {seq_id!r} continues after other sequences: "
+                                    "the rows of one sequence must be contiguous")
+        seen.add(seq_id)
+        for row, row_line in zip(table.rows[a:b], table.lines[a:b]):
+            if row[1] != label:
+                _fail(table.path, row_line, f"label {row[1]!r} differs from {label!r} given "
+                                            f"at line {line} for sequence {seq_id!r}")
+        X.append(np.array([_floats(table.path, row_line, ",".join(row[2:]), "features")
+                           for row, row_line in zip(table.rows[a:b], table.lines[a:b])]))
+        labels.append(label)
+        lines.append(line)
+    if not X:
+        _fail(table.path, 1, "no data rows after the header")
+    y, names = _encode_labels(table.path, labels, lines, class_names)
+    return X, y, names
+
+
+def load_japanese_vowels():
+    """UCI JapaneseVowels: name the speaker (9 classes) from 12 LPC cepstra per frame.
+
+    Returns (X_train, y_train, X_test, y_test): X lists of float64 (T_i, 12) arrays with
+    T_i in 7..29; y int64 labels 0..8 (speaker k is label k-1).  270 train, 370 test.
+    """
+    X_train, y_train, names = read_ts(DATA_DIR / "JapaneseVowels_TRAIN.ts")
+    X_test, y_test, _ = read_ts(DATA_DIR / "JapaneseVowels_TEST.ts", class_names=names)
+    return X_train, y_train, X_test, y_test
+
+
+def pad_sequences(X, dtype=np.float64, value=0.0):
+    """Stack variable-length sequences into one batch-first array.
+
+    X: list of N arrays (T_i, F).  Returns (padded, lengths): padded (N, T_max, F) of ``dtype``
+    with steps t >= T_i set to ``value``; lengths int64 (N,).  Use lengths (or a mask
+    ``np.arange(T_max) < lengths[:, None]``) so that the padding never reaches a result.
+    """
+    if len(X) == 0:
+        raise ValueError("pad_sequences: no sequences given")
+    lengths = np.array([len(x) for x in X], dtype=np.int64)
+    features = {x.shape[1] for x in X}
+    if len(features) != 1:
+        raise ValueError(f"pad_sequences: sequences have different feature counts {features}")
+    padded = np.full((len(X), lengths.max(), features.pop()), value, dtype=dtype)
+    for i, x in enumerate(X):  # one copy per sequence, not per element
+        padded[i, : len(x)] = x
+    return padded, lengths

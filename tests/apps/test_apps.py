@@ -1,0 +1,288 @@
+"""The four applications end to end on tiny settings: the Python entry, ``python -m engine``,
+user files they have never seen, bad data (exit 2 with FILE:LINE), save then sample."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import engine
+from engine.apps import classify, forecast, stocks, text
+from engine.apps.baselines import rmse_per_horizon
+from engine.apps.cli import main
+from engine.apps.common import AppError
+from engine.apps.datasets import read_csv_series
+from engine.apps.windows import StandardScaler, chronological_split, make_windows
+
+TINY = dict(epochs=1, hidden=8, quiet=True)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------------------------ user files
+@pytest.fixture
+def series_csv(tmp_path):
+    t = np.arange(160)
+    y = 10 + 5 * np.sin(t / 6) + np.random.default_rng(0).normal(0, 0.3, len(t))
+    path = tmp_path / "level.csv"
+    path.write_text("month,level\n" + "".join(f"{i},{v:.3f}\n" for i, v in zip(t, y)))
+    return path
+
+
+@pytest.fixture
+def prices_csv(tmp_path):
+    dates = np.arange("2020-01-01", "2020-10-01", dtype="datetime64[D]")
+    rng = np.random.default_rng(1)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(dates))))
+    path = tmp_path / "prices.csv"
+    path.write_text("Date,Close\n" + "".join(f"{d},{c:.4f}\n" for d, c in zip(dates, close)))
+    return path
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "story.txt"
+    path.write_text("The quick brown fox jumps over the lazy dog. " * 80, encoding="utf-8")
+    return path
+
+
+def _ts(path, rows, labels=("a", "b", "c")):
+    head = (f"@problemName tiny\n@univariate false\n@dimensions 2\n@equalLength false\n"
+            f"@classLabel true {' '.join(labels)}\n@data\n")
+    lines = [":".join(",".join(f"{v:.3f}" for v in ch) for ch in x.T) + f":{y}"
+             for x, y in rows]
+    path.write_text(head + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def ts_files(tmp_path):
+    rng = np.random.default_rng(2)
+
+    def rows(n):
+        out = []
+        for i in range(n):
+            k = i % 3
+            x = rng.normal(k, 0.5, (int(rng.integers(4, 9)), 2))
+            out.append((x, "abc"[k]))
+        return out
+
+    return _ts(tmp_path / "tr.ts", rows(24)), _ts(tmp_path / "te.ts", rows(9))
+
+
+def _files_ok(out, name, keys):
+    m = json.loads((out / f"{name}.json").read_text())
+    assert (out / f"{name}.png").stat().st_size > 1000
+    for key in keys:
+        assert key in m, key
+    return m
+
+
+# ------------------------------------------------------------------------------ Python entry
+def test_forecast_user_csv(series_csv, tmp_path):
+    out = tmp_path / "o"
+    m = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, out=str(out),
+                     **TINY)
+    m = _files_ok(out, "forecast", ["test_rmse_per_horizon", "test_rmse_mean",
+                                    "beats_persistence_every_horizon", "beats_ar_on_mean"])
+    assert set(m["test_rmse_per_horizon"]) == {"lstm", "persistence", "ar12"}
+    assert all(len(v) == 3 for v in m["test_rmse_per_horizon"].values())
+
+
+def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
+    """The checkpoint alone (weights plus metadata) reproduces the app's test forecasts."""
+    path = tmp_path / "f.npz"
+    m = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3,
+                     save=str(path), **TINY)
+    model = engine.load(path)
+    meta = model.metadata
+    assert (meta["command"], meta["window"], meta["horizon"], meta["mode"]) == \
+        ("forecast", 12, 3, "direct")
+    scaler = StandardScaler.from_state(meta["scaler"])
+    X, Y = make_windows(read_csv_series(series_csv, "level"), 12, 3)
+    test = chronological_split(len(X))[2]
+    scaled = forecast.forecast_scaled(model, scaler.transform(X[test]).astype(np.float32), 3,
+                                      "direct")
+    np.testing.assert_allclose(rmse_per_horizon(scaler.inverse_transform(scaled), Y[test]),
+                               m["test_rmse_per_horizon"]["lstm"], rtol=1e-6)
+
+
+def test_forecast_recursive_matches_horizon(series_csv):
+    m = forecast.run(csv=str(series_csv), column="level", window=10, horizon=4,
+                     mode="recursive", **TINY)
+    assert len(m["test_rmse_per_horizon"]["lstm"]) == 4
+    assert np.all(np.isfinite(m["test_rmse_per_horizon"]["lstm"]))
+
+
+def test_stocks_user_csv(prices_csv, tmp_path):
+    out = tmp_path / "o"
+    stocks.run(csv=str(prices_csv), window=10, out=str(out), **TINY)
+    m = _files_ok(out, "stocks", ["next_day_return", "volatility_5d"])
+    ret = m["next_day_return"]
+    assert set(ret["test_mse"]) == {"lstm", "zero", "mean"}
+    assert set(m["volatility_5d"]["test_mse"]) == {"lstm", "zero", "mean", "persistence"}
+    assert {"lstm", "majority", "edge"} <= set(ret["directional_accuracy"])
+
+
+def test_stocks_edge_needs_significance():
+    rng = np.random.default_rng(3)
+    true = rng.normal(0, 1, 500)
+    noise = {"zero": np.zeros(500)}
+    assert not stocks.compare(rng.normal(0, 0.05, 500), true, noise)["edge"]  # noise: none
+    assert stocks.compare(true + rng.normal(0, 0.1, 500), true, noise)["edge"]
+
+
+def test_text_user_file_and_sample(text_file, tmp_path):
+    out = tmp_path / "o"
+    m = text.run(text=str(text_file), seq=20, batch_size=8, embed=4, sample=30, prime="The ",
+                 out=str(out), **TINY)
+    m = _files_ok(out, "text", ["heldout_nats_per_char", "heldout_bits_per_char", "history"])
+    assert m["heldout_bits_per_char"] == pytest.approx(m["heldout_nats_per_char"] / np.log(2))
+    assert len(m["sample"]) == 4 + 30 and m["sample"].startswith("The ")
+
+
+def test_heldout_nats_of_uniform_model_is_log_v(text_file):
+    """A model with zero output weights predicts uniformly: exactly log V nats per char."""
+    args_text = text_file.read_text()
+    vocab, train_ids, val_ids = text.split_ids(args_text, _ns(seq=20))
+    model = text.build_model(_ns(embed=4, hidden=8, backend=None, seed=0, lr=1e-3,
+                                           layers=1), len(vocab))
+    for p in model.layers[-1].params.values():
+        p[...] = 0
+    assert text.heldout_nats(model, val_ids) == pytest.approx(np.log(len(vocab)), rel=1e-6)
+
+
+def _ns(**kw):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(text=None, **kw)
+
+
+def test_classify_user_ts(ts_files, tmp_path):
+    out = tmp_path / "o"
+    train, test = ts_files
+    classify.run(train=str(train), test=str(test), out=str(out), **TINY)
+    m = _files_ok(out, "classify", ["test_accuracy", "confusion_matrix", "classes"])
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (3, 3) and cm.sum() == 9
+
+
+def test_classify_padding_does_not_leak(ts_files):
+    """Predictions of a sequence are the same alone and padded in a batch with longer ones."""
+    from engine.apps.datasets import read_ts
+
+    X, y, _ = read_ts(ts_files[0])
+    args = _ns(hidden=6, bidirectional=True, backend=None, seed=0, lr=1e-3)
+    model = classify.build_model(args, 2, 3)
+    xs, ls = classify.prepare(X, classify.StandardScaler().fit(np.concatenate(X)))
+    batch = model.predict(xs, lengths=ls)
+    i = int(np.argmin(ls))
+    alone = model.predict(xs[i:i + 1, : ls[i]], lengths=ls[i:i + 1])
+    np.testing.assert_allclose(batch[i], alone[0], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ command line
+def _cli(*argv):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "engine", *argv], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def test_cli_bundled_data_all_commands(tmp_path):
+    """One process per command on the bundled data sets, tiny settings."""
+    runs = {
+        "forecast": ["--hidden", "8"],
+        "stocks": ["--ticker", "IBM", "--hidden", "8"],
+        "text": ["--hidden", "8", "--embed", "4", "--minutes", "0.01", "--sample", "20"],
+        "classify": ["--hidden", "8"],
+    }
+    for name, extra in runs.items():
+        r = _cli(name, "--epochs", "1", "--quiet", "--out", str(tmp_path), *extra)
+        assert r.returncode == 0, r.stderr
+        _files_ok(tmp_path, name, ["command"])
+
+
+def test_cli_save_then_sample(text_file, tmp_path):
+    model = tmp_path / "char.npz"
+    r = _cli("text", "--text", str(text_file), "--epochs", "1", "--hidden", "8", "--seq", "20",
+             "--sample", "0", "--quiet", "--save", str(model))
+    assert r.returncode == 0, r.stderr
+    r = _cli("text", "--load", str(model), "--sample", "50", "--prime", "fox",
+             "--temperature", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("fox") and len(r.stdout.rstrip("\n")) >= 53 - 2
+    m = text.run(load=str(model), sample=50, prime="fox", quiet=True)
+    assert len(m["sample"]) == 53
+    assert not text.vocab_path(model).exists()  # the vocabulary lives in the checkpoint
+    assert set(engine.load(model).metadata["vocab"]) == set(text_file.read_text())
+
+
+def test_text_load_reads_older_saves_and_refuses_other_models(text_file, tmp_path):
+    """Saves from before the vocabulary moved into the checkpoint kept it in a .vocab.json
+    beside the model; a model saved by another command is refused by name."""
+    model = tmp_path / "char.npz"
+    text.run(text=str(text_file), epochs=1, hidden=8, seq=20, sample=0, save=str(model),
+             quiet=True)
+    loaded = engine.load(model)
+    chars = loaded.metadata.pop("vocab")
+    loaded.save(model)
+    text.vocab_path(model).write_text(json.dumps({"chars": chars}), encoding="utf-8")
+    assert text.run(load=str(model), sample=5, prime="fox", quiet=True)["sample"][:3] == "fox"
+    loaded.metadata = {"command": "forecast"}
+    loaded.save(model)
+    with pytest.raises(AppError, match="saved by the 'forecast' command"):
+        text.run(load=str(model), sample=5, quiet=True)
+
+
+# ------------------------------------------------------------------------------ bad data
+def test_cli_bad_csv_exits_2_with_file_and_line(series_csv):
+    lines = series_csv.read_text().splitlines()
+    lines[4] = "3,abc"
+    series_csv.write_text("\n".join(lines) + "\n")
+    r = _cli("forecast", "--csv", str(series_csv), "--column", "level", "--quiet")
+    assert r.returncode == 2
+    assert f"{series_csv}:5: non-numeric value 'abc'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("case", ["missing_column", "too_short", "empty_text",
+                                  "unknown_label", "bad_price", "missing_file"])
+def test_bad_data_messages(case, series_csv, prices_csv, ts_files, tmp_path, capsys):
+    if case == "missing_column":
+        argv, expect = ["forecast", "--csv", str(series_csv), "--column", "nope"], \
+            f"{series_csv}:1: no column 'nope'"
+    elif case == "too_short":
+        argv, expect = ["forecast", "--csv", str(series_csv), "--column", "level",
+                        "--window", "200"], f"{series_csv}:161: series too short"
+    elif case == "empty_text":
+        empty = tmp_path / "empty.txt"
+        empty.write_text("  \n")
+        argv, expect = ["text", "--text", str(empty)], f"{empty}:1: empty text"
+    elif case == "unknown_label":
+        bad = _ts(tmp_path / "bad.ts", [(np.ones((3, 2)), "a"), (np.ones((4, 2)), "z")],
+                  labels=("a", "z"))
+        argv, expect = ["classify", "--train", str(ts_files[0]), "--test", str(bad)], \
+            f"{bad}:8: unknown label 'z'"
+    elif case == "bad_price":
+        lines = prices_csv.read_text().splitlines()
+        lines[9] = lines[9].split(",")[0] + ",-1"
+        prices_csv.write_text("\n".join(lines) + "\n")
+        argv, expect = ["stocks", "--csv", str(prices_csv)], f"{prices_csv}:10: price -1.0"
+    else:
+        argv, expect = ["text", "--text", str(tmp_path / "none.txt")], "no such file"
+    assert main(argv + ["--quiet", "--epochs", "1"]) == 2
+    assert expect in capsys.readouterr().err
+
+
+def test_commands_run_on_the_gpu_backend(series_csv, ts_files, tmp_path):
+    """Tiny runs through the GPU backend (the CUDA simulator without a GPU): the applications
+    work on either backend."""
+    m = forecast.run(csv=str(series_csv), column="level", window=4, horizon=2, epochs=1,
+                     hidden=3, quiet=True, backend="gpu", out=str(tmp_path / "f"))
+    assert set(m["test_rmse_mean"]) >= {"lstm", "persistence"}
+    assert np.isfinite(m["test_rmse_mean"]["lstm"])
+    train, test = ts_files
+    m = classify.run(train=str(train), test=str(test), epochs=1, hidden=3, quiet=True,
+                     backend="gpu", out=str(tmp_path / "c"))
+    assert 0.0 <= m["test_accuracy"] <= 1.0

@@ -1,0 +1,116 @@
+"""engine.apps.baselines: persistence, the least-squares AR (recovers a known process), errors per
+horizon, the return baselines and the classification metrics."""
+import numpy as np
+import pytest
+
+from engine.apps import baselines as bl
+from engine.apps.windows import make_windows
+
+
+def simulate_ar(rng, phi, c, T, noise=1.0, burn_in=500):
+    """x[t] = c + sum_k phi[k] x[t-1-k] + e[t]: phi[0] weighs the latest value."""
+    p = len(phi)
+    x = np.zeros(T + burn_in)
+    e = rng.normal(0.0, noise, size=T + burn_in)
+    for t in range(p, T + burn_in):
+        x[t] = c + np.dot(phi, x[t - p:t][::-1]) + e[t]
+    return x[burn_in:]
+
+
+def test_persistence_repeats_last_value():
+    X = np.arange(12.0).reshape(3, 4, 1)
+    np.testing.assert_array_equal(bl.persistence_forecast(X, 3), [[3, 3, 3], [7, 7, 7],
+                                                                  [11, 11, 11]])
+    np.testing.assert_array_equal(bl.persistence_forecast(X[:, :, 0], 1), [[3], [7], [11]])
+
+
+def test_linear_ar_recovers_known_coefficients(rng):
+    phi, c = np.array([0.5, -0.3, 0.2]), 1.5
+    x = simulate_ar(rng, phi, c, T=20_000, noise=0.5)
+    X, Y = make_windows(x, window=3, horizon=1)
+    model = bl.fit_linear_ar(X, Y)
+    assert model.coef.shape == (3, 1) and model.intercept.shape == (1,)
+    # coef[k] weighs window position k, the latest value is last: reversed phi.
+    np.testing.assert_allclose(model.coef[:, 0], phi[::-1], atol=0.02)
+    assert model.intercept[0] == pytest.approx(c, abs=0.05)
+    residual = model.predict(X) - Y
+    assert residual.std() == pytest.approx(0.5, rel=0.02)
+
+
+def test_linear_ar_exact_on_noise_free_data(rng):
+    """A noise-free linear recurrence is fitted exactly, for every horizon of a direct model."""
+    X = rng.normal(size=(40, 5, 1))
+    W = rng.normal(size=(5, 3))
+    b = np.array([0.1, -2.0, 3.0])
+    model = bl.fit_linear_ar(X, X[:, :, 0] @ W + b)
+    np.testing.assert_allclose(model.coef, W, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(model.intercept, b, rtol=1e-9, atol=1e-10)
+
+
+def test_linear_ar_beats_persistence_on_mean_reverting_series(rng):
+    x = simulate_ar(rng, np.array([0.3]), 0.0, T=3000)
+    X, Y = make_windows(x, window=5, horizon=2)
+    model = bl.fit_linear_ar(X[:2000], Y[:2000])
+    ar = bl.rmse_per_horizon(model.predict(X[2000:]), Y[2000:])
+    persistence = bl.rmse_per_horizon(bl.persistence_forecast(X[2000:], 2), Y[2000:])
+    assert np.all(ar < persistence)
+
+
+def test_linear_ar_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="3 windows but Y_train 2"):
+        bl.fit_linear_ar(np.zeros((3, 2)), np.zeros((2, 1)))
+
+
+def test_rmse_per_horizon():
+    pred = np.array([[1.0, 2.0], [3.0, 4.0]])
+    true = np.array([[1.0, 0.0], [0.0, 4.0]])
+    np.testing.assert_allclose(bl.rmse_per_horizon(pred, true), [np.sqrt(4.5), np.sqrt(2.0)])
+    with pytest.raises(ValueError, match="shape"):
+        bl.rmse_per_horizon(pred, true[:1])
+
+
+def test_return_baselines():
+    train = np.array([0.01, 0.03, -0.01, 0.01])
+    test = np.array([0.02, -0.02, 0.0])
+    assert bl.mse(bl.zero_forecast(test), test) == pytest.approx(np.mean(test ** 2))
+    mean_pred = bl.mean_forecast(train, test)
+    np.testing.assert_allclose(mean_pred, [0.01, 0.01, 0.01])
+    assert bl.mse(mean_pred, test) == pytest.approx(np.mean((test - 0.01) ** 2))
+
+
+def test_directional_accuracy_and_majority():
+    true = np.array([0.1, -0.2, 0.3, 0.0])            # up, down, up, not up
+    assert bl.directional_accuracy(np.array([1, 1, 1, 1]), true) == 0.5
+    assert bl.directional_accuracy(np.array([1, -1, 2, -3]), true) == 1.0
+    assert bl.majority_direction_accuracy(np.array([0.1, 0.2, -0.1]), true) == 0.5   # "up"
+    assert bl.majority_direction_accuracy(np.array([-0.1, -0.2, 0.1]), true) == 0.5  # "down"
+    assert bl.majority_direction_accuracy(np.array([-1.0]), np.array([-1.0, -2.0, 3.0])) \
+        == pytest.approx(2 / 3)
+
+
+def test_confusion_matrix_and_accuracy(rng):
+    y_true = rng.integers(0, 4, size=200)
+    y_pred = np.where(rng.random(200) < 0.7, y_true, rng.integers(0, 4, size=200))
+    cm = bl.confusion_matrix(y_true, y_pred, 4)
+    expected = np.zeros((4, 4), dtype=np.int64)
+    for t, p in zip(y_true, y_pred):
+        expected[t, p] += 1
+    np.testing.assert_array_equal(cm, expected)
+    assert cm.sum() == 200
+    assert bl.accuracy(y_true, y_pred) == pytest.approx(np.trace(cm) / 200)
+
+
+def test_confusion_matrix_keeps_absent_classes():
+    cm = bl.confusion_matrix([0, 0, 2], [0, 2, 2], 4)
+    assert cm.shape == (4, 4)
+    np.testing.assert_array_equal(cm[0], [1, 0, 1, 0])
+    np.testing.assert_array_equal(cm[3], 0)
+
+
+def test_confusion_matrix_rejects_out_of_range():
+    with pytest.raises(ValueError, match=r"y_pred has labels outside \[0, 3\)"):
+        bl.confusion_matrix([0, 1], [0, 3], 3)
+
+
+def test_majority_class():
+    assert bl.majority_class([2, 2, 1, 0, 2], 4) == 2

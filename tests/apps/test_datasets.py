@@ -1,0 +1,308 @@
+"""engine.apps.datasets: the vendored loaders return the documented data, the generic readers read
+users' files, and every kind of bad data fails with FILE:LINE: problem."""
+import gzip
+import re
+
+import numpy as np
+import pytest
+
+from engine.apps import datasets as ds
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def raises_at(path, line, *words):
+    """pytest.raises for ValueError whose message starts 'path:line:' and holds every word."""
+    pattern = re.escape(f"{path}:{line}:") + "".join(f"(?=.*{re.escape(w)})" for w in words)
+    return pytest.raises(ValueError, match=re.compile(pattern, re.S))
+
+
+# ---------------------------------------------------------------------------------------------
+# Vendored data
+# ---------------------------------------------------------------------------------------------
+
+def test_sunspots_shape_and_ends():
+    s = ds.load_sunspots()
+    assert s.shape == (3120,) and s.dtype == np.float64
+    np.testing.assert_array_equal(s[:3], [58.0, 62.6, 70.0])       # Jan-Mar 1749
+    np.testing.assert_array_equal(s[-3:], [2.9, 4.1, 0.8])         # Oct-Dec 2008
+    assert np.all(s >= 0) and np.all(np.isfinite(s))
+
+
+@pytest.mark.parametrize("ticker, rows", [("AAPL", 3270), ("IBM", 3270), ("MSFT", 3270),
+                                          ("GOOG", 2148), ("FB", 196)])
+def test_stocks_counts_sorted_positive(ticker, rows):
+    p = ds.load_stocks(ticker)
+    assert p.name == ticker
+    assert p.dates.dtype == np.dtype("datetime64[D]") and p.close.dtype == np.float64
+    assert len(p.dates) == len(p.close) == rows
+    assert np.all(np.diff(p.dates) > np.timedelta64(0, "D"))
+    assert np.all(p.close > 0)
+    assert p.dates[-1] == np.datetime64("2013-03-01")
+
+
+def test_stocks_reads_adjusted_close():
+    p = ds.load_stocks("AAPL")
+    assert p.dates[0] == np.datetime64("2000-03-01")
+    assert p.close[0] == pytest.approx(4.186662803811)  # Adj Close, not Close (130.31)
+
+
+def test_stocks_unknown_ticker_lists_available():
+    with pytest.raises(ValueError, match=r"'XYZ'.*AAPL.*FB.*GOOG.*IBM.*MSFT"):
+        ds.load_stocks("XYZ")
+
+
+def test_devils_dictionary_without_dictd_headers():
+    text = ds.load_devils_dictionary()
+    assert isinstance(text, str) and 380_000 < len(text) < 384_000
+    assert "00-database" not in text
+    assert text.lstrip().startswith("The Internet Wiretap 1st Online Edition of")
+    assert "ABASEMENT, n." in text and "ZOOLOGY, n." in text
+    assert text.rstrip().endswith("sheds its horn every two years.")
+
+
+def test_japanese_vowels_shapes_and_labels():
+    X_train, y_train, X_test, y_test = ds.load_japanese_vowels()
+    assert len(X_train) == len(y_train) == 270 and len(X_test) == len(y_test) == 370
+    lengths = [len(x) for x in X_train + X_test]
+    assert min(lengths) == 7 and max(lengths) == 29
+    assert all(x.shape[1] == 12 and x.dtype == np.float64 for x in X_train + X_test)
+    assert y_train.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(y_train), [30] * 9)
+    np.testing.assert_array_equal(np.bincount(y_test), [31, 35, 88, 44, 29, 24, 40, 50, 29])
+    assert X_train[0][0, 0] == pytest.approx(1.860936)
+
+
+def test_pad_sequences_keeps_values_and_lengths():
+    X = [np.full((n, 2), n, dtype=np.float64) for n in (3, 1, 4)]
+    padded, lengths = ds.pad_sequences(X, dtype=np.float32, value=-1.0)
+    assert padded.shape == (3, 4, 2) and padded.dtype == np.float32
+    np.testing.assert_array_equal(lengths, [3, 1, 4])
+    for i, x in enumerate(X):
+        np.testing.assert_array_equal(padded[i, : len(x)], x)
+        assert np.all(padded[i, len(x):] == -1.0)
+
+
+def test_pad_sequences_rejects_mixed_features():
+    with pytest.raises(ValueError, match="feature counts"):
+        ds.pad_sequences([np.zeros((2, 3)), np.zeros((2, 4))])
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV series and prices
+# ---------------------------------------------------------------------------------------------
+
+def test_read_csv_series(tmp_path):
+    path = write(tmp_path, "s.csv", "month,value\n1,1.5\n\n2,-2\n3,3e1\n")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "value"), [1.5, -2.0, 30.0])
+
+
+def test_read_csv_series_gzip(tmp_path):
+    path = tmp_path / "s.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("x\n1\n2\n")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "x"), [1.0, 2.0])
+
+
+def test_read_csv_bom_and_latin1(tmp_path):
+    """An Excel export starts with a BOM; an old one may be latin-1: both read as text."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffDate,Close\r\n2020-01-01,1\r\n2020-01-02,2\r\n".encode("utf-8"))
+    np.testing.assert_array_equal(ds.read_price_csv(bom).close, [1.0, 2.0])
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("Prix \u00e9t\u00e9\n1\n2\n".encode("latin-1"))
+    np.testing.assert_array_equal(ds.read_csv_series(latin, "Prix \u00e9t\u00e9"), [1.0, 2.0])
+
+
+# Bad files for read_csv_series: (name, content, line reported, words in the message, call)
+BAD_READ_CSV_SERIES = [
+    pytest.param("s.csv", "month,value\n1,2\n2,3\n",
+                 1, ("'price'", "month", "value"),
+                 lambda path: ds.read_csv_series(path, "price"),
+                 id="missing_column_lists_available"),
+    pytest.param("s.csv", "\n\nmonth,value\n1,2\n",
+                 3, ("'price'",),
+                 lambda path: ds.read_csv_series(path, "price"),
+                 id="missing_column_names_the_header_line"),
+    pytest.param("s.csv", "month,value\n1,2\n2,abc\n3,4\n", 3, ("'abc'", "non-numeric"),
+                 lambda path: ds.read_csv_series(path, "value"), id="non_numeric_quoted"),
+    pytest.param("s.csv", "month,value\n1,2\n2,\n", 3, ("''", "non-numeric"),
+                 lambda path: ds.read_csv_series(path, "value"), id="empty_cell"),
+    pytest.param("s.csv", "value\n1\n2\n3\n", 4, ("too short", "3 values", "72"),
+                 lambda path: ds.read_csv_series(path, "value", min_length=72), id="too_short"),
+    pytest.param("s.csv", "a,b\n1,2\n3\n", 3, ("1 fields", "header has 2"),
+                 lambda path: ds.read_csv_series(path, "a"), id="read_csv_ragged_row"),
+    pytest.param("s.csv", "", 1, ("empty",),
+                 lambda path: ds.read_csv_series(path, "a"), id="read_csv_empty_file"),
+]
+
+
+def test_read_price_csv_defaults_and_sorting(tmp_path):
+    path = write(tmp_path, "ACME.csv", "Date,Open,Close,Adj Close\n"
+                                       "2020-01-03,1,10,5\n2020-01-01,1,8,4\n2020-01-02,1,9,4.5\n")
+    p = ds.read_price_csv(path)
+    assert p.name == "ACME"
+    np.testing.assert_array_equal(p.dates, np.array(["2020-01-01", "2020-01-02", "2020-01-03"],
+                                                    dtype="datetime64[D]"))
+    np.testing.assert_array_equal(p.close, [4.0, 4.5, 5.0])  # Adj Close preferred over Close
+
+
+def test_read_price_csv_explicit_columns_and_times(tmp_path):
+    path = write(tmp_path, "p.csv", "when,px\n2020-01-01 16:00:00,3\n2020-01-02 16:00:00,4\n")
+    p = ds.read_price_csv(path, date_column="when", price_column="px")
+    assert p.dates[1] == np.datetime64("2020-01-02")
+    np.testing.assert_array_equal(p.close, [3.0, 4.0])
+
+
+# Bad files for read_price_csv: (name, content, line reported, words in the message, call)
+BAD_READ_PRICE_CSV = [
+    pytest.param("p.csv", "date,volume\n2020-01-01,3\n2020-01-02,4\n",
+                 1, ("no price column", "date", "volume"),
+                 ds.read_price_csv, id="no_price_column"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n01/02/2020,4\n",
+                 3, ("'01/02/2020'", "YYYY-MM-DD"),
+                 ds.read_price_csv, id="bad_date"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,n/a\n",
+                 3, ("'n/a'", "non-numeric"),
+                 ds.read_price_csv, id="bad_price"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,0\n", 3, ("positive",),
+                 ds.read_price_csv, id="non_positive_price"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,4\n2020-01-01,5\n",
+                 4, ("2020-01-01", "repeats line 2"),
+                 ds.read_price_csv, id="repeated_date"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\n", 2, ("too short",),
+                 ds.read_price_csv, id="too_short"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+# ---------------------------------------------------------------------------------------------
+
+def test_read_text_utf8_and_newlines(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffcaf\u00e9\r\nna\u00efve\n".encode("utf-8"))
+    assert ds.read_text(path) == "caf\u00e9\nna\u00efve\n"
+
+
+def test_read_text_latin1_fallback(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("caf\u00e9\n".encode("latin-1"))  # b'\xe9' alone is not valid UTF-8
+    assert ds.read_text(path) == "caf\u00e9\n"
+
+
+@pytest.mark.parametrize("content", ["", "  \n\n\t\n"])
+def test_read_text_empty(tmp_path, content):
+    path = write(tmp_path, "t.txt", content)
+    with raises_at(path, 1, "empty text"):
+        ds.read_text(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# .ts files
+# ---------------------------------------------------------------------------------------------
+
+TS_HEADER = "# a comment\n@problemName toy\n@univariate false\n@dimensions 2\n" \
+            "@equalLength false\n@classLabel true a b c\n@data\n"
+
+
+def test_read_ts_variable_lengths_and_declared_labels(tmp_path):
+    path = write(tmp_path, "toy.ts", TS_HEADER + "1,2,3:4,5,6:b\n\n7,8:9,10:a\n")
+    X, y, names = ds.read_ts(path)
+    assert names == ["a", "b", "c"]
+    np.testing.assert_array_equal(y, [1, 0])
+    np.testing.assert_array_equal(X[0], [[1, 4], [2, 5], [3, 6]])
+    np.testing.assert_array_equal(X[1], [[7, 9], [8, 10]])
+
+
+def test_read_ts_without_class_label_declaration_sorts_labels(tmp_path):
+    path = write(tmp_path, "toy.ts", "@data\n1,2:10\n3,4:2\n5:2\n")
+    X, y, names = ds.read_ts(path)
+    assert names == ["2", "10"]           # numeric order, not text order
+    np.testing.assert_array_equal(y, [1, 0, 0])
+    assert [x.shape for x in X] == [(2, 1), (2, 1), (1, 1)]
+
+
+def test_read_ts_test_set_uses_train_classes(tmp_path):
+    path = write(tmp_path, "toy.ts", "@data\n1:z\n2:x\n")
+    _, y, names = ds.read_ts(path, class_names=["x", "y", "z"])
+    assert names == ["x", "y", "z"]
+    np.testing.assert_array_equal(y, [2, 0])
+    with raises_at(path, 3, "unknown label 'x'"):
+        ds.read_ts(path, class_names=["z"])
+
+
+# Bad files for read_ts: (name, content, line reported, words in the message, call)
+BAD_READ_TS = [
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,4:a\n1,2:3,4:d\n",
+                 9, ("unknown label 'd'", "'a', 'b', 'c'"),
+                 ds.read_ts, id="unknown_label"),
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,4:a\n1,2,3:3,4:b\n",
+                 9, ("inconsistent channel lengths", "channel 2 has 2"),
+                 ds.read_ts, id="inconsistent_channel_lengths"),
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,4:5,6:a\n", 8, ("3 channels", "expected 2"),
+                 ds.read_ts, id="wrong_channel_count_against_dimensions"),
+    pytest.param("toy.ts", "@data\n1,2:3,4:a\n1,2:a\n", 3, ("1 channels", "expected 2"),
+                 ds.read_ts, id="wrong_channel_count_against_first_line"),
+    pytest.param("toy.ts", TS_HEADER + "1,2:3,x4:a\n", 8, ("'x4'", "channel 2"),
+                 ds.read_ts, id="non_numeric"),
+    pytest.param("toy.ts", "@problemName toy\n@classLabel true a\n", 2, ("no '@data'",),
+                 ds.read_ts, id="missing_data_line"),
+    pytest.param("toy.ts", "@problemName toy\n1,2:a\n", 2, ("'@data'",),
+                 ds.read_ts, id="data_without_data_line"),
+    pytest.param("toy.ts", "@problemName toy\n@data\n\n", 2, ("no data lines",),
+                 ds.read_ts, id="no_rows"),
+    pytest.param("toy.ts", "@classLabel false\n@data\n1,2:3,4\n", 1, ("no class labels",),
+                 ds.read_ts, id="unlabelled"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence CSV files
+# ---------------------------------------------------------------------------------------------
+
+def test_read_sequence_csv(tmp_path):
+    path = write(tmp_path, "seq.csv", "id,label,f1,f2\n"
+                                      "s1,up,1,2\ns1,up,3,4\ns1,up,5,6\n"
+                                      "s2,down,7,8\n")
+    X, y, names = ds.read_sequence_csv(path)
+    assert names == ["down", "up"]
+    np.testing.assert_array_equal(y, [1, 0])
+    np.testing.assert_array_equal(X[0], [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(X[1], [[7, 8]])
+
+
+def test_read_sequence_csv_with_train_classes(tmp_path):
+    path = write(tmp_path, "seq.csv", "id,label,f\n1,b,0\n2,a,1\n")
+    _, y, names = ds.read_sequence_csv(path, class_names=["a", "b"])
+    np.testing.assert_array_equal(y, [1, 0])
+    with raises_at(path, 3, "unknown label 'a'"):
+        ds.read_sequence_csv(path, class_names=["b"])
+
+
+# Bad files for read_sequence_csv: (name, content, line reported, words in the message, call)
+BAD_READ_SEQUENCE_CSV = [
+    pytest.param("seq.csv", "id,label,f\n1,a,0\n1,b,1\n", 3, ("'b'", "'a'", "line 2"),
+                 ds.read_sequence_csv, id="label_changes_inside_sequence"),
+    pytest.param("seq.csv", "id,label,f\n1,a,0\n2,a,1\n1,a,2\n", 4, ("'1'", "contiguous"),
+                 ds.read_sequence_csv, id="non_contiguous"),
+    pytest.param("seq.csv", "id,label,f,g\n1,a,0,1\n1,a,2,?\n", 3, ("'?'", "non-numeric"),
+                 ds.read_sequence_csv, id="non_numeric"),
+    pytest.param("seq.csv", "id,label\n1,a\n", 1, ("sequence id, label",),
+                 ds.read_sequence_csv, id="too_few_columns"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every reader's bad files (the tables above)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,content,line,words,read", BAD_READ_CSV_SERIES + BAD_READ_PRICE_CSV
+                         + BAD_READ_TS + BAD_READ_SEQUENCE_CSV)
+def test_readers_report_bad_files_at_their_line(tmp_path, name, content, line, words, read):
+    path = write(tmp_path, name, content)
+    with raises_at(path, line, *words):
+        read(path)

@@ -1,0 +1,58 @@
+"""engine.backends.cpu: each of its strategies (row blocks over threads, threads over hidden
+units, BLAS with unpacked weights for short single sequences) against torch.nn.LSTM, and which
+one runs when."""
+import numpy as np
+import pytest
+import torch
+
+import engine
+import engine.backends.cpu as backends
+from engine.backends.cpu import GEMV_MAX_STEPS
+from engine.backends.threads import MIN_ROWS_PER_THREAD, batch_parts
+from tests.helpers import assert_pairs_close, run_both
+
+torch.set_num_threads(1)
+
+
+def test_large_batch_uses_parallel_row_blocks_and_matches_torch(rng):
+    """B >= 2 * MIN_ROWS_PER_THREAD: the time loop splits the batch over threads."""
+    B = 2 * MIN_ROWS_PER_THREAD + 3
+    if batch_parts(B) < 2:
+        pytest.skip("one Numba thread: nothing to split")
+    pairs = run_both(rng, 5, B, 4, 6, 2, True, False, False, True, "float32",
+                     lengths=rng.integers(1, 6, B))
+    assert_pairs_close(pairs, "float32")
+
+
+@pytest.mark.parametrize("B,H,lengths", [
+    (2, 200, [6, 3]),   # small batch, wide layer: threads split the hidden units (fwd + bwd)
+    (40, 20, None),     # 40 rows: threads split the batch
+])
+def test_threaded_time_loops_match_torch(rng, B, H, lengths):
+    """Float32 sizes large enough for the engine's threaded kernels (engine.backends.threads)."""
+    lengths = None if lengths is None else np.array(lengths)
+    pairs = run_both(rng, 6, B, 7, H, 2, True, False, False, True, "float32", lengths=lengths)
+    assert_pairs_close(pairs, "float32")
+
+
+@pytest.mark.parametrize("T", [1, GEMV_MAX_STEPS, GEMV_MAX_STEPS + 1])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_single_short_sequence_matches_torch(rng, T, unbatched):
+    """B = 1 (generation, one token at a time): up to GEMV_MAX_STEPS the float32 products run
+    on BLAS with the weights as they are, from one step more on the packed kernels."""
+    pairs = run_both(rng, T, 1, 5, 40, 2, True, False, unbatched, True, "float32")
+    assert_pairs_close(pairs, "float32")
+
+
+def test_single_short_sequence_packs_no_weights(rng, monkeypatch):
+    packed = []
+    for name in ("pack_weights", "pack_gates"):
+        real = getattr(backends, name)
+        monkeypatch.setattr(backends, name,
+                            lambda *a, real=real, name=name: packed.append(name) or real(*a))
+    m = engine.LSTM(5, 40, num_layers=2, seed=0)
+    for T, expected in [(GEMV_MAX_STEPS, []), (GEMV_MAX_STEPS + 1, ["pack_gates", "pack_weights"])]:
+        packed.clear()
+        out, _ = m(rng.standard_normal((T, 1, 5)).astype(np.float32))
+        m.backward(rng.standard_normal(out.shape).astype(np.float32))
+        assert sorted(set(packed)) == expected, T

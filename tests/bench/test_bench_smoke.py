@@ -1,0 +1,103 @@
+"""Smoke test of the benchmark machinery (bench/): the check and the timing on a tiny config.
+
+No timing thresholds: only that the check passes, catches a wrong weight, and that the
+numbers of a row are consistent with each other.
+"""
+from pathlib import Path
+
+import pytest
+
+# bench/ is a top-level folder of the repository (not installed): pytest puts the repository
+# root on sys.path, as tests/ is a package.
+from bench import cases
+from bench.cases import MODES, Config, bench_case, bench_generation, check, gemm_flops, make_cases
+from bench.report import evaluate_targets, format_generation, format_row
+
+torch = pytest.importorskip("torch")
+
+TINY = Config("tiny", T=4, B=2, I=3, H=5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bench_case_checks_then_times(mode):
+    row = bench_case(TINY, mode, repeats=3, budget_s=0.01, sgemm=100.0)
+    assert row["status"] == "ok" and row["check"]["ok"], row["check"]
+    assert row["check"]["ratio"] <= 1.0
+    assert row["engine_ms"] > 0 and row["torch_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["torch_ms"] / row["engine_ms"])
+    assert row["engine_gflops"] == pytest.approx(gemm_flops(TINY, mode) / row["engine_ms"] / 1e6)
+    assert row["sgemm_fraction"] == pytest.approx(row["engine_gflops"] / 100.0)
+    assert row["repeats"] == len(row["engine_samples_ms"]) == len(row["torch_samples_ms"]) >= 3
+    assert "x " in format_row(row)
+
+
+def test_bench_generation_checks_then_times():
+    """One-step calls on one sequence (B = 1 whatever the config's B), state carried."""
+    row = bench_generation(TINY, repeats=3, budget_s=0.01)
+    assert row["status"] == "ok" and row["check"]["ok"], row["check"]
+    assert row["B"] == 1 and row["mode"] == "generation"
+    assert row["engine_us_per_step"] == pytest.approx(1e3 * row["engine_ms"] / TINY.T)
+    assert row["speedup"] == pytest.approx(row["torch_ms"] / row["engine_ms"])
+    assert "us/step" in format_generation(row)
+
+
+def test_check_catches_a_wrong_weight():
+    eng, ref = make_cases(TINY, "training")
+    with torch.no_grad():
+        ref.model.weight_hh_l0[0, 0] += 1e-2
+    res = check(eng, ref)
+    assert not res["ok"] and res["ratio"] > 1.0
+
+
+def test_check_covers_every_gradient():
+    eng, ref = make_cases(Config("two", T=3, B=2, I=3, H=4, layers=2), "training")
+    got = eng.results()
+    assert {"output", "h_n", "c_n", "grad_input"} <= set(got)
+    assert {k for k in got if k.startswith("grad.")} == \
+        {"grad." + k for k in eng.model.state_dict()}
+
+
+def test_gemm_flops_formula():
+    one = Config("one", T=10, B=2, I=3, H=4)
+    assert gemm_flops(one, "inference") == 2 * 10 * 2 * 16 * (3 + 4)
+    assert gemm_flops(one, "training") == 3 * gemm_flops(one, "inference")
+    two = Config("two", T=10, B=2, I=3, H=4, layers=2)
+    assert gemm_flops(two, "inference") == 2 * 10 * 2 * 16 * ((3 + 4) + (4 + 4))
+
+
+def test_targets_pass_and_fail():
+    def row(cfg, mode, speedup, gflops=100.0):
+        return {"config": cfg, "mode": mode, "status": "ok", "speedup": speedup,
+                "engine_gflops": gflops}
+    rows = [row("S", "training", 1.5), row("L", "training", 1.2, gflops=150.0),
+            row("S", "inference", 0.9), row("L", "inference", 1.1)]
+    extras = {"memory": {"engine": {"step_peak_mb": 90.0}, "torch": {"step_peak_mb": 100.0}},
+              "first_result": {"cold": {"first_result_s": 5.0},
+                               "warm": {"first_result_s": 2.5}}}
+    got = [t["status"] for t in evaluate_targets(rows, 200.0, extras)]
+    # training >= 1 everywhere, inference >= 1 everywhere, geomean sqrt(1.8) >= 1.25,
+    # L at 75% of SGEMM, memory 0.9x, warm first result 2.5 s
+    assert got == ["PASS", "FAIL", "PASS", "FAIL", "PASS", "FAIL"]
+    failed = dict(rows[0], status="FAILED")
+    assert evaluate_targets([failed], 200.0, {})[0]["status"] == "FAIL"
+    assert [t["status"] for t in evaluate_targets([], 200.0, {})] == ["n/a"] * 6
+
+
+def test_a_compiling_first_call_does_not_size_the_row():
+    """The check's engine call includes compilation: alone it must not cut the row to the
+    minimum of rounds without warm-up; calls that are all long do size it."""
+    assert cases.sizes_from_check({"engine": 9.0, "torch": 0.0003}) is None
+    assert cases.sizes_from_check(None) is None
+    long_calls = {"engine": cases.WARMUP_SKIP_S, "torch": cases.WARMUP_SKIP_S * 0.6}
+    assert cases.sizes_from_check(long_calls) == {k: [v] for k, v in long_calls.items()}
+
+
+def test_device_script_rejects_an_unknown_step_before_writing(tmp_path):
+    import subprocess
+
+    script = Path(cases.__file__).resolve().parent / "device.sh"
+    out = subprocess.run(["bash", str(script), "all"], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "o")})
+    assert out.returncode == 2
+    assert "tests|gpu|cpu" in out.stderr
+    assert list(tmp_path.iterdir()) == []

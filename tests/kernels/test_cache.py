@@ -1,0 +1,101 @@
+"""Numba's on-disk cache of the kernels is dropped when any kernel source changes.
+
+Numba itself only checks the file that defines a cached function: edit a function it calls
+(kernels/gates.py for every cell) and the caller's cached machine code runs the old version.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import engine.kernels as kernels
+import numpy as np
+from engine.kernels import drop_stale_cache
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(kernels.__file__)))
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+
+
+def _package(tmp_path, rng):
+    """A package with one source, and a cache of Numba files and one Python .pyc."""
+    pkg = tmp_path / "pkg"
+    (pkg / "__pycache__").mkdir(parents=True)
+    _write(pkg / "a.py", f"K = {rng.integers(1 << 30)}\n")
+    for name in ("a.f-3.py311.nbi", "a.f-3.py311.1.nbc", "a.cpython-311.pyc"):
+        (pkg / "__pycache__" / name).write_bytes(rng.bytes(16))
+    return pkg
+
+
+def _cached(pkg):
+    return sorted(os.listdir(pkg / "__pycache__"))
+
+
+def test_cache_without_a_stamp_is_dropped_once(tmp_path, rng):
+    pkg = _package(tmp_path, rng)
+    assert drop_stale_cache(str(pkg))
+    assert _cached(pkg) == ["a.cpython-311.pyc", "sources.sha256"]
+    (pkg / "__pycache__" / "a.f-3.py311.nbi").write_bytes(rng.bytes(16))
+    assert not drop_stale_cache(str(pkg))
+    assert "a.f-3.py311.nbi" in _cached(pkg)
+
+
+def test_cache_is_dropped_when_any_source_changes(tmp_path, rng):
+    pkg = _package(tmp_path, rng)
+    drop_stale_cache(str(pkg))
+    (pkg / "__pycache__" / "a.f-3.py311.nbi").write_bytes(rng.bytes(16))
+    _write(pkg / "b.py", "L = 1\n")  # a new file counts as a change, as an edit does
+    assert drop_stale_cache(str(pkg))
+    assert _cached(pkg) == ["a.cpython-311.pyc", "sources.sha256"]
+
+
+def test_cache_it_may_not_write_is_left_alone(tmp_path, rng, monkeypatch):
+    """A read-only install (simulated: the tests may run as root, which ignores modes)."""
+    pkg = _package(tmp_path, rng)
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "remove", refuse)
+    assert not drop_stale_cache(str(pkg))
+    assert len(_cached(pkg)) == 3
+
+
+def _run(pkg_parent, x):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(pkg_parent), REPO])
+    out = subprocess.run([sys.executable, "-c", f"from pk.caller import g; print(g({x}))"],
+                         env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def test_edited_callee_reaches_a_cached_caller(tmp_path, rng):
+    """With Numba alone, the second run would print the first run's result (checked)."""
+    pk = tmp_path / "pk"
+    pk.mkdir()
+    _write(pk / "__init__.py", """\
+        import os
+        from engine.kernels import drop_stale_cache
+        drop_stale_cache(os.path.dirname(os.path.abspath(__file__)))
+        """)
+    _write(pk / "callee.py", """\
+        from numba import njit
+        @njit(cache=True)
+        def f(x):
+            return x + 1.0
+        """)
+    _write(pk / "caller.py", """\
+        from numba import njit
+        from pk.callee import f
+        @njit(cache=True)
+        def g(x):
+            return f(x) * 2.0
+        """)
+    x = float(np.round(rng.uniform(1, 9), 3))
+    assert _run(tmp_path, x) == (x + 1.0) * 2.0
+    assert any(n.startswith("caller.g") for n in os.listdir(pk / "__pycache__"))  # cached
+    _write(pk / "callee.py", (pk / "callee.py").read_text().replace("x + 1.0", "x + 100.0"))
+    assert _run(tmp_path, x) == (x + 100.0) * 2.0
