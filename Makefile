@@ -13,10 +13,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m engine.demo
+	$(PY) -m engine.apps.demo
 
+# The suite, and the package as users install it (tests/check_wheel.py: the wheel in a fresh
+# venv).  Both run at once: the check compiles its own copy of the kernels, and Numba compiles
+# on one core, so it mostly takes the core that the suite's compiles leave idle.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) tests/check_wheel.py > $(VENV)/check_wheel.log 2>&1 & wheel=$$!; \
+	$(PY) -m pytest -q; suite=$$?; \
+	wait $$wheel; checked=$$?; cat $(VENV)/check_wheel.log; \
+	test $$suite -eq 0 && test $$checked -eq 0
 
 bench: $(STAMP)
 	$(PY) -m bench.run
