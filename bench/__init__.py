@@ -4,6 +4,8 @@
 - ``bench.run``: the runner behind ``make bench`` (table, JSON and PNG under bench/results/).
 - ``bench.memory``: peak memory of a training step and time to first result, each measured in
   its own subprocess.
+- ``bench.kernels`` (with its sections in ``bench.kernel_cases``): kernel variants side by side,
+  each checked against ``kernels/reference.py`` before it is timed.
 - ``bench.test_bench``: the same cases as pytest-benchmark benchmarks.
 
 Nothing here imports NumPy at package import time, so ``bench.threads.pin_threads`` can still

@@ -294,7 +294,8 @@ def sizes_from_check(checked_s):
 
     Only when every contender's call was long (half of WARMUP_SKIP_S): the engine's first call
     includes compilation, which alone made rounds look long, so those rows got the minimum of
-    3 rounds and no warm-up (S inference: 0.80x with 39% noise; 1.06x and 2% when sized).
+    3 rounds and no warm-up (Zen 5 AVX-512, S inference: 0.80x with 39% noise; 1.06x and 2%
+    when sized).
     """
     if checked_s and min(checked_s.values()) > WARMUP_SKIP_S / 2:
         return {k: [v] for k, v in checked_s.items()}

@@ -41,7 +41,8 @@ def plot_speedups(res, path):
     ax.set_ylabel("speedup = torch time / engine time")
     info = res["info"]
     ax.set_title(f"lstm-engine vs torch.nn.LSTM ({info['backend']}: "
-                 f"{info.get('gpu') or info['cpu_model']}, {info['threads']['numba']} threads, "
+                 f"{info.get('gpu') or info['cpu_model']} {info.get('cpu_core', '')} "
+                 f"{info.get('cpu_isa', '')}, {info['threads']['numba']} threads, "
                  f"{info['date'][:10]})\nSGEMM roofline {res['sgemm_gflops']:.0f} GFLOP/s"
                  + ("" if res.get("reliable", True) else
                     f"; UNRELIABLE: other processes used {res['other_load']:.0%} of the CPUs"),

@@ -15,15 +15,70 @@ L_SGEMM_FRACTION = 0.80
 FIRST_RESULT_WARM_S = 2.0
 
 
-def cpu_model():
+def _cpuinfo():
+    """{key: value} of the first processor in /proc/cpuinfo ({} where there is none)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown-cpu"
+    return fields
+
+
+def cpu_model():
+    return _cpuinfo().get("model name") or platform.processor() or "unknown-cpu"
+
+
+def cpu_isa(flags=None):
+    """The widest vector ISA the kernels can use here: "AVX-512", "AVX2" (with FMA), "SSE",
+    "NEON" or "unknown"; from /proc/cpuinfo's flags unless ``flags`` is given."""
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split()) \
+        if flags is None else set(flags)
+    if "avx512f" in flags:
+        return "AVX-512"
+    if {"avx2", "fma"} <= flags:
+        return "AVX2"
+    if {"asimd", "neon"} & flags or platform.machine() in ("aarch64", "arm64"):
+        return "NEON"
+    return "SSE" if "sse2" in flags else "unknown"
+
+
+# AMD's family 25 (0x19) holds Zen 3 and Zen 4 parts, told apart by model number.
+_ZEN4_MODELS_25 = (range(0x10, 0x20), range(0x60, 0x80), range(0xA0, 0xB0))
+
+
+def cpu_core(info=None):
+    """The microarchitecture where /proc/cpuinfo tells it (AMD Zen generations), else the CPU
+    family and model numbers, e.g. "Zen 3 (family 25, model 1)"."""
+    info = _cpuinfo() if info is None else info
+    try:
+        family, model = int(info["cpu family"]), int(info["model"])
+    except (KeyError, ValueError):
+        return platform.machine() or "unknown"
+    name = None
+    if info.get("vendor_id") == "AuthenticAMD":
+        if family == 23:
+            name = "Zen 2" if model >= 0x30 else "Zen/Zen+"
+        elif family == 25:
+            name = "Zen 4" if any(model in r for r in _ZEN4_MODELS_25) else "Zen 3"
+        elif family == 26:
+            name = "Zen 5"
+    where = f"family {family}, model {model}"
+    return f"{name} ({where})" if name else where
+
+
+def machine_label():
+    """One line naming the CPU, its core and vector ISA, and the cores this process may use:
+    what every speed figure must say it was measured on."""
+    from bench.threads import available_cores
+
+    return f"{cpu_model()}, {cpu_core()}, {cpu_isa()}, {available_cores()} cores"
 
 
 def machine_info(backend):
@@ -38,6 +93,7 @@ def machine_info(backend):
     info = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": socket.gethostname(), "backend": backend, "cpu_model": cpu_model(),
+        "cpu_core": cpu_core(), "cpu_isa": cpu_isa(),
         "cores_total": os.cpu_count(), "cores_available": available_cores(),
         "python": platform.python_version(), "numpy": numpy.__version__,
         "scipy": scipy.__version__, "numba": numba.__version__, "torch": torch.__version__,
@@ -80,7 +136,8 @@ def other_load(start, end, cores):
 
 
 def format_info(info):
-    dev = info.get("gpu") or info["cpu_model"]
+    dev = info.get("gpu") or (f"{info['cpu_model']} ({info.get('cpu_core', '?')}, "
+                              f"{info.get('cpu_isa', '?')})")
     t = info["threads"]
     busy = info["loadavg_start"][0] > 0.5 * info["cores_available"]
     warn = (f"WARNING: the machine is busy (load {info['loadavg_start'][0]:.2f} on "
@@ -287,14 +344,18 @@ def format_summary(res):
 
 
 def output_stem(res):
+    """The results file of a run: one per machine kind (CPU model, core, vector ISA; or GPU),
+    so a later run on the same kind of machine replaces it."""
     info, args = res["info"], res["args"]
-    device = info.get("gpu") or info["cpu_model"]
-    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")[:40] or "unknown"
-    stem = f"{info['backend']}-{slug}-{info['date'][:10]}"
+    device = info.get("gpu") or " ".join(
+        [info["cpu_model"], info.get("cpu_core", "").split(" (")[0], info.get("cpu_isa", "")])
+    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")[:60] or "unknown"
+    stem = f"{info['backend']}-{slug}"
     if args["grid"] != "issue":
         stem += f"-{args['grid']}grid"
-    if info["backend"] == "cpu":
-        stem += "-openblas-" + info.get("openblas_coretype", "auto-detected").lower()
+    if info["backend"] == "cpu" and info.get("openblas_coretype", "auto-detected") != \
+            "auto-detected":
+        stem += "-openblas-" + info["openblas_coretype"].lower()
     if args["quick"] or args["configs"]:
         stem += "-partial" if args["configs"] else "-quick"
     return stem
