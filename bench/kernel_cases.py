@@ -3,10 +3,15 @@ against the reference, then times the variants side by side (``bench.kernels.tim
 Imported only after ``bench.kernels`` has pinned the thread counts."""
 import numba
 import numpy as np
+from numba import njit
+
+import engine
+from bench.kernels import check_close, table, time_variants
+from engine.backends import threads
 from engine.kernels import ACT_FAST, ACT_TANH
 from engine.kernels.common import part_rows
 from engine.kernels.gemm import (LANES, NR, gemm_packed, pack_weights, six_row_tiles, tile1, tile4,
-                                 tile6)
+                                 tile6, zero_row)
 from engine.kernels.gemm import gemm as engine_gemm
 from engine.kernels.reference import (lstm_bwd_packed_reference, lstm_fwd_packed_reference,
                                       lstm_step_bwd_reference, lstm_step_fwd_reference)
@@ -14,11 +19,6 @@ from engine.kernels.seq_rows import lstm_seq_bwd_rows, lstm_seq_fwd_rows
 from engine.kernels.seq_units import lstm_seq_bwd_units, lstm_seq_fwd_units, pack_gates
 from engine.kernels.step import (lstm_step_bwd_scalar, lstm_step_bwd_vec, lstm_step_fwd_scalar,
                                  lstm_step_fwd_vec)
-from numba import njit
-
-import engine
-from bench.kernels import check_close, table, time_variants
-from engine.backends import threads
 
 F32 = np.float32
 # Checks before timing: relative to the largest entry of the float64 result.
@@ -75,15 +75,15 @@ def _tiles(a, panel, c, reps, six, four):
     for _ in range(reps):
         i = 0
         for _ in range(six):
-            tile6(a, i, panel, K, c, i, 0, LANES, 2 * LANES, 3 * LANES, False, None)
+            tile6(a, i, panel, K, c, i, 0, False, zero_row())
             i += 6
         n = 0
         while i + 4 <= M and n < four:
-            tile4(a, i, panel, K, c, i, 0, LANES, 2 * LANES, 3 * LANES, False, None)
+            tile4(a, i, panel, K, c, i, 0, False, zero_row())
             i += 4
             n += 1
         while i < M:
-            tile1(a, i, panel, K, c, i, 0, LANES, 2 * LANES, 3 * LANES, False, None)
+            tile1(a, i, panel, K, c, i, 0, False, zero_row())
             i += 1
 
 

@@ -42,25 +42,29 @@ from numba.extending import overload
 
 from . import KERNEL
 from .common import part_rows
-from .simd import LANES, fma, gather_n, load, load_n, prefetch, splat, store, store_n
+from .isa import GEMM_VECS
+from .simd import LANES, fma, gather_n, load, load_upto, prefetch, splat, store, store_upto
 
-NR = 4 * LANES  # panel width: four vectors
-KC = 256        # rows of b packed per block in ``gemm``: a 64 KB panel block stays in L2
+NR = GEMM_VECS * LANES  # panel width: 64 columns on AVX-512, 16 on AVX2 (kernels.isa)
+LINE = 16               # floats in a 64-byte cache line
+KC = 256                # rows of b packed per block in ``gemm``: a panel block of 64 KB
+                        # (AVX-512) stays in L2, of 16 KB (AVX2) in L1
 # Shorter k-blocks for a strided ``a`` (x.T: the weight gradients), whose output is weight-sized
-# and stays in cache from one k-block to the next: a 32 KB panel stays in L1 (dW_hh at M
-# +10%).  Products with a large output keep KC, as each k-block re-reads and re-writes all of
-# c (the input projection at L: 446 -> 317 GFLOP/s with 128).
-KC_TN = 128
+# and stays in cache from one k-block to the next: a panel of at most 32 KB stays in L1 (dW_hh
+# at M +10% with 128 rows of 64 columns).  Products with a large output keep KC, as each
+# k-block re-reads and re-writes all of c (the input projection at L: 446 -> 317 GFLOP/s with
+# 128).
+KC_TN = min(KC, (32 << 10) // (4 * NR))
 MC = 64         # rows of a per block: 64 x KC floats (64 KB) stay in L2
-# Pack b over all threads from this many panels on (512 KB at KC = 256); fewer pack faster
-# than a parallel region starts (measured: 2048^2 GEMM 357 -> 387 GFLOP/s, weight gradients
-# with 4 panels 380 -> 307 when they too were packed in parallel).
-PARALLEL_PACK_PANELS = 8
-# Copy blocks of a strided ``a`` into rows when b has this many panels to share the copy
-# (measured at 2 threads: dW_hh at L, 8 panels, 380 -> 429 GFLOP/s; dW_ih at M, 2 panels,
-# 389 -> 351: the copy's cache misses are no longer hidden behind FMAs).
-PACK_A_PANELS = 8
-# Rows of the panel (256 bytes each) that ``k_loop1`` prefetches ahead (8, 16, 32 and 64
+# Pack b over all threads from 512 columns on (512 KB at KC = 256); fewer pack faster than a
+# parallel region starts (measured: 2048^2 GEMM 357 -> 387 GFLOP/s, weight gradients with 256
+# columns 380 -> 307 when they too were packed in parallel).
+PARALLEL_PACK_PANELS = 512 // NR
+# Copy blocks of a strided ``a`` into rows when b has 512 columns or more to share the copy
+# (measured at 2 threads: dW_hh at L, 512 columns, 380 -> 429 GFLOP/s; dW_ih at M, 128, 389 ->
+# 351: the copy's cache misses are no longer hidden behind FMAs).
+PACK_A_PANELS = 512 // NR
+# Rows of the panel that ``k_loop1`` prefetches ahead (Zen 5, 256-byte rows: 8, 16, 32 and 64
 # measured alike; 4 less well).
 PREFETCH_K = 16
 # Values ahead along W's rows that ``pack_panel`` asks for when it gathers (2 lines; 1 and 4
@@ -100,13 +104,13 @@ def pack_panel(b, k0, kc, bp, p):
     if b.strides[1] == b.itemsize:
         for k in range(kc):
             for q in range(0, NR, LANES):
-                store(panel, k, q, load_n(b, k0 + k, j0 + q, min(max(w - q, 0), LANES)))
+                store(panel, k, q, load_upto(b, k0 + k, j0 + q, min(max(w - q, 0), LANES)))
         return
     rows = b.T  # the gathers walk along these rows, 16 of them at once
     for q in range(0, NR, LANES):
         n = min(max(w - q, 0), LANES)
         for k in range(kc):
-            if k % LANES == 0 and k + PACK_PREFETCH < kc:  # a new line of each row
+            if k % LINE == 0 and k + PACK_PREFETCH < kc:  # a new line of each row
                 for v in range(n):
                     prefetch(rows, j0 + q + v, k0 + k + PACK_PREFETCH, 0)
             store(panel, k, q, gather_n(b, k0 + k, j0 + q, n))
@@ -116,7 +120,7 @@ def pack_panel(b, k0, kc, bp, p):
 def load_row(b, i, j, n):
     """b[i, j:j+n] as a vector (lanes >= n zero), from contiguous or strided rows."""
     if b.strides[1] == b.itemsize:
-        return load_n(b, i, j, n)
+        return load_upto(b, i, j, n)
     return gather_n(b, i, j, n)
 
 
@@ -137,168 +141,194 @@ def _lanes(c, j):
     return min(max(c.shape[1] - j, 0), LANES)
 
 
-@njit(inline="always", **KERNEL)
-def k_loop4(a, i, panel, kc, acc):
-    """The micro-kernel: acc (16 vectors, rows i..i+3 x 4 panel vectors) += a[i:i+4, :kc] @
-    panel[:kc].  Per k: four panel loads, four broadcasts, sixteen FMAs, all in registers."""
-    c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = acc
-    for k in range(kc):
-        b0, b1 = load(panel, k, 0), load(panel, k, 16)
-        b2, b3 = load(panel, k, 32), load(panel, k, 48)
-        x = splat(a[i, k])
-        c00, c01, c02, c03 = fma(x, b0, c00), fma(x, b1, c01), fma(x, b2, c02), fma(x, b3, c03)
-        x = splat(a[i + 1, k])
-        c10, c11, c12, c13 = fma(x, b0, c10), fma(x, b1, c11), fma(x, b2, c12), fma(x, b3, c13)
-        x = splat(a[i + 2, k])
-        c20, c21, c22, c23 = fma(x, b0, c20), fma(x, b1, c21), fma(x, b2, c22), fma(x, b3, c23)
-        x = splat(a[i + 3, k])
-        c30, c31, c32, c33 = fma(x, b0, c30), fma(x, b1, c31), fma(x, b2, c32), fma(x, b3, c33)
-    return c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33
+# ---------------------------------------------------------------------------- tile rows
+# One row of a tile is a tuple of GEMM_VECS vectors (kernels.isa: 4 on AVX-512, 2 on AVX2),
+# the panel's columns j, j + LANES, ...  These helpers are the only code that knows how many;
+# the tiles and their k loops below are written once over them.
+
+if GEMM_VECS == 4:
+    @njit(inline="always", **KERNEL)
+    def panel_row(panel, k):
+        """The k-th row of a packed panel, as GEMM_VECS vectors."""
+        return (load(panel, k, 0), load(panel, k, LANES), load(panel, k, 2 * LANES),
+                load(panel, k, 3 * LANES))
+
+    @njit(inline="always", **KERNEL)
+    def fma_row(x, b, r):
+        """One row of a tile: r += x * b, x broadcast."""
+        return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
+
+    @njit(inline="always", **KERNEL)
+    def _row_load(a, r, j):
+        """a[r, j:j+NR] as a tile row, masked past a's width."""
+        return (load_upto(a, r, j, _lanes(a, j)),
+                load_upto(a, r, j + LANES, _lanes(a, j + LANES)),
+                load_upto(a, r, j + 2 * LANES, _lanes(a, j + 2 * LANES)),
+                load_upto(a, r, j + 3 * LANES, _lanes(a, j + 3 * LANES)))
+
+    @njit(inline="always", **KERNEL)
+    def zero_row():
+        z = splat(0.0)
+        return z, z, z, z
+
+    @njit(inline="always", **KERNEL)
+    def _row_store(c, r, j, v):
+        """Row r of a tile: its vectors ``v`` to c[r, j:j+NR] (columns past c's width
+        skipped)."""
+        store_upto(c, r, j, v[0], _lanes(c, j))
+        store_upto(c, r, j + LANES, v[1], _lanes(c, j + LANES))
+        store_upto(c, r, j + 2 * LANES, v[2], _lanes(c, j + 2 * LANES))
+        store_upto(c, r, j + 3 * LANES, v[3], _lanes(c, j + 3 * LANES))
+else:
+    @njit(inline="always", **KERNEL)
+    def panel_row(panel, k):
+        """The k-th row of a packed panel, as GEMM_VECS vectors."""
+        return load(panel, k, 0), load(panel, k, LANES)
+
+    @njit(inline="always", **KERNEL)
+    def fma_row(x, b, r):
+        """One row of a tile: r += x * b, x broadcast."""
+        return fma(x, b[0], r[0]), fma(x, b[1], r[1])
+
+    @njit(inline="always", **KERNEL)
+    def _row_load(a, r, j):
+        """a[r, j:j+NR] as a tile row, masked past a's width."""
+        return load_upto(a, r, j, _lanes(a, j)), load_upto(a, r, j + LANES, _lanes(a, j + LANES))
+
+    @njit(inline="always", **KERNEL)
+    def zero_row():
+        z = splat(0.0)
+        return z, z
+
+    @njit(inline="always", **KERNEL)
+    def _row_store(c, r, j, v):
+        """Row r of a tile: its vectors ``v`` to c[r, j:j+NR] (columns past c's width
+        skipped)."""
+        store_upto(c, r, j, v[0], _lanes(c, j))
+        store_upto(c, r, j + LANES, v[1], _lanes(c, j + LANES))
 
 
 @njit(inline="always", **KERNEL)
-def _fma_row(x, b, r):
-    """One row of a tile: the four vectors r += x * b, x broadcast."""
-    return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
+def _row_init(c, r, j, accumulate, start):
+    """Starting values of one tile row: c's row r, or ``start`` (the panel's bias vectors or
+    zeros)."""
+    if accumulate:
+        return _row_load(c, r, j)
+    return start
 
 
+@njit(inline="always", **KERNEL)
+def _start_vectors(bias, c, j):
+    """The starting values of a panel's tile rows that do not accumulate: the bias row's
+    vectors at the panel's columns, or zeros without a bias.  Loaded once per panel, not per
+    tile: a masked load that crosses a page costs far more than a plain one (the bias row is a
+    small array at any offset; measured at M: its GEMM 4.0 -> 5.0 ms at some offsets)."""
+    if bias is None:
+        return zero_row()
+    return _row_load(bias, 0, j)
+
+
+# ---------------------------------------------------------------------------- micro-kernels
 @njit(inline="always", **KERNEL)
 def k_loop6(a, i, panel, kc, acc):
-    """``k_loop4`` for six rows (acc: 24 vectors; returned as six rows of four).  Each k's
-    256 bytes of panel serve 24 FMAs instead of 16.  At K = 256 the panel (64 KB) does not fit
-    L1 and streams from L2 for every tile, so the fewer tiles the better.  Measured side by
-    side at M, 32 rows a core: the recurrent product 257 -> 267 GFLOP/s a core, the forward
-    time loop 2.7-4.7% faster, the input projection -1% to +9%.  Six rows are the most that fit:
-    24 accumulators, four panel vectors and a broadcast of the 32 registers."""
-    r0, r1, r2, r3, r4, r5 = acc[0:4], acc[4:8], acc[8:12], acc[12:16], acc[16:20], acc[20:24]
+    """The micro-kernel: acc (six tile rows) += a[i:i+6, :kc] @ panel[:kc].  Per k: one panel
+    row (GEMM_VECS loads), six broadcasts, 6 * GEMM_VECS FMAs, all in registers.  Six rows are
+    the most that fit: 24 accumulators, four panel vectors and a broadcast of AVX-512's 32
+    registers; 12, two and a broadcast of AVX2's 16 (BLIS's Haswell 6 x 16).  Measured side by
+    side at M on a Zen 5, 32 rows a core: the recurrent product 257 -> 267 GFLOP/s a core
+    against ``k_loop4``, the forward time loop 2.7-4.7% faster, the input projection -1% to
+    +9%.  On a Zen 3 (AVX2), ``python -m bench.kernels tiles``: the 6 x 16 tile 89 GFLOP/s a
+    core (the register-only FMA peak: 93), where 6 rows of 64 columns in 16-lane vectors, the
+    AVX-512 shape, spilled to 25."""
+    r0, r1, r2, r3, r4, r5 = acc
     for k in range(kc):
-        b = load(panel, k, 0), load(panel, k, 16), load(panel, k, 32), load(panel, k, 48)
-        r0 = _fma_row(splat(a[i, k]), b, r0)
-        r1 = _fma_row(splat(a[i + 1, k]), b, r1)
-        r2 = _fma_row(splat(a[i + 2, k]), b, r2)
-        r3 = _fma_row(splat(a[i + 3, k]), b, r3)
-        r4 = _fma_row(splat(a[i + 4, k]), b, r4)
-        r5 = _fma_row(splat(a[i + 5, k]), b, r5)
+        b = panel_row(panel, k)
+        r0 = fma_row(splat(a[i, k]), b, r0)
+        r1 = fma_row(splat(a[i + 1, k]), b, r1)
+        r2 = fma_row(splat(a[i + 2, k]), b, r2)
+        r3 = fma_row(splat(a[i + 3, k]), b, r3)
+        r4 = fma_row(splat(a[i + 4, k]), b, r4)
+        r5 = fma_row(splat(a[i + 5, k]), b, r5)
     return r0, r1, r2, r3, r4, r5
 
 
 @njit(inline="always", **KERNEL)
-def k_loop1(a, i, panel, kc, acc):
-    """``k_loop4`` for one row.  With four FMAs per 256 bytes of panel this loop streams
-    the panel from L2 (B = 1: W_hh), faster than the hardware prefetcher fetches it; asking
-    for the lines PREFETCH_K rows ahead took the B1 time loops from 0.62 to 0.47 ms.  (In
-    ``k_loop4``, with four times the FMAs per line, prefetching measured no gain.)"""
-    c0, c1, c2, c3 = acc
+def k_loop4(a, i, panel, kc, acc):
+    """``k_loop6`` for four rows."""
+    r0, r1, r2, r3 = acc
     for k in range(kc):
-        prefetch(panel, k + PREFETCH_K, 0, 0)
-        prefetch(panel, k + PREFETCH_K, 16, 0)
-        prefetch(panel, k + PREFETCH_K, 32, 0)
-        prefetch(panel, k + PREFETCH_K, 48, 0)
-        x = splat(a[i, k])
-        c0, c1 = fma(x, load(panel, k, 0), c0), fma(x, load(panel, k, 16), c1)
-        c2, c3 = fma(x, load(panel, k, 32), c2), fma(x, load(panel, k, 48), c3)
-    return c0, c1, c2, c3
+        b = panel_row(panel, k)
+        r0 = fma_row(splat(a[i, k]), b, r0)
+        r1 = fma_row(splat(a[i + 1, k]), b, r1)
+        r2 = fma_row(splat(a[i + 2, k]), b, r2)
+        r3 = fma_row(splat(a[i + 3, k]), b, r3)
+    return r0, r1, r2, r3
 
 
 @njit(inline="always", **KERNEL)
-def _row_init(c, r, j0, j1, j2, j3, accumulate, start):
-    """Starting values of one row's four vectors: c's row r, ``start`` (the panel's bias
-    vectors), or zeros."""
-    if accumulate:
-        return (load_n(c, r, j0, _lanes(c, j0)), load_n(c, r, j1, _lanes(c, j1)),
-                load_n(c, r, j2, _lanes(c, j2)), load_n(c, r, j3, _lanes(c, j3)))
-    if start is not None:
-        return start
-    z = splat(0.0)
-    return z, z, z, z
+def k_loop1(a, i, panel, kc, r):
+    """``k_loop6`` for one row.  With GEMM_VECS FMAs per panel row this loop streams the
+    panel from L2 (B = 1: W_hh), faster than the hardware prefetcher fetches it; asking for
+    the lines PREFETCH_K rows ahead took the B1 time loops from 0.62 to 0.47 ms (Zen 5).  (In
+    ``k_loop4``, with four times the FMAs per line, prefetching measured no gain.)"""
+    for k in range(kc):
+        for q in range(0, NR, LINE):  # each cache line of the panel row PREFETCH_K ahead
+            prefetch(panel, k + PREFETCH_K, q, 0)
+        r = fma_row(splat(a[i, k]), panel_row(panel, k), r)
+    return r
 
 
 @njit(inline="always", **KERNEL)
-def _bias_vectors(bias, c, j0, j1, j2, j3):
-    """The bias row's four vectors at a panel's columns, or None without a bias.  Loaded once
-    per panel, not per tile: a masked load that crosses a page costs far more than a plain one
-    (the bias row is a small array at any offset; measured at M: its GEMM 4.0 -> 5.0 ms at
-    some offsets)."""
-    if bias is None:
-        return None
-    return (load_n(bias, 0, j0, _lanes(c, j0)), load_n(bias, 0, j1, _lanes(c, j1)),
-            load_n(bias, 0, j2, _lanes(c, j2)), load_n(bias, 0, j3, _lanes(c, j3)))
-
-
-@njit(inline="always", **KERNEL)
-def _row_store(c, r, j0, j1, j2, j3, v):
-    """Row r of a tile: its four vectors ``v`` to columns j0..j3 of c."""
-    store_n(c, r, j0, v[0], _lanes(c, j0))
-    store_n(c, r, j1, v[1], _lanes(c, j1))
-    store_n(c, r, j2, v[2], _lanes(c, j2))
-    store_n(c, r, j3, v[3], _lanes(c, j3))
-
-
-@njit(inline="always", **KERNEL)
-def tile4(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
-    """Rows i..i+3 of c = a[ia:ia+4] @ panel + (c if accumulate else start, the bias vectors,
-    or 0), where the panel's four vectors land at columns j0, j1, j2, j3 of c (columns past
-    c's width are skipped)."""
-    acc = (_row_init(c, i, j0, j1, j2, j3, accumulate, start)
-           + _row_init(c, i + 1, j0, j1, j2, j3, accumulate, start)
-           + _row_init(c, i + 2, j0, j1, j2, j3, accumulate, start)
-           + _row_init(c, i + 3, j0, j1, j2, j3, accumulate, start))
-    c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = \
-        k_loop4(a, ia, panel, kc, acc)
-    _row_store(c, i, j0, j1, j2, j3, (c00, c01, c02, c03))
-    _row_store(c, i + 1, j0, j1, j2, j3, (c10, c11, c12, c13))
-    _row_store(c, i + 2, j0, j1, j2, j3, (c20, c21, c22, c23))
-    _row_store(c, i + 3, j0, j1, j2, j3, (c30, c31, c32, c33))
-
-
-@njit(inline="always", **KERNEL)
-def tile6(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
-    """``tile4`` for rows i..i+5."""
-    r = k_loop6(a, ia, panel, kc,
-                 _row_init(c, i, j0, j1, j2, j3, accumulate, start)
-                 + _row_init(c, i + 1, j0, j1, j2, j3, accumulate, start)
-                 + _row_init(c, i + 2, j0, j1, j2, j3, accumulate, start)
-                 + _row_init(c, i + 3, j0, j1, j2, j3, accumulate, start)
-                 + _row_init(c, i + 4, j0, j1, j2, j3, accumulate, start)
-                 + _row_init(c, i + 5, j0, j1, j2, j3, accumulate, start))
+def tile6(a, ia, panel, kc, c, i, j, accumulate, start):
+    """Rows i..i+5 of c[:, j:j+NR] = a[ia:ia+6] @ panel + (c if accumulate else start: the
+    bias vectors or zeros, ``_start_vectors``); columns past c's width are skipped."""
+    r = k_loop6(a, ia, panel, kc, (
+        _row_init(c, i, j, accumulate, start), _row_init(c, i + 1, j, accumulate, start),
+        _row_init(c, i + 2, j, accumulate, start), _row_init(c, i + 3, j, accumulate, start),
+        _row_init(c, i + 4, j, accumulate, start), _row_init(c, i + 5, j, accumulate, start)))
     for q in literal_unroll((0, 1, 2, 3, 4, 5)):
-        _row_store(c, i + q, j0, j1, j2, j3, r[q])
+        _row_store(c, i + q, j, r[q])
 
 
 @njit(inline="always", **KERNEL)
-def tile1(a, ia, panel, kc, c, i, j0, j1, j2, j3, accumulate, start):
-    """Row i of ``tile4`` (from row ia of a)."""
-    _row_store(c, i, j0, j1, j2, j3,
-               k_loop1(a, ia, panel, kc, _row_init(c, i, j0, j1, j2, j3, accumulate, start)))
+def tile4(a, ia, panel, kc, c, i, j, accumulate, start):
+    """``tile6`` for rows i..i+3."""
+    r = k_loop4(a, ia, panel, kc, (
+        _row_init(c, i, j, accumulate, start), _row_init(c, i + 1, j, accumulate, start),
+        _row_init(c, i + 2, j, accumulate, start), _row_init(c, i + 3, j, accumulate, start)))
+    for q in literal_unroll((0, 1, 2, 3)):
+        _row_store(c, i + q, j, r[q])
+
+
+@njit(inline="always", **KERNEL)
+def tile1(a, ia, panel, kc, c, i, j, accumulate, start):
+    """Row i of ``tile6`` (from row ia of a)."""
+    _row_store(c, i, j, k_loop1(a, ia, panel, kc, _row_init(c, i, j, accumulate, start)))
 
 
 @njit(inline="always", **KERNEL)
 def _prefetch_tile(c, i, j, rows):
-    """Ask for the lines of c[i:i+rows, j:j+64] (a tile's output), for writing."""
+    """Ask for the lines of c[i:i+rows, j:j+NR] (a tile's output), for writing."""
     for r in range(i, i + rows):
-        for q in range(0, NR, LANES):
+        for q in range(0, NR, LINE):
             prefetch(c, r, j + q, 1)
 
 
 @njit(**KERNEL)
-def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES, ap=None,
-                stream_c=False):
+def gemm_packed(a, bp, c, lo, hi, accumulate, bias, ap=None, stream_c=False):
     """c[lo:hi] = a[lo:hi] @ b + (c[lo:hi] if accumulate else bias), for the packed b (``bp``,
-    K = a.shape[1] rows per panel).  bias: (1, N) row added to every row, or None.  The time
-    loops call this with weights packed once.
+    K = a.shape[1] rows per panel; panel p holds columns p * NR ...).  bias: (1, N) row added
+    to every row, or None.  The time loops call this with weights packed once.
 
     stream_c: c is too large for the caches (``gemm`` decides), so each tile asks for the
     next tile's lines of c while its k loop runs.  The hardware prefetcher does not: a
     tile's rows of c lie a row pitch apart, often 4 KB or more, and it does not cross pages.
 
-    Lane v of vector q of panel p goes to column p * pstep + q * qstep + v of c: (NR, LANES)
-    for a plain product; (LANES, H) turns ``pack_gates``'s unit blocks back into [i f g o].
-
-    ap: None, or scratch of at least K rows and MC + 16 columns.  With it, each MC-row block
-    of a strided ``a`` (``x.T``) is first copied into it, row k of ap holding the block's k-th
-    values (``pack_rows``).  Read in place, a tile's k-th values lie one row of x apart (4-8 KB
-    for dz.T), so a block's lines crowd into few cache sets and come from L3.  A buffer of
-    fewer than K rows turns the copy off: ``gemm`` passes an empty one when too few panels
+    ap: None, or scratch of at least K rows and MC + LANES columns.  With it, each MC-row
+    block of a strided ``a`` (``x.T``) is first copied into it, row k of ap holding the block's
+    k-th values (``pack_rows``).  Read in place, a tile's k-th values lie one row of x apart
+    (4-8 KB for dz.T), so a block's lines crowd into few cache sets and come from L3.  A buffer
+    of fewer than K rows turns the copy off: ``gemm`` passes an empty one when too few panels
     share the copy, so that one compiled version serves both cases.
     """
     kc = a.shape[1]
@@ -310,22 +340,21 @@ def gemm_packed(a, bp, c, lo, hi, accumulate, bias, pstep=NR, qstep=LANES, ap=No
             pack_rows(a, i0, i1, ap)
         r0 = i0 if packed else 0  # row i of c comes from row i - r0 of apt
         for p in range(bp.shape[0]):
-            panel, j = bp[p], p * pstep
-            j1, j2, j3 = j + qstep, j + 2 * qstep, j + 3 * qstep
-            start = _bias_vectors(bias, c, j, j1, j2, j3)
+            panel, j = bp[p], p * NR
+            start = _start_vectors(bias, c, j)
             i = i0
             for _ in range(six_row_tiles(i1 - i0)):
                 if stream_c:  # the next tile's rows (up to 6; none after the last)
                     _prefetch_tile(c, i + 6, j, min(6, i1 - i - 6))
-                tile6(apt, i - r0, panel, kc, c, i, j, j1, j2, j3, accumulate, start)
+                tile6(apt, i - r0, panel, kc, c, i, j, accumulate, start)
                 i += 6
             while i + 4 <= i1:
                 if stream_c and i + 8 <= i1:
                     _prefetch_tile(c, i + 4, j, 4)
-                tile4(apt, i - r0, panel, kc, c, i, j, j1, j2, j3, accumulate, start)
+                tile4(apt, i - r0, panel, kc, c, i, j, accumulate, start)
                 i += 4
             while i < i1:
-                tile1(apt, i - r0, panel, kc, c, i, j, j1, j2, j3, accumulate, start)
+                tile1(apt, i - r0, panel, kc, c, i, j, accumulate, start)
                 i += 1
 
 
@@ -353,7 +382,7 @@ def pack_rows(a, i0, i1, ap):
     for k in range(at.shape[0]):
         for r in range(0, n, LANES):
             m = min(LANES, n - r)
-            store_n(ap, k, r, load_n(at, k, i0 + r, m), m)
+            store_upto(ap, k, r, load_upto(at, k, i0 + r, m), m)
 
 
 @njit(parallel=True, **KERNEL)
@@ -382,7 +411,7 @@ def gemm(a, b, c, accumulate, parts, bias=None):
         ak, acc = a[:, k0:k0 + kc], accumulate or k0 > 0
         for part in prange(parts):
             lo, hi = part_rows(part, parts, c.shape[0])
-            gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, NR, LANES, ap[part], stream_c)
+            gemm_packed(ak, bp[:, :kc], c, lo, hi, acc, bias, ap[part], stream_c)
 
 
 def pack_weights(w):

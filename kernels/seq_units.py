@@ -4,14 +4,15 @@ core keeps its share of W_hh in its own L2.  The CPU backend uses them for batch
 split by rows (``engine.backends.threads``).
 
 Forward: the cell update is fused into the GEMM's epilogue.  The recurrent weights are packed
-by unit block (``pack_gates``): panel p holds the four gates of units 16p..16p+15, vector q <-
-gate q.  So after a tile's k loop its registers hold, for each of its rows, the i, f, g and o
-pre-activations of 16 units: the epilogue adds the input projection, applies the cell
-(``kernels.gates``, on vectors) and stores h, c and the gates.  No (B, 4H) recurrent product
+by unit block (``pack_gates``): panel p holds the four gates of the UNITS units from UNITS * p
+(UNITS: the vector width, kernels.isa), vector q <- gate q.  So after a tile's k loop its
+registers hold, for each of its rows, the i, f, g and o pre-activations of UNITS units: the
+epilogue adds the input projection, applies the cell (``kernels.gates``, on vectors) and stores
+h, c and the gates.  No (B, 4H) recurrent product
 ever goes through memory.  One barrier per step: the next product needs every unit of h_t.
 For larger batches the row-split loops of ``kernels.seq_rows`` are faster (Zen 5 AVX-512, M:
 8.2 against 10.1 ms): their row blocks never wait for each other, and their cell update
-streams whole rows where this epilogue visits each row in 16-unit pieces
+streams whole rows where this epilogue visits each row in UNITS-unit pieces
 (``python -m bench.kernels loops`` runs both).
 
 Backward: a thread's work for a step needs every gate gradient of the step after (dh = dz @
@@ -26,19 +27,22 @@ from numba import njit, prange
 from . import KERNEL
 from .common import add_rows, gather_prev, keep_valid_rows, step_index
 from .gates import lstm_cell_bwd, lstm_cell_fwd_fast
-from .gemm import NR, gemm_packed, k_loop1, k_loop4, load_row
-from .simd import LANES, load_n, prefetch, splat, store, store_n
+from .gemm import LINE, NR, PREFETCH_K, gemm_packed, load_row
+from .isa import GATE_ROWS
+from .simd import LANES, fma, load, load_n, prefetch, splat, store, store_n
 
-UNITS = LANES  # units per panel
+UNITS = LANES    # units per gate panel
+GNR = 4 * UNITS  # columns of a gate panel: the four gates of UNITS units
 
 
 @njit(parallel=True, **KERNEL)
 def pack_gates(w_hh_t, H):
-    """w_hh_t (K, 4H), any strides (W_hh.T) -> (ceil(H/16), K, 64) float32, the gate columns
-    grouped by unit block: [p, k, q*16 + v] = w_hh_t[k, q*H + 16p + v], zeros past unit H."""
+    """w_hh_t (K, 4H), any strides (W_hh.T) -> (ceil(H/U), K, 4U) float32 with U = UNITS (the
+    vector width), the gate columns grouped by unit block: [p, k, q*U + v] = w_hh_t[k, q*H +
+    U*p + v], zeros past unit H."""
     K = w_hh_t.shape[0]
     P = (H + UNITS - 1) // UNITS
-    wp = np.empty((P, K, NR), np.float32)
+    wp = np.empty((P, K, GNR), np.float32)
     for p in prange(P):  # once per call, on every core: W_hh is 1 MB at H = 256
         panel, n = wp[p], min(UNITS, H - p * UNITS)
         for q in range(4):  # as in pack_panel, k innermost
@@ -48,12 +52,13 @@ def pack_gates(w_hh_t, H):
 
 
 @njit(**KERNEL)
-def _cell_in(x, b, u0, n, H, acc_i, acc_f, acc_g, acc_o, c_state, act):
-    """Cell update of batch row b, units u0..u0+n (n <= 16): the pre-activations' recurrent
-    part in registers plus x (the step's input projection).  Returns (i, f, g, o, c, h)."""
+def _cell_in(x, b, u0, n, H, rec, c_state, act):
+    """Cell update of batch row b, units u0..u0+n (n <= UNITS): the pre-activations'
+    recurrent part ``rec`` (four gate vectors, in registers) plus x (the step's input
+    projection).  Returns (i, f, g, o, c, h)."""
     return lstm_cell_fwd_fast(
-        acc_i + load_n(x, b, u0, n), acc_f + load_n(x, b, H + u0, n),
-        acc_g + load_n(x, b, 2 * H + u0, n), acc_o + load_n(x, b, 3 * H + u0, n),
+        rec[0] + load_n(x, b, u0, n), rec[1] + load_n(x, b, H + u0, n),
+        rec[2] + load_n(x, b, 2 * H + u0, n), rec[3] + load_n(x, b, 3 * H + u0, n),
         load_n(c_state, b, u0, n), act)
 
 
@@ -78,51 +83,124 @@ def _cell_out(b, u0, n, H, valid, cell, h_prev, h_t, c_t, g_t, h_next, c_state):
     store_n(h_next, b, u0, h, n)
 
 
+@njit(inline="always", **KERNEL)
+def _gates_row(panel, k):
+    """The k-th row of a gate panel: four vectors, gates i, f, g, o of the block's units."""
+    return (load(panel, k, 0), load(panel, k, UNITS), load(panel, k, 2 * UNITS),
+            load(panel, k, 3 * UNITS))
+
+
+@njit(inline="always", **KERNEL)
+def _fma_gates(x, b, r):
+    return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
+
+
+@njit(inline="always", **KERNEL)
+def _rec4(h, b, panel, K):
+    """Rows b..b+3 of h @ panel: each row's four gate vectors (16 accumulators)."""
+    z = splat(0.0)
+    r0 = r1 = r2 = r3 = (z, z, z, z)
+    for k in range(K):
+        g = _gates_row(panel, k)
+        r0 = _fma_gates(splat(h[b, k]), g, r0)
+        r1 = _fma_gates(splat(h[b + 1, k]), g, r1)
+        r2 = _fma_gates(splat(h[b + 2, k]), g, r2)
+        r3 = _fma_gates(splat(h[b + 3, k]), g, r3)
+    return r0, r1, r2, r3
+
+
+@njit(inline="always", **KERNEL)
+def _rec2(h, b, panel, K):
+    """``_rec4`` for rows b, b+1 (8 accumulators: AVX2's 16 registers)."""
+    z = splat(0.0)
+    r0 = r1 = (z, z, z, z)
+    for k in range(K):
+        g = _gates_row(panel, k)
+        r0 = _fma_gates(splat(h[b, k]), g, r0)
+        r1 = _fma_gates(splat(h[b + 1, k]), g, r1)
+    return r0, r1
+
+
+@njit(inline="always", **KERNEL)
+def _rec1(h, b, panel, K):
+    """``_rec4`` for row b.  With four FMAs per panel row this streams the panel from L2
+    (B = 1), faster than the hardware prefetcher fetches it: the lines PREFETCH_K rows ahead
+    are asked for (kernels.gemm.k_loop1)."""
+    z = splat(0.0)
+    r = (z, z, z, z)
+    for k in range(K):
+        for q in range(0, GNR, LINE):
+            prefetch(panel, k + PREFETCH_K, q, 0)
+        r = _fma_gates(splat(h[b, k]), _gates_row(panel, k), r)
+    return r
+
+
+@njit(inline="always", **KERNEL)
+def _cells4(x, panel, K, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t, b, u0, n):
+    """Rows b..b+3 of a unit block: the recurrent product, then the cell.  All four rows are
+    loaded and computed before any is stored: x and the gates share their layout, and a store
+    waiting on the cell math whose address matches a later load in its low 12 bits stalls that
+    load (Zen 5 AVX-512: a third slower the other way)."""
+    H = c_state.shape[1]
+    r0, r1, r2, r3 = _rec4(h_prev, b, panel, K)
+    cell0 = _cell_in(x, b, u0, n, H, r0, c_state, act)
+    cell1 = _cell_in(x, b + 1, u0, n, H, r1, c_state, act)
+    cell2 = _cell_in(x, b + 2, u0, n, H, r2, c_state, act)
+    cell3 = _cell_in(x, b + 3, u0, n, H, r3, c_state, act)
+    _cell_out(b, u0, n, H, t < lengths[b], cell0, h_prev, h_t, c_t, g_t, h_next, c_state)
+    _cell_out(b + 1, u0, n, H, t < lengths[b + 1], cell1, h_prev, h_t, c_t, g_t, h_next,
+              c_state)
+    _cell_out(b + 2, u0, n, H, t < lengths[b + 2], cell2, h_prev, h_t, c_t, g_t, h_next,
+              c_state)
+    _cell_out(b + 3, u0, n, H, t < lengths[b + 3], cell3, h_prev, h_t, c_t, g_t, h_next,
+              c_state)
+
+
+@njit(inline="always", **KERNEL)
+def _cells2(x, panel, K, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t, b, u0, n):
+    """``_cells4`` for rows b, b+1."""
+    H = c_state.shape[1]
+    r0, r1 = _rec2(h_prev, b, panel, K)
+    cell0 = _cell_in(x, b, u0, n, H, r0, c_state, act)
+    cell1 = _cell_in(x, b + 1, u0, n, H, r1, c_state, act)
+    _cell_out(b, u0, n, H, t < lengths[b], cell0, h_prev, h_t, c_t, g_t, h_next, c_state)
+    _cell_out(b + 1, u0, n, H, t < lengths[b + 1], cell1, h_prev, h_t, c_t, g_t, h_next,
+              c_state)
+
+
+# The rows of one epilogue tile (kernels.isa.GATE_ROWS): as many as keep four gate vectors a
+# row in registers.
+_cells_tile = _cells4 if GATE_ROWS == 4 else _cells2
+
+
 @njit(**KERNEL)
 def lstm_block_fwd_units(x, wp, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t, p0,
                          p1):
-    """Forward step t for every row and unit blocks p0..p1-1 (x: the step's input projection).
-
-    A tile's four rows are all loaded and computed before any is stored: x and the gates
-    share their layout, and a store waiting on the cell math whose address matches a later
-    load in its low 12 bits stalls that load (Zen 5 AVX-512: a third slower the other way).
-    """
+    """Forward step t for every row and unit blocks p0..p1-1 (x: the step's input projection),
+    GATE_ROWS rows at a time, then single rows."""
     B, H = c_state.shape
     K = h_prev.shape[1]
-    z = splat(0.0)
     for p in range(p0, p1):
         panel, u0 = wp[p], p * UNITS
         n = min(UNITS, H - u0)
         b = 0
-        while b + 4 <= B:
+        while b + GATE_ROWS <= B:
             # This tile's rows, the next unit block.
-            _prefetch_rows(x, g_t, h_t, c_t, b, 4, u0 + UNITS, H)
-            a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3 = k_loop4(
-                h_prev, b, panel, K, (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z))
-            cell0 = _cell_in(x, b, u0, n, H, a0, a1, a2, a3, c_state, act)
-            cell1 = _cell_in(x, b + 1, u0, n, H, b0, b1, b2, b3, c_state, act)
-            cell2 = _cell_in(x, b + 2, u0, n, H, c0, c1, c2, c3, c_state, act)
-            cell3 = _cell_in(x, b + 3, u0, n, H, d0, d1, d2, d3, c_state, act)
-            _cell_out(b, u0, n, H, t < lengths[b], cell0, h_prev, h_t, c_t, g_t, h_next, c_state)
-            _cell_out(b + 1, u0, n, H, t < lengths[b + 1], cell1, h_prev, h_t, c_t, g_t,
-                      h_next, c_state)
-            _cell_out(b + 2, u0, n, H, t < lengths[b + 2], cell2, h_prev, h_t, c_t, g_t,
-                      h_next, c_state)
-            _cell_out(b + 3, u0, n, H, t < lengths[b + 3], cell3, h_prev, h_t, c_t, g_t,
-                      h_next, c_state)
-            b += 4
+            _prefetch_rows(x, g_t, h_t, c_t, b, GATE_ROWS, u0 + UNITS, H)
+            _cells_tile(x, panel, K, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t,
+                        b, u0, n)
+            b += GATE_ROWS
         while b < B:
             _prefetch_rows(x, g_t, h_t, c_t, b, 1, u0 + UNITS, H)
-            a0, a1, a2, a3 = k_loop1(h_prev, b, panel, K, (z, z, z, z))
-            cell = _cell_in(x, b, u0, n, H, a0, a1, a2, a3, c_state, act)
+            cell = _cell_in(x, b, u0, n, H, _rec1(h_prev, b, panel, K), c_state, act)
             _cell_out(b, u0, n, H, t < lengths[b], cell, h_prev, h_t, c_t, g_t, h_next, c_state)
             b += 1
 
 
 @njit(**KERNEL)
 def _prefetch_rows(x, g_t, h_t, c_t, b, rows, u, H):
-    """Ask for the lines of rows b..b+rows-1, units u..u+15, that the epilogue will read (x)
-    and write (gates, h, c): it visits each row 16 units at a time, strided lines that the
+    """Ask for the lines of rows b..b+rows-1, units u.., that the epilogue will read (x)
+    and write (gates, h, c): it visits each row UNITS units at a time, strided lines that the
     hardware prefetcher does not follow (Zen 5 AVX-512: M forward 12.3 -> 9.6 ms)."""
     if u >= H:
         return

@@ -1,31 +1,36 @@
-"""Sixteen-lane float32 vectors for @njit code: just enough to write a GEMM micro-kernel.
+"""Float32 vectors for @njit code: just enough to write a GEMM micro-kernel and the cell.
 
 LLVM's auto-vectoriser does well on the pointwise loops, but not on a GEMM: it cannot keep a
-4 x 64 block of C in registers across the k loop, so every FMA would load and store C.  These
-intrinsics give @njit code an explicit ``<16 x float>`` value (one AVX-512 register; LLVM
-splits it into two AVX2 or four SSE registers on CPUs without AVX-512, so the code stays correct
-everywhere).  Values of this type live in SSA registers: a kernel that holds 16 of them across a
-loop compiles to 16 accumulator registers, no memory traffic.
+tile of C in registers across the k loop, so every FMA would load and store C.  These
+intrinsics give @njit code an explicit ``<LANES x float>`` value, ``LANES`` from ``kernels.isa``:
+one register of the target (16 lanes on AVX-512, 8 on AVX2, 4 elsewhere).  Values of this
+type live in SSA registers: a kernel that holds 12 of them across a loop compiles to 12
+accumulator registers, no memory traffic, as long as the target has that many.
 
-    load(a, i, j)          a[i, j:j+16] of a 2-D float32 array whose rows are contiguous
+    load(a, i, j)          a[i, j:j+LANES] of a 2-D float32 array whose rows are contiguous
     load_n(a, i, j, n)     the same, lanes >= n read as 0 and never touch memory (edges)
     gather_n(a, i, j, n)   load_n for any column stride (a transposed view): one gather
-    store(a, i, j, v)      a[i, j:j+16] = v
+    store(a, i, j, v)      a[i, j:j+LANES] = v
     store_n(a, i, j, v, n) the first n lanes only
+    load_upto(a, i, j, n)  load when n >= LANES, else load_n: a plain load where the vector is
+    store_upto(a, i, j, v, n)  whole (masked moves cost far more: a masked load crossing a page
+                           on Zen 5, any masked store on AMD's AVX2 parts, which microcode it)
     splat(x)               x in every lane
     prefetch(a, i, j, w)   hint that a[i, j]'s cache line is read (w=0) or written (w=1) soon
-    fma(x, y, acc)         x * y + acc, one rounding
+    fma(x, y, acc)         x * y + acc, one rounding where the target has FMA (llvm.fmuladd)
     x + y, x - y, x * y, x / y, -x, min(x, y), max(x, y)   lane by lane; a scalar operand
                            (float or int) is splat first
 """
 import operator
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-LANES = 16
+from . import KERNEL
+from .isa import LANES
+
 _VEC = ir.VectorType(ir.FloatType(), LANES)
 _I32 = ir.IntType(32)
 _MASK = ir.VectorType(ir.IntType(1), LANES)
@@ -34,16 +39,18 @@ _I64XL = ir.VectorType(_I64, LANES)
 _ALIGN = 4  # rows of a float32 array are only guaranteed 4-byte aligned
 
 
-class F32x16(types.Type):
+class F32xL(types.Type):
+    """The type of a ``<LANES x float>`` value."""
+
     def __init__(self):
-        super().__init__(name="f32x16")
+        super().__init__(name=f"f32x{LANES}")
 
 
-f32x16 = F32x16()
+f32xL = F32xL()
 
 
-@register_model(F32x16)
-class _F32x16Model(models.PrimitiveModel):
+@register_model(F32xL)
+class _F32xLModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, _VEC)
 
@@ -62,7 +69,7 @@ def _item_ptr(context, builder, sig, args):
 
 
 def _vec_ptr(context, builder, sig, args):
-    """Pointer to a[i, j] as a <16 x float>*."""
+    """Pointer to a[i, j] as a <LANES x float>*."""
     return builder.bitcast(_item_ptr(context, builder, sig, args)[0], _VEC.as_pointer())
 
 
@@ -74,7 +81,7 @@ def _splat_lanes(builder, x, vec_type):
 
 
 def _lane_mask(context, builder, n, nty):
-    """<16 x i1>: lane k is on when k < n."""
+    """<LANES x i1>: lane k is on when k < n."""
     n32 = _splat_lanes(builder, context.cast(builder, n, nty, types.int32),
                        ir.VectorType(_I32, LANES))
     lanes = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
@@ -101,7 +108,7 @@ def load(typingctx, a, i, j):
 
     def codegen(context, builder, sig, args):
         return builder.load(_vec_ptr(context, builder, sig, args), align=_ALIGN)
-    return f32x16(a, i, j), codegen
+    return f32xL(a, i, j), codegen
 
 
 @intrinsic
@@ -110,9 +117,9 @@ def load_n(typingctx, a, i, j, n):
         return None
 
     def codegen(context, builder, sig, args):
-        return _masked_read(context, builder, "llvm.masked.load.v16f32.p0",
+        return _masked_read(context, builder, f"llvm.masked.load.v{LANES}f32.p0",
                             _vec_ptr(context, builder, sig, args), args[3], sig.args[3])
-    return f32x16(a, i, j, n), codegen
+    return f32xL(a, i, j, n), codegen
 
 
 @intrinsic
@@ -128,14 +135,14 @@ def gather_n(typingctx, a, i, j, n):
         addrs = builder.add(builder.mul(lanes, _splat_lanes(builder, stride, _I64XL)),
                             _splat_lanes(builder, builder.ptrtoint(ptr, _I64), _I64XL))
         ptrs = builder.inttoptr(addrs, ir.VectorType(ptr.type, LANES))
-        return _masked_read(context, builder, "llvm.masked.gather.v16f32.v16p0", ptrs,
+        return _masked_read(context, builder, f"llvm.masked.gather.v{LANES}f32.v{LANES}p0", ptrs,
                             args[3], sig.args[3])
-    return f32x16(a, i, j, n), codegen
+    return f32xL(a, i, j, n), codegen
 
 
 @intrinsic
 def store(typingctx, a, i, j, v):
-    if not _is_f32_matrix(a) or v != f32x16:
+    if not _is_f32_matrix(a) or v != f32xL:
         return None
 
     def codegen(context, builder, sig, args):
@@ -146,13 +153,13 @@ def store(typingctx, a, i, j, v):
 
 @intrinsic
 def store_n(typingctx, a, i, j, v, n):
-    if not _is_f32_matrix(a) or v != f32x16:
+    if not _is_f32_matrix(a) or v != f32xL:
         return None
 
     def codegen(context, builder, sig, args):
         ptr = _vec_ptr(context, builder, sig, args)
         mask = _lane_mask(context, builder, args[4], sig.args[4])
-        fn = _intrinsic_fn(builder, "llvm.masked.store.v16f32.p0", ir.VoidType(),
+        fn = _intrinsic_fn(builder, f"llvm.masked.store.v{LANES}f32.p0", ir.VoidType(),
                            [_VEC, ptr.type, _I32, _MASK])
         builder.call(fn, [args[3], ptr, ir.Constant(_I32, _ALIGN), mask])
         return context.get_dummy_value()
@@ -184,35 +191,37 @@ def splat(typingctx, x):
     def codegen(context, builder, sig, args):
         return _splat_lanes(builder, context.cast(builder, args[0], sig.args[0], types.float32),
                             _VEC)
-    return f32x16(x), codegen
+    return f32xL(x), codegen
 
 
 @intrinsic
 def fma(typingctx, x, y, acc):
-    if not (x == y == acc == f32x16):
+    if not (x == y == acc == f32xL):
         return None
 
     def codegen(context, builder, sig, args):
-        fn = _intrinsic_fn(builder, "llvm.fma.v16f32", _VEC, [_VEC] * 3)
+        # fmuladd: fused on targets with FMA (every AVX2 and AVX-512 CPU), a multiply and an
+        # add elsewhere, where llvm.fma would call the C library's fmaf lane by lane.
+        fn = _intrinsic_fn(builder, f"llvm.fmuladd.v{LANES}f32", _VEC, [_VEC] * 3)
         return builder.call(fn, args)
-    return f32x16(x, y, acc), codegen
+    return f32xL(x, y, acc), codegen
 
 
 # ---------------------------------------------------------------------------- arithmetic
 # +, -, *, /, unary -, min and max on vectors (a scalar operand is splat), so that the scalar
-# cell math of kernels.gates also compiles for a vector of 16 units: one definition of the
+# cell math of kernels.gates also compiles for a vector of LANES units: one definition of the
 # LSTM cell serves the scalar kernels and the GEMM epilogue.
 
 def _vector_op(emit):
     """A two-vector intrinsic whose IR is ``emit(builder, x, y)``."""
     @intrinsic
     def op(typingctx, x, y):
-        if not (x == y == f32x16):
+        if not (x == y == f32xL):
             return None
 
         def codegen(context, builder, sig, args):
             return emit(builder, *args)
-        return f32x16(x, y), codegen
+        return f32xL(x, y), codegen
     return op
 
 
@@ -244,11 +253,11 @@ def _is_scalar(t):
 def _overload_binary(fn, vector_op):
     @overload(fn)
     def impl(x, y):
-        if x == f32x16 and y == f32x16:
+        if x == f32xL and y == f32xL:
             return lambda x, y: vector_op(x, y)
-        if x == f32x16 and _is_scalar(y):
+        if x == f32xL and _is_scalar(y):
             return lambda x, y: vector_op(x, splat(y))
-        if _is_scalar(x) and y == f32x16:
+        if _is_scalar(x) and y == f32xL:
             return lambda x, y: vector_op(splat(x), y)
     return impl
 
@@ -260,5 +269,23 @@ for _fn, _op in ((operator.add, _add), (operator.sub, _sub), (operator.mul, _mul
 
 @overload(operator.neg)
 def _neg(x):
-    if x == f32x16:
+    if x == f32xL:
         return lambda x: _sub(splat(0.0), x)
+
+
+# ---------------------------------------------------------------------------- whole or part
+@njit(inline="always", **KERNEL)
+def load_upto(a, i, j, n):
+    """a[i, j:j+n] (n <= LANES, lanes past n zero): a plain load when the vector is whole."""
+    if n >= LANES:
+        return load(a, i, j)
+    return load_n(a, i, j, n)
+
+
+@njit(inline="always", **KERNEL)
+def store_upto(a, i, j, v, n):
+    """The first n lanes of v to a[i, j:j+n]: a plain store when the vector is whole."""
+    if n >= LANES:
+        store(a, i, j, v)
+    else:
+        store_n(a, i, j, v, n)

@@ -1,10 +1,10 @@
 """Test helpers, imported as ``tests.helpers`` everywhere: every tolerance table, a multi-layer
 LSTM built from ``kernels.reference`` layers, finite differences and random weights."""
 import numpy as np
-from engine.kernels.reference import (lstm_bwd_packed_reference, lstm_bwd_reference,
-                                      lstm_fwd_packed_reference, lstm_fwd_reference)
 
 import engine
+from engine.kernels.reference import (lstm_bwd_packed_reference, lstm_bwd_reference,
+                                      lstm_fwd_packed_reference, lstm_fwd_reference)
 
 # ---------------------------------------------------------------------------- tolerances
 # Per dtype, used as np.testing.assert_allclose(actual, expected, **TOL[dtype]).

@@ -1,7 +1,8 @@
 """The CPU backend: NumPy arrays, Numba ``@njit`` time loops, and GEMMs: float32 ones on the
-engine's packed-panel kernel (``kernels.gemm``, AVX-512 where the CPU has it), float64 ones on
-BLAS (``kernels.blas``).  Threads and their split of the work: ``engine.backends.threads``.
-Figures in the comments were measured on a 2-core AMD EPYC Zen 5 with AVX-512.
+engine's packed-panel kernel (``kernels.gemm``, shaped for AVX-512 or AVX2 by ``kernels.isa``),
+float64 ones, and float32 ones on CPUs with neither, on BLAS (``kernels.blas``).  Threads and
+their split of the work: ``engine.backends.threads``.  Figures in the comments were measured on
+a 2-core AMD EPYC Zen 5 with AVX-512 unless they name another machine.
 """
 import numba
 import numpy as np
@@ -12,6 +13,7 @@ from engine.kernels import ACT_FAST
 from engine.kernels.blas import blas_gemm, blas_gemm_tn
 from engine.kernels.finite import all_finite_f32
 from engine.kernels.gemm import gemm, pack_weights, panels
+from engine.kernels.isa import ENGINE_GEMM
 from engine.kernels.seq_rows import lstm_seq_bwd_rows, lstm_seq_fwd_rows
 from engine.kernels.seq_units import lstm_seq_bwd_units, lstm_seq_fwd_units, pack_gates
 
@@ -51,9 +53,10 @@ class CPUBackend(Backend):
         when large (engine.backends.threads).
 
         float32: ``kernels.gemm``, the bias folded into the product (any strides in ``a`` and
-        ``b``; ``out`` C-contiguous).  float64, and float32 with one row of ``a``: Numba's
-        single-threaded BLAS; ``a`` C-contiguous or the transpose of a C-contiguous array,
-        anything else is made contiguous first.
+        ``b``; ``out`` C-contiguous).  float64, float32 with one row of ``a``, and float32 on a
+        CPU without the engine's GEMM (``kernels.isa.ENGINE_GEMM``): Numba's single-threaded
+        BLAS; ``a`` C-contiguous or the transpose of a C-contiguous array, anything else is made
+        contiguous first.
         """
         M, K = a.shape
         N = b.shape[1]
@@ -62,7 +65,7 @@ class CPUBackend(Backend):
         parts = threads.gemm_parts(M, K, N)
         # One row: BLAS's GEMV reads b once, where kernels.gemm would first pack all of it
         # (Zen 5: K = 256, N = 1024: 47 -> 13 us).  From 2 rows on kernels.gemm is twice as fast.
-        if M > 1 and out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
+        if M > 1 and ENGINE_GEMM and out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
             gemm(a, b, out, False, parts,
                  None if bias is None else np.ascontiguousarray(bias).reshape(1, N))
             return out
@@ -70,7 +73,7 @@ class CPUBackend(Backend):
             blas_gemm_tn(a.T, np.ascontiguousarray(b), out, parts)
         else:
             blas_gemm(np.ascontiguousarray(a), b if _blas_ready(b) else
-                          np.ascontiguousarray(b), out, parts)
+                      np.ascontiguousarray(b), out, parts)
         if bias is not None:
             out += bias
         return out
@@ -126,8 +129,10 @@ class CPUBackend(Backend):
     @staticmethod
     def _pack(a, B):
         """Whether the time loops over ``a`` (T, B, ...) get their weights packed for the
-        float32 GEMM kernel; float64 and short single sequences (GEMV_MAX_STEPS) use BLAS."""
-        return a.dtype == np.float32 and not (B == 1 and a.shape[0] <= GEMV_MAX_STEPS)
+        float32 GEMM kernel; float64, short single sequences (GEMV_MAX_STEPS) and CPUs without
+        the engine's GEMM (kernels.isa.ENGINE_GEMM: neither AVX2 nor AVX-512) use BLAS."""
+        return (ENGINE_GEMM and a.dtype == np.float32
+                and not (B == 1 and a.shape[0] <= GEMV_MAX_STEPS))
 
     @staticmethod
     def _packed(w, pack):

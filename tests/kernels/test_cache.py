@@ -8,8 +8,9 @@ import subprocess
 import sys
 import textwrap
 
-import engine.kernels as kernels
 import numpy as np
+
+import engine.kernels as kernels
 from engine.kernels import drop_stale_cache
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(kernels.__file__)))

@@ -2,6 +2,7 @@
 import itertools
 
 import pytest
+
 from engine.kernels.common import part_rows
 
 

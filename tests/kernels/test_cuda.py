@@ -6,11 +6,11 @@ two 32-wide unit tiles, B=3 in a 4-row batch tile, H=1).  With a GPU the same te
 """
 import numpy as np
 import pytest
+from numba import cuda
+
 from engine.kernels import ACTIVATIONS
 from engine.kernels import cuda as K
 from engine.kernels.reference import lstm_step_bwd_reference, lstm_step_fwd_reference
-from numba import cuda
-
 from tests.helpers import KERNEL_TOL
 
 T = 3

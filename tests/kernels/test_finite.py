@@ -1,6 +1,7 @@
 """kernels.finite: the parallel all-finite check of float32 inputs against NumPy."""
 import numpy as np
 import pytest
+
 from engine.kernels.finite import all_finite_f32
 
 

@@ -1,8 +1,8 @@
 """kernels.gates: the scalar cell math, its stable sigmoid and the fast float32 activations."""
 import numpy as np
+
 from engine.kernels import ACT_FAST, ACT_TANH
 from engine.kernels.gates import lstm_cell_fwd, sigmoid, tanh_fast
-
 from tests.helpers import FAST_ACT_TOL, FAST_CELL_TOL
 
 

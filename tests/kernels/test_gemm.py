@@ -2,10 +2,10 @@
 products, transposed views, packing layouts, and matmul_into inside @njit code."""
 import numpy as np
 import pytest
-from engine.kernels.gemm import (NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
-                                 matmul_into, pack, pack_weights, panels, six_row_tiles)
 from numba import njit
 
+from engine.kernels.gemm import (NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
+                                 matmul_into, pack, pack_weights, panels, six_row_tiles)
 from tests.helpers import GEMM_TOL, rel_err
 
 F32 = np.float32
@@ -49,7 +49,7 @@ def test_six_row_tiles_leave_at_most_one_single_row():
 
 
 @pytest.mark.parametrize("M,K,N", [(7, 40, 70), (33, 300, 20),
-                                   (37, 300, 64 * PACK_A_PANELS - 5)])  # a's blocks copied
+                                   (37, 300, NR * PACK_A_PANELS - 5)])  # a's blocks copied
 @pytest.mark.parametrize("a_step", [1, 2])  # a's columns contiguous, or strided too
 def test_gemm_takes_transposed_views(rng, M, K, N, a_step):
     """a.T @ b (the weight gradients) and a @ W.T (the input projection) need no copies."""

@@ -2,10 +2,10 @@
 relative), padded batches, both directions, one and several row blocks."""
 import numpy as np
 import pytest
+
 from engine.kernels import ACTIVATIONS
 from engine.kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from engine.kernels.seq_rows import lstm_seq_bwd_rows, lstm_seq_fwd_rows
-
 from tests.helpers import KERNEL_TOL, random_weights
 
 close = KERNEL_TOL

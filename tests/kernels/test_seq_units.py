@@ -2,39 +2,30 @@
 backward split by columns) and their packed gate layout, against the NumPy reference."""
 import numpy as np
 import pytest
+
 from engine.kernels import ACT_FAST, ACTIVATIONS
-from engine.kernels.gemm import NR, gemm_packed, pack_weights
+from engine.kernels.gemm import pack_weights
 from engine.kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from engine.kernels.seq_rows import lstm_seq_fwd_rows
-from engine.kernels.seq_units import lstm_seq_bwd_units, lstm_seq_fwd_units, pack_gates
-
-from tests.helpers import GEMM_TOL, TOL, UNITS_BWD_TOL, random_weights, rel_err
+from engine.kernels.seq_units import UNITS, lstm_seq_bwd_units, lstm_seq_fwd_units, pack_gates
+from tests.helpers import TOL, UNITS_BWD_TOL, random_weights, rel_err
 
 F32 = np.float32
 
 
 def test_pack_gates_layout(rng):
+    """Panel p holds the four gates of units UNITS * p ..., zeros past unit H."""
     K, H = 3, 20
     w_hh = rng.standard_normal((4 * H, K)).astype(F32)
     wp = pack_gates(w_hh.T, H)
-    assert wp.shape == (2, K, NR)
+    P = -(-H // UNITS)
+    assert wp.shape == (P, K, 4 * UNITS)
     for q in range(4):
         for u in range(H):
-            np.testing.assert_array_equal(wp[u // 16, :, q * 16 + u % 16], w_hh[q * H + u])
-    assert not wp[1, :, [q * 16 + v for q in range(4) for v in range(4, 16)]].any()
-
-
-def test_gemm_packed_gate_layout_restores_gate_order(rng):
-    """pstep=16, qstep=Hp scatters pack_gates's unit blocks back into [i f g o]."""
-    B, K, H = 5, 12, 40
-    Hp = 48
-    w_hh = rng.standard_normal((4 * H, K)).astype(F32)
-    h = rng.standard_normal((B, K)).astype(F32)
-    rec = np.full((B, 4 * Hp), np.nan, F32)
-    gemm_packed(h, pack_gates(w_hh.T, H), rec, 0, B, False, None, 16, Hp)
-    want = h.astype(np.float64) @ w_hh.T
-    for q in range(4):
-        assert rel_err(rec[:, q * Hp:q * Hp + H], want[:, q * H:(q + 1) * H]) < GEMM_TOL
+            np.testing.assert_array_equal(wp[u // UNITS, :, q * UNITS + u % UNITS],
+                                          w_hh[q * H + u])
+    last = H - (P - 1) * UNITS  # units in the last block
+    assert not wp[P - 1, :, [q * UNITS + v for q in range(4) for v in range(last, UNITS)]].any()
 
 
 def _reference_case(rng, T, B, I, H, act, reverse):

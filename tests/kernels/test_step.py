@@ -2,11 +2,11 @@
 (float64, to 1e-10 relative), and the float32 vector variants against the scalar row loop."""
 import numpy as np
 import pytest
+
 from engine.kernels import ACT_FAST, ACTIVATIONS
 from engine.kernels.reference import lstm_step_bwd_reference, lstm_step_fwd_reference
 from engine.kernels.step import (lstm_step_bwd, lstm_step_bwd_scalar, lstm_step_bwd_vec,
                                  lstm_step_fwd, lstm_step_fwd_scalar, lstm_step_fwd_vec)
-
 from tests.helpers import KERNEL_TOL, random_weights
 
 close = KERNEL_TOL
