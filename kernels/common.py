@@ -36,7 +36,7 @@ def keep_valid_rows(src, t, lengths, dst):
             dst[b] = src[b]
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step_index(s, T, reverse):
     """Real time index of the s-th step taken, and the index of the step before it."""
     if reverse:
@@ -44,7 +44,7 @@ def step_index(s, T, reverse):
     return s, s - 1
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def part_rows(part, parts, B):
     """Rows [lo, hi) of row block ``part`` out of ``parts``, cut at multiples of 4, the rows of
     the 4-row tile this split was made for.  With the 6-row tile (``kernels.gemm.tile6``) that

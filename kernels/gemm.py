@@ -42,7 +42,7 @@ from numba.extending import overload
 
 from . import KERNEL
 from .common import part_rows
-from .isa import GEMM_VECS
+from .isa import GEMM_VECS, PACK_A_COLUMNS
 from .simd import LANES, fma, gather_n, load, load_upto, prefetch, splat, store, store_upto
 
 NR = GEMM_VECS * LANES  # panel width: 64 columns on AVX-512, 16 on AVX2 (kernels.isa)
@@ -50,20 +50,19 @@ LINE = 16               # floats in a 64-byte cache line
 KC = 256                # rows of b packed per block in ``gemm``: a panel block of 64 KB
                         # (AVX-512) stays in L2, of 16 KB (AVX2) in L1
 # Shorter k-blocks for a strided ``a`` (x.T: the weight gradients), whose output is weight-sized
-# and stays in cache from one k-block to the next: a panel of at most 32 KB stays in L1 (dW_hh
-# at M +10% with 128 rows of 64 columns).  Products with a large output keep KC, as each
-# k-block re-reads and re-writes all of c (the input projection at L: 446 -> 317 GFLOP/s with
-# 128).
-KC_TN = min(KC, (32 << 10) // (4 * NR))
+# and stays in cache from one k-block to the next: a panel stays in L1 (Zen 5: dW_hh at M +10%
+# against 256; Zen 3, AVX2: 128 and 256 alike within the noise).  Products with a large output
+# keep KC, as each k-block re-reads and re-writes all of c (the input projection at L: 446 ->
+# 317 GFLOP/s with 128).
+KC_TN = 128
 MC = 64         # rows of a per block: 64 x KC floats (64 KB) stay in L2
 # Pack b over all threads from 512 columns on (512 KB at KC = 256); fewer pack faster than a
 # parallel region starts (measured: 2048^2 GEMM 357 -> 387 GFLOP/s, weight gradients with 256
 # columns 380 -> 307 when they too were packed in parallel).
 PARALLEL_PACK_PANELS = 512 // NR
-# Copy blocks of a strided ``a`` into rows when b has 512 columns or more to share the copy
-# (measured at 2 threads: dW_hh at L, 512 columns, 380 -> 429 GFLOP/s; dW_ih at M, 128, 389 ->
-# 351: the copy's cache misses are no longer hidden behind FMAs).
-PACK_A_PANELS = 512 // NR
+# Copy blocks of a strided ``a`` into rows when b has PACK_A_COLUMNS columns or more to share
+# the copy (kernels.isa).
+PACK_A_PANELS = max(1, PACK_A_COLUMNS // NR)
 # Rows of the panel that ``k_loop1`` prefetches ahead (Zen 5, 256-byte rows: 8, 16, 32 and 64
 # measured alike; 4 less well).
 PREFETCH_K = 16
@@ -116,7 +115,7 @@ def pack_panel(b, k0, kc, bp, p):
             store(panel, k, q, gather_n(b, k0 + k, j0 + q, n))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def load_row(b, i, j, n):
     """b[i, j:j+n] as a vector (lanes >= n zero), from contiguous or strided rows."""
     if b.strides[1] == b.itemsize:
@@ -135,7 +134,7 @@ def pack(b, k0, kc, bp):
         pack_panel(b, k0, kc, bp, p)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _lanes(c, j):
     """Valid lanes of a vector starting at column j of c."""
     return min(max(c.shape[1] - j, 0), LANES)
@@ -147,18 +146,18 @@ def _lanes(c, j):
 # the tiles and their k loops below are written once over them.
 
 if GEMM_VECS == 4:
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def panel_row(panel, k):
         """The k-th row of a packed panel, as GEMM_VECS vectors."""
         return (load(panel, k, 0), load(panel, k, LANES), load(panel, k, 2 * LANES),
                 load(panel, k, 3 * LANES))
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def fma_row(x, b, r):
         """One row of a tile: r += x * b, x broadcast."""
         return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def _row_load(a, r, j):
         """a[r, j:j+NR] as a tile row, masked past a's width."""
         return (load_upto(a, r, j, _lanes(a, j)),
@@ -166,12 +165,12 @@ if GEMM_VECS == 4:
                 load_upto(a, r, j + 2 * LANES, _lanes(a, j + 2 * LANES)),
                 load_upto(a, r, j + 3 * LANES, _lanes(a, j + 3 * LANES)))
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def zero_row():
         z = splat(0.0)
         return z, z, z, z
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def _row_store(c, r, j, v):
         """Row r of a tile: its vectors ``v`` to c[r, j:j+NR] (columns past c's width
         skipped)."""
@@ -180,27 +179,27 @@ if GEMM_VECS == 4:
         store_upto(c, r, j + 2 * LANES, v[2], _lanes(c, j + 2 * LANES))
         store_upto(c, r, j + 3 * LANES, v[3], _lanes(c, j + 3 * LANES))
 else:
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def panel_row(panel, k):
         """The k-th row of a packed panel, as GEMM_VECS vectors."""
         return load(panel, k, 0), load(panel, k, LANES)
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def fma_row(x, b, r):
         """One row of a tile: r += x * b, x broadcast."""
         return fma(x, b[0], r[0]), fma(x, b[1], r[1])
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def _row_load(a, r, j):
         """a[r, j:j+NR] as a tile row, masked past a's width."""
         return load_upto(a, r, j, _lanes(a, j)), load_upto(a, r, j + LANES, _lanes(a, j + LANES))
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def zero_row():
         z = splat(0.0)
         return z, z
 
-    @njit(inline="always", **KERNEL)
+    @njit(**KERNEL)
     def _row_store(c, r, j, v):
         """Row r of a tile: its vectors ``v`` to c[r, j:j+NR] (columns past c's width
         skipped)."""
@@ -208,7 +207,7 @@ else:
         store_upto(c, r, j + LANES, v[1], _lanes(c, j + LANES))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _row_init(c, r, j, accumulate, start):
     """Starting values of one tile row: c's row r, or ``start`` (the panel's bias vectors or
     zeros)."""
@@ -217,7 +216,7 @@ def _row_init(c, r, j, accumulate, start):
     return start
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _start_vectors(bias, c, j):
     """The starting values of a panel's tile rows that do not accumulate: the bias row's
     vectors at the panel's columns, or zeros without a bias.  Loaded once per panel, not per
@@ -229,7 +228,7 @@ def _start_vectors(bias, c, j):
 
 
 # ---------------------------------------------------------------------------- micro-kernels
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def k_loop6(a, i, panel, kc, acc):
     """The micro-kernel: acc (six tile rows) += a[i:i+6, :kc] @ panel[:kc].  Per k: one panel
     row (GEMM_VECS loads), six broadcasts, 6 * GEMM_VECS FMAs, all in registers.  Six rows are
@@ -252,7 +251,7 @@ def k_loop6(a, i, panel, kc, acc):
     return r0, r1, r2, r3, r4, r5
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def k_loop4(a, i, panel, kc, acc):
     """``k_loop6`` for four rows."""
     r0, r1, r2, r3 = acc
@@ -265,7 +264,7 @@ def k_loop4(a, i, panel, kc, acc):
     return r0, r1, r2, r3
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def k_loop1(a, i, panel, kc, r):
     """``k_loop6`` for one row.  With GEMM_VECS FMAs per panel row this loop streams the
     panel from L2 (B = 1: W_hh), faster than the hardware prefetcher fetches it; asking for
@@ -278,7 +277,7 @@ def k_loop1(a, i, panel, kc, r):
     return r
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def tile6(a, ia, panel, kc, c, i, j, accumulate, start):
     """Rows i..i+5 of c[:, j:j+NR] = a[ia:ia+6] @ panel + (c if accumulate else start: the
     bias vectors or zeros, ``_start_vectors``); columns past c's width are skipped."""
@@ -290,7 +289,7 @@ def tile6(a, ia, panel, kc, c, i, j, accumulate, start):
         _row_store(c, i + q, j, r[q])
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def tile4(a, ia, panel, kc, c, i, j, accumulate, start):
     """``tile6`` for rows i..i+3."""
     r = k_loop4(a, ia, panel, kc, (
@@ -300,13 +299,13 @@ def tile4(a, ia, panel, kc, c, i, j, accumulate, start):
         _row_store(c, i + q, j, r[q])
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def tile1(a, ia, panel, kc, c, i, j, accumulate, start):
     """Row i of ``tile6`` (from row ia of a)."""
     _row_store(c, i, j, k_loop1(a, ia, panel, kc, _row_init(c, i, j, accumulate, start)))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _prefetch_tile(c, i, j, rows):
     """Ask for the lines of c[i:i+rows, j:j+NR] (a tile's output), for writing."""
     for r in range(i, i + rows):

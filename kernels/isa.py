@@ -17,6 +17,7 @@ shape              AVX-512                AVX2 (16 registers)  other
 accumulators       24 of 32 registers     12 of 16             12
 ``GATE_ROWS``      4 (16 accumulators)    2 (8 accumulators)   2
 ``ENGINE_GEMM``    yes                    yes                  no: float32 products on BLAS
+``PACK_A_COLUMNS`` 512                    0 (always)           512
 =================  =====================  ===================  ==============================
 
 ``GEMM_VECS`` vectors make one k-row of a packed panel (``kernels.gemm``); a tile of
@@ -66,6 +67,12 @@ GEMM_VECS = {"avx512": 4, "avx2": 2, "other": 2}[ISA]
 TILE_ROWS = (6, 4, 1)
 GATE_ROWS = {"avx512": 4, "avx2": 2, "other": 2}[ISA]
 ENGINE_GEMM = ISA != "other"
+# The weight gradients (dW = dz^T x, a strided a) copy each block of a into rows when b has at
+# least this many columns to share the copy.  Zen 5 (AVX-512), 2 threads: dW_hh at L (512
+# columns) 380 -> 429 GFLOP/s with the copy, dW_ih at M (128) 389 -> 351 without it, the copy's
+# cache misses no longer hidden behind FMAs.  Zen 3 (AVX2): every product gains, dW_hh at M
+# (256 columns) 58-71 -> 95-101 GFLOP/s and dW_ih (128) 54-71 -> 90-96, alternating runs.
+PACK_A_COLUMNS = {"avx512": 512, "avx2": 0, "other": 512}[ISA]
 
 
 def describe():

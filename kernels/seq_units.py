@@ -83,19 +83,19 @@ def _cell_out(b, u0, n, H, valid, cell, h_prev, h_t, c_t, g_t, h_next, c_state):
     store_n(h_next, b, u0, h, n)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _gates_row(panel, k):
     """The k-th row of a gate panel: four vectors, gates i, f, g, o of the block's units."""
     return (load(panel, k, 0), load(panel, k, UNITS), load(panel, k, 2 * UNITS),
             load(panel, k, 3 * UNITS))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _fma_gates(x, b, r):
     return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _rec4(h, b, panel, K):
     """Rows b..b+3 of h @ panel: each row's four gate vectors (16 accumulators)."""
     z = splat(0.0)
@@ -109,7 +109,7 @@ def _rec4(h, b, panel, K):
     return r0, r1, r2, r3
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _rec2(h, b, panel, K):
     """``_rec4`` for rows b, b+1 (8 accumulators: AVX2's 16 registers)."""
     z = splat(0.0)
@@ -121,7 +121,7 @@ def _rec2(h, b, panel, K):
     return r0, r1
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _rec1(h, b, panel, K):
     """``_rec4`` for row b.  With four FMAs per panel row this streams the panel from L2
     (B = 1), faster than the hardware prefetcher fetches it: the lines PREFETCH_K rows ahead
@@ -135,7 +135,7 @@ def _rec1(h, b, panel, K):
     return r
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _cells4(x, panel, K, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t, b, u0, n):
     """Rows b..b+3 of a unit block: the recurrent product, then the cell.  All four rows are
     loaded and computed before any is stored: x and the gates share their layout, and a store
@@ -156,7 +156,7 @@ def _cells4(x, panel, K, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t
               c_state)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _cells2(x, panel, K, t, lengths, act, h_prev, h_next, c_state, h_t, c_t, g_t, b, u0, n):
     """``_cells4`` for rows b, b+1."""
     H = c_state.shape[1]

@@ -274,7 +274,7 @@ def _neg(x):
 
 
 # ---------------------------------------------------------------------------- whole or part
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def load_upto(a, i, j, n):
     """a[i, j:j+n] (n <= LANES, lanes past n zero): a plain load when the vector is whole."""
     if n >= LANES:
@@ -282,7 +282,7 @@ def load_upto(a, i, j, n):
     return load_n(a, i, j, n)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def store_upto(a, i, j, v, n):
     """The first n lanes of v to a[i, j:j+n]: a plain store when the vector is whole."""
     if n >= LANES:
