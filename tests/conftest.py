@@ -20,3 +20,11 @@ def rng(request):
     """A generator seeded from the test's name, so every test draws its own reproducible data."""
     seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
+
+
+def pytest_report_header(config):
+    """Which vector path the kernels run on here (and so which path these tests check); the
+    other x86 paths this machine can run are checked by tests/test_isa_paths.py."""
+    from engine.kernels import isa
+
+    return f"kernels: {isa.describe()} (NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME')})"
