@@ -431,9 +431,10 @@ def torch_sgemm_gflops(n=None, repeats=7, backend="cpu"):
     return _matmul_gflops(n, lambda: torch.mm(a, b, out=c), sync, repeats)
 
 
-def engine_gemm_gflops(n=None, repeats=7):
-    """Median GFLOP/s of the engine's own float32 GEMM (kernels.gemm, CPU backend), n x n: the
-    roofline the engine's kernels actually run against (NumPy's OpenBLAS may be held to AVX2)."""
+def gemm_pair_gflops(n=None, repeats=7):
+    """Median GFLOP/s of the engine's own float32 GEMM (kernels.gemm, CPU backend) and of
+    NumPy's SGEMM, n x n, timed alternately in the same rounds so that drift hits both: the
+    rate the engine's kernels run against, and how far it is from the BLAS one."""
     from engine.backends import CPUBackend
 
     n = n or SGEMM_N["cpu"]
@@ -441,7 +442,15 @@ def engine_gemm_gflops(n=None, repeats=7):
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
     c = np.empty((n, n), np.float32)
-    return _matmul_gflops(n, lambda: matmul(a, b, out=c), lambda: None, repeats)
+    calls = {"engine": lambda: matmul(a, b, out=c), "numpy": lambda: np.matmul(a, b, out=c)}
+    times = {k: [] for k in calls}
+    for r in range(2 + repeats):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            if r >= 2:
+                times[name].append(time.perf_counter() - t0)
+    return {k: 2 * n ** 3 / statistics.median(v) / 1e9 for k, v in times.items()}
 
 
 def sgemm_gflops(n=None, repeats=7, backend="cpu"):

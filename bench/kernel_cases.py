@@ -8,15 +8,17 @@ from numba import njit
 import engine
 from bench.kernels import check_close, table, time_variants
 from engine.backends import threads
-from engine.kernels import ACT_FAST, ACT_TANH
+from engine.kernels import ACT_FAST, ACT_TANH, KERNEL
 from engine.kernels.common import part_rows
 from engine.kernels.gemm import (LANES, NR, gemm_packed, pack_weights, six_row_tiles, tile1, tile4,
                                  tile6, zero_row)
 from engine.kernels.gemm import gemm as engine_gemm
+from engine.kernels.isa import TILE_ROWS
 from engine.kernels.reference import (lstm_bwd_packed_reference, lstm_fwd_packed_reference,
                                       lstm_step_bwd_reference, lstm_step_fwd_reference)
 from engine.kernels.seq_rows import lstm_seq_bwd_rows, lstm_seq_fwd_rows
 from engine.kernels.seq_units import lstm_seq_bwd_units, lstm_seq_fwd_units, pack_gates
+from engine.kernels.simd import fma, load, splat, store
 from engine.kernels.step import (lstm_step_bwd_scalar, lstm_step_bwd_vec, lstm_step_fwd_scalar,
                                  lstm_step_fwd_vec)
 
@@ -106,6 +108,80 @@ def tiles(repeats, M=32, K=256, reps=200):
     table(f"micro-kernels: {M} rows x {K} x {NR} columns, one core",
           [(f"{M} rows, K={K}", n, s, f"{flops / s / 1e9:.0f} GFLOP/s")
            for n, s in time_variants(calls, repeats).items()])
+
+
+# ---------------------------------------------------------------------------- shapes
+# Candidate micro-tiles of MR rows x V vectors, generated here for the comparison only (the
+# shipped tile is the one kernels.isa picks): their k loop keeps MR * V accumulators, V panel
+# vectors and a broadcast live, which is what decides whether they fit the registers.
+_SHAPE_SRC = """
+def tile(a, panel, c, reps):
+    K = a.shape[1]
+    for _ in range(reps):
+        z = splat(0.0)
+        {init}
+        for k in range(K):
+            {loads}
+            {rows}
+        {stores}
+"""
+
+
+def _shape_kernel(mr, v):
+    """An @njit function (a, panel, c, reps) for one MR x V tile, c = a @ panel."""
+    acc = [[f"c{r}_{q}" for q in range(v)] for r in range(mr)]
+    init = "; ".join(f"{x} = z" for row in acc for x in row)
+    loads = "; ".join(f"b{q} = load(panel, k, {q * LANES})" for q in range(v))
+    rows = "\n            ".join(
+        f"x = splat(a[{r}, k]); " + "; ".join(f"{acc[r][q]} = fma(x, b{q}, {acc[r][q]})"
+                                               for q in range(v)) for r in range(mr))
+    stores = "; ".join(f"store(c, {r}, {q * LANES}, {acc[r][q]})"
+                       for r in range(mr) for q in range(v))
+    scope = {"splat": splat, "load": load, "store": store, "fma": fma}
+    exec(_SHAPE_SRC.format(init=init, loads=loads, rows=rows, stores=stores), scope)
+    return njit(cache=False, **{k: v for k, v in KERNEL.items() if k != "cache"})(scope["tile"])
+
+
+@njit(cache=False)
+def _fma_peak(reps):
+    """Twelve independent FMA chains on registers only: the core's FMA rate."""
+    x, y = splat(0.9999999), splat(1.0000001)
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = splat(1.0)
+    for _ in range(reps):
+        c0, c1, c2, c3 = fma(x, y, c0), fma(x, y, c1), fma(x, y, c2), fma(x, y, c3)
+        c4, c5, c6, c7 = fma(x, y, c4), fma(x, y, c5), fma(x, y, c6), fma(x, y, c7)
+        c8, c9, c10, c11 = fma(x, y, c8), fma(x, y, c9), fma(x, y, c10), fma(x, y, c11)
+    out = np.empty((1, LANES), F32)
+    store(out, 0, 0, c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11)
+    return out[0, 0]
+
+
+SHAPES = ((6, 2), (4, 3), (3, 4), (2, 4), (6, 4), (4, 4))  # (rows, vectors)
+
+
+def shapes(repeats, K=256, reps=20000):
+    """Micro-tile shapes on one core, panel in L1, against the core's FMA peak."""
+    rng, rows = _rng(), []
+    peak_reps = 10 ** 7
+    _fma_peak(10)
+    peak = min(time_variants({"peak": lambda: _fma_peak(peak_reps)}, repeats).values())
+    peak_gflops = 12 * 2 * LANES * peak_reps / peak / 1e9
+    for mr, v in SHAPES:
+        a = rng.standard_normal((mr, K), dtype=F32)
+        panel = rng.standard_normal((K, v * LANES), dtype=F32)
+        c = np.empty((mr, v * LANES), F32)
+        kernel = _shape_kernel(mr, v)
+        kernel(a, panel, c, 1)
+        check_close(f"{mr} x {v * LANES}", c, a.astype(np.float64) @ panel, PRODUCT_RTOL)
+        s = time_variants({"t": lambda kernel=kernel, a=a, panel=panel, c=c:
+                           kernel(a, panel, c, reps)}, repeats)["t"]
+        gflops = 2 * mr * K * v * LANES * reps / s / 1e9
+        # Time per vector FMA, so that "vs first" compares throughput across shapes.
+        rows.append((f"{LANES}-lane vectors, K={K}", f"{mr} x {v * LANES} ({mr * v} acc.)",
+                     s / (reps * K * mr * v),
+                     f"{gflops:.0f} GFLOP/s, {gflops / peak_gflops:.0%} of peak"))
+    table(f"micro-tile shapes on one core; register-only FMA peak {peak_gflops:.0f} GFLOP/s "
+          f"(shipped: {TILE_ROWS[0]} x {NR}); ns per vector FMA", rows, unit="ns")
 
 
 # ---------------------------------------------------------------------------- split

@@ -2,8 +2,8 @@
 against ``kernels/reference.py`` (or float64 NumPy for products), and only then timed,
 interleaved with its rivals in one process, on the machine at hand.
 
-    python -m bench.kernels [gemm|tiles|split|step|loops|gpu|all] [--repeats N] [--threads N]
-                            [--save]
+    python -m bench.kernels [gemm|tiles|shapes|split|step|loops|gpu|all] [--repeats N]
+                            [--threads N] [--save]
 
 ``--save`` also writes the tables to ``bench/results/kernels-<machine>.txt``, one file per kind
 of machine (CPU model, core and vector ISA), as ``make bench`` does its results.
@@ -12,6 +12,9 @@ of machine (CPU model, core and vector ISA), as ``make bench`` does its results.
              products an LSTM runs (input projection, weight gradients, a square product).
 - ``tiles``: the micro-kernels on one packed panel (K = 256, 32 rows, one core): the shipped
              mix (``tile6`` then ``tile4``, ``six_row_tiles``) against ``tile4`` and ``tile1``.
+- ``shapes``: candidate micro-tile shapes (rows x vectors, generated for the comparison) on
+             one core, against the core's register-only FMA peak: how kernels.isa's tile
+             was chosen.
 - ``split``: how the row split of a time step (``kernels.common.part_rows``, multiples of 4)
              serves the tiles: per split of B rows, the slowest block's recurrent product on
              one core, against a split at multiples of 6.
@@ -35,7 +38,7 @@ import time
 
 from bench.threads import available_cores, pin_threads
 
-SECTIONS = ("gemm", "tiles", "split", "step", "loops", "gpu")
+SECTIONS = ("gemm", "tiles", "shapes", "split", "step", "loops", "gpu")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -77,13 +80,15 @@ def time_variants(calls, repeats):
 def table(title, rows, unit="us"):
     """Print rows of (case, variant, seconds, extra text) with each case's time relative to its
     first variant."""
-    scale = {"us": 1e6, "ms": 1e3}[unit]
+    scale = {"ns": 1e9, "us": 1e6, "ms": 1e3}[unit]
     print(f"\n{title}")
     print(f"  {'case':<30}{'variant':<28}{unit:>10}{'vs first':>10}  note")
     first = {}
     for case, variant, seconds, note in rows:
         base = first.setdefault(case, seconds)
-        print(f"  {case:<30}{variant:<28}{seconds * scale:>10.1f}{base / seconds:>9.2f}x  {note}")
+        value = seconds * scale
+        shown = f"{value:.1f}" if value >= 10 else f"{value:.3f}"
+        print(f"  {case:<30}{variant:<28}{shown:>10}{base / seconds:>9.2f}x  {note}")
 
 
 def check_close(name, got, want, rtol):

@@ -7,11 +7,12 @@ import platform
 import re
 import socket
 
-# Targets of issue 5 (CPU backend, same machine, same run).
+# Targets of issues 5 and 19 (CPU backend, same machine, same run).
 TRAIN_MIN_SPEEDUP = 1.0
 TRAIN_GEOMEAN = 1.25
 INFER_MIN_SPEEDUP = 1.0
-L_SGEMM_FRACTION = 0.80
+L_SGEMM_FRACTION = 0.80       # of NumPy's SGEMM (issue 5) and of the engine's GEMM (issue 19)
+GEMM_NUMPY_FRACTION = 0.90    # the engine's GEMM against NumPy's, timed alternately
 FIRST_RESULT_WARM_S = 2.0
 
 
@@ -73,12 +74,20 @@ def cpu_core(info=None):
     return f"{name} ({where})" if name else where
 
 
+def kernel_path():
+    """The vector path of the engine's CPU kernels (kernels.isa): ISA, vector width, tile."""
+    from engine.kernels import isa
+
+    return isa.describe()
+
+
 def machine_label():
     """One line naming the CPU, its core and vector ISA, and the cores this process may use:
     what every speed figure must say it was measured on."""
     from bench.threads import available_cores
 
-    return f"{cpu_model()}, {cpu_core()}, {cpu_isa()}, {available_cores()} cores"
+    return (f"{cpu_model()}, {cpu_core()}, {cpu_isa()}, {available_cores()} cores; kernels "
+            f"{kernel_path()}")
 
 
 def machine_info(backend):
@@ -101,6 +110,7 @@ def machine_info(backend):
                     "env": {k: os.environ.get(k) for k in THREAD_ENV}},
         "loadavg_start": os.getloadavg(),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto-detected"),
+        "kernels": kernel_path(),
     }
     if backend == "gpu":
         import cupy
@@ -147,7 +157,8 @@ def format_info(info):
             f"numba {info['numba']}, torch {info['torch']}, numpy {info['numpy']} | "
             f"threads: numba {t['numba']}, torch {t['torch']}, BLAS "
             f"{t['env']['OPENBLAS_NUM_THREADS']} | OpenBLAS kernels "
-            f"{info.get('openblas_coretype')} | load {info['loadavg_start'][0]:.2f}")
+            f"{info.get('openblas_coretype')} | load {info['loadavg_start'][0]:.2f}"
+            + (f"\nkernels: {info['kernels']}" if "kernels" in info else ""))
 
 
 # ---------------------------------------------------------------------------- table
@@ -217,7 +228,7 @@ def _every(rows, mode, minimum, label):
 
 
 def evaluate_targets(rows, sgemm, extras):
-    """Each target of issue 5 as {"target", "status": PASS|FAIL|n/a, "detail"}."""
+    """Each target of issues 5 and 19 as {"target", "status": PASS|FAIL|n/a, "detail"}."""
     t = [_every(rows, "training", TRAIN_MIN_SPEEDUP,
                 f"training speedup >= {TRAIN_MIN_SPEEDUP} on every config"),
          _every(rows, "inference", INFER_MIN_SPEEDUP,
@@ -234,8 +245,29 @@ def evaluate_targets(rows, sgemm, extras):
                   "detail": f"{f:.1%} ({L[0]['engine_gflops']:.1f} of {sgemm:.1f} GFLOP/s)"})
     else:
         t.append({"target": label, "status": "n/a", "detail": "L training not timed"})
+    t += _gemm_targets(L[0] if L else None, extras)
     t.append(_memory_target(extras.get("memory")))
     t.append(_first_result_target(extras.get("first_result")))
+    return t
+
+
+def _gemm_targets(L, extras):
+    """Issue 19's: L training against the engine's own GEMM, and that GEMM against NumPy's."""
+    g, np_g = extras.get("engine_gemm_gflops"), extras.get("numpy_gemm_paired_gflops")
+    label = f"L training >= {L_SGEMM_FRACTION:.0%} of the engine's GEMM"
+    if L and g:
+        f = L["engine_gflops"] / g
+        t = [{"target": label, "status": "PASS" if f >= L_SGEMM_FRACTION else "FAIL",
+              "detail": f"{f:.1%} ({L['engine_gflops']:.1f} of {g:.1f} GFLOP/s)"}]
+    else:
+        t = [{"target": label, "status": "n/a", "detail": "not measured"}]
+    label = f"engine GEMM >= {GEMM_NUMPY_FRACTION:.0%} of NumPy's SGEMM"
+    if g and np_g:
+        f = g / np_g
+        t.append({"target": label, "status": "PASS" if f >= GEMM_NUMPY_FRACTION else "FAIL",
+                  "detail": f"{f:.1%} ({g:.1f} of {np_g:.1f} GFLOP/s, timed alternately)"})
+    else:
+        t.append({"target": label, "status": "n/a", "detail": "not measured"})
     return t
 
 
@@ -310,6 +342,9 @@ def format_summary(res):
     if res.get("engine_gemm_gflops"):
         g = res["engine_gemm_gflops"]
         line = f"the engine's own float32 GEMM (kernels.gemm, same size): {g:.1f} GFLOP/s"
+        if res.get("numpy_gemm_paired_gflops"):
+            line += (f" against NumPy's {res['numpy_gemm_paired_gflops']:.1f} timed alternately"
+                     f" ({g / res['numpy_gemm_paired_gflops']:.0%})")
         big = [r for r in res["rows"] if r["config"] == "L" and r["mode"] == "training"
                and r.get("engine_gflops")]
         if big:

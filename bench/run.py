@@ -133,7 +133,7 @@ def main(argv=None):
             sys.exit(f"--backend gpu: {why}")
 
     from bench import report
-    from bench.cases import engine_gemm_gflops, sgemm_gflops, torch_sgemm_gflops
+    from bench.cases import gemm_pair_gflops, sgemm_gflops, torch_sgemm_gflops
 
     cpu_start = report.cpu_snapshot()
     info = report.machine_info(args.backend)
@@ -143,7 +143,9 @@ def main(argv=None):
     sgemm.append(sgemm_gflops(backend=args.backend))
     extras = cpu_extras(configs, args) if args.backend == "cpu" else {}
     if args.backend == "cpu":
-        extras["engine_gemm_gflops"] = engine_gemm_gflops()
+        pair = gemm_pair_gflops()
+        extras["engine_gemm_gflops"] = pair["engine"]
+        extras["numpy_gemm_paired_gflops"] = pair["numpy"]
     extras["torch_sgemm_gflops"] = torch_sgemm_gflops(backend=args.backend)
     result = report.assemble(info, args, rows, sgemm, extras, cpu_start)
     print(report.format_summary(result), flush=True)

@@ -23,14 +23,23 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+# OpenBLAS's idle workers spin about 2^28 cycles (a tenth of a second) after each call before
+# they sleep, on the cores the next contender needs: measured on a 2-core Zen 3, the engine's
+# 2048^2 GEMM run right after NumPy's reached 96-100 GFLOP/s, 141-155 with this, and NumPy's
+# own rate was the same either way (155-175).  4 is OpenBLAS's shortest (2^4 cycles).
+BLAS_THREAD_TIMEOUT = "4"
+
+
 def pin_threads(n):
-    """Set every thread-count variable to ``n``; returns the names that were overridden.
+    """Set every thread-count variable to ``n``, and OpenBLAS's idle spin to its shortest
+    unless the user set one; returns the names that were overridden.
 
     Effective only before NumPy, SciPy, Numba and torch are imported (call it first thing).
     """
     changed = [k for k in THREAD_ENV if os.environ.get(k) not in (None, str(n))]
     for k in THREAD_ENV:
         os.environ[k] = str(n)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
     return changed
 
 

@@ -73,14 +73,19 @@ def test_targets_pass_and_fail():
             row("S", "inference", 0.9), row("L", "inference", 1.1)]
     extras = {"memory": {"engine": {"step_peak_mb": 90.0}, "torch": {"step_peak_mb": 100.0}},
               "first_result": {"cold": {"first_result_s": 5.0},
-                               "warm": {"first_result_s": 2.5}}}
+                               "warm": {"first_result_s": 2.5}},
+              "engine_gemm_gflops": 180.0, "numpy_gemm_paired_gflops": 210.0}
     got = [t["status"] for t in evaluate_targets(rows, 200.0, extras)]
     # training >= 1 everywhere, inference >= 1 everywhere, geomean sqrt(1.8) >= 1.25,
-    # L at 75% of SGEMM, memory 0.9x, warm first result 2.5 s
-    assert got == ["PASS", "FAIL", "PASS", "FAIL", "PASS", "FAIL"]
+    # L at 75% of SGEMM, at 83% of the engine's GEMM, that GEMM at 86% of NumPy's,
+    # memory 0.9x, warm first result 2.5 s
+    assert got == ["PASS", "FAIL", "PASS", "FAIL", "PASS", "FAIL", "PASS", "FAIL"]
+    extras.update(engine_gemm_gflops=190.0, numpy_gemm_paired_gflops=200.0)
+    got = [t["status"] for t in evaluate_targets(rows, 200.0, extras)]
+    assert got[4:6] == ["FAIL", "PASS"]  # L at 79% of 190; 95% of NumPy's
     failed = dict(rows[0], status="FAILED")
     assert evaluate_targets([failed], 200.0, {})[0]["status"] == "FAIL"
-    assert [t["status"] for t in evaluate_targets([], 200.0, {})] == ["n/a"] * 6
+    assert [t["status"] for t in evaluate_targets([], 200.0, {})] == ["n/a"] * 8
 
 
 def test_a_compiling_first_call_does_not_size_the_row():
