@@ -42,13 +42,13 @@ from numba.extending import overload
 
 from . import KERNEL
 from .common import part_rows
-from .isa import GEMM_VECS, PACK_A_COLUMNS
+from .isa import GEMM_KC, GEMM_VECS, PACK_A_COLUMNS
 from .simd import LANES, fma, gather_n, load, load_upto, prefetch, splat, store, store_upto
 
 NR = GEMM_VECS * LANES  # panel width: 64 columns on AVX-512, 16 on AVX2 (kernels.isa)
 LINE = 16               # floats in a 64-byte cache line
-KC = 256                # rows of b packed per block in ``gemm``: a panel block of 64 KB
-                        # (AVX-512) stays in L2, of 16 KB (AVX2) in L1
+KC = GEMM_KC            # rows of b packed per block in ``gemm`` (kernels.isa): 256 on
+                        # AVX-512 (a 64 KB panel stays in L2), 512 on AVX2 (32 KB)
 # Shorter k-blocks for a strided ``a`` (x.T: the weight gradients), whose output is weight-sized
 # and stays in cache from one k-block to the next: a panel stays in L1 (Zen 5: dW_hh at M +10%
 # against 256; Zen 3, AVX2: 128 and 256 alike within the noise).  Products with a large output

@@ -18,6 +18,7 @@ accumulators       24 of 32 registers     12 of 16             12
 ``GATE_ROWS``      4 (16 accumulators)    2 (8 accumulators)   2
 ``ENGINE_GEMM``    yes                    yes                  no: float32 products on BLAS
 ``PACK_A_COLUMNS`` 512                    0 (always)           512
+``GEMM_KC``        256 (64 KB panel, L2)  512 (32 KB panel)    256
 =================  =====================  ===================  ==============================
 
 ``GEMM_VECS`` vectors make one k-row of a packed panel (``kernels.gemm``); a tile of
@@ -73,6 +74,12 @@ ENGINE_GEMM = ISA != "other"
 # cache misses no longer hidden behind FMAs.  Zen 3 (AVX2): every product gains, dW_hh at M
 # (256 columns) 58-71 -> 95-101 GFLOP/s and dW_ih (128) 54-71 -> 90-96, alternating runs.
 PACK_A_COLUMNS = {"avx512": 512, "avx2": 0, "other": 512}[ISA]
+# Rows of b that ``kernels.gemm`` packs per block; each block re-reads and re-writes all of c,
+# so fewer blocks move less of a large c.  Zen 3 (AVX2), alternating runs, 512 against 256:
+# the input gradient dz @ W_ih at M (K = 1024) +10-15% on 2 threads, +10-14% on one, the
+# 2048^2 product +1-8%, the other products of an LSTM step within +-3%.  A 16-column panel of
+# 512 rows is 32 KB; AVX-512's 64-column panel keeps 256 rows (64 KB), as measured on Zen 5.
+GEMM_KC = {"avx512": 256, "avx2": 512, "other": 256}[ISA]
 
 
 def describe():

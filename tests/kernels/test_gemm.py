@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from numba import njit
 
-from engine.kernels.gemm import (NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
+from engine.kernels.gemm import (KC, NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
                                  matmul_into, pack, pack_weights, panels, six_row_tiles)
 from tests.helpers import GEMM_TOL, rel_err
 
 F32 = np.float32
 _STREAMED = int((STREAM_C_BYTES / 4) ** 0.5) + 6  # an output too large for the caches
 SHAPES = [(1, 1, 1), (3, 5, 7), (4, 64, 256), (17, 33, 132), (5, 300, 70), (130, 513, 65),
-          (9, 257, 129),  # K > KC (packed in blocks), N not a multiple of 64, M not of 4
+          (9, KC + 1, 129),  # K > KC (packed in blocks), N not a multiple of 64, M not of 4
           (_STREAMED, 9, _STREAMED)]  # its tiles prefetched (stream_c)
 
 
