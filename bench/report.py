@@ -373,7 +373,7 @@ def format_summary(res):
     if "targets" in res:
         flag = "" if res["reliable"] else \
             f" -- UNRELIABLE: other processes used {res['other_load']:.0%} of the CPUs"
-        lines.append("targets (issue 5)" + flag + ":")
+        lines.append("targets (issues 5 and 19)" + flag + ":")
         lines += [f"  {t['status']:<4} {t['target']}: {t['detail']}" for t in res["targets"]]
     return "\n".join(lines)
 

@@ -31,7 +31,9 @@ def parse_args(argv):
     p.add_argument("--configs", help="comma-separated subset of the grid's configs, e.g. S,M")
     p.add_argument("--repeats", type=int, default=21,
                    help="most timed rounds per row (fewer, but at least 3, for slow rows)")
-    p.add_argument("--budget", type=float, default=10.0,
+    # 30 s gives the L rows 6-9 rounds: with 3 (at 10 s), L training on a 2-core Zen 3 read
+    # 0.89x in one run and 1.21x in the next.
+    p.add_argument("--budget", type=float, default=30.0,
                    help="seconds of timed rounds per row that set the repeat count")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for Numba, BLAS and torch (default: available cores)")
