@@ -9,14 +9,14 @@ import engine
 from bench.kernels import check_close, table, time_variants
 from engine.backends import threads
 from engine.kernels import ACT_FAST, ACT_TANH, KERNEL
-from engine.kernels.common import part_rows
+from engine.kernels.common import cut_rows
 from engine.kernels.gemm import (LANES, NR, gemm_packed, pack_weights, six_row_tiles, tile1, tile4,
                                  tile6, zero_row)
 from engine.kernels.gemm import gemm as engine_gemm
 from engine.kernels.isa import TILE_ROWS
 from engine.kernels.reference import (lstm_bwd_packed_reference, lstm_fwd_packed_reference,
                                       lstm_step_bwd_reference, lstm_step_fwd_reference)
-from engine.kernels.seq_rows import lstm_seq_bwd_rows, lstm_seq_fwd_rows
+from engine.kernels.seq_rows import lstm_seq_bwd_rows, lstm_seq_fwd_rows, step_rows
 from engine.kernels.seq_units import lstm_seq_bwd_units, lstm_seq_fwd_units, pack_gates
 from engine.kernels.simd import fma, load, splat, store
 from engine.kernels.step import (lstm_step_bwd_scalar, lstm_step_bwd_vec, lstm_step_fwd_scalar,
@@ -185,19 +185,10 @@ def shapes(repeats, K=256, reps=20000):
 
 
 # ---------------------------------------------------------------------------- split
-def _blocks(B, parts, multiple):
-    """Row blocks of B rows over ``parts`` threads cut at ``multiple``s; 4 is what
-    ``kernels.common.part_rows`` ships."""
-    if multiple == 4:
-        return [part_rows(p, parts, B) for p in range(parts)]
-    q = -(-B // multiple)
-    return [(min(multiple * (p * q // parts), B), min(multiple * ((p + 1) * q // parts), B))
-            for p in range(parts)]
-
-
-def split(repeats, H=256, batches=(12, 20, 28, 64), parts=2):
+def split(repeats, H=256, batches=(12, 20, 28, 36, 64), parts=2):
     """A time step's recurrent product per row block (one core each), the slowest block
-    setting the step: rows cut at multiples of 4 (shipped) or 6."""
+    setting the step: rows cut at multiples of 4 or of 6; ``seq_rows.step_rows`` ships the
+    one its cost model prefers."""
     rng = _rng()
     w = rng.uniform(-0.06, 0.06, (H, 4 * H)).astype(F32)  # W_hh.T
     wp = pack_weights(w)
@@ -206,11 +197,12 @@ def split(repeats, H=256, batches=(12, 20, 28, 64), parts=2):
         h = rng.standard_normal((B, H), dtype=F32)
         rec = np.empty((B, 4 * H), F32)
         calls, blocks = {}, {}
+        shipped = [step_rows(p, parts, B) for p in range(parts)]
         for multiple in (4, 6):
-            for lo, hi in _blocks(B, parts, multiple):
+            blocks[multiple] = [cut_rows(p, parts, B, multiple) for p in range(parts)]
+            for lo, hi in blocks[multiple]:
                 calls[(lo, hi)] = lambda lo=lo, hi=hi: gemm_packed(h, wp, rec, lo, hi, False,
                                                                    None)
-            blocks[multiple] = _blocks(B, parts, multiple)
         for call in calls.values():
             call()
         check_close(f"B={B} recurrent product", rec, h.astype(np.float64) @ w, PRODUCT_RTOL)
@@ -218,7 +210,7 @@ def split(repeats, H=256, batches=(12, 20, 28, 64), parts=2):
         for multiple, bl in blocks.items():
             sizes = "+".join(str(hi - lo) for lo, hi in bl)
             rows.append((f"B={B}, {parts} threads", f"multiples of {multiple}: {sizes}"
-                         + (" (shipped)" if multiple == 4 else ""),
+                         + (" (shipped)" if bl == shipped else ""),
                          max(seconds[b] for b in bl), "slowest block"))
     table(f"row split of one step's recurrent product (H={H})", rows)
 
@@ -237,7 +229,7 @@ def _repeat_bwd(kernel, reps, gates, c, c_prev, dh, t, lengths, act, dc, dz):
 
 
 def step(repeats, B=32, H=256, reps=50):
-    """The pointwise step, scalar row loop against 16-lane vectors (float32, fast tanh)."""
+    """The pointwise step, scalar row loop against LANES-lane vectors (float32, fast tanh)."""
     rng, G, act = _rng(), 4 * H, ACT_TANH | ACT_FAST
     lengths = np.ones(B, np.int64)
     pre = (2 * rng.standard_normal((B, G))).astype(F32)
@@ -249,7 +241,7 @@ def step(repeats, B=32, H=256, reps=50):
         np.zeros((G, H)), np.zeros(G), np.zeros(G))
     outs, calls = {}, {}
     for name, kernel in (("scalar rows", lstm_step_fwd_scalar),
-                         ("16-lane vectors", lstm_step_fwd_vec)):
+                         (f"{LANES}-lane vectors", lstm_step_fwd_vec)):
         o = outs[name] = tuple(np.empty(s, F32) for s in ((B, H), (B, H), (B, G)))
         kernel(pre, zero, c_prev, 0, lengths, act, *o)
         for got, want in zip(o, (h_ref, c_ref, g_ref)):
@@ -274,7 +266,7 @@ def _step_bwd_rows(rng, B, H, reps, repeats):
                                                for a in (gates, c, c_prev, dh, dc)))
     outs, calls = {}, {}
     for name, kernel in (("scalar rows", lstm_step_bwd_scalar),
-                         ("16-lane vectors", lstm_step_bwd_vec)):
+                         (f"{LANES}-lane vectors", lstm_step_bwd_vec)):
         dz, dc_io = np.empty((B, G), F32), dc.copy()
         kernel(gates, c, c_prev, dh, 0, lengths, ACT_FAST, dc_io, dz)
         check_close(f"backward {name} dz", dz, dz_ref, CELL_RTOL)

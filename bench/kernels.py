@@ -15,9 +15,9 @@ of machine (CPU model, core and vector ISA), as ``make bench`` does its results.
 - ``shapes``: candidate micro-tile shapes (rows x vectors, generated for the comparison) on
              one core, against the core's register-only FMA peak: how kernels.isa's tile
              was chosen.
-- ``split``: how the row split of a time step (``kernels.common.part_rows``, multiples of 4)
-             serves the tiles: per split of B rows, the slowest block's recurrent product on
-             one core, against a split at multiples of 6.
+- ``split``: how the row split of a time step serves the tiles: per split of B rows at
+             multiples of 4 and of 6, the slowest block's recurrent product on one core; the
+             one ``kernels.seq_rows.step_rows`` picks is marked shipped.
 - ``step``:  the pointwise step (``kernels.step``), scalar row loop against 16-lane vectors,
              forward and backward, on M's rows (B = 32 per thread, H = 256).
 - ``loops``: the whole-sequence loops, row-split (``kernels.seq_rows``) against unit-split

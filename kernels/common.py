@@ -46,12 +46,16 @@ def step_index(s, T, reverse):
 
 @njit(**KERNEL)
 def part_rows(part, parts, B):
-    """Rows [lo, hi) of row block ``part`` out of ``parts``, cut at multiples of 4, the rows of
-    the 4-row tile this split was made for.  With the 6-row tile (``kernels.gemm.tile6``) that
-    reason no longer holds: a 6 + 6 split of 12 rows streams the weights once per block, where
-    4 + 8 streams them twice in its larger block.  ``python -m bench.kernels split`` times both
-    cuts (2-core Zen 3, AVX2, 2026-12-03: 6 + 6 took 0.92x the time of 4 + 8 at B = 12, 0.95x
-    at B = 20, 1.04x at B = 64); choosing the cut from the tile shape is left to the
-    per-ISA tiles of issue 19."""
-    q = (B + 3) // 4
-    return min(4 * (part * q // parts), B), min(4 * ((part + 1) * q // parts), B)
+    """Rows [lo, hi) of row block ``part`` out of ``parts``, cut at multiples of 4 (the rows
+    of the 4-row tile).  The time loops cut by ``seq_rows.step_rows``, which also weighs cuts
+    at the 6-row tile."""
+    return cut_rows(part, parts, B, 4)
+
+
+@njit(**KERNEL)
+def cut_rows(part, parts, B, multiple):
+    """Rows [lo, hi) of row block ``part`` out of ``parts``, cut at multiples of ``multiple``
+    and as even as those allow."""
+    q = (B + multiple - 1) // multiple
+    return (min(multiple * (part * q // parts), B),
+            min(multiple * ((part + 1) * q // parts), B))

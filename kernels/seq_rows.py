@@ -22,8 +22,9 @@ the projection and scratch reuse)::
 from numba import njit, prange
 
 from . import KERNEL
-from .common import add_rows, gather_prev, keep_valid_rows, part_rows, step_index
-from .gemm import matmul_into
+from .common import add_rows, cut_rows, gather_prev, keep_valid_rows, step_index
+from .gemm import matmul_into, six_row_tiles
+from .isa import TILE_ROWS
 from .step import lstm_step_bwd, lstm_step_fwd
 
 
@@ -58,6 +59,37 @@ def lstm_block_fwd_rows(xproj, w_hh_t, h0, c0, lengths, lmin, act, h, c, gates, 
         matmul_into(h_raw[t][lo:hi], w_hr_t, h[t][lo:hi])
 
 
+# A row block's recurrent product costs about its rows plus this many rows for each pass of
+# its GEMM tiles over W_hh (each tile streams all the packed weights).  Fitted to
+# ``python -m bench.kernels split`` on a 2-core Zen 3 (AVX2), H = 256: 12 rows as 6 + 6
+# (one tile a block) ran 1.41x faster than 4 + 8 (two tiles), and 64 rows as 30 + 34 ran 0.95x
+# the speed of 32 + 32 (six tiles a block either way).
+TILE_PASS_ROWS = 0.8
+
+
+@njit(**KERNEL)
+def block_cost(rows):
+    """Rows of work in a block's recurrent product, tile passes included: ``six_row_tiles``
+    6-row tiles, then 4-row tiles, then single rows (``kernels.gemm.gemm_packed``)."""
+    six = six_row_tiles(rows)
+    rest = rows - 6 * six
+    return rows + TILE_PASS_ROWS * (six + rest // 4 + rest % 4)
+
+
+@njit(**KERNEL)
+def step_rows(part, parts, B):
+    """Rows [lo, hi) of row block ``part`` of the time loops: cut at multiples of 4 or of the
+    big tile's rows (``isa.TILE_ROWS[0]``), whichever leaves the slowest block less work
+    (``block_cost``; ties cut at 4).  B = 12 on 2 threads: 6 + 6, not 4 + 8."""
+    four = six = 0.0
+    for p in range(parts):
+        lo, hi = cut_rows(p, parts, B, 4)
+        four = max(four, block_cost(hi - lo))
+        lo, hi = cut_rows(p, parts, B, TILE_ROWS[0])
+        six = max(six, block_cost(hi - lo))
+    return cut_rows(part, parts, B, TILE_ROWS[0] if six < four else 4)
+
+
 @njit(parallel=True, **KERNEL)
 def lstm_seq_fwd_rows(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
                       h_prev, c_prev, rec, parts=1, w_hr_t=None, h_raw=None):
@@ -67,12 +99,12 @@ def lstm_seq_fwd_rows(xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
     (``kernels.gemm.pack_weights``); h0 (B,P), c0 (B,H) read; h (T,B,P), c (T,B,H), gates
     (T,B,G) or a (1,B,G) buffer (nothing stored), and with a projection h_raw (T,B,H),
     written.  Scratch: h_prev (B,P), c_prev (B,H), rec (B,G).  P = H without projection.
-    parts: row blocks run in parallel (``common.part_rows``).
+    parts: row blocks run in parallel (``step_rows``).
     """
     T, B = xproj.shape[0], xproj.shape[1]
     lmin = lengths.min()
     for part in prange(parts):  # row blocks never read each other's state: no per-step join
-        lo, hi = part_rows(part, parts, B)
+        lo, hi = step_rows(part, parts, B)
         for s in range(T):
             t, p = step_index(s, T, reverse)
             lstm_block_fwd_rows(xproj, w_hh_t, h0, c0, lengths, lmin, act, h, c, gates, h_prev,
@@ -111,7 +143,7 @@ def lstm_seq_bwd_rows(dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, d
     T, B = dout.shape[0], dout.shape[1]
     lmin = lengths.min()
     for part in prange(parts):  # as in the forward: each row block runs all T steps
-        lo, hi = part_rows(part, parts, B)
+        lo, hi = step_rows(part, parts, B)
         for s in range(T - 1, -1, -1):
             t, p = step_index(s, T, reverse)
             lstm_block_bwd_rows(dout, gates, c, c0, w_hh, lengths, lmin, act, dh, dc, dz,
