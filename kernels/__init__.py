@@ -5,9 +5,10 @@ would collide with other projects in site-packages).  Modules refer to each othe
 and never import ``engine``: the kernels depend only on NumPy, Numba and llvmlite.
 
 =================  ============================================================================
+``isa``            the vector ISA Numba compiles for, and the widths and tiles every kernel uses
 ``reference``      plain NumPy float64 forward/backward of one layer: the oracle of every kernel
 ``gates``          the LSTM cell math, written once for scalar, vector and CUDA code
-``simd``           16-lane float32 vectors for ``@njit`` code (the GEMM and the vector steps)
+``simd``           float32 vectors of the ISA's width (``isa``) for ``@njit`` code
 ``gemm``           the float32 GEMM (packed panels, register-blocked micro-kernels)
 ``blas``           float64 GEMMs on single-threaded BLAS, split over Numba's threads
 ``step``           one time step's fused pointwise cell update over a batch, forward/backward

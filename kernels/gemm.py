@@ -1,12 +1,14 @@
-"""Float32 GEMM for the CPU backend: packed panels and a 6 x 64 register-blocked micro-kernel
-(``tile6``; ``tile4`` and ``tile1`` take the rows left over).  The time loops of
-``kernels.seq_rows`` and ``kernels.seq_units`` run their recurrent products on it.
+"""Float32 GEMM for the CPU backend: packed panels and a 6-row register-blocked micro-kernel
+(``tile6``; ``tile4`` and ``tile1`` take the rows left over), 6 x 64 on AVX-512 and 6 x 16 on
+AVX2 (``kernels.isa``).  The time loops of ``kernels.seq_rows`` and ``kernels.seq_units`` run
+their recurrent products on it.
 
 Why not BLAS: the recurrent product of one step is small (16 x 64 x 256 for the S benchmark),
 where OpenBLAS's fixed cost per call dominates (Zen 5 AVX-512: 8.6 us against 2.7 us), and the
 OpenBLAS in the NumPy/SciPy wheels runs only its AVX2 kernels on AMD Zen 4/5 (half the AVX-512
 rate).  This kernel is compiled by Numba for the CPU it runs on, so it uses AVX-512 wherever
-the CPU has it.
+the CPU has it.  On CPUs with neither AVX-512 nor AVX2 + FMA, float32 products go to BLAS
+(``isa.ENGINE_GEMM``).
 
 The plain loop nest it computes, for reading::
 
@@ -16,14 +18,16 @@ The plain loop nest it computes, for reading::
 
 The method is GotoBLAS's, reduced to what LSTMs need:
 
-* ``b`` (K, N) is packed into panels of ``NR`` = 64 columns, ``bp[p, k, :] = b[k, 64p:64p+64]``,
-  zero beyond column N.  Inside a panel the k-th row is 256 contiguous bytes, so the
-  micro-kernel streams it with four vector loads and no TLB misses.  The recurrent weights are
+* ``b`` (K, N) is packed into panels of ``NR`` columns (``GEMM_VECS`` vectors: 64 on AVX-512,
+  16 on AVX2), ``bp[p, k, :] = b[k, NR*p:NR*p+NR]``, zero beyond column N.  Inside a panel the
+  k-th row is contiguous, so the micro-kernel streams it with GEMM_VECS vector loads and no TLB
+  misses.  The recurrent weights are
   packed once per sequence (``pack_weights``, ``kernels.seq_units.pack_gates``); large
   products pack one ``KC``-row block at a time.
-* The micro-kernel (``tile6``) keeps c[i:i+6, j:j+64] in 24 vector registers over the whole k
-  loop: per k, four panel loads, six broadcasts of a[i+r, k], 24 FMAs.  ``tile4`` (16
-  registers) and ``tile1`` (one row: B = 1) take the rows left over (``six_row_tiles``).
+* The micro-kernel (``tile6``) keeps c[i:i+6, j:j+NR] in 6 * GEMM_VECS vector registers over
+  the whole k loop (24 on AVX-512, 12 on AVX2): per k, GEMM_VECS panel loads, six broadcasts of
+  a[i+r, k], 6 * GEMM_VECS FMAs.  ``tile4`` and ``tile1`` (one row: B = 1) take the rows left
+  over (``six_row_tiles``).  ``python -m bench.asm`` prints these loops as compiled.
   Columns past N are masked on load and store.
 * Rows are walked in blocks of ``MC`` so that a block of ``a`` stays in L2 while every panel
   passes over it.

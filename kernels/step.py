@@ -10,7 +10,7 @@ Two variants of each, chosen at compile time from the argument types and at run 
   LLVM vectorises those loops, but not the same loop written with 2-D indexing inside the
   batch loop.  ``error_model="numpy"`` drops Numba's ZeroDivisionError check, whose early exit
   would also block vectorisation.
-- ``..._vec``: float32 with ACT_FAST, C layout: the same cell on 16-unit ``kernels.simd``
+- ``..._vec``: float32 with ACT_FAST, C layout: the same cell on ``kernels.simd``
   vectors, written out, as LLVM's version of the row loop kept tests and reloads that cost a
   quarter of its time.
 
@@ -63,7 +63,7 @@ def _store(a, i, j, v, n):
 
 @njit(inline="always", **KERNEL)
 def _units_fwd_vec(x, r, c_prev, b, j, n, act, h, c, gates):
-    """Units j..j+n-1 (n <= 16) of batch row b as one vector of ``lstm_cell_fwd_fast``."""
+    """Units j..j+n-1 (n <= LANES) of batch row b as one vector of ``lstm_cell_fwd_fast``."""
     H = c.shape[1]
     i, f, g, o, c_new, h_new = lstm_cell_fwd_fast(
         _load(x, b, j, n) + _load(r, b, j, n), _load(x, b, H + j, n) + _load(r, b, H + j, n),
@@ -80,17 +80,18 @@ def _units_fwd_vec(x, r, c_prev, b, j, n, act, h, c, gates):
 
 @njit(**KERNEL)
 def lstm_step_fwd_vec(xproj_t, rec, c_prev, t, lengths, act, h, c, gates):
-    """``lstm_step_fwd`` for ACT_FAST on float32 arrays with contiguous rows, one 16-unit
+    """``lstm_step_fwd`` for ACT_FAST on float32 arrays with contiguous rows, one LANES-unit
     vector at a time with ``kernels.simd``; the same results bit for bit.  Measured at M (H =
     256, 32 rows, data in L2) on a Zen 5 (AVX-512): 62 -> 48 cycles a vector, against LLVM's
     vectorisation of the scalar row loop (which kept a test of ``act`` and reloaded pointers
-    from the stack).  ``python -m bench.kernels step`` times both: on a Zen 3 (AVX2, 2026-12-03)
-    the scalar loop took 145 ns a vector, this one 68.
+    from the stack).  ``python -m bench.kernels step`` times both: on a Zen 3 (AVX2, 8-lane
+    vectors, 2026-12-03) the scalar loop took 40 ns a vector, this one 27.
 
     Each vector asks for the next row's input projection at its units, four lines (one per
     gate): xproj comes from memory, a row's four gate blocks are four streams 1 KB apart at
-    M, and with the cell this fast their misses showed (M forward, input projection
-    included, 1.1-5.3% faster side by side over 9 runs; prefetchnta measured the same)."""
+    M, and with the cell this fast their misses showed (Zen 5: M forward, input projection
+    included, 1.1-5.3% faster side by side over 9 runs; prefetchnta measured the same).  With
+    8-lane vectors each 64-byte line is asked for twice; not measured apart."""
     H = c.shape[1]
     B = c.shape[0]
     for b in range(B):
@@ -199,7 +200,7 @@ def lstm_step_bwd_scalar(gates, c, c_prev, dh, t, lengths, act, dc, dz):
 
 @njit(inline="always", **KERNEL)
 def _units_bwd_vec(gates, c, c_prev, dh, b, j, n, dc, dz):
-    """Units j..j+n-1 (n <= 16) of batch row b as one vector of ``lstm_cell_bwd_fast``."""
+    """Units j..j+n-1 (n <= LANES) of batch row b as one vector of ``lstm_cell_bwd_fast``."""
     H = c.shape[1]
     di, df, dg, do, dcp = lstm_cell_bwd_fast(
         _load(gates, b, j, n), _load(gates, b, H + j, n), _load(gates, b, 2 * H + j, n),
@@ -215,7 +216,7 @@ def _units_bwd_vec(gates, c, c_prev, dh, b, j, n, dc, dz):
 @njit(**KERNEL)
 def lstm_step_bwd_vec(gates, c, c_prev, dh, t, lengths, act, dc, dz):
     """``lstm_step_bwd`` for act == ACT_FAST (tanh) on float32 arrays with contiguous rows,
-    one 16-unit vector at a time, as ``lstm_step_fwd_vec``; the same results bit for bit."""
+    one LANES-unit vector at a time, as ``lstm_step_fwd_vec``; the same results bit for bit."""
     H = c.shape[1]
     for b in range(c.shape[0]):
         if t >= lengths[b]:
