@@ -17,7 +17,8 @@ import numpy as np
 
 import engine
 from engine.apps.baselines import accuracy, confusion_matrix, majority_class
-from engine.apps.common import AppError, Report, parse_options, save_model, user_data, write_outputs
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, parse_options,
+                                save_model, user_data, write_outputs)
 from engine.apps.datasets import load_japanese_vowels, pad_sequences, read_sequence_csv, read_ts
 from engine.apps.windows import StandardScaler
 
@@ -27,11 +28,11 @@ EPOCHS = 40
 def add_arguments(p):
     p.add_argument("--train", metavar="FILE", help=".ts or .csv training sequences")
     p.add_argument("--test", metavar="FILE", help=".ts or .csv test sequences")
-    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--hidden", type=SIZE, default=64)
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
                    help="bidirectional LSTM (default; --no-bidirectional for one direction)")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=POSITIVE, default=3e-3)
+    p.add_argument("--batch-size", type=COUNT, default=16)
 
 
 def read_labelled(path, class_names=None):

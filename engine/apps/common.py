@@ -7,7 +7,11 @@ argparse Namespace that ``run`` needs from keyword arguments, so the Python entr
 command line share one set of defaults.
 """
 import argparse
+import importlib.util
 import json
+import math
+import numbers
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -16,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 
-class AppError(Exception):
-    """A problem with the user's data or options: the CLI prints the message and exits 2."""
+class AppError(ValueError):
+    """A problem with the user's data or options: the CLI prints the message and exits 2;
+    Python callers of ``run`` get it as the ValueError it is."""
 
 
 @contextmanager
@@ -27,10 +32,107 @@ def user_data(what=None):
     preparation, never training, so genuine bugs keep their tracebacks."""
     try:
         yield
+    except AppError:
+        raise
     except FileNotFoundError as e:
         raise AppError(f"{e.filename}: no such file") from e
     except (ValueError, OSError) as e:
         raise AppError(f"{what}: {e}" if what else str(e)) from e
+
+
+class Number:
+    """An argparse ``type`` for a number option with bounds, that also checks values given to
+    ``run(**overrides)`` from Python: ``Number(int, low=1)`` is an integer >= 1,
+    ``Number(float, low=0, low_open=True)`` a finite float > 0."""
+
+    def __init__(self, kind, low=None, high=None, low_open=False):
+        self.kind, self.low, self.high, self.low_open = kind, low, high, low_open
+
+    def describe(self):
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.low is not None:
+            what += f" {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            what += f"{' and' if self.low is not None else ''} <= {self.high:g}"
+        return what
+
+    def __call__(self, value):
+        """The option's value from a string (the command line) or a Python number."""
+        try:
+            if isinstance(value, str):
+                number = self.kind(value.strip())
+            elif isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+                    self.kind is int and not isinstance(value, numbers.Integral)):
+                raise ValueError
+            else:
+                number = self.kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {value!r}")
+        low_bad = self.low is not None and (number <= self.low if self.low_open
+                                            else number < self.low)
+        if not math.isfinite(number) or low_bad or (self.high is not None and number > self.high):
+            raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {value!r}")
+        return number
+
+
+POSITIVE = Number(float, low=0, low_open=True)  # learning rates, budgets, temperatures
+COUNT = Number(int, low=1)                       # windows, horizons, batches, epochs
+SIZE = Number(int, low=1, high=16384)            # hidden and embedding sizes
+
+
+def check_numbers(parser, args):
+    """Check every option of ``args`` whose parser type is a ``Number`` (values set from
+    Python skip argparse); raises AppError naming the option."""
+    for action in parser._actions:
+        if isinstance(action.type, Number) and getattr(args, action.dest, None) is not None:
+            try:
+                setattr(args, action.dest, action.type(getattr(args, action.dest)))
+            except argparse.ArgumentTypeError as e:
+                raise AppError(f"{action.option_strings[0]}: {e}") from None
+
+
+def check_output_path(option, path, folder):
+    """Refuse, before any training, an output path that cannot be written: a file where a
+    folder must be (on the way to it, or as --out itself), a folder where the file must go,
+    or a parent that exists but is not writable."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise AppError(f"{option}: {path} exists and is not a folder")
+    if not folder and path.is_dir():
+        raise AppError(f"{option}: {path} is a folder; give a file path such as "
+                       f"{path / 'model.npz'}")
+    parent = path if folder else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AppError(f"{option}: cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AppError(f"{option}: cannot write into {parent} (permission denied)")
+
+
+def check_backend(name):
+    """The --backend value (or ENGINE_BACKEND) usable here, before any data is read."""
+    import engine
+
+    try:
+        engine.get_backend(name)
+    except (ValueError, RuntimeError, ImportError) as e:
+        shown = name if name is not None else os.environ.get("ENGINE_BACKEND", "cpu")
+        raise AppError(f"--backend {shown}: {e}") from None
+
+
+def check_options(parser, args):
+    """Everything about the options that can be known before the data are read: numbers in
+    range, the backend usable, output paths writable, matplotlib present for --out."""
+    check_numbers(parser, args)
+    check_backend(args.backend)
+    if args.save:
+        check_output_path("--save", args.save, folder=False)
+    if args.out:
+        check_output_path("--out", args.out, folder=True)
+        if importlib.util.find_spec("matplotlib") is None:
+            raise AppError("--out: plots need matplotlib: pip install 'lstm-engine[plot]' "
+                           "(or run without --out)")
 
 
 def add_common_arguments(parser, epochs):
@@ -38,8 +140,10 @@ def add_common_arguments(parser, epochs):
     g = parser.add_argument_group("common options")
     g.add_argument("--backend", default=None,
                    help="cpu, gpu or auto (default: ENGINE_BACKEND or cpu)")
-    g.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
-    g.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    g.add_argument("--seed", type=Number(int, low=0), default=0,
+                   help="seed of weights and batch order")
+    g.add_argument("--epochs", type=Number(int, low=1), default=epochs,
+                   help=f"training epochs (default {epochs})")
     g.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
     g.add_argument("--out", metavar="DIR", default=None,
                    help="write plots (PNG) and metrics (JSON) into DIR")
@@ -48,18 +152,18 @@ def add_common_arguments(parser, epochs):
 
 def parse_options(add_arguments, epochs, args=None, overrides=None):
     """The Namespace ``run`` uses: ``args`` as given (or the defaults), then ``overrides``
-    (keyword arguments named like the options, dashes as underscores) applied on top."""
+    (keyword arguments named like the options, dashes as underscores) applied on top, all
+    checked (``check_options``) before any data is read or any training starts."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    add_common_arguments(parser, epochs)
     if args is None:
-        parser = argparse.ArgumentParser()
-        add_arguments(parser)
-        add_common_arguments(parser, epochs)
         args = parser.parse_args([])
     for key, value in (overrides or {}).items():
         if not hasattr(args, key):
             raise TypeError(f"unknown option {key!r}")
         setattr(args, key, value)
-    if args.epochs < 1:
-        raise AppError(f"--epochs must be >= 1, got {args.epochs}")
+    check_options(parser, args)
     return args
 
 
@@ -121,7 +225,7 @@ def pyplot():
 def save_model(model, args, report, **metadata):
     """``model.save(args.save)`` when --save was given, with ``metadata`` (what a user needs
     to prepare new data for the model) in the checkpoint, as ``model.metadata`` after
-    ``engine.load``."""
+    ``engine.load``.  The path was checked before training (``check_options``)."""
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         model.metadata = metadata

@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,30 +43,73 @@ def _decode(path):
     they are (csv handles '\r\n' itself).
     """
     path = Path(path)
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if path.is_dir():
+        _fail(path, 1, "is a folder: expected a file")
+    if path.exists() and not path.is_file():
+        _fail(path, 1, "is not a regular file (a pipe or a device?)")
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:  # truncated, or not gzip at all
+            _fail(path, 1, f"cannot decompress: {e or 'the file ends early (truncated?)'}")
+    if b"\0" in data:
+        _fail(path, _line_of(data, data.index(b"\0")),
+              "NUL byte: this is a binary file, not text")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        text = data.decode("latin-1")
+    controls = sum(text.count(chr(c)) for c in _BINARY_CONTROLS)
+    if controls > max(8, len(text) // 100):
+        _fail(path, 1, f"{controls} control characters in {len(text)}: this looks like a "
+                       "binary file, not text")
+    return text
+
+
+# C0 control characters other than tab, newline, form feed and carriage return: text has
+# almost none, binary data about one byte in ten.
+_BINARY_CONTROLS = [c for c in range(32) if c not in (9, 10, 12, 13)]
+
+
+def _line_of(data, offset):
+    """The 1-based line number of byte ``offset`` of ``data``."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+# Values beyond this magnitude are refused: squared (variances, squared errors) and summed,
+# larger ones overflow float64 (the models see scaled values, so float32 is not the limit).
+MAX_ABS_VALUE = 1e100
 
 
 def _to_float(path, line, value, what):
-    """float(value), or a ValueError naming the file, the line and the quoted value."""
+    """float(value), finite and of magnitude at most MAX_ABS_VALUE, or a ValueError naming the
+    file, the line and the quoted value."""
+    if not value:
+        _fail(path, line, f"empty cell in {what} (missing value)")
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         _fail(path, line, f"non-numeric value {value!r} in {what}")
+    if not abs(number) <= MAX_ABS_VALUE:
+        _fail(path, line, f"value {value!r} in {what} is "
+                          + ("not finite" if not np.isfinite(number)
+                             else f"too large (magnitude above {MAX_ABS_VALUE:g})"))
+    return number
 
 
 def _floats(path, line, text, what):
-    """A comma-separated list of floats as a float64 array; the bad token is quoted on failure."""
+    """A comma-separated list of floats as a float64 array; the bad token is quoted on failure
+    (non-numeric, missing, not finite or too large, as ``_to_float``)."""
     tokens = text.split(",")
     try:
-        return np.array(tokens, dtype=np.float64)
+        values = np.array(tokens, dtype=np.float64)
     except ValueError:
+        values = None
+    if values is None or not (np.abs(values) <= MAX_ABS_VALUE).all():
         for token in tokens:
             _to_float(path, line, token.strip(), what)
-        raise  # unreachable: one token above failed
+    return values
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,7 +143,7 @@ def read_csv_table(path):
     reader = csv.reader(io.StringIO(_decode(path), newline=""))
     header, header_line = None, 1
     rows, lines = [], []
-    for row in reader:
+    for row in _csv_rows(path, reader):
         line = reader.line_num
         if not any(field.strip() for field in row):
             continue
@@ -114,6 +158,18 @@ def read_csv_table(path):
     if header is None:
         _fail(path, 1, "empty file: expected a header row")
     return CsvTable(path, header, rows, lines, header_line)
+
+
+def _csv_rows(path, reader):
+    """The rows of ``reader``; the csv module's errors (a field over its size limit, a NUL)
+    as ``FILE:LINE: problem``."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            _fail(path, reader.line_num, f"not readable as CSV: {e}")
 
 
 def read_csv_series(path, column, min_length=2):

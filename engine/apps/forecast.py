@@ -17,8 +17,8 @@ import numpy as np
 
 import engine
 from engine.apps.baselines import fit_linear_ar, persistence_forecast, rmse_per_horizon
-from engine.apps.common import (AppError, Report, fit_early_stopping, parse_options, save_model,
-                                user_data, write_outputs)
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, fit_early_stopping,
+                                parse_options, save_model, user_data, write_outputs)
 from engine.apps.datasets import load_sunspots, read_csv_series
 from engine.apps.windows import StandardScaler, chronological_split, make_windows
 
@@ -29,13 +29,13 @@ def add_arguments(p):
     p.add_argument("--csv", metavar="FILE", help="a CSV file with a header row (default: "
                    "the bundled monthly sunspots)")
     p.add_argument("--column", metavar="NAME", help="the CSV column holding the series")
-    p.add_argument("--window", type=int, default=60, help="input window W (default 60)")
-    p.add_argument("--horizon", type=int, default=12, help="forecast horizon H (default 12)")
+    p.add_argument("--window", type=COUNT, default=60, help="input window W (default 60)")
+    p.add_argument("--horizon", type=COUNT, default=12, help="forecast horizon H (default 12)")
     p.add_argument("--mode", choices=("direct", "recursive"), default="direct")
-    p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--patience", type=int, default=10, help="early-stopping patience, epochs")
+    p.add_argument("--hidden", type=SIZE, default=64, help="LSTM hidden size (default 64)")
+    p.add_argument("--lr", type=POSITIVE, default=3e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=COUNT, default=32)
+    p.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience, epochs")
 
 
 def load_series(args):

@@ -17,8 +17,8 @@ import numpy as np
 import engine
 from engine.apps.baselines import (directional_accuracy, majority_direction_accuracy, mean_forecast,
                                    mse, zero_forecast)
-from engine.apps.common import (AppError, Report, fit_early_stopping, parse_options, save_model,
-                                user_data, write_outputs)
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, fit_early_stopping,
+                                parse_options, save_model, user_data, write_outputs)
 from engine.apps.datasets import load_stocks, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
                                  realised_volatility)
@@ -34,11 +34,11 @@ def add_arguments(p):
     p.add_argument("--date-column", help="name of the date column (default: guessed)")
     p.add_argument("--price-column", help="name of the price column (default: Adj Close, "
                    "Close, Price or Value)")
-    p.add_argument("--window", type=int, default=20, help="past returns per sample")
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--window", type=COUNT, default=20, help="past returns per sample")
+    p.add_argument("--hidden", type=SIZE, default=32)
+    p.add_argument("--lr", type=POSITIVE, default=1e-3)
+    p.add_argument("--batch-size", type=COUNT, default=64)
+    p.add_argument("--patience", type=COUNT, default=6)
 
 
 def load_prices(args):
@@ -79,6 +79,9 @@ def run(args=None, **overrides):
     X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
     with user_data(prices.name):
         train, val, test = chronological_split(len(X))
+    if not np.any(X[train, :, 0]):
+        raise AppError(f"{args.csv or prices.name}: the prices are constant over the training days "
+                       f"({prices.dates[0]} .. {dates[train.stop - 1]}): no returns to learn from")
     sx = StandardScaler().fit(X[train].reshape(-1, 2)[:, :1])  # one scale for r and |r|
     Xs = (X / sx.scale_).astype(np.float32)
     Y = np.stack([y_ret, y_vol], axis=1)

@@ -21,7 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import engine
-from engine.apps.common import AppError, Report, parse_options, save_model, user_data, write_outputs
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
+                                parse_options, save_model, user_data, write_outputs)
 from engine.apps.datasets import load_devils_dictionary, read_text
 from engine.apps.windows import CharVocab
 
@@ -31,16 +32,17 @@ EPOCHS = 200
 def add_arguments(p):
     p.add_argument("--text", metavar="FILE", help="a text file (default: the bundled "
                    "Devil's Dictionary)")
-    p.add_argument("--minutes", type=float, default=6.0, help="training time budget")
-    p.add_argument("--hidden", type=int, default=256, help="LSTM hidden size (default 256)")
-    p.add_argument("--layers", type=int, default=1, help="stacked LSTM layers (default 1)")
-    p.add_argument("--embed", type=int, default=32, help="embedding size (default 32)")
-    p.add_argument("--batch-size", type=int, default=64, help="parallel streams")
-    p.add_argument("--seq", type=int, default=100, help="truncated-BPTT chunk length K")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate")
-    p.add_argument("--sample", type=int, default=300, metavar="N",
+    p.add_argument("--minutes", type=POSITIVE, default=6.0, help="training time budget")
+    p.add_argument("--hidden", type=SIZE, default=256, help="LSTM hidden size (default 256)")
+    p.add_argument("--layers", type=Number(int, low=1, high=64), default=1,
+                   help="stacked LSTM layers (default 1)")
+    p.add_argument("--embed", type=SIZE, default=32, help="embedding size (default 32)")
+    p.add_argument("--batch-size", type=COUNT, default=64, help="parallel streams")
+    p.add_argument("--seq", type=COUNT, default=100, help="truncated-BPTT chunk length K")
+    p.add_argument("--lr", type=POSITIVE, default=3e-3, help="peak Adam learning rate")
+    p.add_argument("--sample", type=Number(int, low=0), default=300, metavar="N",
                    help="characters to generate (0: none)")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperature", type=POSITIVE, default=0.7)
     p.add_argument("--prime", default="\n", help="text to start the sample from")
     p.add_argument("--load", metavar="MODEL", help="generate from a saved model; no training")
 
@@ -154,16 +156,23 @@ def train(model, train_ids, val_ids, args, report):
 
 
 # ------------------------------------------------------------------------------- sampling
-def sample(model, vocab, n, temperature=1.0, prime="\n", seed=0):
-    """``prime`` followed by n generated characters (softmax of logits / temperature)."""
+def prime_ids(vocab, prime):
+    """The ids of ``prime``; AppError when it is empty or has a character the text lacks.
+    ``run`` calls it before training, so a bad prime never costs a training run."""
     if not prime:
         raise AppError("--prime must not be empty")
-    if temperature <= 0:
-        raise AppError(f"--temperature must be > 0, got {temperature}")
     try:
-        ids = vocab.encode(prime)
+        return vocab.encode(prime)
     except ValueError as e:
-        raise AppError(f"--prime: {e}") from e
+        raise AppError(f"--prime: {e}; give a --prime made of characters of the text "
+                       f"(for example --prime {vocab.chars[0]!r})") from e
+
+
+def sample(model, vocab, n, temperature=1.0, prime="\n", seed=0):
+    """``prime`` followed by n generated characters (softmax of logits / temperature)."""
+    if not temperature > 0:
+        raise AppError(f"--temperature must be > 0, got {temperature}")
+    ids = prime_ids(vocab, prime)
     rng = np.random.default_rng(seed)
     logits, states = step_logits(model, ids[None, :].astype(np.int64), None)
     out = []
@@ -205,6 +214,8 @@ def run(args=None, **overrides):
         return generate_only(args, report)
     text, name = load_text(args)
     vocab, train_ids, val_ids = split_ids(text, args)
+    if args.sample:
+        prime_ids(vocab, args.prime)
     report(f"text: {name}, {len(text):,} characters, vocabulary {len(vocab)}, "
            f"held out {len(val_ids):,}; budget {args.minutes:g} min")
     model = build_model(args, len(vocab))
@@ -234,6 +245,7 @@ def run(args=None, **overrides):
 def generate_only(args, report):
     """--load: print --sample characters from the saved model; metrics hold the sample."""
     model, vocab = load_model(args)
+    prime_ids(vocab, args.prime)
     text = sample(model, vocab, args.sample, args.temperature, args.prime, args.seed)
     if not args.quiet:
         print(text)

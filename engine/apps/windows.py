@@ -45,6 +45,10 @@ class StandardScaler:
             raise ValueError("StandardScaler.fit: need at least one row of finite values")
         self.mean_ = x.mean(axis=0)
         std = x.std(axis=0)
+        if not (np.all(np.isfinite(self.mean_)) and np.all(np.isfinite(std))):
+            self.mean_ = None
+            raise ValueError("StandardScaler.fit: the values are too large to scale (their "
+                             f"variance overflows; largest magnitude {np.abs(x).max():.3g})")
         self.scale_ = np.where(std > 0, std, 1.0)
         return self
 

@@ -130,7 +130,7 @@ BAD_READ_CSV_SERIES = [
                  id="missing_column_names_the_header_line"),
     pytest.param("s.csv", "month,value\n1,2\n2,abc\n3,4\n", 3, ("'abc'", "non-numeric"),
                  lambda path: ds.read_csv_series(path, "value"), id="non_numeric_quoted"),
-    pytest.param("s.csv", "month,value\n1,2\n2,\n", 3, ("''", "non-numeric"),
+    pytest.param("s.csv", "month,value\n1,2\n2,\n", 3, ("empty cell", "missing value"),
                  lambda path: ds.read_csv_series(path, "value"), id="empty_cell"),
     pytest.param("s.csv", "value\n1\n2\n3\n", 4, ("too short", "3 values", "72"),
                  lambda path: ds.read_csv_series(path, "value", min_length=72), id="too_short"),
