@@ -17,8 +17,9 @@ import numpy as np
 
 import engine
 from engine.apps.baselines import accuracy, confusion_matrix, majority_class
-from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, parse_options,
-                                save_model, user_data, write_outputs)
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
+                                load_saved, parse_options, save_model, saved_value, user_data,
+                                write_outputs)
 from engine.apps.datasets import load_japanese_vowels, pad_sequences, read_sequence_csv, read_ts
 from engine.apps.windows import StandardScaler
 
@@ -33,6 +34,7 @@ def add_arguments(p):
                    help="bidirectional LSTM (default; --no-bidirectional for one direction)")
     p.add_argument("--lr", type=POSITIVE, default=3e-3)
     p.add_argument("--batch-size", type=COUNT, default=16)
+    add_load_argument(p)
 
 
 def read_labelled(path, class_names=None):
@@ -78,6 +80,8 @@ def run(args=None, **overrides):
     """Train for --epochs on the training set, evaluate on the test set; returns metrics."""
     args = parse_options(add_arguments, EPOCHS, args, overrides)
     report = Report(args.quiet)
+    if args.load:
+        return apply_saved(args, report)
     Xtr, ytr, Xte, yte, names, data = load_data(args)
     scaler = StandardScaler().fit(np.concatenate(Xtr))
     (xtr, ltr), (xte, lte) = prepare(Xtr, scaler), prepare(Xte, scaler)
@@ -101,6 +105,47 @@ def run(args=None, **overrides):
                "confusion_matrix": cm.tolist(), "history": {"loss": history["loss"]}}
     report(f"test accuracy {metrics['test_accuracy']:.1%} (majority class "
            f"{metrics['majority_class_accuracy']:.1%})")
+    report(format_confusion(cm, names))
+    return write_outputs(args, "classify", metrics,
+                         lambda plt, path: plot(plt, path, cm, names, metrics), report)
+
+
+def _class_names(value):
+    names = [str(n) for n in value] if isinstance(value, list) else None
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"expected a list of distinct class names, got {str(value)[:80]}")
+    return names
+
+
+def apply_saved(args, report):
+    """--load: classify the sequences of --test FILE (or JapaneseVowels' test set) with the
+    saved model, its scaler and class names; accuracy and the confusion matrix against the
+    file's labels, and each sequence's predicted class."""
+    model = load_saved(args, "classify")
+    names = saved_value(args, model, "classes", _class_names)
+    scaler = saved_value(args, model, "scaler", StandardScaler.from_state)
+    features = model.layers[0].input_size
+    if args.test is None:
+        X, y = load_japanese_vowels()[2:]
+        data = "JapaneseVowels test set"
+    else:
+        with user_data():
+            X, y, _ = read_labelled(args.test, class_names=names)
+        data = args.test
+    if X[0].shape[1] != features or np.size(scaler.mean_) not in (1, features):
+        raise AppError(f"{data}: {X[0].shape[1]} features per step, but the model {args.load} "
+                       f"takes {features}")
+    x, lengths = prepare(X, scaler)
+    if model.layers[-1].out_features != len(names):
+        raise AppError(f"{args.load}: {len(names)} class names for "
+                       f"{model.layers[-1].out_features} outputs")
+    pred = np.argmax(model.predict(x, lengths=lengths), axis=1)
+    cm = confusion_matrix(y, pred, len(names))
+    metrics = {"command": "classify", "model": args.load, "data": data, "classes": names,
+               "n_test": len(X), "test_accuracy": accuracy(y, pred),
+               "confusion_matrix": cm.tolist(), "predicted": [names[k] for k in pred]}
+    report(f"classify: {args.load} on {data}, {len(X)} sequences: accuracy "
+           f"{metrics['test_accuracy']:.1%}")
     report(format_confusion(cm, names))
     return write_outputs(args, "classify", metrics,
                          lambda plt, path: plot(plt, path, cm, names, metrics), report)

@@ -233,6 +233,42 @@ def save_model(model, args, report, **metadata):
         report(f"saved the model to {args.save}")
 
 
+def add_load_argument(parser):
+    """--load MODEL: apply a model that ``--save`` wrote instead of training one."""
+    parser.add_argument("--load", metavar="MODEL", help="apply a model saved by --save to the "
+                        "data (no training: the training options are ignored)")
+
+
+def load_saved(args, command):
+    """The model at --load, saved by ``command``, on --backend; AppError naming the file for
+    anything else (the checkpoint is read as untrusted input by ``engine.load``)."""
+    import engine
+
+    with user_data():
+        model = engine.load(args.load, backend=args.backend)
+    saved = model.metadata.get("command")
+    if saved != command:
+        raise AppError(f"{args.load}: a model saved by the {saved!r} command, not by "
+                       f"{command!r}" if saved else
+                       f"{args.load}: no preprocessing saved with this model (save it with "
+                       f"`{command} --save`)")
+    return model
+
+
+def saved_value(args, model, key, check=None):
+    """``model.metadata[key]``, checked by ``check`` (a Number, or a function raising
+    ValueError/TypeError); AppError naming the file and the key otherwise."""
+    if key not in model.metadata:
+        raise AppError(f"{args.load}: metadata has no {key!r}: not saved by this command?")
+    value = model.metadata[key]
+    if check is None:
+        return value
+    try:
+        return check(value)
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+        raise AppError(f"{args.load}: metadata {key!r}: {e}") from None
+
+
 def fit_early_stopping(model, train, val, args, batch_size, patience, report):
     """``model.fit`` on ``train`` = (x, y[, lengths]) for up to --epochs, with early stopping on
     ``val`` (same form): the weights of the epoch with the lowest validation loss are kept.

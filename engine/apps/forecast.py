@@ -17,8 +17,9 @@ import numpy as np
 
 import engine
 from engine.apps.baselines import fit_linear_ar, persistence_forecast, rmse_per_horizon
-from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, fit_early_stopping,
-                                parse_options, save_model, user_data, write_outputs)
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
+                                fit_early_stopping, load_saved, parse_options, save_model,
+                                saved_value, user_data, write_outputs)
 from engine.apps.datasets import load_sunspots, read_csv_series
 from engine.apps.windows import StandardScaler, chronological_split, make_windows
 
@@ -36,6 +37,7 @@ def add_arguments(p):
     p.add_argument("--lr", type=POSITIVE, default=3e-3, help="Adam learning rate")
     p.add_argument("--batch-size", type=COUNT, default=32)
     p.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience, epochs")
+    add_load_argument(p)
 
 
 def load_series(args):
@@ -88,6 +90,8 @@ def run(args=None, **overrides):
     """Train, evaluate on the test windows and return the metrics dict (see the module doc)."""
     args = parse_options(add_arguments, EPOCHS, args, overrides)
     report = Report(args.quiet)
+    if args.load:
+        return apply_saved(args, report)
     series, name = load_series(args)
     d = prepare(series, args)
     train, val, test = d["split"]
@@ -108,6 +112,60 @@ def run(args=None, **overrides):
     print_table(metrics, report)
     return write_outputs(args, "forecast", metrics,
                          lambda plt, path: plot(plt, path, series, d, metrics), report)
+
+
+def _mode(value):
+    if value not in ("direct", "recursive"):
+        raise ValueError(f"expected 'direct' or 'recursive', got {value!r}")
+    return value
+
+
+def apply_saved(args, report):
+    """--load: the saved model on the series (--csv or the bundled one), with the window,
+    horizon, mode and scaler saved with it: RMSE per horizon over every window of the series
+    beside persistence, and the forecast of the next ``horizon`` values after its end."""
+    model = load_saved(args, "forecast")
+    args.window = saved_value(args, model, "window", COUNT)
+    args.horizon = saved_value(args, model, "horizon", COUNT)
+    mode = saved_value(args, model, "mode", _mode)
+    scaler = saved_value(args, model, "scaler", StandardScaler.from_state)
+    series, name = load_series(args)
+    with user_data("forecast"):
+        X, Y = make_windows(series, args.window, args.horizon)
+    pred = scaler.inverse_transform(forecast_scaled(
+        model, scaler.transform(X).astype(np.float32), args.horizon, mode))
+    last = scaler.transform(series[-args.window:]).astype(np.float32)[None, :, None]
+    future = scaler.inverse_transform(forecast_scaled(model, last, args.horizon, mode))[0]
+    rmse = {"lstm": rmse_per_horizon(pred, Y),
+            "persistence": rmse_per_horizon(persistence_forecast(X, args.horizon), Y)}
+    metrics = {"command": "forecast", "model": args.load, "data": name, "window": args.window,
+               "horizon": args.horizon, "mode": mode, "n_windows": int(len(X)),
+               "rmse_per_horizon": {k: v.tolist() for k, v in rmse.items()},
+               "rmse_mean": {k: float(v.mean()) for k, v in rmse.items()},
+               "next_forecast": future.tolist()}
+    report(f"forecast: {args.load} on {name}: {len(X)} windows of {args.window}, horizon "
+           f"{args.horizon} ({mode}); RMSE mean over horizons: lstm "
+           f"{metrics['rmse_mean']['lstm']:.4g}, persistence "
+           f"{metrics['rmse_mean']['persistence']:.4g}")
+    report(f"next {args.horizon} values after the series: "
+           + ", ".join(f"{v:.4g}" for v in future))
+    return write_outputs(args, "forecast", metrics,
+                         lambda plt, path: plot_next(plt, path, series, future, metrics), report)
+
+
+def plot_next(plt, path, series, future, m):
+    """The series' last stretch and the forecast of the values after it."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    n = min(len(series), 4 * m["window"])
+    t = np.arange(len(series) - n, len(series))
+    ax.plot(t, series[-n:], color="0.4", lw=1, label="series")
+    ax.plot(len(series) + np.arange(len(future)), future, "o-", ms=3, label="forecast")
+    ax.set(title=f"{m['data']}: next {m['horizon']} values ({m['model']})", xlabel="step",
+           ylabel="value")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def evaluate(model, d, args, name, history):

@@ -17,8 +17,9 @@ import numpy as np
 import engine
 from engine.apps.baselines import (directional_accuracy, majority_direction_accuracy, mean_forecast,
                                    mse, zero_forecast)
-from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, fit_early_stopping,
-                                parse_options, save_model, user_data, write_outputs)
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
+                                fit_early_stopping, load_saved, parse_options, save_model,
+                                saved_value, user_data, write_outputs)
 from engine.apps.datasets import load_stocks, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
                                  realised_volatility)
@@ -39,6 +40,7 @@ def add_arguments(p):
     p.add_argument("--lr", type=POSITIVE, default=1e-3)
     p.add_argument("--batch-size", type=COUNT, default=64)
     p.add_argument("--patience", type=COUNT, default=6)
+    add_load_argument(p)
 
 
 def load_prices(args):
@@ -75,6 +77,8 @@ def run(args=None, **overrides):
     """Train on returns, compare with the baselines on the test days; returns the metrics."""
     args = parse_options(add_arguments, EPOCHS, args, overrides)
     report = Report(args.quiet)
+    if args.load:
+        return apply_saved(args, report)
     prices = load_prices(args)
     X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
     with user_data(prices.name):
@@ -106,6 +110,56 @@ def run(args=None, **overrides):
     plot_data = (dates[test], Y[test], pred, last_vol[test])
     return write_outputs(args, "stocks", metrics,
                          lambda plt, path: plot(plt, path, plot_data, metrics), report)
+
+
+def apply_saved(args, report):
+    """--load: the saved model on the prices (--csv or --ticker), with the window and scales
+    saved with it: MSE of both targets over every day of the series beside the zero-return
+    and last-5-days baselines, and the prediction for the day after the last price."""
+    model = load_saved(args, "stocks")
+    args.window = saved_value(args, model, "window", COUNT)
+    scale = saved_value(args, model, "input_scale", POSITIVE)
+    sy = saved_value(args, model, "target_scaler", StandardScaler.from_state)
+    prices = load_prices(args)
+    X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
+    pred = sy.inverse_transform(model.predict((X / scale).astype(np.float32)))
+    r = log_returns(prices.close)[-args.window:]
+    last = (np.stack([r, np.abs(r)], axis=1)[None] / scale).astype(np.float32)
+    nxt = sy.inverse_transform(model.predict(last))[0]
+    metrics = {"command": "stocks", "model": args.load, "data": prices.name,
+               "window": args.window, "n_days": int(len(X)),
+               "next_day_return_mse": {"lstm": mse(pred[:, 0], y_ret),
+                                       "zero": mse(zero_forecast(y_ret), y_ret)},
+               "volatility_5d_mse": {"lstm": mse(pred[:, 1], y_vol),
+                                     "persistence": mse(last_vol, y_vol)},
+               "directional_accuracy": directional_accuracy(pred[:, 0], y_ret),
+               "after": str(prices.dates[-1]),
+               "prediction": {"next_day_return": float(nxt[0]),
+                              "volatility_5d": float(nxt[1])}}
+    report(f"stocks: {args.load} on {prices.name}, {len(X)} days: next-day return MSE "
+           f"{metrics['next_day_return_mse']['lstm']:.3e} (zero "
+           f"{metrics['next_day_return_mse']['zero']:.3e}); 5-day volatility MSE "
+           f"{metrics['volatility_5d_mse']['lstm']:.3e} (last 5 days "
+           f"{metrics['volatility_5d_mse']['persistence']:.3e})")
+    report(f"after {metrics['after']}: next-day log return {nxt[0]:+.4f}, 5-day realised "
+           f"volatility {nxt[1]:.4f}")
+    return write_outputs(args, "stocks", metrics,
+                         lambda plt, path: plot_volatility(plt, path, dates, y_vol, pred[:, 1],
+                                                           metrics), report)
+
+
+def plot_volatility(plt, path, dates, true, pred, m):
+    """Realised 5-day volatility and the saved model's prediction of it, by date."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(dates, true, color="0.5", lw=0.8, label="realised")
+    ax.plot(dates, pred, lw=0.8, label="predicted")
+    ax.set(title=f"{m['data']}: 5-day realised volatility ({m['model']})", xlabel="date",
+           ylabel="volatility")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def newey_west_t(d, lags=VOL_DAYS):

@@ -77,9 +77,21 @@ class StandardScaler:
 
     @classmethod
     def from_state(cls, state):
+        """The scaler ``state()`` described; ValueError for anything else (a saved model's
+        metadata is untrusted input)."""
+        try:
+            mean = np.asarray(state["mean"], dtype=np.float64)
+            scale = np.asarray(state["scale"], dtype=np.float64)
+        except (TypeError, KeyError, ValueError):
+            raise ValueError("scaler state: expected {'mean': numbers, 'scale': numbers}, got "
+                             f"{str(state)[:80]}") from None
+        if (mean.shape != scale.shape or mean.ndim > 1 or not np.isfinite(mean).all()
+                or not (np.isfinite(scale) & (scale > 0)).all()):
+            raise ValueError("scaler state: mean and scale must be finite numbers of one shape, "
+                             f"scale > 0; got mean {mean.tolist()!s:.60}, scale "
+                             f"{scale.tolist()!s:.60}")
         scaler = cls()
-        scaler.mean_ = np.asarray(state["mean"], dtype=np.float64)
-        scaler.scale_ = np.asarray(state["scale"], dtype=np.float64)
+        scaler.mean_, scaler.scale_ = mean, scale
         return scaler
 
 

@@ -293,3 +293,60 @@ def test_commands_run_on_the_gpu_backend(tmp_path):
     m = classify.run(train=str(train), test=str(test), epochs=1, hidden=3, quiet=True,
                      backend="gpu", out=str(tmp_path / "c"))
     assert 0.0 <= m["test_accuracy"] <= 1.0
+
+
+# ------------------------------------------------------------------------------ --load
+def test_every_command_applies_its_saved_model(series_csv, prices_csv, ts_files, tmp_path):
+    """``--save`` then ``--load``: forecast, stocks and classify apply the checkpoint to data
+    from the command line with the preprocessing saved in it, and get what the model gives."""
+    f = tmp_path / "f.npz"
+    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **TINY)
+    assert main(["forecast", "--load", str(f), "--csv", str(series_csv), "--column", "level",
+                 "--quiet", "--out", str(tmp_path / "fo")]) == 0
+    m = _files_ok(tmp_path / "fo", "forecast", ["rmse_mean", "next_forecast"])
+    model = engine.load(f)
+    scaler = StandardScaler.from_state(model.metadata["scaler"])
+    series = read_csv_series(series_csv, "level")
+    last = scaler.transform(series[-12:]).astype(np.float32)[None, :, None]
+    want = scaler.inverse_transform(forecast.forecast_scaled(model, last, 3, "direct"))[0]
+    np.testing.assert_allclose(m["next_forecast"], want, rtol=1e-6)
+
+    s = tmp_path / "s.npz"
+    stocks.run(csv=str(prices_csv), window=10, save=str(s), **TINY)
+    got = stocks.run(load=str(s), csv=str(prices_csv), quiet=True)
+    model = engine.load(s)
+    close = np.loadtxt(prices_csv, delimiter=",", skiprows=1, usecols=1)
+    r = np.diff(np.log(close))[-10:]
+    x = (np.stack([r, np.abs(r)], 1)[None] / model.metadata["input_scale"]).astype(np.float32)
+    sy = StandardScaler.from_state(model.metadata["target_scaler"])
+    want = sy.inverse_transform(model.predict(x))[0]
+    assert got["prediction"]["next_day_return"] == pytest.approx(want[0], rel=1e-5)
+    assert got["prediction"]["volatility_5d"] == pytest.approx(want[1], rel=1e-5)
+
+    c = tmp_path / "c.npz"
+    train, test = ts_files
+    trained = classify.run(train=str(train), test=str(test), save=str(c), **TINY)
+    applied = classify.run(load=str(c), test=str(test), quiet=True)
+    assert applied["test_accuracy"] == trained["test_accuracy"]
+    assert applied["confusion_matrix"] == trained["confusion_matrix"]
+    assert len(applied["predicted"]) == 9 and set(applied["predicted"]) <= {"a", "b", "c"}
+
+
+def test_load_refuses_another_commands_model_and_bad_metadata(series_csv, ts_files, tmp_path,
+                                                              capsys):
+    c = tmp_path / "c.npz"
+    classify.run(train=str(ts_files[0]), test=str(ts_files[1]), save=str(c), **TINY)
+    assert main(["forecast", "--load", str(c), "--quiet"]) == 2
+    assert f"{c}: a model saved by the 'classify' command" in capsys.readouterr().err
+    f = tmp_path / "f.npz"
+    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **TINY)
+    model = engine.load(f)
+    for key, value, words in [("scaler", {"mean": 1.0, "scale": -2.0}, "scale > 0"),
+                              ("window", 0, "expected an integer >= 1"),
+                              ("mode", "sideways", "'direct' or 'recursive'")]:
+        bad = tmp_path / f"bad_{key}.npz"
+        model.metadata = dict(engine.load(f).metadata, **{key: value})
+        model.save(bad)
+        assert main(["forecast", "--load", str(bad), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"{bad}: metadata {key!r}: " in err and words in err, err
