@@ -35,7 +35,7 @@ from engine.backends.threads import choose_blas_kernels  # noqa: E402
 choose_blas_kernels()  # before SciPy's OpenBLAS loads (see engine.backends.threads)
 
 from engine.backends import get_backend  # noqa: E402
-from engine.checkpoint import load  # noqa: E402
+from engine.checkpoint import CheckpointError, load  # noqa: E402
 from engine.grad import is_grad_enabled, no_grad  # noqa: E402
 from engine.layers import Dense, Embedding  # noqa: E402
 from engine.losses import mse, softmax_cross_entropy  # noqa: E402
@@ -43,7 +43,8 @@ from engine.lstm import LSTM  # noqa: E402
 from engine.model import Sequential, set_forget_bias  # noqa: E402
 from engine.optim import SGD, Adam, clip_grad_norm  # noqa: E402
 
-__all__ = ["LSTM", "Adam", "Dense", "Embedding", "SGD", "Sequential", "clip_grad_norm",
+__all__ = ["LSTM", "Adam", "CheckpointError", "Dense", "Embedding", "SGD", "Sequential",
+           "clip_grad_norm",
            "get_backend", "is_grad_enabled", "load", "mse", "no_grad", "set_forget_bias",
            "softmax_cross_entropy"]
 __version__ = "0.1.0"

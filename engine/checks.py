@@ -7,11 +7,21 @@ import numpy as np
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-def check_int(name, value, minimum):
+# Caps on layer sizes, far above any model these kernels run well, so that a typo or a
+# crafted checkpoint fails at once instead of allocating for minutes (10**7 layers took a
+# minute and 5.7 GB before a MemoryError).
+MAX_SIZE = 1 << 24
+MAX_LAYERS = 1024
+
+
+def check_int(name, value, minimum, maximum=None):
+    """``value`` as an int in [minimum, maximum]; TypeError for a non-int (bool included)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 

@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import as_array, check_array, check_choice, check_dtype, check_ids, check_int
+from engine.checks import (MAX_SIZE, as_array, check_array, check_choice, check_dtype, check_ids,
+                           check_int)
 from engine.module import ParamModule
 
 DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
@@ -32,8 +33,8 @@ class Dense(ParamModule):
 
     def __init__(self, in_features, out_features, activation=None, bias=True, dtype="float32",
                  backend=None, seed=None):
-        self.in_features = check_int("in_features", in_features, 1)
-        self.out_features = check_int("out_features", out_features, 1)
+        self.in_features = check_int("in_features", in_features, 1, MAX_SIZE)
+        self.out_features = check_int("out_features", out_features, 1, MAX_SIZE)
         self.activation = check_choice("activation", activation, DENSE_ACTIVATIONS)
         self.bias = bool(bias)
         self.dtype = check_dtype(dtype)
@@ -44,10 +45,12 @@ class Dense(ParamModule):
         self.grads = {}
         self._saved = None
 
-    def param_shapes(self):
-        shapes = {"weight": (self.out_features, self.in_features)}
-        if self.bias:
-            shapes["bias"] = (self.out_features,)
+    @classmethod
+    def shapes_of(cls, config):
+        out_f = check_int("out_features", config["out_features"], 1, MAX_SIZE)
+        shapes = {"weight": (out_f, check_int("in_features", config["in_features"], 1, MAX_SIZE))}
+        if config.get("bias", True):
+            shapes["bias"] = (out_f,)
         return shapes
 
     def get_config(self):
@@ -136,8 +139,8 @@ class Embedding(ParamModule):
     """
 
     def __init__(self, num_embeddings, embedding_dim, dtype="float32", backend=None, seed=None):
-        self.num_embeddings = check_int("num_embeddings", num_embeddings, 1)
-        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1)
+        self.num_embeddings = check_int("num_embeddings", num_embeddings, 1, MAX_SIZE)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, MAX_SIZE)
         self.dtype = check_dtype(dtype)
         self.backend = get_backend(backend)
         rng = np.random.default_rng(seed)
@@ -145,8 +148,10 @@ class Embedding(ParamModule):
         self.grads = {}
         self._saved = None
 
-    def param_shapes(self):
-        return {"weight": (self.num_embeddings, self.embedding_dim)}
+    @classmethod
+    def shapes_of(cls, config):
+        return {"weight": (check_int("num_embeddings", config["num_embeddings"], 1, MAX_SIZE),
+                           check_int("embedding_dim", config["embedding_dim"], 1, MAX_SIZE))}
 
     def get_config(self):
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,

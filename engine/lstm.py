@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from engine.backends import get_backend
-from engine.checks import (as_array, check_array, check_choice, check_dtype, check_int,
-                           check_lengths, check_probability)
+from engine.checks import (MAX_LAYERS, MAX_SIZE, as_array, check_array, check_choice, check_dtype,
+                           check_int, check_lengths, check_probability)
 from engine.grad import is_grad_enabled
 from engine.kernels import ACTIVATIONS
 from engine.module import ParamModule
@@ -64,9 +64,9 @@ class LSTM(ParamModule):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, cell_activation="tanh",
                  dtype="float32", backend=None, seed=None):
-        self.input_size = check_int("input_size", input_size, 1)
-        self.hidden_size = check_int("hidden_size", hidden_size, 1)
-        self.num_layers = check_int("num_layers", num_layers, 1)
+        self.input_size = check_int("input_size", input_size, 1, MAX_SIZE)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1, MAX_SIZE)
+        self.num_layers = check_int("num_layers", num_layers, 1, MAX_LAYERS)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = check_probability("dropout", dropout)
@@ -107,21 +107,27 @@ class LSTM(ParamModule):
         """R: the size of each direction's h (proj_size when projecting, else hidden_size)."""
         return self.proj_size or self.hidden_size
 
-    def param_shapes(self):
+    @classmethod
+    def shapes_of(cls, config):
         """Ordered {name: shape} of every parameter, in ``torch.nn.LSTM``'s order."""
-        H, G, R = self.hidden_size, 4 * self.hidden_size, self.output_size
+        I = check_int("input_size", config["input_size"], 1, MAX_SIZE)
+        H = check_int("hidden_size", config["hidden_size"], 1, MAX_SIZE)
+        layers = check_int("num_layers", config.get("num_layers", 1), 1, MAX_LAYERS)
+        P = check_int("proj_size", config.get("proj_size", 0), 0, H - 1)
+        dirs = 2 if config.get("bidirectional", False) else 1
+        G, R = 4 * H, P or H
         shapes = {}
-        for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else R * self.num_directions
-            for d in range(self.num_directions):
+        for layer in range(layers):
+            in_size = I if layer == 0 else R * dirs
+            for d in range(dirs):
                 sfx = _suffix(layer, d)
                 shapes["weight_ih" + sfx] = (G, in_size)
                 shapes["weight_hh" + sfx] = (G, R)
-                if self.bias:
+                if config.get("bias", True):
                     shapes["bias_ih" + sfx] = (G,)
                     shapes["bias_hh" + sfx] = (G,)
-                if self.proj_size:
-                    shapes["weight_hr" + sfx] = (self.proj_size, H)
+                if P:
+                    shapes["weight_hr" + sfx] = (P, H)
         return shapes
 
     def get_config(self):

@@ -1,9 +1,10 @@
 """``ParamModule``: the parameter handling every layer shares (PyTorch's ``Module``/``RNNBase``
 and Keras's ``get_config`` habits, once for ``LSTM``, ``Dense`` and ``Embedding``).
 
-A layer sets ``dtype`` and ``backend`` and defines ``param_shapes()`` (its parameters in order,
-with PyTorch's names) and ``get_config()`` (the constructor arguments that rebuild it).  It then
-has ``params`` (name -> backend array), ``grads`` (same keys, overwritten by each backward),
+A layer sets ``dtype`` and ``backend`` and defines ``get_config()`` (the constructor arguments
+that rebuild it) and ``shapes_of(config)`` (its parameters in order, with PyTorch's names, from
+such a config alone: a checkpoint's entries are checked against it before the layer is built).
+It then has ``params`` (name -> backend array), ``grads`` (same keys, overwritten by each backward),
 ``state_dict``/``load_state_dict`` exchanging NumPy copies, and ``from_config``.
 """
 import numpy as np
@@ -14,9 +15,15 @@ from engine.checks import check_state_dict
 class ParamModule:
     """Base of the layers; see the module docstring."""
 
+    @classmethod
+    def shapes_of(cls, config):
+        """Ordered {name: shape} of every parameter of the layer ``config`` (``get_config()``
+        output) describes, without building it; TypeError/ValueError for a bad config."""
+        raise NotImplementedError
+
     def param_shapes(self):
         """Ordered {name: shape} of every parameter."""
-        raise NotImplementedError
+        return self.shapes_of(self.get_config())
 
     def get_config(self):
         """{argument: value}: the constructor arguments (JSON values; backend and seed

@@ -58,22 +58,49 @@ class Optimizer:
 
     def load_state_dict(self, state, params):
         """Restore ``steps`` and buffers saved by ``state_dict``; ``params`` (the live
-        parameters) give each buffer's backend and dtype."""
-        if state.get("config", {}).get("type") != type(self).__name__:
-            raise ValueError(f"optimizer state is for {state.get('config', {}).get('type')!r}, "
-                             f"not {type(self).__name__}")
+        parameters) give each buffer's backend and dtype.  Everything is checked before
+        anything changes: the optimizer type, a step count >= 0, each buffer matching a
+        parameter's shape with finite values of its kind (``_check_buffer``), and after any
+        step every buffer this optimizer keeps present for every parameter."""
+        if not isinstance(state, dict) or not isinstance(state.get("buffers"), dict):
+            raise TypeError("optimizer state must be a dict with 'config', 'steps' and "
+                            f"'buffers', got {type(state).__name__}")
+        kind = state.get("config", {}).get("type") if isinstance(state.get("config"), dict) \
+            else None
+        if kind != type(self).__name__:
+            raise ValueError(f"optimizer state is for {kind!r}, not {type(self).__name__}")
+        steps = state.get("steps")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"optimizer steps must be an integer >= 0, got {steps!r}")
         xp_state = {}
         for key, a in state["buffers"].items():
-            name, _, buf = key.rpartition("/")
+            name, _, buf = str(key).rpartition("/")
             if name not in params or buf not in self.buffer_names:
                 raise ValueError(f"optimizer buffer {key!r} matches no parameter")
             p = params[name]
-            if tuple(a.shape) != tuple(p.shape):
-                raise ValueError(f"optimizer buffer {key!r} has shape {tuple(a.shape)}, "
-                                 f"parameter has {tuple(p.shape)}")
+            a = np.asarray(_to_numpy(a))
+            if a.dtype.kind not in "fiu" or tuple(a.shape) != tuple(p.shape):
+                raise ValueError(f"optimizer buffer {key!r} is {a.dtype} {tuple(a.shape)}, "
+                                 f"parameter is {p.dtype} {tuple(p.shape)}")
+            problem = self._check_buffer(buf, a)
+            if problem:
+                raise ValueError(f"optimizer buffer {key!r} {problem}")
             xp_state.setdefault(name, {})[buf] = array_module(p).asarray(a, dtype=p.dtype)
-        self.steps = int(state["steps"])
+        missing = [f"{name}/{b}" for name in params for b in self.kept_buffers()
+                   if steps and b not in xp_state.get(name, {})]
+        if missing:
+            raise ValueError(f"optimizer state after {steps} steps lacks buffers {missing[:4]}"
+                             + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""))
+        self.steps = int(steps)
         self.state = xp_state
+
+    def kept_buffers(self):
+        """The buffers every parameter has after a step."""
+        return self.buffer_names
+
+    def _check_buffer(self, buf, a):
+        """What is wrong with buffer values ``a`` (a NumPy array), or None."""
+        return None if np.isfinite(a).all() else "contains NaN or Inf"
 
 
 class SGD(Optimizer):
@@ -89,6 +116,9 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
+
+    def kept_buffers(self):
+        return self.buffer_names if self.momentum else ()
 
     def _update(self, name, p, g, lr):
         if self.momentum == 0:
@@ -128,6 +158,12 @@ class Adam(Optimizer):
             raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
         self.eps = _check_positive("eps", eps, allow_zero=False)
         self.weight_decay = _check_positive("weight_decay", weight_decay, allow_zero=True)
+
+    def _check_buffer(self, buf, a):
+        problem = super()._check_buffer(buf, a)
+        if problem is None and buf == "exp_avg_sq" and (a < 0).any():
+            problem = "has negative values (a running mean of squares)"
+        return problem
 
     def _update(self, name, p, g, lr):
         b1, b2 = self.betas

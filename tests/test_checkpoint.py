@@ -1,6 +1,8 @@
 """Checkpoints: round trip, bit-exact resume, atomic writes, rejection of bad files."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +165,123 @@ def test_umask_is_read_with_and_without_proc(monkeypatch):
         assert checkpoint._umask() == 0o027
     finally:
         assert os.umask(old) == 0o027  # the fallback put the mask back
+
+
+# ------------------------------------------------------------------ untrusted files (issue 20)
+def _entries(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _trained(tmp_path, data):
+    x, y, _ = data
+    model = _model(Adam(0.01))
+    model.fit(x, y, batch_size=10, verbose=False)
+    path = tmp_path / "ck.npz"
+    model.save(path)
+    return path
+
+
+def _with(tmp_path, path, name, change):
+    """A copy of checkpoint ``path`` with ``change(entries)`` applied, saved as ``name``."""
+    arrays = _entries(path)
+    change(arrays)
+    out = tmp_path / name
+    np.savez(out, **arrays)
+    return out
+
+
+def _config(change):
+    def apply(arrays):
+        config = json.loads(str(arrays["__config__"]))
+        change(config)
+        arrays["__config__"] = np.array(json.dumps(config))
+    return apply
+
+
+def _set(key, value):
+    def apply(arrays):
+        arrays[key] = value
+    return apply
+
+
+def _drop(key):
+    def apply(arrays):
+        del arrays[key]
+    return apply
+
+
+def _deep(arrays):
+    """Metadata nested 100,000 lists deep (json.dumps itself cannot write it)."""
+    config = json.loads(str(arrays["__config__"]))
+    config["metadata"] = "DEEP"
+    deep = "[" * 100_000 + "]" * 100_000
+    arrays["__config__"] = np.array(json.dumps(config).replace('"DEEP"', deep))
+
+
+MALFORMED = {
+    "no_version": _drop("__version__"),
+    "format_not_a_string": _set("__format__", np.arange(3)),
+    "config_2d": _set("__config__", np.array([["{}"]])),
+    "epoch_1e400": _config(lambda c: c.update(epoch=float("inf"))),
+    "layers_not_a_list": _config(lambda c: c.update(layers={"0": 1})),
+    "ten_million_layers": _config(lambda c: c["layers"][1]["args"].update(num_layers=10 ** 7)),
+    "hidden_declared_huge": _config(lambda c: c["layers"][1]["args"].update(hidden_size=4096)),
+    "size_is_a_string": _config(lambda c: c["layers"][2]["args"].update(in_features="6")),
+    "deep_json": _deep,
+    "metadata_a_list": _config(lambda c: c.update(metadata=[1, 2])),
+    "weights_complex": lambda a: a.update({"param/3.bias": a["param/3.bias"] * 1j}),
+    "nan_exp_avg": lambda a: a["optim/3.bias/exp_avg"].__setitem__(0, np.nan),
+    "negative_exp_avg_sq": lambda a: a["optim/3.bias/exp_avg_sq"].__setitem__(0, -1.0),
+    "missing_buffer": _drop("optim/2.weight/exp_avg"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_every_malformed_checkpoint_raises_checkpoint_error(case, tmp_path, data):
+    bad = _with(tmp_path, _trained(tmp_path, data), f"{case}.npz", MALFORMED[case])
+    with pytest.raises(engine.CheckpointError, match=f"{case}.npz: ") as exc:
+        engine.load(bad)
+    assert isinstance(exc.value, ValueError)
+
+
+def test_unused_entries_are_never_read(tmp_path, data):
+    """An extra entry that could not even be read (a pickle) is skipped, as a 3 GB one
+    would be: only the entries the configuration names are read."""
+    path = _trained(tmp_path, data)
+    odd = _with(tmp_path, path, "extra.npz",
+                _set("junk/huge", np.array([{"pickled": True}], dtype=object)))
+    model = engine.load(odd)
+    for (k, a), b in zip(engine.load(path).state_dict().items(), model.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_folders_and_pipes_are_refused_without_blocking(tmp_path):
+    with pytest.raises(engine.CheckpointError, match="is a folder"):
+        engine.load(tmp_path)
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(engine.CheckpointError, match="not a regular file"):
+        engine.load(fifo)
+
+
+def test_layer_sizes_are_capped():
+    with pytest.raises(ValueError, match="num_layers must be <= 1024"):
+        LSTM(4, 8, num_layers=10 ** 7)
+    with pytest.raises(ValueError, match="hidden_size must be <= "):
+        LSTM(4, 10 ** 9)
+
+
+def test_save_removes_temporaries_of_dead_saves_only(tmp_path, data):
+    """A save killed before its rename leaves ``.<name>.saving-<pid>-*.npz``: the next save of
+    the same file removes those of processes that no longer run, and nothing else."""
+    path = _trained(tmp_path, data)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f".ck.npz.saving-{done.stdout.strip()}-x1.npz"
+    alive = tmp_path / f".ck.npz.saving-{os.getppid()}-x2.npz"
+    other = tmp_path / f".other.npz.saving-{done.stdout.strip()}-x3.npz"
+    for f in (dead, alive, other):
+        f.write_bytes(b"partial")
+    engine.load(path).save(path)
+    assert not dead.exists() and alive.exists() and other.exists()

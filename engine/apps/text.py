@@ -202,7 +202,15 @@ def load_model(args):
         chars = model.metadata.get("vocab")
         if chars is None:
             chars = json.loads(vocab_path(args.load).read_text(encoding="utf-8"))["chars"]
-    return model, CharVocab(chars)
+        if not isinstance(chars, str):
+            raise ValueError(f"{args.load}: metadata 'vocab' must be a string of characters")
+        vocab = CharVocab(chars)
+    sizes = {getattr(model.layers[0], "num_embeddings", None),
+             getattr(model.layers[-1], "out_features", None)}
+    if sizes != {len(vocab)}:
+        raise AppError(f"{args.load}: a vocabulary of {len(vocab)} characters for a model of "
+                       f"{sorted(sizes, key=str)} tokens")
+    return model, vocab
 
 
 # ------------------------------------------------------------------------------- command

@@ -230,6 +230,10 @@ def test_text_load_reads_older_saves_and_refuses_other_models(text_file, tmp_pat
     loaded.save(model)
     text.vocab_path(model).write_text(json.dumps({"chars": chars}), encoding="utf-8")
     assert text.run(load=str(model), sample=5, prime="fox", quiet=True)["sample"][:3] == "fox"
+    loaded.metadata = {"command": "text", "vocab": chars[:-1]}  # one character short
+    loaded.save(model)
+    with pytest.raises(AppError, match=f"a vocabulary of {len(chars) - 1} characters"):
+        text.run(load=str(model), sample=5, prime="fox", quiet=True)
     loaded.metadata = {"command": "forecast"}
     loaded.save(model)
     with pytest.raises(AppError, match="saved by the 'forecast' command"):
