@@ -1,5 +1,6 @@
 """Argument checks shared by the public API: each raises before any work is done, naming the
 argument and what was expected."""
+import math
 import numbers
 
 import numpy as np
@@ -35,9 +36,22 @@ def check_probability(name, value):
 
 
 def check_choice(name, value, choices):
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # unhashable (a list) where choices is a dict
+        known = False
+    if not known:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_real(name, value):
+    """A finite real number as a float; bools, strings and complex numbers are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
 
 
 def check_dtype(dtype):
@@ -125,10 +139,14 @@ def check_state_dict(owner, state_dict, shapes, dtype):
     loaded = {}
     for name in shapes.keys() & state_dict.keys():
         try:
-            a = np.asarray(state_dict[name], dtype=dtype)
+            a = np.asarray(state_dict[name])
         except (TypeError, ValueError, RuntimeError) as e:
             problems.append(f"{name!r} is not numeric ({e})")
             continue
+        if a.dtype.kind not in "fiu":  # no strings to parse, no imaginary parts to drop
+            problems.append(f"{name!r} must hold real numbers, got dtype {a.dtype}")
+            continue
+        a = a.astype(dtype, copy=False)
         if a.shape != tuple(shapes[name]):
             problems.append(f"{name!r} has shape {a.shape}, expected {tuple(shapes[name])}")
         elif not np.isfinite(a).all():

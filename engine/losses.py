@@ -25,7 +25,7 @@ def softmax_cross_entropy(logits, targets, mask=None):
     """
     xp = _check_float("logits", logits, min_ndim=1)
     C = logits.shape[-1]
-    _check_targets(targets, logits.shape[:-1], C)
+    targets = _check_targets(targets, logits.shape[:-1], C, xp)
     w = _check_mask(mask, logits.shape[:-1], logits.dtype, xp)
     shifted = (logits - logits.max(axis=-1, keepdims=True)).reshape(-1, C)
     rows, cols = xp.arange(shifted.shape[0]), targets.reshape(-1)
@@ -83,11 +83,13 @@ def _check_float(name, a, min_ndim):
     return array_module(a)
 
 
-def _check_targets(targets, shape, C):
+def _check_targets(targets, shape, C, xp):
+    """The targets as an array of ``xp`` (lists accepted), checked against the logits."""
     targets = check_ids("targets", targets, C, "class ids")
     if tuple(targets.shape) != tuple(shape):
         raise ValueError(f"targets must have shape {tuple(shape)} (logits' shape without the "
                          f"class axis), got {tuple(targets.shape)}")
+    return xp.asarray(targets)
 
 
 def _check_mask(mask, shape, dtype, xp):

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from engine.checks import (as_array, check_array, check_ids, check_int, check_lengths,
-                           check_probability)
+                           check_probability, check_real)
 from engine.grad import no_grad
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
@@ -38,6 +38,9 @@ def set_forget_bias(lstm, value=1.0):
         raise TypeError(f"lstm must be an engine.LSTM, got {type(lstm).__name__}")
     if not lstm.bias:
         raise ValueError("set_forget_bias needs an LSTM built with bias=True")
+    value = check_real("forget_bias", value)
+    if abs(value) > 1e4:  # a gate bias saturates the sigmoid long before; float32 overflows
+        raise ValueError(f"forget_bias must lie in [-1e4, 1e4], got {value}")
     H = lstm.hidden_size
     for name, p in lstm.params.items():
         if name.startswith("bias_ih"):
@@ -67,7 +70,7 @@ class Sequential:
             raise ValueError("output='many_to_one' needs an LSTM layer to take the last step of")
         self._gather_after = lstm_idx[-1] if output == "many_to_one" else None
         if forget_bias is not None:
-            forget_bias = float(forget_bias)
+            forget_bias = check_real("forget_bias", forget_bias)
             for i in lstm_idx:
                 if self.layers[i].bias:
                     set_forget_bias(self.layers[i], forget_bias)
@@ -100,8 +103,13 @@ class Sequential:
 
     def load_state_dict(self, state_dict):
         """Load ``state_dict()`` output; every layer validates its own entries first."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
         per_layer = [{} for _ in self.layers]
         for key, a in state_dict.items():
+            if not isinstance(key, str):
+                raise TypeError(f"load_state_dict: keys must be str like '0.weight', got "
+                                f"{key!r}")
             idx, _, name = key.partition(".")
             if not idx.isdigit() or int(idx) >= len(self.layers):
                 raise ValueError(f"load_state_dict: unexpected key {key!r}")
@@ -217,6 +225,7 @@ class Sequential:
         x, y, lengths = self._check_data(x, y, lengths)
         epochs = check_int("epochs", epochs, 1)
         batch_size = check_int("batch_size", batch_size, 1)
+        seed = None if seed is None else check_int("seed", seed, 0)
         tbptt = self._check_tbptt(tbptt)
         if validation_split is not None:
             if validation_data is not None:
@@ -553,7 +562,16 @@ def _check_layers(layers):
         if layer.dtype != layers[0].dtype or layer.backend.name != layers[0].backend.name:
             raise ValueError(f"layers[{i}] has dtype {layer.dtype} on {layer.backend.name}, "
                              f"layers[0] has {layers[0].dtype} on {layers[0].backend.name}")
+        if i and _in_features(layer) != _out_features(layers[i - 1]):
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}) takes "
+                             f"{_in_features(layer)} features, but layers[{i - 1}] gives "
+                             f"{_out_features(layers[i - 1])}")
     return list(layers)
+
+
+def _in_features(layer):
+    """Size of the last axis a layer takes (LSTM and Dense)."""
+    return layer.input_size if isinstance(layer, LSTM) else layer.in_features
 
 
 def _out_features(layer):
