@@ -7,7 +7,8 @@ Entries:
     __config__   str, JSON: layers (type + constructor arguments), output mode, forget_bias,
                  compile settings (loss, optimizer config, clip_norm), epochs completed, and
                  the model's ``metadata`` (what a user needs to feed it new data: a
-                 vocabulary, a scaler's statistics)
+                 vocabulary, a scaler's statistics), and each LSTM's dropout generator state
+                 (so that resumed training draws the masks straight training would)
     param/<i>.<name>        every parameter (``Sequential.state_dict`` keys)
     optim/<i>.<name>/<buf>  optimizer buffers (momentum, exp_avg, exp_avg_sq)
 
@@ -46,8 +47,14 @@ def save(model, path):
         "layers": [layer_config(layer) for layer in model.layers],
         "output": model.output, "forget_bias": model.forget_bias, "epoch": model.epoch,
         "compile": None, "metadata": _check_metadata(model.metadata),
+        "random_states": {str(i): layer.random_state() for i, layer in enumerate(model.layers)
+                          if isinstance(layer, LSTM)},
     }
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    bad = [k for k, v in arrays.items() if not np.isfinite(v).all()]
+    if bad:  # such a file could never be loaded: refuse before touching the old one
+        raise ValueError(f"cannot save {path}: weights {[k[6:] for k in bad[:3]]} hold NaN or "
+                         "Inf (did training diverge?)")
     if model.loss is not None:
         opt = model.optimizer.state_dict()
         config["compile"] = {"loss": model.loss, "clip_norm": model.clip_norm,
@@ -314,6 +321,7 @@ def _build(path, size, config, entries, backend):
     model.forget_bias = config["forget_bias"]
     model.load_state_dict(params)
     model.epoch = _count(path, "epoch", config["epoch"])
+    _restore_random_states(path, model, config.get("random_states", {}))
     model.metadata = config.get("metadata", {})  # absent in files saved before it existed
     if not isinstance(model.metadata, dict):
         raise CheckpointError(f"{path}: metadata must be an object, got "
@@ -333,6 +341,21 @@ def _build(path, size, config, entries, backend):
             raise CheckpointError(f"{path}: {e}") from None
         model.compile(comp["loss"], optimizer, clip_norm=comp["clip_norm"])
     return model
+
+
+def _restore_random_states(path, model, states):
+    """Each LSTM's dropout generator as saved (absent in files from before they were)."""
+    if not isinstance(states, dict):
+        raise CheckpointError(f"{path}: random_states must be an object")
+    for key, state in states.items():
+        layer = model.layers[int(key)] if key.isdigit() and int(key) < len(model.layers) \
+            else None
+        if not isinstance(layer, LSTM):
+            raise CheckpointError(f"{path}: random state for layer {key!r}, not an LSTM")
+        try:
+            layer.set_random_state(state)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: layer {key}: {e}") from None
 
 
 def _count(path, what, value):

@@ -6,9 +6,18 @@
 As with ``torch.no_grad()``: inference then skips saving the gate activations of every step
 (a quarter less memory traffic in the time loop, and (T, B, 4H) less memory), and a
 ``backward()`` after such a forward raises.  ``Sequential.predict`` and ``evaluate`` use it.
+
+What a forward keeps for the backward cannot change behind it (PyTorch raises for an in-place
+edit of a saved tensor): ``private`` copies a caller's writeable NumPy input before it is
+kept, and ``seal`` makes a kept array that the forward returns read-only, so that editing it
+in place raises instead of changing the gradients.  Arrays passed between layers are sealed,
+so a model copies only what its caller hands it.  CuPy arrays have no read-only flag and are
+kept as they are.
 """
 import contextlib
 import threading
+
+import numpy as np
 
 _mode = threading.local()
 
@@ -27,3 +36,19 @@ def no_grad():
         yield
     finally:
         _mode.enabled = previous
+
+
+def private(a, given):
+    """``a`` (derived from the caller's ``given``) safe to keep for a backward: a copy when it
+    may share memory with a writeable NumPy ``given``, else ``a`` itself."""
+    if isinstance(given, np.ndarray) and given.flags.writeable and \
+            isinstance(a, np.ndarray) and np.may_share_memory(a, given):
+        return a.copy()
+    return a
+
+
+def seal(a):
+    """Make the NumPy array ``a`` read-only (the backward reads it) and return it."""
+    if isinstance(a, np.ndarray):
+        a.flags.writeable = False
+    return a

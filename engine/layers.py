@@ -12,6 +12,7 @@ import numpy as np
 from engine.backends import get_backend
 from engine.checks import (MAX_SIZE, as_array, check_array, check_choice, check_dtype, check_ids,
                            check_int)
+from engine.grad import private, seal
 from engine.module import ParamModule
 
 DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
@@ -58,7 +59,9 @@ class Dense(ParamModule):
                 "activation": self.activation, "bias": self.bias, "dtype": self.dtype.name}
 
     def forward(self, x):
-        """x: (..., F_in) of the layer's dtype, any rank >= 1.  Returns y: (..., F_out)."""
+        """x: (..., F_in) of the layer's dtype, any rank >= 1.  Returns y: (..., F_out),
+        read-only (the backward reads it; see ``engine.grad``)."""
+        x_user = x
         x = as_array("input", x, self.dtype)
         ndim = x.ndim
         if ndim < 1:
@@ -72,7 +75,7 @@ class Dense(ParamModule):
         if self.bias:
             y += self.params["bias"]
         y = _activate(self.backend.xp, self.activation, y)
-        self._saved = {"x2": x2, "y": y, "shape": x.shape}
+        self._saved = {"x2": private(x2, x_user), "y": seal(y), "shape": x.shape}
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     __call__ = forward
@@ -159,8 +162,9 @@ class Embedding(ParamModule):
 
     def forward(self, idx):
         """idx: integer array of any shape (...), values in [0, V).  Returns (..., E)."""
+        given = idx
         idx = self.backend.asarray(check_ids("input", idx, self.num_embeddings, "token ids"))
-        self._saved = idx
+        self._saved = private(idx, given)
         return self.params["weight"][idx]
 
     __call__ = forward

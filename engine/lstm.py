@@ -18,7 +18,7 @@ import numpy as np
 from engine.backends import get_backend
 from engine.checks import (MAX_LAYERS, MAX_SIZE, as_array, check_array, check_choice, check_dtype,
                            check_int, check_lengths, check_probability)
-from engine.grad import is_grad_enabled
+from engine.grad import is_grad_enabled, private, seal
 from engine.kernels import ACTIVATIONS
 from engine.module import ParamModule
 
@@ -87,6 +87,21 @@ class LSTM(ParamModule):
         self._dropout_rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.grads = {}
         self._saved = None
+
+    def random_state(self):
+        """The dropout generator's state (JSON values): checkpoints keep it, so that training
+        resumed from one draws the same dropout masks as training straight through."""
+        return self._dropout_rng.bit_generator.state
+
+    def set_random_state(self, state):
+        """Restore ``random_state()`` output; ValueError for anything else."""
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise ValueError(f"LSTM random state: not a {type(rng.bit_generator).__name__} "
+                             f"state ({type(e).__name__}: {e})") from None
+        self._dropout_rng = rng
 
     def train(self, mode=True):
         """Training mode (dropout active); returns self, like PyTorch."""
@@ -166,11 +181,18 @@ class LSTM(ParamModule):
         T, B, _ = x.shape
         h0, c0 = self._check_state("state", state, B, unbatched)
         lengths = self._check_lengths(lengths, T, B, unbatched)
-        out, h_n, c_n = self._forward(x, h0, c0, lengths, keep=is_grad_enabled())
+        keep = is_grad_enabled()
+        if keep:  # what the backward reads must not change with the caller's arrays
+            x = private(x, x_user)
+            if state is not None:
+                h0, c0 = private(h0, state[0]), private(c0, state[1])
+        out, h_n, c_n = self._forward(x, h0, c0, lengths, keep=keep)
         if self._saved is not None:
             self._saved["unbatched"] = unbatched
             self._saved["out_shape"] = self._user_shape(
                 T, B, self.num_directions * self.output_size, unbatched)
+            if self.num_directions == 1:
+                seal(out)  # it is the last layer's h, which the backward reads
         to_user = self.backend.to_user
         return (to_user(self._from_time_major(out, unbatched), x_user),
                 (to_user(self._state_to_user(h_n, unbatched), x_user),

@@ -13,6 +13,7 @@ Output modes:
 Variable lengths: ``lengths`` goes to every LSTM (``pack_padded_sequence`` semantics, both
 directions) and masks the loss, so padded steps never reach the result or the gradients.
 """
+import math
 import sys
 
 import numpy as np
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from engine.checks import (as_array, check_array, check_ids, check_int, check_lengths,
                            check_probability, check_real)
-from engine.grad import no_grad
+from engine.grad import no_grad, seal
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
 from engine.lstm import LSTM
@@ -237,8 +238,14 @@ class Sequential:
         history = {"loss": []} if validation_data is None else {"loss": [], "val_loss": []}
         for _ in range(epochs):
             order = _epoch_order(len(x), shuffle, seed, self.epoch)
-            history["loss"].append(self._train_epoch(x, y, lengths, order, batch_size, tbptt,
-                                                     verbose))
+            start = self._snapshot()
+            try:
+                loss = self._train_epoch(x, y, lengths, order, batch_size, tbptt, verbose)
+            except TrainingDiverged as e:
+                restored = self._restore_after_divergence(start, stopper)
+                raise TrainingDiverged(f"{e}; {restored}: lower the learning rate or clip "
+                                       "the gradients (compile's clip_norm)") from None
+            history["loss"].append(loss)
             self.epoch += 1
             if validation_data is None:
                 continue
@@ -282,16 +289,35 @@ class Sequential:
             if hasattr(layer, "train"):
                 layer.train(mode)
 
+    def _snapshot(self):
+        """Copies of the weights and the optimizer state, to go back to after a divergence."""
+        return self.state_dict(), self.optimizer.state_dict()
+
+    def _restore_after_divergence(self, start, stopper):
+        """Load the best epoch's weights (early stopping) or those of the epoch's start;
+        returns what was restored, for the message."""
+        weights, opt = start
+        self.optimizer.load_state_dict(opt, self.params)
+        if stopper is not None and stopper.weights is not None:
+            self.load_state_dict(stopper.weights)
+            return f"the weights of the best epoch so far ({stopper.best_epoch}) are restored"
+        self.load_state_dict(weights)
+        return f"the weights from the start of epoch {self.epoch + 1} are restored"
+
     def _train_epoch(self, x, y, lengths, order, batch_size, tbptt, verbose):
         self._set_training(True)
         total, count = 0.0, 0
         bar = tqdm(total=len(order), unit="sample", unit_scale=True, disable=not verbose,
                    desc=f"epoch {self.epoch + 1}", leave=True)
         with bar:
-            for start in range(0, len(order), batch_size):
+            for batch, start in enumerate(range(0, len(order), batch_size), start=1):
                 xb, yb, lb = _take(order[start:start + batch_size], x, y, lengths, self.backend)
-                loss = self._train_tbptt(xb, yb, lb, tbptt) if tbptt else \
-                    self._train_step(xb, yb, lb)
+                try:
+                    loss = self._train_tbptt(xb, yb, lb, tbptt) if tbptt else \
+                        self._train_step(xb, yb, lb)
+                except TrainingDiverged as e:
+                    raise TrainingDiverged(f"training diverged at epoch {self.epoch + 1}, "
+                                           f"batch {batch} ({e})") from None
                 n = self._weight(lb, xb.shape)
                 total += float(loss) * n
                 count += n
@@ -321,14 +347,22 @@ class Sequential:
 
     def _update_on(self, xb, yb, lb, lstm_lengths, states, t0):
         """Forward (from ``states``), loss on steps t0.., backward, clip, optimizer step.
-        Returns (loss, the LSTMs' final states)."""
+        Returns (loss, the LSTMs' final states).  Raises TrainingDiverged, before the update,
+        when the loss is not finite, and after it when a weight is not (the caller restores
+        finite weights)."""
         out, new_states = self._run(xb, states, lstm_lengths)
         loss, grad = self._loss_and_grad(out, yb, lb, t0)
+        if not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"loss = {float(loss)}")
         self.backward(grad)
         grads = self.grads
         if self.clip_norm is not None:
             clip_grad_norm(grads, self.clip_norm)
         self.optimizer.step(self.params, grads)
+        bad = [k for k, p in self.params.items() if not self.backend.all_finite(p)]
+        if bad:
+            raise TrainingDiverged(f"loss = {float(loss):.4g}, then weights {bad[:3]} became "
+                                   "NaN or Inf")
         return loss, new_states
 
     def _loss_and_grad(self, out, yb, lb, t0=0):
@@ -500,6 +534,11 @@ class Sequential:
 
 
 
+class TrainingDiverged(FloatingPointError):
+    """``fit`` met a non-finite loss or weight: it stops and restores finite weights (the best
+    epoch's with early stopping, else those of the epoch's start) before raising this."""
+
+
 class EarlyStopping:
     """Keras's ``EarlyStopping(patience=..., restore_best_weights=True)`` on val_loss, for
     ``Sequential.fit``: remembers the weights of the epoch with the lowest val_loss."""
@@ -624,6 +663,6 @@ def _batches(N, batch_size, verbose, desc):
 
 def _take(idx, x, y, lengths, backend):
     """One batch: x and y rows on the backend, lengths (host NumPy) or None."""
-    xb = backend.asarray(np.ascontiguousarray(x[idx]))
+    xb = seal(backend.asarray(np.ascontiguousarray(x[idx])))  # ours: no copy to keep it
     yb = None if y is None else np.ascontiguousarray(y[idx])
     return xb, yb, None if lengths is None else lengths[idx]

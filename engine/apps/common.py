@@ -284,10 +284,16 @@ def fit_early_stopping(model, train, val, args, batch_size, patience, report):
 
 
 def cli_main(run, args):
-    """Run a command from parsed arguments; an AppError prints ``error: ...`` and returns 2."""
+    """Run a command from parsed arguments; an AppError (or a diverged training, whose finite
+    weights fit restored) prints ``error: ...`` and returns 2."""
+    import engine
+
     try:
         run(args)
     except AppError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except engine.TrainingDiverged as e:
+        print(f"error: {e}; try a smaller --lr", file=sys.stderr)
         return 2
     return 0
