@@ -84,6 +84,7 @@ class Sequential:
         # any JSON-serialisable dict, saved in checkpoints and restored by engine.load.
         self.metadata = {}
         self._saved = None
+        self._on_batch, self._stop = None, False  # fit's on_batch and its request to stop
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -195,7 +196,8 @@ class Sequential:
         return self
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
-            lengths=None, tbptt=None, patience=None, validation_split=None, verbose=True):
+            lengths=None, tbptt=None, patience=None, validation_split=None, verbose=True,
+            on_batch=None):
         """Train with mini-batches; returns {"loss": [...], "val_loss": [...]} per epoch.
 
         Args:
@@ -221,12 +223,20 @@ class Sequential:
                 finite, and the last weights are kept).
             verbose: show a tqdm bar with the running loss and samples/s, and each epoch's
                 val_loss.
+            on_batch: optional callable, called after every update (each chunk with tbptt)
+                as ``on_batch(loss)``; when it returns True, training stops after that update
+                (Keras's ``model.stop_training``), the epoch counting as run: a time budget
+                or a progress display checked within epochs.
         """
         self._require_compiled()
         x, y, lengths = self._check_data(x, y, lengths)
         epochs = check_int("epochs", epochs, 1)
         batch_size = check_int("batch_size", batch_size, 1)
         seed = None if seed is None else check_int("seed", seed, 0)
+        if on_batch is not None and not callable(on_batch):
+            raise TypeError(f"on_batch must be a callable loss -> bool, got "
+                            f"{type(on_batch).__name__}")
+        self._on_batch = on_batch
         tbptt = self._check_tbptt(tbptt)
         if validation_split is not None:
             if validation_data is not None:
@@ -247,6 +257,8 @@ class Sequential:
                                        "the gradients (compile's clip_norm)") from None
             history["loss"].append(loss)
             self.epoch += 1
+            if self._stop:
+                break
             if validation_data is None:
                 continue
             history["val_loss"].append(self._evaluate(*validation_data, batch_size))
@@ -304,8 +316,14 @@ class Sequential:
         self.load_state_dict(weights)
         return f"the weights from the start of epoch {self.epoch + 1} are restored"
 
+    def _after_update(self, loss):
+        """Run ``fit``'s on_batch; remember whether it asked to stop."""
+        if self._on_batch is not None and self._on_batch(float(loss)):
+            self._stop = True
+
     def _train_epoch(self, x, y, lengths, order, batch_size, tbptt, verbose):
         self._set_training(True)
+        self._stop = False
         total, count = 0.0, 0
         bar = tqdm(total=len(order), unit="sample", unit_scale=True, disable=not verbose,
                    desc=f"epoch {self.epoch + 1}", leave=True)
@@ -323,6 +341,10 @@ class Sequential:
                 count += n
                 bar.update(len(xb))
                 bar.set_postfix(loss=f"{total / count:.4g}", refresh=False)
+                if not tbptt:
+                    self._after_update(loss)
+                if self._stop:
+                    break
         return total / count
 
     def _train_step(self, xb, yb, lb):
@@ -343,6 +365,9 @@ class Sequential:
             loss, states = self._update_on(xb[:, t0:t1], yb[:, t0:t1], lb, None, states, t0)
             total += float(loss) * (t1 - t0)
             steps += t1 - t0
+            self._after_update(loss)
+            if self._stop:
+                break
         return total / steps
 
     def _update_on(self, xb, yb, lb, lstm_lengths, states, t0):

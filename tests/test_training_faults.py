@@ -122,3 +122,26 @@ def test_editing_forwards_output_in_place_raises(rng):
     with engine.no_grad():  # nothing kept: the caller owns the output
         out, _ = LSTM(3, 8, seed=0)(x)
     out[0] = 0.0
+
+
+def test_on_batch_can_stop_fit_within_an_epoch(xy):
+    x, y = xy
+    model, seen = _model(Adam(0.01)), []
+    history = model.fit(x, y, epochs=3, batch_size=8, verbose=False,
+                        on_batch=lambda loss: seen.append(loss) or len(seen) == 3)
+    assert len(seen) == 3 and model.optimizer.steps == 3 and len(history["loss"]) == 1
+    assert history["loss"][0] == pytest.approx(np.mean(seen), rel=1e-6)
+    with pytest.raises(TypeError, match="on_batch must be a callable"):
+        model.fit(x, y, on_batch=3, verbose=False)
+
+
+def test_text_budget_is_checked_within_the_epoch(tmp_path):
+    """--minutes stops training after the update that used it up, not at the end of an
+    epoch: here an epoch is 2 million characters and the budget a few updates."""
+    from engine.apps import text
+    rng = np.random.default_rng(4)
+    path = tmp_path / "long.txt"
+    path.write_text("".join(rng.choice(list("abcdefgh \n"), 2_000_000)))
+    m = text.run(text=str(path), minutes=0.001, seq=10, batch_size=2, hidden=8, embed=4,
+                 epochs=3, sample=0, quiet=True)
+    assert m["epochs_run"] == 1 and 0 < m["train_chars"] < 1_000_000

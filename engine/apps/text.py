@@ -126,28 +126,39 @@ def cosine_lr(lr0, frac):
 
 def train(model, train_ids, val_ids, args, report):
     """Epochs of carried-state truncated BPTT until --epochs or --minutes; keeps the best
-    held-out epoch.  Returns the history (per epoch: minutes, loss, val_loss)."""
+    held-out epoch.  The budget is checked after every update (one chunk of --seq steps), so
+    a long epoch stops on time, and the bar shows the budget used, the epoch, the running
+    loss, characters/s and the time left.  Returns the history (per epoch: minutes, loss,
+    val_loss)."""
     rng = np.random.default_rng(args.seed)
     budget = args.minutes * 60.0
     hist = {"minutes": [], "loss": [], "val_loss": [], "chars": 0}
     best, best_state, start = np.inf, None, time.perf_counter()
-    bar = tqdm(total=args.epochs, unit="epoch", disable=args.quiet, desc="text")
+    bar = tqdm(total=round(budget), unit="s", disable=args.quiet, desc="text",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}")
     with bar:
         for epoch in range(args.epochs):
             model.optimizer.lr = cosine_lr(args.lr, (time.perf_counter() - start) / budget)
             x, y = streams(train_ids, args.batch_size, int(rng.integers(args.seq)))
+            done = {"chars": 0}
+
+            def on_batch(loss, x=x, done=done, epoch=epoch):
+                done["chars"] += x.shape[0] * args.seq
+                elapsed = time.perf_counter() - start
+                bar.update(min(elapsed, budget) - bar.n)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}",
+                                chars_s=f"{(hist['chars'] + done['chars']) / elapsed:,.0f}",
+                                left=f"{max(budget - elapsed, 0):.0f} s")
+                return elapsed >= budget
             h = model.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, tbptt=args.seq,
-                          verbose=False)
+                          verbose=False, on_batch=on_batch)
             val = heldout_nats(model, val_ids)
             elapsed = time.perf_counter() - start
-            hist["chars"] += x.size
+            hist["chars"] += min(done["chars"], x.size)
             for key, v in (("minutes", elapsed / 60), ("loss", h["loss"][0]), ("val_loss", val)):
                 hist[key].append(v)
             if val < best:
                 best, best_state, hist["best_epoch"] = val, model.state_dict(), epoch + 1
-            bar.update()
-            bar.set_postfix(loss=f"{h['loss'][0]:.3f}", val=f"{val:.3f}",
-                            chars_s=f"{hist['chars'] / elapsed:,.0f}")
             if elapsed >= budget:
                 break
     model.load_state_dict(best_state)
@@ -236,7 +247,7 @@ def run(args=None, **overrides):
         "heldout_chars": int(len(val_ids)), "heldout_nats_per_char": float(nats),
         "heldout_bits_per_char": float(nats / math.log(2)), "epochs_run": len(hist["loss"]),
         "best_epoch": hist["best_epoch"], "train_seconds": hist["seconds"],
-        "train_chars_per_second": hist["chars"] / hist["seconds"],
+        "train_chars": hist["chars"], "train_chars_per_second": hist["chars"] / hist["seconds"],
         "history": {k: hist[k] for k in ("minutes", "loss", "val_loss")},
     }
     report(f"held-out loss {nats:.3f} nats/char = {nats / math.log(2):.3f} bits/char "
