@@ -14,6 +14,7 @@ Vendored files (see ``engine/apps/data/PROVENANCE.md`` for sources and licences)
 =========================  =====================================================================
 """
 import csv
+import datetime
 import gzip
 import io
 import re
@@ -160,6 +161,31 @@ def read_csv_table(path):
     return CsvTable(path, header, rows, lines, header_line)
 
 
+# How the readers treat missing values, and the cells that are missing values.
+MISSING_POLICIES = ("error", "drop", "interpolate")
+MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "?"}
+
+
+def _fill_missing(path, lines, cells, what, missing):
+    """(kept row indices, float64 values) of ``cells`` under the ``missing`` policy."""
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    gaps = [i for i, cell in enumerate(cells) if cell.strip().lower() in MISSING_TOKENS]
+    if gaps and missing == "error":
+        _fail(path, lines[gaps[0]], f"missing value {cells[gaps[0]]!r} in {what} ({len(gaps)} "
+                                    "missing in all): give --missing drop or --missing "
+                                    "interpolate to use the file as it is")
+    gap = set(gaps)
+    known = [i for i in range(len(cells)) if i not in gap]
+    values = np.array([_to_float(path, lines[i], cells[i], what) for i in known], np.float64)
+    if missing == "drop" or not gaps:
+        return np.array(known, np.int64), values
+    if not known:
+        _fail(path, lines[0] if lines else 1, f"every value in {what} is missing")
+    # Linear between the nearest known neighbours; the ends take the nearest known value.
+    return np.arange(len(cells)), np.interp(np.arange(len(cells)), known, values)
+
+
 def _csv_rows(path, reader):
     """The rows of ``reader``; the csv module's errors (a field over its size limit, a NUL)
     as ``FILE:LINE: problem``."""
@@ -172,17 +198,19 @@ def _csv_rows(path, reader):
             _fail(path, reader.line_num, f"not readable as CSV: {e}")
 
 
-def read_csv_series(path, column, min_length=2):
+def read_csv_series(path, column, min_length=2, missing="error"):
     """A univariate numeric series: column ``column`` of a CSV file with a header row.
 
     Returns float64 (T,), in file order.  Raises ValueError naming the file and line for a
-    missing column (listing those available), a non-numeric or empty cell (quoted), or fewer
-    than ``min_length`` values.
+    missing column (listing those available), a non-numeric cell (quoted), or fewer than
+    ``min_length`` values.  Missing values (empty cells, NA, NaN, null, ?) follow ``missing``
+    (``MISSING_POLICIES``): "error" names the first one's line and their count, "drop" leaves
+    their rows out, "interpolate" fills them linearly from their neighbours.
     """
     table = read_csv_table(path)
     j = table.column(column)
-    values = np.array([_to_float(table.path, line, row[j], f"column {column!r}")
-                       for row, line in zip(table.rows, table.lines)], dtype=np.float64)
+    cells = [row[j] for row in table.rows]
+    keep, values = _fill_missing(table.path, table.lines, cells, f"column {column!r}", missing)
     if len(values) < min_length:
         last = table.lines[-1] if table.lines else 1
         _fail(table.path, last, f"series too short: column {column!r} has {len(values)} "
@@ -220,22 +248,56 @@ def _pick_column(table, given, preferred, what):
           f"available columns: {table.header}; name one explicitly")
 
 
-def _parse_date(path, line, value):
-    """An ISO date ('2013-03-01', optionally followed by a time) as datetime64[D]."""
-    try:
-        return np.datetime64(value.replace(" ", "T") if " " in value else value, "D")
-    except ValueError:
-        _fail(path, line, f"cannot read date {value!r}: expected ISO format YYYY-MM-DD")
+# The date forms read without --date-format: ISO (also with '/'), US month/day/year and
+# European day.month.year, each optionally followed by a time of day (which is dropped).
+DATE_FORMATS = (("%Y-%m-%d", r"\d{4}-\d{1,2}-\d{1,2}"), ("%Y/%m/%d", r"\d{4}/\d{1,2}/\d{1,2}"),
+                ("%m/%d/%Y", r"\d{1,2}/\d{1,2}/\d{4}"), ("%d.%m.%Y", r"\d{1,2}\.\d{1,2}\.\d{4}"))
+_TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+_DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ]" + _TIME + r")?\s*")
+EXPECTED_DATES = "YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time"
 
 
-def _price_series(table, rows_lines, name, date_col, price_col, min_length=2):
-    """Build a sorted PriceSeries from (row, line) pairs of ``table``."""
+def _parse_date(path, line, value, date_format=None):
+    """A date as datetime64[D]: in ``date_format`` (strptime's codes) when given, else in one
+    of DATE_FORMATS, a time of day after it ignored."""
+    if date_format is not None:
+        try:
+            return np.datetime64(datetime.datetime.strptime(value.strip(), date_format), "D")
+        except ValueError:
+            _fail(path, line, f"cannot read date {value!r} with --date-format {date_format!r}")
+    m = _DATE_AND_TIME.fullmatch(value)
+    day = m.group(1) if m else value
+    if len(day) == 10 and day[4] == day[7] == "-":  # ISO, the common case: NumPy reads it
+        try:
+            return np.datetime64(day, "D")
+        except ValueError:
+            pass
+    for fmt, pattern in DATE_FORMATS:
+        if re.fullmatch(pattern, day):
+            try:
+                return np.datetime64(datetime.datetime.strptime(day, fmt), "D")
+            except ValueError:
+                break  # the right shape but no such day (13/31/1999)
+    _fail(path, line, f"cannot read date {value!r}: expected {EXPECTED_DATES}, or give "
+                      "--date-format (for example --date-format %d/%m/%Y)")
+
+
+def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
+                  missing="error", date_format=None):
+    """Build a sorted PriceSeries from (row, line) pairs of ``table``; missing prices follow
+    ``missing`` (``read_csv_series``), in date order."""
     path, price_name = table.path, table.header[price_col]
-    dates = np.array([_parse_date(path, line, row[date_col]) for row, line in rows_lines],
-                     dtype="datetime64[D]")
-    close = np.array([_to_float(path, line, row[price_col], f"column {price_name!r}")
-                      for row, line in rows_lines], dtype=np.float64)
+    dates = np.array([_parse_date(path, line, row[date_col], date_format)
+                      for row, line in rows_lines], dtype="datetime64[D]")
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)
+    order = np.argsort(dates, kind="stable")
+    cells = [rows_lines[i][0][price_col] for i in order]
+    keep, close = _fill_missing(path, lines[order].tolist(), cells, f"column {price_name!r}",
+                                missing)
+    keep = order[keep]
+    dates, lines = dates[keep], lines[keep]
+    back = np.argsort(keep, kind="stable")  # file order again: the checks below sort
+    dates, close, lines = dates[back], close[back], lines[back]
     bad = np.flatnonzero(~(close > 0))
     if bad.size:
         _fail(path, lines[bad[0]], f"price {float(close[bad[0]])!r} in column {price_name!r} "
@@ -252,20 +314,22 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2):
     return PriceSeries(name, dates, close)
 
 
-def read_price_csv(path, date_column=None, price_column=None, min_length=2):
+def read_price_csv(path, date_column=None, price_column=None, min_length=2, missing="error",
+                   date_format=None):
     """A daily price series from a CSV file with a header row, sorted by date.
 
     date_column:  default the first column named like Date / Datetime / Timestamp / Time / Day
     price_column: default the first of Adj Close, Adjusted Close, Close, Price, Value
                   (matched case-insensitively; Yahoo/Quandl/Stooq exports work as they are)
-    Dates must be ISO (YYYY-MM-DD, a time after them is ignored); prices must be positive;
-    a date may not repeat.  Returns a PriceSeries named after the file.
+    Dates in one of DATE_FORMATS (a time after them is ignored) or ``date_format``; prices
+    must be positive, missing ones follow ``missing`` (``read_csv_series``); a date may not
+    repeat.  Returns a PriceSeries named after the file.
     """
     table = read_csv_table(path)
     date_col = _pick_column(table, date_column, DATE_COLUMNS, "date")
     price_col = _pick_column(table, price_column, PRICE_COLUMNS, "price")
     return _price_series(table, list(zip(table.rows, table.lines)), table.path.stem,
-                         date_col, price_col, min_length)
+                         date_col, price_col, min_length, missing, date_format)
 
 
 def load_stocks(ticker="AAPL"):

@@ -20,7 +20,7 @@ from engine.apps.baselines import fit_linear_ar, persistence_forecast, rmse_per_
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
                                 fit_early_stopping, load_saved, parse_options, save_model,
                                 saved_value, user_data, write_outputs)
-from engine.apps.datasets import load_sunspots, read_csv_series
+from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_csv_series
 from engine.apps.windows import StandardScaler, chronological_split, make_windows
 
 EPOCHS = 60
@@ -37,6 +37,9 @@ def add_arguments(p):
     p.add_argument("--lr", type=POSITIVE, default=3e-3, help="Adam learning rate")
     p.add_argument("--batch-size", type=COUNT, default=32)
     p.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience, epochs")
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="error",
+                   help="missing values (empty, NA, NaN, ?): stop with an error naming the first "
+                        "(default), drop their rows, or interpolate them linearly")
     add_load_argument(p)
 
 
@@ -48,7 +51,7 @@ def load_series(args):
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
         series = read_csv_series(args.csv, args.column,
-                                 min_length=args.window + args.horizon + 3)
+                                 min_length=args.window + args.horizon + 3, missing=args.missing)
     return series, f"{args.csv}:{args.column}"
 
 

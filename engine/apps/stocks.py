@@ -20,7 +20,7 @@ from engine.apps.baselines import (directional_accuracy, majority_direction_accu
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
                                 fit_early_stopping, load_saved, parse_options, save_model,
                                 saved_value, user_data, write_outputs)
-from engine.apps.datasets import load_stocks, read_price_csv
+from engine.apps.datasets import MISSING_POLICIES, load_stocks, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
                                  realised_volatility)
 
@@ -35,11 +35,16 @@ def add_arguments(p):
     p.add_argument("--date-column", help="name of the date column (default: guessed)")
     p.add_argument("--price-column", help="name of the price column (default: Adj Close, "
                    "Close, Price or Value)")
+    p.add_argument("--date-format", metavar="FMT", help="strptime format of the dates, e.g. "
+                   "%%d/%%m/%%Y (default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")
     p.add_argument("--window", type=COUNT, default=20, help="past returns per sample")
     p.add_argument("--hidden", type=SIZE, default=32)
     p.add_argument("--lr", type=POSITIVE, default=1e-3)
     p.add_argument("--batch-size", type=COUNT, default=64)
     p.add_argument("--patience", type=COUNT, default=6)
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="error",
+                   help="missing values (empty, NA, NaN, ?): stop with an error naming the first "
+                        "(default), drop their rows, or interpolate them linearly")
     add_load_argument(p)
 
 
@@ -48,7 +53,8 @@ def load_prices(args):
     need = args.window + VOL_DAYS + 20
     with user_data():
         if args.csv:
-            return read_price_csv(args.csv, args.date_column, args.price_column, need)
+            return read_price_csv(args.csv, args.date_column, args.price_column, need,
+                                  args.missing, args.date_format)
         return load_stocks(args.ticker)
 
 

@@ -354,3 +354,22 @@ def test_load_refuses_another_commands_model_and_bad_metadata(series_csv, ts_fil
         assert main(["forecast", "--load", str(bad), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert f"{bad}: metadata {key!r}: " in err and words in err, err
+
+
+# ------------------------------------------------------------------------ data as users have it
+def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_csv, tmp_path,
+                                                           capsys):
+    lines = series_csv.read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + ","
+    series_csv.write_text("\n".join(lines) + "\n")
+    argv = ["forecast", "--csv", str(series_csv), "--column", "level", "--window", "12",
+            "--horizon", "3", "--epochs", "1", "--hidden", "8", "--quiet"]
+    assert main(argv) == 2
+    assert f"{series_csv}:6: missing value ''" in capsys.readouterr().err
+    assert main(argv + ["--missing", "interpolate"]) == 0
+    rows = [line.split(",") for line in prices_csv.read_text().splitlines()[1:]]
+    day_first = tmp_path / "day_first.csv"
+    day_first.write_text("Date,Close\n" + "".join(
+        f"{d[8:10]}/{d[5:7]}/{d[:4]},{c}\n" for d, c in rows))
+    m = stocks.run(csv=str(day_first), date_format="%d/%m/%Y", window=10, **TINY)
+    assert m["n_test"] > 0

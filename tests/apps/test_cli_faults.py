@@ -49,7 +49,7 @@ def _bad_data(case, tmp_path):
         values[3] = "nan"
         path = _series(tmp_path, values)
         return ["forecast", "--csv", str(path), "--column", "level"], \
-            [f"{path}:5:", "'nan'", "not finite"]
+            [f"{path}:5:", "missing value 'nan'", "--missing interpolate"]
     if case == "inf_price":
         close = [f"{100 + i:.2f}" for i in range(200)]
         close[7] = "inf"

@@ -130,7 +130,7 @@ BAD_READ_CSV_SERIES = [
                  id="missing_column_names_the_header_line"),
     pytest.param("s.csv", "month,value\n1,2\n2,abc\n3,4\n", 3, ("'abc'", "non-numeric"),
                  lambda path: ds.read_csv_series(path, "value"), id="non_numeric_quoted"),
-    pytest.param("s.csv", "month,value\n1,2\n2,\n", 3, ("empty cell", "missing value"),
+    pytest.param("s.csv", "month,value\n1,2\n2,\n", 3, ("missing value ''", "1 missing"),
                  lambda path: ds.read_csv_series(path, "value"), id="empty_cell"),
     pytest.param("s.csv", "value\n1\n2\n3\n", 4, ("too short", "3 values", "72"),
                  lambda path: ds.read_csv_series(path, "value", min_length=72), id="too_short"),
@@ -163,11 +163,11 @@ BAD_READ_PRICE_CSV = [
     pytest.param("p.csv", "date,volume\n2020-01-01,3\n2020-01-02,4\n",
                  1, ("no price column", "date", "volume"),
                  ds.read_price_csv, id="no_price_column"),
-    pytest.param("p.csv", "date,close\n2020-01-01,3\n01/02/2020,4\n",
-                 3, ("'01/02/2020'", "YYYY-MM-DD"),
+    pytest.param("p.csv", "date,close\n2020-01-01,3\nFeb 1 2020,4\n",
+                 3, ("'Feb 1 2020'", "YYYY-MM-DD", "--date-format"),
                  ds.read_price_csv, id="bad_date"),
     pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,n/a\n",
-                 3, ("'n/a'", "non-numeric"),
+                 3, ("missing value 'n/a'", "--missing"),
                  ds.read_price_csv, id="bad_price"),
     pytest.param("p.csv", "date,close\n2020-01-01,3\n2020-01-02,0\n", 3, ("positive",),
                  ds.read_price_csv, id="non_positive_price"),
@@ -306,3 +306,33 @@ def test_readers_report_bad_files_at_their_line(tmp_path, name, content, line, w
     path = write(tmp_path, name, content)
     with raises_at(path, line, *words):
         read(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Missing values and date forms (issue 20, point 2)
+# ---------------------------------------------------------------------------------------------
+def test_missing_values_error_drop_or_interpolate(tmp_path):
+    path = write(tmp_path, "s.csv", "t,v\n0,\n1,2\n2,NA\n3,?\n4,8\n5,nan\n")
+    with raises_at(path, 2, "missing value ''", "4 missing in all", "--missing"):
+        ds.read_csv_series(path, "v")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "v", missing="drop"), [2.0, 8.0])
+    np.testing.assert_allclose(ds.read_csv_series(path, "v", missing="interpolate"),
+                               [2.0, 2.0, 4.0, 6.0, 8.0, 8.0])  # ends: the nearest value
+    with pytest.raises(ValueError, match="missing must be one of"):
+        ds.read_csv_series(path, "v", missing="zero")
+
+
+def test_price_dates_in_common_forms_and_missing_prices_in_date_order(tmp_path):
+    path = write(tmp_path, "p.csv", "Date,Close\n01/06/1999 16:00,4\n1/4/1999,2\n"
+                                    "01/05/1999,\n")
+    prices = ds.read_price_csv(path, missing="interpolate")
+    np.testing.assert_array_equal(prices.dates, np.array(
+        ["1999-01-04", "1999-01-05", "1999-01-06"], dtype="datetime64[D]"))
+    np.testing.assert_array_equal(prices.close, [2.0, 3.0, 4.0])
+    euro = write(tmp_path, "e.csv", "Date,Close\n4.1.1999,2\n5.1.1999 09:30,3\n")
+    np.testing.assert_array_equal(ds.read_price_csv(euro).dates, np.array(
+        ["1999-01-04", "1999-01-05"], dtype="datetime64[D]"))
+    dmy = write(tmp_path, "d.csv", "Date,Close\n13/01/1999,2\n14/01/1999,3\n")
+    with raises_at(dmy, 2, "'13/01/1999'", "MM/DD/YYYY", "--date-format"):
+        ds.read_price_csv(dmy)
+    assert ds.read_price_csv(dmy, date_format="%d/%m/%Y").dates[0] == np.datetime64("1999-01-13")
