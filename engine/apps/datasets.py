@@ -218,6 +218,37 @@ def read_csv_series(path, column, min_length=2, missing="error"):
     return values
 
 
+def read_dated_series(path, column, date_column=None, min_length=2, missing="error",
+                      date_format=None):
+    """``read_csv_series`` and the dates of its rows: (values (T,), dates datetime64[D] (T,)
+    or None).  ``date_column`` names the dates; without it a column named like a date
+    (DATE_COLUMNS) is used when all its cells read as dates (DATE_FORMATS or
+    ``date_format``), and None is returned otherwise.  The dates are for display: the values
+    stay in file order."""
+    table = read_csv_table(path)
+    j = table.column(column)
+    keep, values = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
+                                 f"column {column!r}", missing)
+    if len(values) < min_length:
+        _fail(table.path, table.lines[-1] if table.lines else 1,
+              f"series too short: column {column!r} has {len(values)} values, at least "
+              f"{min_length} needed")
+    lowered = [name.lower() for name in table.header]
+    guess = next((table.header[lowered.index(n)] for n in DATE_COLUMNS if n in lowered), None)
+    name = date_column or guess
+    if name is None:
+        return values, None
+    d = table.column(name)
+    try:
+        dates = np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format)
+                          for i in keep], dtype="datetime64[D]")
+    except ValueError:
+        if date_column is not None:
+            raise
+        return values, None  # a column that only looks like dates: the plot counts steps
+    return values, dates
+
+
 # --------------------------------------------------------------------------------------------
 # Prices
 # --------------------------------------------------------------------------------------------

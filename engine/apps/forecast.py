@@ -20,7 +20,7 @@ from engine.apps.baselines import fit_linear_ar, persistence_forecast, rmse_per_
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
                                 fit_early_stopping, load_saved, parse_options, save_model,
                                 saved_value, user_data, write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_csv_series
+from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_series
 from engine.apps.windows import StandardScaler, chronological_split, make_windows
 
 EPOCHS = 60
@@ -30,6 +30,10 @@ def add_arguments(p):
     p.add_argument("--csv", metavar="FILE", help="a CSV file with a header row (default: "
                    "the bundled monthly sunspots)")
     p.add_argument("--column", metavar="NAME", help="the CSV column holding the series")
+    p.add_argument("--date-column", metavar="NAME", help="dates for the plots' x axis "
+                   "(default: a column named like Date, when its cells read as dates)")
+    p.add_argument("--date-format", metavar="FMT", help="strptime format of the dates, e.g. "
+                   "%%d/%%m/%%Y (default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")
     p.add_argument("--window", type=COUNT, default=60, help="input window W (default 60)")
     p.add_argument("--horizon", type=COUNT, default=12, help="forecast horizon H (default 12)")
     p.add_argument("--mode", choices=("direct", "recursive"), default="direct")
@@ -44,15 +48,18 @@ def add_arguments(p):
 
 
 def load_series(args):
-    """(values (T,), name): the CSV column, or the bundled sunspots."""
+    """(values (T,), name, dates (T,) or None): the CSV column, or the bundled sunspots
+    (monthly from January 1749).  The dates only label the plots' x axis."""
     if args.csv is None:
-        return load_sunspots(), "sunspots (monthly)"
+        values = load_sunspots()
+        return values, "sunspots (monthly)", np.datetime64("1749-01") + np.arange(len(values))
     if args.column is None:
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
-        series = read_csv_series(args.csv, args.column,
-                                 min_length=args.window + args.horizon + 3, missing=args.missing)
-    return series, f"{args.csv}:{args.column}"
+        series, dates = read_dated_series(args.csv, args.column, args.date_column,
+                                          args.window + args.horizon + 3, args.missing,
+                                          args.date_format)
+    return series, f"{args.csv}:{args.column}", dates
 
 
 def prepare(series, args):
@@ -95,7 +102,7 @@ def run(args=None, **overrides):
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)
-    series, name = load_series(args)
+    series, name, dates = load_series(args)
     d = prepare(series, args)
     train, val, test = d["split"]
     k = args.horizon if args.mode == "direct" else 1
@@ -112,9 +119,13 @@ def run(args=None, **overrides):
                output="scaled change from the last input value for each of the next "
                       "`horizon` steps (one step in recursive mode)")
     metrics = evaluate(model, d, args, name, history)
+    if dates is not None:
+        test = d["split"][2]
+        metrics["test_period"] = [str(dates[test.start + args.window]),
+                                  str(dates[test.stop - 1 + args.window + args.horizon - 1])]
     print_table(metrics, report)
     return write_outputs(args, "forecast", metrics,
-                         lambda plt, path: plot(plt, path, series, d, metrics), report)
+                         lambda plt, path: plot(plt, path, series, dates, d, metrics), report)
 
 
 def _mode(value):
@@ -132,7 +143,7 @@ def apply_saved(args, report):
     args.horizon = saved_value(args, model, "horizon", COUNT)
     mode = saved_value(args, model, "mode", _mode)
     scaler = saved_value(args, model, "scaler", StandardScaler.from_state)
-    series, name = load_series(args)
+    series, name, _ = load_series(args)
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)
     pred = scaler.inverse_transform(forecast_scaled(
@@ -210,27 +221,44 @@ def print_table(m, report):
            f"beats AR on the mean: {m['beats_ar_on_mean']}")
 
 
-def plot(plt, path, series, d, m):
-    """Top: the test period, the 1-step and H-step forecasts and one full H-step path.
-    Bottom: test RMSE per horizon of the model and both baselines."""
+def plot(plt, path, series, dates, d, m):
+    """Top left: the whole test period with the 1-step and H-step forecasts.  Top right: its
+    last stretch, zoomed, with the last full H-step forecast.  Bottom: test RMSE per horizon
+    of the model and both baselines.  The x axis shows dates when the data have them."""
     test, W, H = d["split"][2], m["window"], m["horizon"]
     t0 = test.start + W  # series index of the first test target
-    fig, (a, b) = plt.subplots(2, 1, figsize=(10, 7))
-    t = np.arange(len(series))
-    a.plot(t[t0 - 3 * W:], series[t0 - 3 * W:], color="0.6", lw=1, label="history / actual")
-    a.plot(t0 + np.arange(len(d["pred"])), d["pred"][:, 0], lw=1, label="LSTM, 1 step ahead")
-    a.plot(t0 + H - 1 + np.arange(len(d["pred"])), d["pred"][:, -1], lw=1,
-           label=f"LSTM, {H} steps ahead")
-    i = len(d["pred"]) // 2
-    a.plot(t0 + i + np.arange(H), d["pred"][i], "k.-", lw=1.5, label="one H-step forecast")
-    a.axvline(t0, color="k", ls=":", lw=0.8)
-    a.set(title=f"{m['data']}: test forecasts", xlabel="step", ylabel="value")
-    a.legend(fontsize=8)
+    x = dates if dates is not None else np.arange(len(series))
+    n = len(d["pred"])
+    fig = plt.figure(figsize=(12, 7.5))
+    grid = fig.add_gridspec(2, 3)
+    whole, zoom, b = fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2]), \
+        fig.add_subplot(grid[1, :])
+    lo = max(t0 - 3 * W, 0)
+    whole.plot(x[lo:], series[lo:], color="0.6", lw=1, label="history / actual")
+    whole.plot(x[t0:t0 + n], d["pred"][:, 0], lw=1, label="LSTM, 1 step ahead")
+    whole.plot(x[t0 + H - 1:t0 + H - 1 + n], d["pred"][:, -1], lw=1,
+               label=f"LSTM, {H} steps ahead")
+    whole.axvline(x[t0], color="k", ls=":", lw=0.8)
+    whole.set(title=f"{m['data']}: test period", xlabel="date" if dates is not None else "step",
+              ylabel="value")
+    whole.legend(fontsize=8)
+    span = min(n + H - 1, max(4 * H, 60))  # the last targets, zoomed
+    z0 = t0 + n + H - 1 - span
+    zoom.plot(x[z0:t0 + n + H - 1], series[z0:t0 + n + H - 1], color="0.6", lw=1,
+              label="actual")
+    zoom.plot(x[max(z0, t0):t0 + n], d["pred"][max(z0 - t0, 0):, 0], lw=1, label="1 step")
+    zoom.plot(x[t0 + n - 1:t0 + n - 1 + H], d["pred"][-1], "k.-", lw=1.5,
+              label=f"last {H}-step forecast")
+    zoom.set(title=f"last {span} steps", xlabel="date" if dates is not None else "step")
+    zoom.legend(fontsize=8)
     h = np.arange(1, H + 1)
     for name, r in m["test_rmse_per_horizon"].items():
         b.plot(h, r, "o-", label=f"{name} (mean {np.mean(r):.2f})")
     b.set(title="test RMSE per horizon", xlabel="horizon", ylabel="RMSE")
     b.legend(fontsize=8)
+    if dates is not None:
+        for ax in (whole, zoom):
+            ax.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

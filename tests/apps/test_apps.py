@@ -373,3 +373,19 @@ def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_cs
         f"{d[8:10]}/{d[5:7]}/{d[:4]},{c}\n" for d, c in rows))
     m = stocks.run(csv=str(day_first), date_format="%d/%m/%Y", window=10, **TINY)
     assert m["n_test"] > 0
+
+
+def test_forecast_plots_against_the_dates_of_the_data(series_csv, tmp_path, capsys):
+    values = [line.split(",")[1] for line in series_csv.read_text().splitlines()[1:]]
+    days = np.arange("2020-01-01", len(values), dtype="datetime64[D]")
+    dated = tmp_path / "dated.csv"
+    dated.write_text("Date,level\n" + "".join(f"{d},{v}\n" for d, v in zip(days, values)))
+    m = forecast.run(csv=str(dated), column="level", window=12, horizon=3,
+                     out=str(tmp_path / "o"), **TINY)
+    assert m["test_period"][1] == str(days[-1]) and m["test_period"][0] > str(days[100])
+    assert (tmp_path / "o" / "forecast.png").stat().st_size > 1000
+    undated = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, **TINY)
+    assert "test_period" not in undated
+    assert main(["forecast", "--csv", str(series_csv), "--column", "level", "--date-column",
+                 "level", "--quiet"]) == 2
+    assert f"{series_csv}:2: cannot read date" in capsys.readouterr().err
