@@ -234,27 +234,33 @@ def print_report(m, report):
 
 
 def plot(plt, path, data, m):
-    """Top: actual vs predicted next-day return.  Bottom: actual vs predicted volatility with
-    the persistence baseline.  Test days only."""
+    """Left: the whole test period, actual vs predicted next-day return (top) and 5-day
+    volatility with the persistence baseline (bottom).  Right: the same for its last 60
+    days, zoomed, where single days can be told apart."""
     dates, Y, pred, last_vol = data
-    fig, (a, b) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    a.plot(dates, Y[:, 0], color="0.6", lw=0.8, label="actual")
-    a.plot(dates, pred[:, 0], lw=1, label="LSTM")
-    a.axhline(0, color="k", lw=0.6)
-    r = m["next_day_return"]
-    a.set(title=f"{m['data']}: next-day log return (test); "
-                f"{'edge' if r['edge'] else 'no edge'} vs {r['best_baseline']}",
-          ylabel="log return")
-    a.legend(fontsize=8)
-    b.plot(dates, Y[:, 1], color="0.6", lw=0.8, label="actual")
-    b.plot(dates, last_vol, lw=0.8, alpha=0.7, label="persistence (last 5 days)")
-    b.plot(dates, pred[:, 1], lw=1, label="LSTM")
-    v = m["volatility_5d"]
-    b.set(title=f"5-day realised volatility (test); "
-                f"{'edge' if v['edge'] else 'no edge'} vs {v['best_baseline']}",
-          ylabel="volatility", xlabel="date")
-    b.legend(fontsize=8)
-    fig.autofmt_xdate()
+    fig = plt.figure(figsize=(13, 7))
+    grid = fig.add_gridspec(2, 3)
+    r, v = m["next_day_return"], m["volatility_5d"]
+    for row, (title, ylabel) in enumerate([
+            (f"next-day log return (test); {'edge' if r['edge'] else 'no edge'} vs "
+             f"{r['best_baseline']}", "log return"),
+            (f"5-day realised volatility (test); {'edge' if v['edge'] else 'no edge'} vs "
+             f"{v['best_baseline']}", "volatility")]):
+        for cols, days in ((slice(0, 2), slice(None)), (2, slice(-60, None))):
+            ax = fig.add_subplot(grid[row, cols])
+            ax.plot(dates[days], Y[days, row], color="0.6", lw=0.8, label="actual")
+            if row == 1:
+                ax.plot(dates[days], last_vol[days], lw=0.8, alpha=0.7,
+                        label="persistence (last 5 days)")
+            else:
+                ax.axhline(0, color="k", lw=0.6)
+            ax.plot(dates[days], pred[days, row], lw=1, label="LSTM")
+            ax.tick_params(axis="x", labelrotation=30)
+            if cols == 2:
+                ax.set(title="last 60 test days")
+            else:
+                ax.set(title=f"{m['data']}: {title}" if row == 0 else title, ylabel=ylabel)
+                ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
