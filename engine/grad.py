@@ -8,11 +8,11 @@ As with ``torch.no_grad()``: inference then skips saving the gate activations of
 ``backward()`` after such a forward raises.  ``Sequential.predict`` and ``evaluate`` use it.
 
 What a forward keeps for the backward cannot change behind it (PyTorch raises for an in-place
-edit of a saved tensor): ``private`` copies a caller's writeable NumPy input before it is
-kept, and ``seal`` makes a kept array that the forward returns read-only, so that editing it
-in place raises instead of changing the gradients.  Arrays passed between layers are sealed,
-so a model copies only what its caller hands it.  CuPy arrays have no read-only flag and are
-kept as they are.
+edit of a saved tensor): ``private`` copies a caller's writeable input before it is kept, and
+``protect`` makes a kept array that the forward returns read-only (``seal``), so that editing
+it in place raises instead of changing the gradients.  Arrays passed between layers are
+sealed, so a model copies only what its caller hands it.  CuPy arrays have no read-only flag:
+a caller's CuPy input is copied, and a kept CuPy output is returned as a copy.
 """
 import contextlib
 import threading
@@ -40,11 +40,18 @@ def no_grad():
 
 def private(a, given):
     """``a`` (derived from the caller's ``given``) safe to keep for a backward: a copy when it
-    may share memory with a writeable NumPy ``given``, else ``a`` itself."""
-    if isinstance(given, np.ndarray) and given.flags.writeable and \
-            isinstance(a, np.ndarray) and np.may_share_memory(a, given):
-        return a.copy()
-    return a
+    may share memory with a writeable NumPy ``given``, or is the caller's CuPy array itself;
+    else ``a``."""
+    if isinstance(given, np.ndarray):
+        if given.flags.writeable and isinstance(a, np.ndarray) and np.may_share_memory(a, given):
+            return a.copy()
+        return a
+    return a.copy() if a is given and hasattr(a, "__cuda_array_interface__") else a
+
+
+def protect(a):
+    """A kept array as the forward returns it: NumPy sealed, CuPy copied."""
+    return seal(a) if isinstance(a, np.ndarray) else a.copy()
 
 
 def seal(a):

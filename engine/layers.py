@@ -12,7 +12,7 @@ import numpy as np
 from engine.backends import get_backend
 from engine.checks import (MAX_SIZE, as_array, check_array, check_choice, check_dtype, check_ids,
                            check_int)
-from engine.grad import private, seal
+from engine.grad import private, protect
 from engine.module import ParamModule
 
 DENSE_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
@@ -75,8 +75,8 @@ class Dense(ParamModule):
         if self.bias:
             y += self.params["bias"]
         y = _activate(self.backend.xp, self.activation, y)
-        self._saved = {"x2": private(x2, x_user), "y": seal(y), "shape": x.shape}
-        return y.reshape(x.shape[:-1] + (self.out_features,))
+        self._saved = {"x2": private(x2, x_user), "y": y, "shape": x.shape}
+        return protect(y).reshape(x.shape[:-1] + (self.out_features,))
 
     __call__ = forward
 

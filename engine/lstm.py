@@ -18,7 +18,7 @@ import numpy as np
 from engine.backends import get_backend
 from engine.checks import (MAX_LAYERS, MAX_SIZE, as_array, check_array, check_choice, check_dtype,
                            check_int, check_lengths, check_probability)
-from engine.grad import is_grad_enabled, private, seal
+from engine.grad import is_grad_enabled, private, protect
 from engine.kernels import ACTIVATIONS
 from engine.module import ParamModule
 
@@ -192,7 +192,7 @@ class LSTM(ParamModule):
             self._saved["out_shape"] = self._user_shape(
                 T, B, self.num_directions * self.output_size, unbatched)
             if self.num_directions == 1:
-                seal(out)  # it is the last layer's h, which the backward reads
+                out = protect(out)  # it is the last layer's h, which the backward reads
         to_user = self.backend.to_user
         return (to_user(self._from_time_major(out, unbatched), x_user),
                 (to_user(self._state_to_user(h_n, unbatched), x_user),
