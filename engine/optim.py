@@ -210,9 +210,16 @@ def clip_grad_norm(grads, max_norm):
     Returns the norm before clipping as a 0-d array.
     """
     max_norm = _check_positive("max_norm", max_norm, allow_zero=False)
+    if isinstance(grads, (str, bytes)) or not hasattr(grads, "__iter__"):
+        raise TypeError(f"grads must be a dict name -> array or an iterable of arrays, got "
+                        f"{type(grads).__name__}")
     arrays = list(grads.values()) if hasattr(grads, "values") else list(grads)
     if not arrays:
         raise ValueError("grads must contain at least one array")
+    kinds = {type(g).__name__ for g in arrays
+             if not (hasattr(g, "dtype") and hasattr(g, "shape") and g.dtype.kind == "f")}
+    if kinds:
+        raise TypeError(f"grads must be floating-point arrays, got {sorted(kinds)}")
     xp = array_module(arrays[0])
     total = xp.sqrt(sum(xp.sum(g * g) for g in arrays))
     coef = xp.minimum(max_norm / (total + 1e-6), 1.0)

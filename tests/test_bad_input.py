@@ -34,6 +34,12 @@ def test_optimizer_step_needs_a_dict_of_gradients(grads):
         model.optimizer.step(model.params, grads)
 
 
+@pytest.mark.parametrize("grads", [[3], b"\x00", 5, [np.arange(3)]])
+def test_clip_grad_norm_needs_float_arrays(grads):
+    with pytest.raises(TypeError, match="grads must be"):
+        engine.clip_grad_norm(grads, 1.0)
+
+
 @pytest.mark.parametrize("state,error", [(None, TypeError), ({0: np.ones(3)}, TypeError),
                                           ({"9.weight": np.ones(3)}, ValueError)])
 def test_sequential_load_state_dict_names_bad_keys(state, error):

@@ -2,8 +2,8 @@
 
 Runs forecast, stocks, text and classify with small budgets, then prints where the plots (PNG)
 and metrics (JSON) went: 95 s on a 2-core AMD EPYC Zen 3 (AVX2) with the kernels compiled,
-179 s the first time, which compiles them (2026-12-03, after issue 19's AVX2 kernels).  The full-size runs are the plain
-commands, e.g. ``python -m engine forecast --out out/forecast``.
+179 s the first time, which compiles them (2026-12-03, after issue 19's AVX2 kernels).  The
+full-size runs are the plain commands, e.g. ``python -m engine forecast --out out/forecast``.
 """
 import argparse
 import sys
