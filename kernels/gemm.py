@@ -47,7 +47,8 @@ from numba.extending import overload
 from . import KERNEL
 from .common import part_rows
 from .isa import GEMM_KC, GEMM_VECS, PACK_A_COLUMNS
-from .simd import LANES, fma, gather_n, load, load_upto, prefetch, splat, store, store_upto
+from .simd import (LANES, fma, fma4, gather_n, load, load_upto, prefetch, splat, store,
+                   store_upto)
 
 NR = GEMM_VECS * LANES  # panel width: 64 columns on AVX-512, 16 on AVX2 (kernels.isa)
 LINE = 16               # floats in a 64-byte cache line
@@ -156,10 +157,7 @@ if GEMM_VECS == 4:
         return (load(panel, k, 0), load(panel, k, LANES), load(panel, k, 2 * LANES),
                 load(panel, k, 3 * LANES))
 
-    @njit(**KERNEL)
-    def fma_row(x, b, r):
-        """One row of a tile: r += x * b, x broadcast."""
-        return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
+    fma_row = fma4  # one row of a tile: r += x * b, x broadcast
 
     @njit(**KERNEL)
     def _row_load(a, r, j):

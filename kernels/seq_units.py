@@ -29,7 +29,7 @@ from .common import add_rows, gather_prev, keep_valid_rows, step_index
 from .gates import lstm_cell_bwd, lstm_cell_fwd_fast
 from .gemm import LINE, NR, PREFETCH_K, gemm_packed, load_row
 from .isa import GATE_ROWS
-from .simd import LANES, fma, load, load_n, prefetch, splat, store, store_n
+from .simd import LANES, fma4, load, load_n, prefetch, splat, store, store_n
 
 UNITS = LANES    # units per gate panel
 GNR = 4 * UNITS  # columns of a gate panel: the four gates of UNITS units
@@ -91,21 +91,16 @@ def _gates_row(panel, k):
 
 
 @njit(**KERNEL)
-def _fma_gates(x, b, r):
-    return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
-
-
-@njit(**KERNEL)
 def _rec4(h, b, panel, K):
     """Rows b..b+3 of h @ panel: each row's four gate vectors (16 accumulators)."""
     z = splat(0.0)
     r0 = r1 = r2 = r3 = (z, z, z, z)
     for k in range(K):
         g = _gates_row(panel, k)
-        r0 = _fma_gates(splat(h[b, k]), g, r0)
-        r1 = _fma_gates(splat(h[b + 1, k]), g, r1)
-        r2 = _fma_gates(splat(h[b + 2, k]), g, r2)
-        r3 = _fma_gates(splat(h[b + 3, k]), g, r3)
+        r0 = fma4(splat(h[b, k]), g, r0)
+        r1 = fma4(splat(h[b + 1, k]), g, r1)
+        r2 = fma4(splat(h[b + 2, k]), g, r2)
+        r3 = fma4(splat(h[b + 3, k]), g, r3)
     return r0, r1, r2, r3
 
 
@@ -116,8 +111,8 @@ def _rec2(h, b, panel, K):
     r0 = r1 = (z, z, z, z)
     for k in range(K):
         g = _gates_row(panel, k)
-        r0 = _fma_gates(splat(h[b, k]), g, r0)
-        r1 = _fma_gates(splat(h[b + 1, k]), g, r1)
+        r0 = fma4(splat(h[b, k]), g, r0)
+        r1 = fma4(splat(h[b + 1, k]), g, r1)
     return r0, r1
 
 
@@ -131,7 +126,7 @@ def _rec1(h, b, panel, K):
     for k in range(K):
         for q in range(0, GNR, LINE):
             prefetch(panel, k + PREFETCH_K, q, 0)
-        r = _fma_gates(splat(h[b, k]), _gates_row(panel, k), r)
+        r = fma4(splat(h[b, k]), _gates_row(panel, k), r)
     return r
 
 

@@ -18,6 +18,7 @@ accumulator registers, no memory traffic, as long as the target has that many.
     splat(x)               x in every lane
     prefetch(a, i, j, w)   hint that a[i, j]'s cache line is read (w=0) or written (w=1) soon
     fma(x, y, acc)         x * y + acc, one rounding where the target has FMA (llvm.fmuladd)
+    fma4(x, b, r)          fma over a tuple of four vectors b and accumulators r
     x + y, x - y, x * y, x / y, -x, min(x, y), max(x, y)   lane by lane; a scalar operand
                            (float or int) is splat first
 """
@@ -289,3 +290,10 @@ def store_upto(a, i, j, v, n):
         store(a, i, j, v)
     else:
         store_n(a, i, j, v, n)
+
+
+@njit(**KERNEL)
+def fma4(x, b, r):
+    """r[q] + x * b[q] for the four vectors of a tuple: one row of a four-vector tile (the
+    GEMM's AVX-512 panel row, the unit-split loops' four gates)."""
+    return fma(x, b[0], r[0]), fma(x, b[1], r[1]), fma(x, b[2], r[2]), fma(x, b[3], r[3])
