@@ -313,8 +313,8 @@ def _build(path, size, config, entries, backend):
     if need > size:  # np.savez stores entries uncompressed: the weights fit in the file
         raise CheckpointError(f"{path}: the configuration declares {need:,} bytes of weights, "
                               f"more than the file's {size:,}")
-    for key in shapes:  # every header checked before any weight is read or any layer built
-        entries.header(f"param/{key}")
+    # Each entry's header is checked before its data is read (``_Entries.read``); the size
+    # check above bounds what all of them can take.
     params = {k: entries.read(f"param/{k}", shape, "fiu") for k, shape in shapes.items()}
     model = Sequential([cls.from_config(args, backend) for cls, args, _ in layers],
                        output=config["output"], forget_bias=None)

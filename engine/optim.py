@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from engine.checks import array_module
+from engine.checks import array_module, check_real
 
 
 class Optimizer:
@@ -229,10 +229,8 @@ def clip_grad_norm(grads, max_norm):
 
 
 def _check_positive(name, value, allow_zero):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    value = check_real(name, value)
+    if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, "
                          f"got {value}")
     return value

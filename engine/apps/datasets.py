@@ -207,15 +207,20 @@ def read_csv_series(path, column, min_length=2, missing="error"):
     (``MISSING_POLICIES``): "error" names the first one's line and their count, "drop" leaves
     their rows out, "interpolate" fills them linearly from their neighbours.
     """
-    table = read_csv_table(path)
+    return _series_column(read_csv_table(path), column, min_length, missing)[1]
+
+
+def _series_column(table, column, min_length, missing):
+    """(kept row indices, float64 values) of ``column`` under the ``missing`` policy, at
+    least ``min_length`` of them."""
     j = table.column(column)
-    cells = [row[j] for row in table.rows]
-    keep, values = _fill_missing(table.path, table.lines, cells, f"column {column!r}", missing)
+    keep, values = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
+                                 f"column {column!r}", missing)
     if len(values) < min_length:
-        last = table.lines[-1] if table.lines else 1
-        _fail(table.path, last, f"series too short: column {column!r} has {len(values)} "
-                                f"values, at least {min_length} needed")
-    return values
+        _fail(table.path, table.lines[-1] if table.lines else 1,
+              f"series too short: column {column!r} has {len(values)} values, at least "
+              f"{min_length} needed")
+    return keep, values
 
 
 def read_dated_series(path, column, date_column=None, min_length=2, missing="error",
@@ -226,13 +231,7 @@ def read_dated_series(path, column, date_column=None, min_length=2, missing="err
     ``date_format``), and None is returned otherwise.  The dates are for display: the values
     stay in file order."""
     table = read_csv_table(path)
-    j = table.column(column)
-    keep, values = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
-                                 f"column {column!r}", missing)
-    if len(values) < min_length:
-        _fail(table.path, table.lines[-1] if table.lines else 1,
-              f"series too short: column {column!r} has {len(values)} values, at least "
-              f"{min_length} needed")
+    keep, values = _series_column(table, column, min_length, missing)
     lowered = [name.lower() for name in table.header]
     guess = next((table.header[lowered.index(n)] for n in DATE_COLUMNS if n in lowered), None)
     name = date_column or guess
@@ -325,16 +324,11 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     cells = [rows_lines[i][0][price_col] for i in order]
     keep, close = _fill_missing(path, lines[order].tolist(), cells, f"column {price_name!r}",
                                 missing)
-    keep = order[keep]
-    dates, lines = dates[keep], lines[keep]
-    back = np.argsort(keep, kind="stable")  # file order again: the checks below sort
-    dates, close, lines = dates[back], close[back], lines[back]
+    dates, lines = dates[order[keep]], lines[order[keep]]  # in date order from here on
     bad = np.flatnonzero(~(close > 0))
     if bad.size:
         _fail(path, lines[bad[0]], f"price {float(close[bad[0]])!r} in column {price_name!r} "
                                    "must be positive (log returns are taken)")
-    order = np.argsort(dates, kind="stable")
-    dates, close, lines = dates[order], close[order], lines[order]
     dup = np.flatnonzero(dates[1:] == dates[:-1])
     if dup.size:
         _fail(path, lines[dup[0] + 1], f"date {dates[dup[0]]} repeats line {lines[dup[0]]} "
