@@ -1,29 +1,36 @@
-"""``forecast``: multi-step forecasting of a univariate series with an LSTM.
+"""``forecast``: multi-step forecasting of a univariate series, by the forecaster that wins
+on a validation period.
 
 Data: the bundled monthly sunspots, or column ``--column`` of ``--csv FILE``.  Windows of
-``--window`` values are made over the whole series and split chronologically 70/15/15 by
-window; the scaler is fitted on the values the training windows see, and nothing else.
+``--window`` values and the ``--horizon`` values after each are made over the whole series and
+split chronologically 70/15/15 by window.
 
-Modes:
-- direct (default): LSTM -> Dense(H) predicts the next H values at once from the window.
-- recursive: a one-step model is rolled forward H times, its forecasts fed back as inputs.
+Forecasters (``engine.apps.forecasters``), all fitted on the training windows only:
+- baselines: persistence, seasonal naive (period ``--season`` or detected from the training
+  values' autocorrelation) and a least-squares AR of the window;
+- candidates: the AR, ``lstm`` (an LSTM correcting persistence) and ``lstm+ar`` (an LSTM
+  correcting the AR), each network the average of ``--seeds`` seeds.
 
-The model predicts the change from the window's last value (scaled), so "no change" (the
-persistence forecast) is the zero output it starts near.  Test RMSE per horizon is reported
-beside persistence and a least-squares AR of the same window, fitted on the training windows
-only; all three are computed on the same test windows.
+The candidate with the lowest mean RMSE over the horizons on the validation windows is the
+model; the test windows, which come last, only measure it.  Modes: direct (default: the
+networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
 import numpy as np
 
-import engine
 from engine.apps.baselines import fit_linear_ar, persistence_forecast, rmse_per_horizon
-from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
-                                fit_early_stopping, load_saved, parse_options, save_model,
-                                saved_value, user_data, write_outputs)
+from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
+                                add_load_argument, fit_early_stopping, load_saved, parse_options,
+                                save_model, saved_value, user_data, write_outputs)
 from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_series
-from engine.apps.windows import StandardScaler, chronological_split, make_windows
+from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
+                                     detect_season, mase_scale, merge_networks, mix,
+                                     seasonal_naive)
+from engine.apps.baselines import LinearAR
+from engine.apps.windows import chronological_split, make_windows
 
 EPOCHS = 60
+NETWORKS = ("lstm", "lstm+ar", "ensemble")  # the last: the mean of the first two
+SEASON = Number(int, low=0)
 
 
 def add_arguments(p):
@@ -36,8 +43,13 @@ def add_arguments(p):
                    "%%d/%%m/%%Y (default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")
     p.add_argument("--window", type=COUNT, default=60, help="input window W (default 60)")
     p.add_argument("--horizon", type=COUNT, default=12, help="forecast horizon H (default 12)")
+    p.add_argument("--season", type=SEASON, default=None, help="seasonal period in steps, at "
+                   "most the window, for the seasonal naive baseline; 0 for none (default: "
+                   "detected from the training values' autocorrelation)")
     p.add_argument("--mode", choices=("direct", "recursive"), default="direct")
     p.add_argument("--hidden", type=SIZE, default=64, help="LSTM hidden size (default 64)")
+    p.add_argument("--seeds", type=SIZE, default=3, help="networks averaged per candidate, "
+                   "each from its own seed (default 3)")
     p.add_argument("--lr", type=POSITIVE, default=3e-3, help="Adam learning rate")
     p.add_argument("--batch-size", type=COUNT, default=32)
     p.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience, epochs")
@@ -63,41 +75,57 @@ def load_series(args):
 
 
 def prepare(series, args):
-    """Windows, split and scaling.  Returns a dict with X (N, W, 1), Y (N, H) in data units,
-    the train/val/test slices, the fitted scaler, and Xs / Ds: the scaled windows and the
-    scaled targets minus the scaled last window value."""
+    """Windows X (N, W), targets Y (N, H), the train/val/test slices of the windows, and the
+    values the training windows see (inputs and targets), for fitting scales and the season."""
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)
         split = chronological_split(len(X))
-    train = split[0]
-    scaler = StandardScaler().fit(series[:train.stop - 1 + args.window + args.horizon])
-    Xs = scaler.transform(X).astype(np.float32)
-    Ds = (scaler.transform(Y) - Xs[:, -1, :]).astype(np.float32)
-    return dict(X=X, Y=Y, split=split, scaler=scaler, Xs=Xs, Ds=Ds)
+    train_values = series[:split[0].stop - 1 + args.window + args.horizon]
+    return dict(X=X[:, :, 0], Y=Y, split=split, train_values=train_values)
 
 
-def build_model(args, outputs):
-    """LSTM(1, hidden) -> Dense(hidden, outputs), many-to-one, compiled with Adam on MSE."""
-    lstm = engine.LSTM(1, args.hidden, batch_first=True, backend=args.backend, seed=args.seed)
-    dense = engine.Dense(args.hidden, outputs, backend=args.backend, seed=args.seed + 1)
-    model = engine.Sequential([lstm, dense], output="many_to_one")
-    return model.compile("mse", engine.Adam(lr=args.lr), clip_norm=1.0)
+def find_season(args, train_values, report):
+    """--season, checked against the window, or the period detected on the training values
+    (None when there is none)."""
+    if args.season is not None:
+        if args.season > args.window:
+            raise AppError(f"--season {args.season} is longer than --window {args.window}: "
+                           "the forecasters see one window, so it must hold a whole season")
+        if args.season == 1:
+            raise AppError("--season 1 is persistence; give a period of at least 2, or 0 for "
+                           "none")
+        return args.season or None
+    period, r = detect_season(train_values, args.window)
+    report(f"season: {period} steps (autocorrelation {r:.2f} on the training values)" if period
+           else f"season: none found up to the window (highest autocorrelation peak {r:.2f}, "
+                "below 0.3); give --season to set one")
+    return period
 
 
-def forecast_scaled(model, Xs, horizon, mode):
-    """Scaled forecasts (N, H) from scaled windows Xs (N, W, 1)."""
-    if mode == "direct":
-        return Xs[:, -1, :] + model.predict(Xs)
-    window, out = Xs.copy(), []
-    for _ in range(horizon):
-        nxt = window[:, -1, :] + model.predict(window)  # (N, 1)
-        out.append(nxt)
-        window = np.concatenate([window[:, 1:], nxt[:, :, None]], axis=1).astype(np.float32)
-    return np.concatenate(out, axis=1)
+def train_network(kind, d, ar, args, report):
+    """The ``kind`` candidate ("lstm" or "lstm+ar"): ``--seeds`` networks trained on the
+    training windows (early stopping on the validation windows), merged into one."""
+    X, Y, (train, val, _) = d["X"], d["Y"], d["split"]
+    k = args.horizon if args.mode == "direct" else 1
+    base = NetForecaster(None, None, ar if kind == "lstm+ar" else None, args.mode)
+    residual = Y[:, :k] - base.base(X, k)
+    norm = Normaliser.fit(X[train], residual[train],
+                          d["train_values"] if kind == "lstm" else None)
+    xs, ys = norm.inputs(X), (residual / norm.output_scale).astype(np.float32)
+    models = []
+    for i in range(args.seeds):
+        report(f"training {kind}, network {i + 1} of {args.seeds}")
+        model = build_network(norm.channels, args.hidden, k, args.lr, args.backend,
+                              args.seed + 1000 * i)
+        fit_early_stopping(model, (xs[train], ys[train]), (xs[val], ys[val]), args,
+                           args.batch_size, args.patience, report, seed=args.seed + i)
+        models.append(model)
+    return NetForecaster(merge_networks(models), norm, base.ar, args.mode)
 
 
 def run(args=None, **overrides):
-    """Train, evaluate on the test windows and return the metrics dict (see the module doc)."""
+    """Fit every forecaster, choose on the validation windows, measure on the test windows
+    and return the metrics dict (see the module doc)."""
     args = parse_options(add_arguments, EPOCHS, args, overrides)
     report = Report(args.quiet)
     if args.load:
@@ -105,27 +133,54 @@ def run(args=None, **overrides):
     series, name, dates = load_series(args)
     d = prepare(series, args)
     train, val, test = d["split"]
-    k = args.horizon if args.mode == "direct" else 1
     report(f"forecast: {name}, {len(series)} values, window {args.window}, horizon "
            f"{args.horizon} ({args.mode}); windows train/val/test "
            f"{train.stop}/{val.stop - val.start}/{test.stop - test.start}")
-    model = build_model(args, k)
-    history = fit_early_stopping(model, (d["Xs"][train], d["Ds"][train, :k]),
-                                 (d["Xs"][val], d["Ds"][val, :k]), args, args.batch_size,
-                                 args.patience, report)
-    save_model(model, args, report, command="forecast", window=args.window,
-               horizon=args.horizon, mode=args.mode, scaler=d["scaler"].state(),
-               input="the last `window` values, scaled by `scaler`, shape (N, window, 1)",
-               output="scaled change from the last input value for each of the next "
-                      "`horizon` steps (one step in recursive mode)")
-    metrics = evaluate(model, d, args, name, history)
+    season = find_season(args, d["train_values"], report)
+    X, Y, H = d["X"], d["Y"], args.horizon
+    ar = fit_linear_ar(X[train], Y[train])
+    step_ar = ar if args.mode == "direct" else fit_linear_ar(X[train], Y[train, :1])
+    nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS[:2]}
+    nets["ensemble"] = mix(list(nets.values()), args.window)
+    candidates = {"ar": ar.predict(X), **{k: n.predict(X, H) for k, n in nets.items()}}
+    chosen, val_rmse = choose(candidates, Y, val)
+    baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
+    if season:
+        baselines[f"seasonal{season}"] = seasonal_naive(X, H, season)
+    network = "ensemble" if chosen == "ar" else chosen  # the AR needs no weights
+    net = nets[network]
+    save_model(net.model, args, report, command="forecast", window=args.window, horizon=H,
+               mode=args.mode, chosen=chosen, network=network,
+               normaliser=net.normaliser.state(), season=season, ar=ar_state(ar),
+               base_ar=ar_state(net.ar) if net.ar is not None else None,
+               input="the last `window` values, shape (N, window); see engine.apps.forecast",
+               output="the next `horizon` values")
+    metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name)
     if dates is not None:
-        test = d["split"][2]
         metrics["test_period"] = [str(dates[test.start + args.window]),
-                                  str(dates[test.stop - 1 + args.window + args.horizon - 1])]
+                                  str(dates[test.stop - 1 + args.window + H - 1])]
+    d["pred"] = candidates[chosen][test]
     print_table(metrics, report)
     return write_outputs(args, "forecast", metrics,
                          lambda plt, path: plot(plt, path, series, dates, d, metrics), report)
+
+
+def ar_state(ar):
+    return {"coef": ar.coef.tolist(), "intercept": ar.intercept.tolist()}
+
+
+def ar_from_state(state, window, outputs):
+    """The LinearAR ``ar_state`` described, checked against the window and outputs."""
+    try:
+        coef = np.asarray(state["coef"], dtype=np.float64)
+        intercept = np.asarray(state["intercept"], dtype=np.float64)
+    except (TypeError, KeyError, ValueError):
+        raise ValueError("expected {'coef': W x H numbers, 'intercept': H numbers}") from None
+    if coef.shape != (window, outputs) or intercept.shape != (outputs,) or \
+            not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        raise ValueError(f"expected finite coef ({window}, {outputs}) and intercept "
+                         f"({outputs},), got shapes {coef.shape} and {intercept.shape}")
+    return LinearAR(coef=coef, intercept=intercept)
 
 
 def _mode(value):
@@ -134,32 +189,54 @@ def _mode(value):
     return value
 
 
+def _choice(*names):
+    def check(value):
+        if value not in names:
+            raise ValueError(f"expected one of {names}, got {value!r}")
+        return value
+    return check
+
+
+def saved_forecaster(args, model):
+    """(chosen, forecast function (N, W) -> (N, H)) from a checkpoint's metadata."""
+    W, H = args.window, args.horizon
+    mode = saved_value(args, model, "mode", _mode)
+    chosen = saved_value(args, model, "chosen", _choice("ar", *NETWORKS))
+    network = saved_value(args, model, "network", _choice(*NETWORKS))
+    ar = saved_value(args, model, "ar", lambda s: ar_from_state(s, W, H))
+    if chosen == "ar":
+        return chosen, ar.predict
+    k = H if mode == "direct" else 1
+    base_ar = None if network == "lstm" else \
+        saved_value(args, model, "base_ar", lambda s: ar_from_state(s, W, k))
+    norm = saved_value(args, model, "normaliser", Normaliser.from_state)
+    net = NetForecaster(model, norm, base_ar, mode)
+    return chosen, lambda X: net.predict(X, H)
+
+
 def apply_saved(args, report):
     """--load: the saved model on the series (--csv or the bundled one), with the window,
-    horizon, mode and scaler saved with it: RMSE per horizon over every window of the series
-    beside persistence, and the forecast of the next ``horizon`` values after its end."""
+    horizon, mode and preprocessing saved with it: RMSE per horizon over every window of the
+    series beside persistence, and the forecast of the next ``horizon`` values after its end."""
     model = load_saved(args, "forecast")
     args.window = saved_value(args, model, "window", COUNT)
     args.horizon = saved_value(args, model, "horizon", COUNT)
-    mode = saved_value(args, model, "mode", _mode)
-    scaler = saved_value(args, model, "scaler", StandardScaler.from_state)
+    chosen, predict = saved_forecaster(args, model)
     series, name, _ = load_series(args)
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)
-    pred = scaler.inverse_transform(forecast_scaled(
-        model, scaler.transform(X).astype(np.float32), args.horizon, mode))
-    last = scaler.transform(series[-args.window:]).astype(np.float32)[None, :, None]
-    future = scaler.inverse_transform(forecast_scaled(model, last, args.horizon, mode))[0]
-    rmse = {"lstm": rmse_per_horizon(pred, Y),
+    X = X[:, :, 0]
+    future = predict(series[None, -args.window:])[0]
+    rmse = {"model": rmse_per_horizon(predict(X), Y),
             "persistence": rmse_per_horizon(persistence_forecast(X, args.horizon), Y)}
-    metrics = {"command": "forecast", "model": args.load, "data": name, "window": args.window,
-               "horizon": args.horizon, "mode": mode, "n_windows": int(len(X)),
+    metrics = {"command": "forecast", "model": args.load, "chosen": chosen, "data": name,
+               "window": args.window, "horizon": args.horizon, "n_windows": int(len(X)),
                "rmse_per_horizon": {k: v.tolist() for k, v in rmse.items()},
                "rmse_mean": {k: float(v.mean()) for k, v in rmse.items()},
                "next_forecast": future.tolist()}
-    report(f"forecast: {args.load} on {name}: {len(X)} windows of {args.window}, horizon "
-           f"{args.horizon} ({mode}); RMSE mean over horizons: lstm "
-           f"{metrics['rmse_mean']['lstm']:.4g}, persistence "
+    report(f"forecast: {args.load} ({chosen}) on {name}: {len(X)} windows of {args.window}, "
+           f"horizon {args.horizon}; RMSE mean over horizons: model "
+           f"{metrics['rmse_mean']['model']:.4g}, persistence "
            f"{metrics['rmse_mean']['persistence']:.4g}")
     report(f"next {args.horizon} values after the series: "
            + ", ".join(f"{v:.4g}" for v in future))
@@ -182,49 +259,63 @@ def plot_next(plt, path, series, future, m):
     plt.close(fig)
 
 
-def evaluate(model, d, args, name, history):
-    """Test RMSE per horizon for the model, persistence and the train-only AR."""
-    test, train = d["split"][2], d["split"][0]
-    X, Y = d["X"], d["Y"]
-    pred = d["scaler"].inverse_transform(
-        forecast_scaled(model, d["Xs"][test], args.horizon, args.mode))
-    ar = fit_linear_ar(X[train], Y[train])
-    rmse = {"lstm": rmse_per_horizon(pred, Y[test]),
-            "persistence": rmse_per_horizon(persistence_forecast(X[test], args.horizon), Y[test]),
-            f"ar{args.window}": rmse_per_horizon(ar.predict(X[test]), Y[test])}
-    d["pred"], d["ar_pred"] = pred, ar.predict(X[test])
-    base = {k: v for k, v in rmse.items() if k != "lstm"}
+def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name):
+    """Test RMSE per horizon and MASE for the model (the chosen candidate), each baseline and
+    each candidate; which of the model and the baselines won each horizon."""
+    test, Y = d["split"][2], d["Y"][d["split"][2]]
+    W = args.window
+    rename = {"ar": f"ar{W}"}
+    rows = {"model": candidates[chosen][test],
+            **{rename.get(k, k): v[test] for k, v in baselines.items()},
+            **{k: v[test] for k, v in candidates.items() if k != "ar"}}
+    rmse = {k: rmse_per_horizon(v, Y) for k, v in rows.items()}
+    scale = mase_scale(d["train_values"], season)
+    mase = {k: float(np.mean(np.abs(v - Y)) / scale) for k, v in rows.items()}
+    contest = ["model"] + [rename.get(k, k) for k in baselines]
+    best = min(contest[1:], key=lambda k: rmse[k].mean())
+    winners = [contest[int(np.argmin([rmse[k][h] for k in contest]))]
+               for h in range(args.horizon)]
     return {
-        "command": "forecast", "data": name, "window": args.window, "horizon": args.horizon,
-        "mode": args.mode, "epochs_run": len(history["loss"]),
-        "best_epoch": history.get("best_epoch"), "train_seconds": history["seconds"],
-        "n_test": int(len(pred)),
+        "command": "forecast", "data": name, "window": W, "horizon": args.horizon,
+        "mode": args.mode, "season": season, "seeds": args.seeds,
+        "chosen": rename.get(chosen, chosen),
+        "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
+        "n_test": int(len(Y)), "baselines": contest[1:],
         "test_rmse_per_horizon": {k: v.tolist() for k, v in rmse.items()},
         "test_rmse_mean": {k: float(v.mean()) for k, v in rmse.items()},
-        "beats_persistence_every_horizon": bool(np.all(rmse["lstm"] < rmse["persistence"])),
-        "beats_ar_on_mean": bool(rmse["lstm"].mean() < rmse[f"ar{args.window}"].mean()),
-        "best_baseline_mean": min(base, key=lambda k: base[k].mean()),
-        "history": {"loss": history["loss"], "val_loss": history["val_loss"]},
+        "test_mase": mase, "mase_scale": scale,
+        "best_baseline": best,
+        "model_vs_best_baseline": float(rmse["model"].mean() / rmse[best].mean()),
+        "winner_per_horizon": winners,
     }
 
 
 def print_table(m, report):
-    """Test RMSE per horizon: one row per horizon, one column per forecaster."""
-    names = list(m["test_rmse_per_horizon"])
-    report("test RMSE per horizon (data units):")
-    report("   h " + "".join(f"{n:>13s}" for n in names))
+    """The validation choice, then test RMSE per horizon of the model and the baselines with
+    the winner of each horizon, and the means and MASE of every forecaster."""
+    val = m["val_rmse_mean"]
+    report("validation mean RMSE: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items())
+           + f" -> model: {m['chosen']}")
+    names = ["model"] + m["baselines"]
+    report(f"test RMSE per horizon (data units), model = {m['chosen']}:")
+    report("   h " + "".join(f"{n:>13s}" for n in names) + "  winner")
     for h in range(m["horizon"]):
-        report(f"{h + 1:4d} " + "".join(f"{m['test_rmse_per_horizon'][n][h]:13.2f}"
-                                        for n in names))
-    report("mean " + "".join(f"{m['test_rmse_mean'][n]:13.2f}" for n in names))
-    report(f"LSTM beats persistence at every horizon: {m['beats_persistence_every_horizon']}; "
-           f"beats AR on the mean: {m['beats_ar_on_mean']}")
+        report(f"{h + 1:4d} " + "".join(f"{m['test_rmse_per_horizon'][n][h]:13.4g}"
+                                        for n in names) + f"  {m['winner_per_horizon'][h]}")
+    report("mean " + "".join(f"{m['test_rmse_mean'][n]:13.4g}" for n in names))
+    report("MASE " + "".join(f"{m['test_mase'][n]:13.3f}" for n in names))
+    others = [k for k in m["test_rmse_mean"] if k not in names]
+    report("other candidates, test mean RMSE: " + ", ".join(
+        f"{k} {m['test_rmse_mean'][k]:.4g}" for k in others))
+    report(f"model / best baseline ({m['best_baseline']}): {m['model_vs_best_baseline']:.3f} "
+           "in mean RMSE")
 
 
 def plot(plt, path, series, dates, d, m):
-    """Top left: the whole test period with the 1-step and H-step forecasts.  Top right: its
-    last stretch, zoomed, with the last full H-step forecast.  Bottom: test RMSE per horizon
-    of the model and both baselines.  The x axis shows dates when the data have them."""
+    """Top left: the whole test period with the model's 1-step and H-step forecasts.  Top
+    right: its last stretch, zoomed, with the last full H-step forecast.  Bottom: test RMSE per
+    horizon of the model, the baselines and the other candidates.  The x axis shows dates when
+    the data have them."""
     test, W, H = d["split"][2], m["window"], m["horizon"]
     t0 = test.start + W  # series index of the first test target
     x = dates if dates is not None else np.arange(len(series))
@@ -235,9 +326,9 @@ def plot(plt, path, series, dates, d, m):
         fig.add_subplot(grid[1, :])
     lo = max(t0 - 3 * W, 0)
     whole.plot(x[lo:], series[lo:], color="0.6", lw=1, label="history / actual")
-    whole.plot(x[t0:t0 + n], d["pred"][:, 0], lw=1, label="LSTM, 1 step ahead")
+    whole.plot(x[t0:t0 + n], d["pred"][:, 0], lw=1, label=f"{m['chosen']}, 1 step ahead")
     whole.plot(x[t0 + H - 1:t0 + H - 1 + n], d["pred"][:, -1], lw=1,
-               label=f"LSTM, {H} steps ahead")
+               label=f"{m['chosen']}, {H} steps ahead")
     whole.axvline(x[t0], color="k", ls=":", lw=0.8)
     whole.set(title=f"{m['data']}: test period", xlabel="date" if dates is not None else "step",
               ylabel="value")

@@ -17,6 +17,7 @@ from engine.apps.datasets import read_csv_series
 from engine.apps.windows import StandardScaler, chronological_split, make_windows
 
 TINY = dict(epochs=1, hidden=8, quiet=True)
+FTINY = dict(TINY, seeds=1)  # forecast trains one network per candidate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -84,36 +85,48 @@ def _files_ok(out, name, keys):
 def test_forecast_user_csv(series_csv, tmp_path):
     out = tmp_path / "o"
     m = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, out=str(out),
-                     **TINY)
-    m = _files_ok(out, "forecast", ["test_rmse_per_horizon", "test_rmse_mean",
-                                    "beats_persistence_every_horizon", "beats_ar_on_mean"])
-    assert set(m["test_rmse_per_horizon"]) == {"lstm", "persistence", "ar12"}
+                     **FTINY)
+    m = _files_ok(out, "forecast", ["test_rmse_per_horizon", "test_rmse_mean", "test_mase",
+                                    "chosen", "val_rmse_mean", "winner_per_horizon"])
+    assert set(m["val_rmse_mean"]) == {"ar12", "lstm", "lstm+ar", "ensemble"}
+    assert m["chosen"] == min(m["val_rmse_mean"], key=m["val_rmse_mean"].get)
+    assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
+    seasonal = {f"seasonal{m['season']}"} if m["season"] else set()
+    assert set(m["baselines"]) == {"persistence", "ar12"} | seasonal
     assert all(len(v) == 3 for v in m["test_rmse_per_horizon"].values())
+    assert set(m["winner_per_horizon"]) <= {"model", *m["baselines"]}
 
 
 def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
-    """The checkpoint alone (weights plus metadata) reproduces the app's test forecasts."""
+    """The checkpoint alone (weights plus metadata) reproduces the app's test forecasts, for
+    whichever forecaster the validation chose."""
     path = tmp_path / "f.npz"
     m = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3,
-                     save=str(path), **TINY)
+                     save=str(path), **FTINY)
     model = engine.load(path)
     meta = model.metadata
     assert (meta["command"], meta["window"], meta["horizon"], meta["mode"]) == \
         ("forecast", 12, 3, "direct")
-    scaler = StandardScaler.from_state(meta["scaler"])
     X, Y = make_windows(read_csv_series(series_csv, "level"), 12, 3)
     test = chronological_split(len(X))[2]
-    scaled = forecast.forecast_scaled(model, scaler.transform(X[test]).astype(np.float32), 3,
-                                      "direct")
-    np.testing.assert_allclose(rmse_per_horizon(scaler.inverse_transform(scaled), Y[test]),
-                               m["test_rmse_per_horizon"]["lstm"], rtol=1e-6)
+    args = forecast.parse_options(forecast.add_arguments, 1, None,
+                                  {"load": str(path), "window": 12, "horizon": 3})
+    for chosen in ("ar", "lstm", "lstm+ar", "ensemble"):  # each as if it had been chosen
+        if chosen != "ar" and chosen != meta["network"]:
+            continue
+        model.metadata = dict(meta, chosen=chosen)
+        _, predict = forecast.saved_forecaster(args, model)
+        key = {"ar": "ar12"}.get(chosen, chosen)
+        np.testing.assert_allclose(rmse_per_horizon(predict(X[test, :, 0]), Y[test]),
+                                   m["test_rmse_per_horizon"][key], rtol=1e-5)
 
 
 def test_forecast_recursive_matches_horizon(series_csv):
     m = forecast.run(csv=str(series_csv), column="level", window=10, horizon=4,
-                     mode="recursive", **TINY)
-    assert len(m["test_rmse_per_horizon"]["lstm"]) == 4
-    assert np.all(np.isfinite(m["test_rmse_per_horizon"]["lstm"]))
+                     mode="recursive", **FTINY)
+    for name in ("model", "lstm", "lstm+ar", "ensemble"):
+        assert len(m["test_rmse_per_horizon"][name]) == 4
+        assert np.all(np.isfinite(m["test_rmse_per_horizon"][name]))
 
 
 def test_stocks_user_csv(prices_csv, tmp_path):
@@ -288,9 +301,9 @@ def test_commands_run_on_the_gpu_backend(tmp_path):
     series = tmp_path / "level.csv"
     series.write_text("month,level\n" + "".join(f"{i},{v:.3f}\n" for i, v in enumerate(y)))
     m = forecast.run(csv=str(series), column="level", window=4, horizon=2, epochs=1,
-                     hidden=3, quiet=True, backend="gpu", out=str(tmp_path / "f"))
-    assert set(m["test_rmse_mean"]) >= {"lstm", "persistence"}
-    assert np.isfinite(m["test_rmse_mean"]["lstm"])
+                     hidden=3, seeds=1, quiet=True, backend="gpu", out=str(tmp_path / "f"))
+    assert set(m["test_rmse_mean"]) >= {"lstm", "lstm+ar", "ensemble", "persistence"}
+    assert np.isfinite(m["test_rmse_mean"]["ensemble"])
     rng = np.random.default_rng(2)
     train = _ts(tmp_path / "tr.ts", _ts_rows(rng, 9))
     test = _ts(tmp_path / "te.ts", _ts_rows(rng, 6))
@@ -304,15 +317,15 @@ def test_every_command_applies_its_saved_model(series_csv, prices_csv, ts_files,
     """``--save`` then ``--load``: forecast, stocks and classify apply the checkpoint to data
     from the command line with the preprocessing saved in it, and get what the model gives."""
     f = tmp_path / "f.npz"
-    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **TINY)
+    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **FTINY)
     assert main(["forecast", "--load", str(f), "--csv", str(series_csv), "--column", "level",
                  "--quiet", "--out", str(tmp_path / "fo")]) == 0
     m = _files_ok(tmp_path / "fo", "forecast", ["rmse_mean", "next_forecast"])
     model = engine.load(f)
-    scaler = StandardScaler.from_state(model.metadata["scaler"])
     series = read_csv_series(series_csv, "level")
-    last = scaler.transform(series[-12:]).astype(np.float32)[None, :, None]
-    want = scaler.inverse_transform(forecast.forecast_scaled(model, last, 3, "direct"))[0]
+    args = forecast.parse_options(forecast.add_arguments, 1, None,
+                                  {"load": str(f), "window": 12, "horizon": 3})
+    want = forecast.saved_forecaster(args, model)[1](series[None, -12:])[0]
     np.testing.assert_allclose(m["next_forecast"], want, rtol=1e-6)
 
     s = tmp_path / "s.npz"
@@ -343,13 +356,17 @@ def test_load_refuses_another_commands_model_and_bad_metadata(series_csv, ts_fil
     assert main(["forecast", "--load", str(c), "--quiet"]) == 2
     assert f"{c}: a model saved by the 'classify' command" in capsys.readouterr().err
     f = tmp_path / "f.npz"
-    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **TINY)
+    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **FTINY)
     model = engine.load(f)
-    for key, value, words in [("scaler", {"mean": 1.0, "scale": -2.0}, "scale > 0"),
+    saved = engine.load(f).metadata
+    bad_scales = {"input_scale": -1.0, "output_scale": 1.0, "level": None}
+    for key, value, words in [("normaliser", bad_scales, "scales must be finite and > 0"),
                               ("window", 0, "expected an integer >= 1"),
-                              ("mode", "sideways", "'direct' or 'recursive'")]:
+                              ("mode", "sideways", "'direct' or 'recursive'"),
+                              ("chosen", "magic", "expected one of"),
+                              ("ar", {"coef": [[1.0]], "intercept": [0.0]}, "expected finite")]:
         bad = tmp_path / f"bad_{key}.npz"
-        model.metadata = dict(engine.load(f).metadata, **{key: value})
+        model.metadata = {**saved, "chosen": saved["network"], key: value}
         model.save(bad)
         assert main(["forecast", "--load", str(bad), "--quiet"]) == 2
         err = capsys.readouterr().err
@@ -381,10 +398,10 @@ def test_forecast_plots_against_the_dates_of_the_data(series_csv, tmp_path, caps
     dated = tmp_path / "dated.csv"
     dated.write_text("Date,level\n" + "".join(f"{d},{v}\n" for d, v in zip(days, values)))
     m = forecast.run(csv=str(dated), column="level", window=12, horizon=3,
-                     out=str(tmp_path / "o"), **TINY)
+                     out=str(tmp_path / "o"), **FTINY)
     assert m["test_period"][1] == str(days[-1]) and m["test_period"][0] > str(days[100])
     assert (tmp_path / "o" / "forecast.png").stat().st_size > 1000
-    undated = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, **TINY)
+    undated = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, **FTINY)
     assert "test_period" not in undated
     assert main(["forecast", "--csv", str(series_csv), "--column", "level", "--date-column",
                  "level", "--quiet"]) == 2

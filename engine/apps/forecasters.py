@@ -1,0 +1,249 @@
+"""The forecasters of ``forecast`` and the honest choice between them.
+
+Every forecaster maps windows X (N, W) of a series to forecasts (N, H) in data units.  All are
+fitted on the training windows only; one is chosen by its mean RMSE over the horizons on the
+validation windows, which come after the training windows and before the test windows, so the
+test period plays no part in fitting or choosing.
+
+- ``persistence``: the last value of the window, repeated.
+- ``seasonal``: the value one season earlier (period m from ``--season`` or detected on the
+  training values by ``detect_season``).
+- ``ar``: least-squares linear autoregression of the window, one output per horizon.
+- ``lstm`` / ``lstm+ar``: an LSTM that learns what persistence / the AR leaves, the residual
+  (LSTNet's autoregressive component, Lai et al. 2018).  Its input is each window minus its
+  last value (per-window normalisation as in RevIN, Kim et al. 2022, so a trending series never
+  leaves the range the network saw), divided by one scale fitted on the training windows.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+import engine
+from engine.apps.baselines import LinearAR, persistence_forecast, rmse_per_horizon
+
+MIN_SEASON_ACF = 0.3  # an autocorrelation peak below this is not called a season
+
+
+# --------------------------------------------------------------------------------------------
+# Season
+# --------------------------------------------------------------------------------------------
+
+def autocorrelation(values, max_lag):
+    """Sample autocorrelation r[0..max_lag] of ``values`` after removing a least-squares line
+    (a trend would otherwise make every lag look correlated)."""
+    x = np.asarray(values, dtype=np.float64)
+    t = np.arange(len(x))
+    x = x - np.polyval(np.polyfit(t, x, 1), t)
+    spectrum = np.fft.rfft(x, 2 * len(x))
+    acov = np.fft.irfft(spectrum * np.conj(spectrum))[:max_lag + 1]
+    return acov / acov[0] if acov[0] > 0 else np.zeros(max_lag + 1)
+
+
+def detect_season(values, max_lag):
+    """(period, r): the lag >= 2 of the highest local maximum of the autocorrelation up to
+    ``max_lag``, and its value; (None, r) when no peak reaches MIN_SEASON_ACF."""
+    max_lag = min(int(max_lag), len(values) // 2)
+    if max_lag < 3:
+        return None, 0.0
+    r = autocorrelation(values, max_lag)
+    k = np.arange(2, max_lag)
+    peaks = k[(r[k] > r[k - 1]) & (r[k] >= r[k + 1])]
+    if peaks.size == 0:
+        return None, 0.0
+    best = int(peaks[np.argmax(r[peaks])])
+    return (best if r[best] >= MIN_SEASON_ACF else None), float(r[best])
+
+
+def seasonal_naive(X, horizon, period):
+    """(N, H) forecasts from windows X (N, W), period <= W: each target gets the value whole
+    seasons before it, the fewest that reach back into the window."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    if not 1 <= period <= X.shape[1]:
+        raise ValueError(f"period must lie in [1, window {X.shape[1]}], got {period}")
+    h = np.arange(horizon)
+    back = period * ((h + period) // period)  # seasons back, in steps: >= h + 1
+    return X[:, X.shape[1] + h - back]
+
+
+# --------------------------------------------------------------------------------------------
+# The network candidates
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Normaliser:
+    """Network inputs and targets from windows, with scales fitted on the training windows.
+
+    Input channel 0: each window minus its last value, over ``input_scale`` (level-free, so a
+    trending series stays in the range the network was trained on).  Channel 1, when
+    ``level`` is set: the values standardised by the training mean and std, for a network
+    without an AR beside it, which needs the level to learn mean reversion.  Target: the
+    residual of the base forecast over ``output_scale``.
+    """
+    input_scale: float
+    output_scale: float
+    level: tuple = None  # (mean, std) of the training values, or None
+
+    @classmethod
+    def fit(cls, X, residual, train_values=None):
+        level = None
+        if train_values is not None:
+            level = (float(np.mean(train_values)), _positive_std(train_values))
+        return cls(_positive_std(X - X[:, -1:]), _positive_std(residual), level)
+
+    @property
+    def channels(self):
+        return 1 if self.level is None else 2
+
+    def inputs(self, X):
+        """(N, W) windows -> float32 (N, W, channels)."""
+        parts = [(X - X[:, -1:]) / self.input_scale]
+        if self.level is not None:
+            parts.append((X - self.level[0]) / self.level[1])
+        return np.stack(parts, axis=-1).astype(np.float32)
+
+    def state(self):
+        return {"input_scale": self.input_scale, "output_scale": self.output_scale,
+                "level": None if self.level is None else list(self.level)}
+
+    @classmethod
+    def from_state(cls, state):
+        """The normaliser ``state()`` described; ValueError for anything else (a saved
+        model's metadata is untrusted input)."""
+        try:
+            scales = [float(state[k]) for k in ("input_scale", "output_scale")]
+            level = state["level"]
+            level = None if level is None else tuple(float(v) for v in level)
+        except (TypeError, KeyError, ValueError):
+            raise ValueError("expected {'input_scale': number, 'output_scale': number, "
+                             f"'level': null or [mean, std]}}, got {str(state)[:80]}") from None
+        if level is not None and len(level) != 2:
+            raise ValueError(f"level must be [mean, std], got {list(level)}")
+        numbers = scales + list(level or ())
+        if not (all(np.isfinite(v) for v in numbers) and all(v > 0 for v in scales)
+                and (level is None or level[1] > 0)):
+            raise ValueError(f"scales must be finite and > 0, got {numbers}")
+        return cls(*scales, level)
+
+
+def _positive_std(x):
+    s = float(np.std(x))
+    return s if np.isfinite(s) and s > 0 else 1.0
+
+
+class NetForecaster:
+    """base(X) + output_scale * network(inputs(X)), where the base is persistence (``ar`` None)
+    or a fitted LinearAR.  Direct mode predicts all H values at once; recursive mode predicts
+    one and feeds it back H times."""
+
+    def __init__(self, model, normaliser, ar, mode):
+        self.model, self.normaliser, self.ar, self.mode = model, normaliser, ar, mode
+
+    def base(self, X, k):
+        if self.ar is None:
+            return persistence_forecast(X, k)
+        return self.ar.predict(X)[:, :k]
+
+    def step(self, X):
+        """The next k values (k = H direct, 1 recursive) for windows X (N, W)."""
+        out = np.asarray(self.model.predict(self.normaliser.inputs(X)), dtype=np.float64)
+        return self.base(X, out.shape[1]) + self.normaliser.output_scale * out
+
+    def predict(self, X, horizon):
+        """(N, W[, 1]) windows -> (N, horizon) forecasts in data units."""
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        if self.mode == "direct":
+            return self.step(X)
+        out = np.empty((len(X), horizon))
+        for h in range(horizon):
+            out[:, h] = self.step(X)[:, 0]
+            X = np.concatenate([X[:, 1:], out[:, h:h + 1]], axis=1)
+        return out
+
+
+def build_network(inputs, hidden, outputs, lr, backend, seed):
+    """LSTM(inputs, hidden) -> Dense(hidden, outputs), many-to-one, compiled with Adam on MSE."""
+    lstm = engine.LSTM(inputs, hidden, batch_first=True, backend=backend, seed=seed)
+    dense = engine.Dense(hidden, outputs, backend=backend, seed=seed + 1)
+    model = engine.Sequential([lstm, dense], output="many_to_one")
+    return model.compile("mse", engine.Adam(lr=lr), clip_norm=1.0)
+
+
+def merge_networks(models, weights=None, lr=1e-3):
+    """One network whose output is ``sum_j weights[j] * models[j](x)`` (default: the mean),
+    exactly: the members' LSTMs side by side in one LSTM as wide as all of them, with
+    block-diagonal recurrent weights, and one Dense weighting their outputs.  The members are
+    LSTM -> Dense pairs with equal hidden and output sizes; one with fewer inputs reads the
+    leading channels (its weights on the others are zero).  A seed ensemble, or a mix of
+    candidates, is then one checkpoint and one forward."""
+    weights = np.full(len(models), 1 / len(models)) if weights is None else weights
+    lstm, dense = models[0].layers
+    k, h = len(models), lstm.hidden_size
+    n_in = max(m.layers[0].input_size for m in models)
+    wide = build_network(n_in, k * h, dense.out_features, lr, lstm.backend, 0)
+    w_ih, w_hh = np.zeros((4 * k * h, n_in)), np.zeros((4 * k * h, k * h))
+    b_ih, b_hh = np.zeros(4 * k * h), np.zeros(4 * k * h)
+    states = [m.state_dict() for m in models]
+    for j, s in enumerate(states):
+        for g in range(4):  # gate blocks i, f, g, o: member j's units go to slot j of each
+            rows, src = slice((g * k + j) * h, (g * k + j + 1) * h), slice(g * h, (g + 1) * h)
+            w_ih[rows, :s["0.weight_ih_l0"].shape[1]] = s["0.weight_ih_l0"][src]
+            w_hh[rows, j * h:(j + 1) * h] = s["0.weight_hh_l0"][src]
+            b_ih[rows], b_hh[rows] = s["0.bias_ih_l0"][src], s["0.bias_hh_l0"][src]
+    wide.load_state_dict({
+        "0.weight_ih_l0": w_ih, "0.weight_hh_l0": w_hh, "0.bias_ih_l0": b_ih,
+        "0.bias_hh_l0": b_hh,
+        "1.weight": np.concatenate([w * s["1.weight"] for w, s in zip(weights, states)], 1),
+        "1.bias": np.sum([w * s["1.bias"] for w, s in zip(weights, states)], axis=0)})
+    return wide
+
+
+def mix(forecasters, window):
+    """The mean of NetForecasters of one mode and input scale as one NetForecaster: the
+    bases averaged into one linear AR (persistence is an AR too), the networks merged with
+    their output scales folded into the weights.  In recursive mode it is the mean one-step
+    forecast that is rolled forward."""
+    n = len(forecasters)
+    coefs, intercepts = [], []
+    k = forecasters[0].model.layers[1].out_features
+    for f in forecasters:
+        if f.ar is None:
+            coef = np.zeros((window, k))
+            coef[-1] = 1.0
+            coefs.append(coef)
+            intercepts.append(np.zeros(k))
+        else:
+            coefs.append(f.ar.coef)
+            intercepts.append(f.ar.intercept)
+    ar = LinearAR(coef=np.mean(coefs, axis=0), intercept=np.mean(intercepts, axis=0))
+    levels = [f.normaliser.level for f in forecasters if f.normaliser.level is not None]
+    first = max(forecasters, key=lambda f: f.normaliser.channels).normaliser
+    norm = Normaliser(first.input_scale, 1.0, levels[0] if levels else None)
+    model = merge_networks([f.model for f in forecasters],
+                           [f.normaliser.output_scale / n for f in forecasters])
+    return NetForecaster(model, norm, ar, forecasters[0].mode)
+
+
+# --------------------------------------------------------------------------------------------
+# Choice
+# --------------------------------------------------------------------------------------------
+
+def choose(forecasts, Y, val):
+    """(name, val RMSE means): the forecaster with the lowest mean RMSE over the horizons on
+    the validation windows ``val`` (a slice); ties go to the one listed first."""
+    errors = {k: float(rmse_per_horizon(f[val], Y[val]).mean()) for k, f in forecasts.items()}
+    finite = {k: v for k, v in errors.items() if np.isfinite(v)}
+    return min(finite, key=finite.get), errors
+
+
+def mase_scale(train_values, period):
+    """MASE denominator: the mean absolute one-season (one-step without a season) change over
+    the training values (Hyndman & Koehler 2006)."""
+    m = period or 1
+    x = np.asarray(train_values, dtype=np.float64)
+    d = np.abs(x[m:] - x[:-m]) if len(x) > m else np.abs(np.diff(x))
+    s = float(d.mean()) if d.size else 0.0
+    return s if s > 0 else 1.0
+
+
+__all__ = ["autocorrelation", "detect_season", "seasonal_naive", "Normaliser", "NetForecaster",
+           "build_network", "merge_networks", "mix", "choose", "mase_scale"]

@@ -1,0 +1,141 @@
+"""engine.apps.forecasters: season detection, seasonal naive, the exact merge of networks,
+and the choice on the validation period, which must never look at the test period."""
+import numpy as np
+import pytest
+
+from engine.apps import forecast
+from engine.apps.baselines import LinearAR
+from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
+                                     detect_season, mase_scale, merge_networks, mix,
+                                     seasonal_naive)
+from engine.apps.windows import chronological_split, make_windows
+
+
+def _csv(path, values):
+    path.write_text("t,y\n" + "".join(f"{i},{float(v)!r}\n" for i, v in enumerate(values)))
+    return path
+
+
+@pytest.mark.parametrize("period", [7, 12, 24])
+def test_detect_season_finds_the_period_under_trend_and_noise(period):
+    rng = np.random.default_rng(period)
+    t = np.arange(40 * period)
+    y = 0.05 * t + np.sin(2 * np.pi * t / period) + rng.normal(0, 0.3, len(t))
+    found, r = detect_season(y, 2 * period + 3)
+    assert found == period and r > 0.3
+
+
+def test_detect_season_finds_none_in_noise_or_a_random_walk():
+    rng = np.random.default_rng(0)
+    assert detect_season(rng.normal(size=500), 50)[0] is None
+    assert detect_season(np.cumsum(rng.normal(size=500)), 50)[0] is None
+
+
+def test_seasonal_naive_matches_a_loop():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(5, 10))
+    for period in (1, 3, 4, 10):
+        want = np.empty((5, 7))
+        for h in range(7):
+            back = period
+            while back < h + 1:
+                back += period
+            want[:, h] = X[:, 10 + h - back]
+        np.testing.assert_array_equal(seasonal_naive(X, 7, period), want)
+    with pytest.raises(ValueError, match="period must lie in"):
+        seasonal_naive(X, 3, 11)
+
+
+def _trained(inputs, hidden, outputs, seed):
+    """A small network with random (not initial) weights."""
+    model = build_network(inputs, hidden, outputs, 1e-3, "cpu", seed)
+    rng = np.random.default_rng(seed)
+    model.load_state_dict({k: rng.normal(0, 0.5, v.shape) for k, v in
+                           model.state_dict().items()})
+    return model
+
+
+def test_merge_networks_is_exactly_the_weighted_sum_of_its_members():
+    members = [_trained(2, 5, 3, 0), _trained(1, 5, 3, 1), _trained(2, 5, 3, 2)]
+    weights = np.array([0.2, -1.5, 0.7])
+    x = np.random.default_rng(3).normal(size=(6, 9, 2)).astype(np.float32)
+    want = sum(w * m.predict(x[:, :, :m.layers[0].input_size])
+               for w, m in zip(weights, members))
+    np.testing.assert_allclose(merge_networks(members, weights).predict(x), want, atol=2e-5)
+    mean = merge_networks(members[::2]).predict(x)
+    np.testing.assert_allclose(mean, (members[0].predict(x) + members[2].predict(x)) / 2,
+                               atol=2e-5)
+
+
+@pytest.mark.parametrize("mode", ["direct", "recursive"])
+def test_mix_is_the_mean_of_its_forecasters(mode):
+    rng = np.random.default_rng(4)
+    W, H = 8, 3
+    k = H if mode == "direct" else 1
+    X = rng.normal(size=(20, W)).cumsum(axis=1)
+    ar = LinearAR(coef=rng.normal(0, 0.3, (W, k)), intercept=rng.normal(size=k))
+    lstm = NetForecaster(_trained(2, 4, k, 5), Normaliser(1.3, 0.7, (0.5, 2.0)), None, mode)
+    lstm_ar = NetForecaster(_trained(1, 4, k, 6), Normaliser(1.3, 0.4), ar, mode)
+    both = mix([lstm, lstm_ar], W)
+    # Recursive: the mean one-step forecast, rolled forward (not the mean of rolled members).
+    want = (lstm.step(X) + lstm_ar.step(X)) / 2
+    np.testing.assert_allclose(both.step(X), want, rtol=1e-5, atol=1e-5)
+    if mode == "direct":
+        np.testing.assert_allclose(both.predict(X, H), want, rtol=1e-5, atol=1e-5)
+
+
+def test_normaliser_state_round_trips_and_refuses_bad_states():
+    n = Normaliser(2.0, 0.5, (3.0, 4.0))
+    assert Normaliser.from_state(n.state()) == n
+    assert Normaliser.from_state(Normaliser(1.0, 1.0).state()).level is None
+    for bad in [{"input_scale": 0, "output_scale": 1, "level": None},
+                {"input_scale": 1, "output_scale": 1, "level": [1.0]},
+                {"input_scale": 1, "output_scale": float("nan"), "level": None},
+                {"input_scale": 1, "output_scale": 1, "level": [0.0, -1.0]}, [1, 2], None]:
+        with pytest.raises(ValueError):
+            Normaliser.from_state(bad)
+
+
+def test_choose_takes_the_lowest_validation_error_and_mase_scale():
+    Y = np.zeros((10, 2))
+    f = {"a": np.full((10, 2), 2.0), "b": np.full((10, 2), 1.0), "c": np.full((10, 2), np.nan)}
+    f["b"][8:] = 100.0  # outside the validation slice
+    name, errors = choose(f, Y, slice(2, 8))
+    assert name == "b" and errors["a"] == 2.0
+    assert mase_scale(np.array([1.0, 3.0, 2.0, 6.0]), None) == pytest.approx(7 / 3)
+    assert mase_scale(np.array([1.0, 3.0, 2.0, 6.0]), 2) == pytest.approx(2.0)
+
+
+TINY = dict(epochs=3, hidden=4, seeds=1, quiet=True)
+
+
+def test_the_choice_never_looks_at_the_test_period(tmp_path):
+    """Shuffling every value only the test windows see changes no validation error and not
+    the choice; the test errors do change (the shuffle reached the test period)."""
+    rng = np.random.default_rng(7)
+    t = np.arange(300)
+    y = np.sin(t / 5) * 3 + 0.02 * t + rng.normal(0, 0.3, len(t))
+    W, H = 12, 4
+    first = forecast.run(csv=str(_csv(tmp_path / "a.csv", y)), column="y", window=W,
+                         horizon=H, **TINY)
+    test = chronological_split(len(make_windows(y, W, H)[0]))[2]
+    shuffled = y.copy()
+    tail = slice(test.start + W + H - 1, None)  # no validation window reaches these
+    shuffled[tail] = rng.permutation(shuffled[tail])
+    second = forecast.run(csv=str(_csv(tmp_path / "b.csv", shuffled)), column="y", window=W,
+                          horizon=H, **TINY)
+    assert second["val_rmse_mean"] == first["val_rmse_mean"]
+    assert second["chosen"] == first["chosen"]
+    assert second["season"] == first["season"]
+    assert second["test_rmse_mean"]["model"] != first["test_rmse_mean"]["model"]
+
+
+@pytest.mark.parametrize("shape", ["trend", "sine"])
+def test_default_command_forecasts_a_pure_trend_and_a_pure_sine(shape, tmp_path):
+    t = np.arange(150, dtype=np.float64)
+    y = 3.0 + 0.5 * t if shape == "trend" else 10 + 4 * np.sin(2 * np.pi * t / 12)
+    m = forecast.run(csv=str(_csv(tmp_path / "s.csv", y)), column="y", window=24,
+                     horizon=6, epochs=10, quiet=True)  # default model, fewer epochs
+    assert m["test_rmse_mean"]["model"] < 1e-3 * np.ptp(y), m["test_rmse_mean"]
+    if shape == "sine":
+        assert m["season"] == 12
