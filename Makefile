@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-forecast clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# forecast's model against its baselines on 8 real series (about 10 minutes on 2 cores)
+bench-forecast: $(STAMP)
+	$(PY) -m bench.forecast_suite
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

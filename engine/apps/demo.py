@@ -12,7 +12,7 @@ import time
 # Short settings per command: enough to see each one learn, small enough for about 2 minutes
 # once compiled (text's budget is 1.5 of them).
 SHORT = {
-    "forecast": dict(epochs=12, hidden=32, patience=4),
+    "forecast": dict(epochs=12, hidden=32, patience=4, seeds=1),
     "stocks": dict(epochs=5, hidden=16),
     "text": dict(minutes=1.5, hidden=128, sample=200),
     "classify": dict(epochs=15, hidden=32),
@@ -22,8 +22,9 @@ SHORT = {
 def headline(m):
     """One line with the held-out figure of a command's metrics."""
     if m["command"] == "forecast":
-        return "test RMSE mean over horizons: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in m["test_rmse_mean"].items())
+        names = ["model"] + m["baselines"]
+        return (f"model {m['chosen']} (chosen on validation); test RMSE mean over horizons: "
+                + ", ".join(f"{k} {m['test_rmse_mean'][k]:.2f}" for k in names))
     if m["command"] == "stocks":
         return (f"next-day return edge: {m['next_day_return']['edge']}; 5-day volatility "
                 f"edge: {m['volatility_5d']['edge']}")

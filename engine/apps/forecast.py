@@ -8,8 +8,11 @@ split chronologically 70/15/15 by window.
 Forecasters (``engine.apps.forecasters``), all fitted on the training windows only:
 - baselines: persistence, seasonal naive (period ``--season`` or detected from the training
   values' autocorrelation) and a least-squares AR of the window;
-- candidates: the AR, ``lstm`` (an LSTM correcting persistence) and ``lstm+ar`` (an LSTM
-  correcting the AR), each network the average of ``--seeds`` seeds.
+- candidates: the AR; three LSTMs, each the average of ``--seeds`` networks: ``lstm`` sees
+  the standardised values and corrects persistence, ``lstm-norm`` sees each window relative
+  to its last value besides and corrects persistence, ``lstm+ar`` sees only the relative
+  window and corrects the AR (the AR carries the level, so a trend cannot take the network
+  out of the range it was trained on); and ``ensemble``, the mean of the three.
 
 The candidate with the lowest mean RMSE over the horizons on the validation windows is the
 model; the test windows, which come last, only measure it.  Modes: direct (default: the
@@ -29,7 +32,11 @@ from engine.apps.baselines import LinearAR
 from engine.apps.windows import chronological_split, make_windows
 
 EPOCHS = 60
-NETWORKS = ("lstm", "lstm+ar", "ensemble")  # the last: the mean of the first two
+# The network candidates: what each sees (channels of forecasters.Normaliser) and corrects.
+NETWORKS = {"lstm": (("level",), "persistence"),
+            "lstm-norm": (("change", "level"), "persistence"),
+            "lstm+ar": (("change",), "ar")}
+ENSEMBLE = "ensemble"  # the mean of the three
 SEASON = Number(int, low=0)
 
 
@@ -96,26 +103,29 @@ def find_season(args, train_values, report):
                            "none")
         return args.season or None
     period, r = detect_season(train_values, args.window)
-    report(f"season: {period} steps (autocorrelation {r:.2f} on the training values)" if period
-           else f"season: none found up to the window (highest autocorrelation peak {r:.2f}, "
-                "below 0.3); give --season to set one")
+    if period:
+        report(f"season: {period} steps (autocorrelation {r:.2f} on the training values)")
+    else:
+        peak = f"highest peak {r:.2f}, below 0.3" if r else "no peak"
+        report(f"season: none found up to the window ({peak}); --season sets one")
     return period
 
 
 def train_network(kind, d, ar, args, report):
-    """The ``kind`` candidate ("lstm" or "lstm+ar"): ``--seeds`` networks trained on the
-    training windows (early stopping on the validation windows), merged into one."""
+    """The ``kind`` candidate of NETWORKS: ``--seeds`` networks trained on the training
+    windows (early stopping on the validation windows), merged into one."""
     X, Y, (train, val, _) = d["X"], d["Y"], d["split"]
+    channels, base_kind = NETWORKS[kind]
     k = args.horizon if args.mode == "direct" else 1
-    base = NetForecaster(None, None, ar if kind == "lstm+ar" else None, args.mode)
+    base = NetForecaster(None, None, ar if base_kind == "ar" else None, args.mode)
     residual = Y[:, :k] - base.base(X, k)
-    norm = Normaliser.fit(X[train], residual[train],
-                          d["train_values"] if kind == "lstm" else None)
+    norm = Normaliser.fit(X[train], residual[train], change="change" in channels,
+                          train_values=d["train_values"] if "level" in channels else None)
     xs, ys = norm.inputs(X), (residual / norm.output_scale).astype(np.float32)
     models = []
     for i in range(args.seeds):
         report(f"training {kind}, network {i + 1} of {args.seeds}")
-        model = build_network(norm.channels, args.hidden, k, args.lr, args.backend,
+        model = build_network(len(channels), args.hidden, k, args.lr, args.backend,
                               args.seed + 1000 * i)
         fit_early_stopping(model, (xs[train], ys[train]), (xs[val], ys[val]), args,
                            args.batch_size, args.patience, report, seed=args.seed + i)
@@ -140,14 +150,14 @@ def run(args=None, **overrides):
     X, Y, H = d["X"], d["Y"], args.horizon
     ar = fit_linear_ar(X[train], Y[train])
     step_ar = ar if args.mode == "direct" else fit_linear_ar(X[train], Y[train, :1])
-    nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS[:2]}
-    nets["ensemble"] = mix(list(nets.values()), args.window)
+    nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS}
+    nets[ENSEMBLE] = mix(list(nets.values()), args.window)
     candidates = {"ar": ar.predict(X), **{k: n.predict(X, H) for k, n in nets.items()}}
     chosen, val_rmse = choose(candidates, Y, val)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
     if season:
         baselines[f"seasonal{season}"] = seasonal_naive(X, H, season)
-    network = "ensemble" if chosen == "ar" else chosen  # the AR needs no weights
+    network = ENSEMBLE if chosen == "ar" else chosen  # the AR needs no weights
     net = nets[network]
     save_model(net.model, args, report, command="forecast", window=args.window, horizon=H,
                mode=args.mode, chosen=chosen, network=network,
@@ -201,14 +211,17 @@ def saved_forecaster(args, model):
     """(chosen, forecast function (N, W) -> (N, H)) from a checkpoint's metadata."""
     W, H = args.window, args.horizon
     mode = saved_value(args, model, "mode", _mode)
-    chosen = saved_value(args, model, "chosen", _choice("ar", *NETWORKS))
-    network = saved_value(args, model, "network", _choice(*NETWORKS))
+    chosen = saved_value(args, model, "chosen", _choice("ar", ENSEMBLE, *NETWORKS))
+    network = saved_value(args, model, "network", _choice(ENSEMBLE, *NETWORKS))
     ar = saved_value(args, model, "ar", lambda s: ar_from_state(s, W, H))
     if chosen == "ar":
         return chosen, ar.predict
+    if network != chosen:
+        raise AppError(f"{args.load}: metadata: the weights are those of {network!r}, but "
+                       f"{chosen!r} was chosen")
     k = H if mode == "direct" else 1
-    base_ar = None if network == "lstm" else \
-        saved_value(args, model, "base_ar", lambda s: ar_from_state(s, W, k))
+    base_ar = saved_value(args, model, "base_ar",
+                          lambda s: None if s is None else ar_from_state(s, W, k))
     norm = saved_value(args, model, "normaliser", Normaliser.from_state)
     net = NetForecaster(model, norm, base_ar, mode)
     return chosen, lambda X: net.predict(X, H)

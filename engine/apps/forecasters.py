@@ -42,11 +42,11 @@ def autocorrelation(values, max_lag):
 def detect_season(values, max_lag):
     """(period, r): the lag >= 2 of the highest local maximum of the autocorrelation up to
     ``max_lag``, and its value; (None, r) when no peak reaches MIN_SEASON_ACF."""
-    max_lag = min(int(max_lag), len(values) // 2)
-    if max_lag < 3:
+    max_lag = min(int(max_lag), len(values) // 2 - 1)
+    if max_lag < 2:
         return None, 0.0
-    r = autocorrelation(values, max_lag)
-    k = np.arange(2, max_lag)
+    r = autocorrelation(values, max_lag + 1)  # one lag more, to see a peak at max_lag
+    k = np.arange(2, max_lag + 1)
     peaks = k[(r[k] > r[k - 1]) & (r[k] >= r[k + 1])]
     if peaks.size == 0:
         return None, 0.0
@@ -73,30 +73,35 @@ def seasonal_naive(X, horizon, period):
 class Normaliser:
     """Network inputs and targets from windows, with scales fitted on the training windows.
 
-    Input channel 0: each window minus its last value, over ``input_scale`` (level-free, so a
-    trending series stays in the range the network was trained on).  Channel 1, when
-    ``level`` is set: the values standardised by the training mean and std, for a network
-    without an AR beside it, which needs the level to learn mean reversion.  Target: the
-    residual of the base forecast over ``output_scale``.
+    Two input channels, either or both: "change", each window minus its last value over
+    ``input_scale`` (level-free, so a trending series stays in the range the network was
+    trained on), when ``input_scale`` is set; "level", the values standardised by the
+    training mean and std, which a network without an AR beside it needs to learn mean
+    reversion, when ``level`` is set.  Target: the residual of the base forecast over
+    ``output_scale``.
     """
-    input_scale: float
+    input_scale: float  # or None: no change channel
     output_scale: float
-    level: tuple = None  # (mean, std) of the training values, or None
+    level: tuple = None  # (mean, std) of the training values, or None: no level channel
 
     @classmethod
-    def fit(cls, X, residual, train_values=None):
+    def fit(cls, X, residual, change=True, train_values=None):
         level = None
         if train_values is not None:
             level = (float(np.mean(train_values)), _positive_std(train_values))
-        return cls(_positive_std(X - X[:, -1:]), _positive_std(residual), level)
+        return cls(_positive_std(X - X[:, -1:]) if change else None, _positive_std(residual),
+                   level)
 
     @property
-    def channels(self):
-        return 1 if self.level is None else 2
+    def columns(self):
+        """Where this normaliser's channels sit in the full layout (change, level)."""
+        return [0] * (self.input_scale is not None) + [1] * (self.level is not None)
 
     def inputs(self, X):
-        """(N, W) windows -> float32 (N, W, channels)."""
-        parts = [(X - X[:, -1:]) / self.input_scale]
+        """(N, W) windows -> float32 (N, W, len(columns))."""
+        parts = []
+        if self.input_scale is not None:
+            parts.append((X - X[:, -1:]) / self.input_scale)
         if self.level is not None:
             parts.append((X - self.level[0]) / self.level[1])
         return np.stack(parts, axis=-1).astype(np.float32)
@@ -110,19 +115,23 @@ class Normaliser:
         """The normaliser ``state()`` described; ValueError for anything else (a saved
         model's metadata is untrusted input)."""
         try:
-            scales = [float(state[k]) for k in ("input_scale", "output_scale")]
+            scale_in = state["input_scale"]
+            scale_in = None if scale_in is None else float(scale_in)
+            scale_out = float(state["output_scale"])
             level = state["level"]
             level = None if level is None else tuple(float(v) for v in level)
         except (TypeError, KeyError, ValueError):
-            raise ValueError("expected {'input_scale': number, 'output_scale': number, "
+            raise ValueError("expected {'input_scale': null or number, 'output_scale': number, "
                              f"'level': null or [mean, std]}}, got {str(state)[:80]}") from None
         if level is not None and len(level) != 2:
             raise ValueError(f"level must be [mean, std], got {list(level)}")
-        numbers = scales + list(level or ())
-        if not (all(np.isfinite(v) for v in numbers) and all(v > 0 for v in scales)
-                and (level is None or level[1] > 0)):
+        if scale_in is None and level is None:
+            raise ValueError("no input channel: input_scale and level are both null")
+        scales = [v for v in (scale_in, scale_out, level and level[1]) if v is not None]
+        numbers = scales + ([level[0]] if level else [])
+        if not (all(np.isfinite(v) for v in numbers) and all(v > 0 for v in scales)):
             raise ValueError(f"scales must be finite and > 0, got {numbers}")
-        return cls(*scales, level)
+        return cls(scale_in, scale_out, level)
 
 
 def _positive_std(x):
@@ -168,17 +177,19 @@ def build_network(inputs, hidden, outputs, lr, backend, seed):
     return model.compile("mse", engine.Adam(lr=lr), clip_norm=1.0)
 
 
-def merge_networks(models, weights=None, lr=1e-3):
-    """One network whose output is ``sum_j weights[j] * models[j](x)`` (default: the mean),
-    exactly: the members' LSTMs side by side in one LSTM as wide as all of them, with
-    block-diagonal recurrent weights, and one Dense weighting their outputs.  The members are
-    LSTM -> Dense pairs with equal hidden and output sizes; one with fewer inputs reads the
-    leading channels (its weights on the others are zero).  A seed ensemble, or a mix of
-    candidates, is then one checkpoint and one forward."""
-    weights = np.full(len(models), 1 / len(models)) if weights is None else weights
+def merge_networks(models, weights=None, columns=None, lr=1e-3):
+    """One network whose output is ``sum_j weights[j] * models[j](x[..., columns[j]])``
+    (default: the mean, every member reading the leading channels), exactly: the members'
+    LSTMs side by side in one LSTM as wide as all of them, with block-diagonal recurrent
+    weights and each member's input weights on its own columns, and one Dense weighting their
+    outputs.  The members are LSTM -> Dense pairs with equal hidden and output sizes.  A seed
+    ensemble, or a mix of candidates, is then one checkpoint and one forward."""
+    k = len(models)
+    weights = np.full(k, 1 / k) if weights is None else weights
+    if columns is None:
+        columns = [list(range(m.layers[0].input_size)) for m in models]
     lstm, dense = models[0].layers
-    k, h = len(models), lstm.hidden_size
-    n_in = max(m.layers[0].input_size for m in models)
+    h, n_in = lstm.hidden_size, max(max(c) for c in columns) + 1
     wide = build_network(n_in, k * h, dense.out_features, lr, lstm.backend, 0)
     w_ih, w_hh = np.zeros((4 * k * h, n_in)), np.zeros((4 * k * h, k * h))
     b_ih, b_hh = np.zeros(4 * k * h), np.zeros(4 * k * h)
@@ -186,7 +197,7 @@ def merge_networks(models, weights=None, lr=1e-3):
     for j, s in enumerate(states):
         for g in range(4):  # gate blocks i, f, g, o: member j's units go to slot j of each
             rows, src = slice((g * k + j) * h, (g * k + j + 1) * h), slice(g * h, (g + 1) * h)
-            w_ih[rows, :s["0.weight_ih_l0"].shape[1]] = s["0.weight_ih_l0"][src]
+            w_ih[rows.start:rows.stop, columns[j]] = s["0.weight_ih_l0"][src]
             w_hh[rows, j * h:(j + 1) * h] = s["0.weight_hh_l0"][src]
             b_ih[rows], b_hh[rows] = s["0.bias_ih_l0"][src], s["0.bias_hh_l0"][src]
     wide.load_state_dict({
@@ -215,11 +226,18 @@ def mix(forecasters, window):
             coefs.append(f.ar.coef)
             intercepts.append(f.ar.intercept)
     ar = LinearAR(coef=np.mean(coefs, axis=0), intercept=np.mean(intercepts, axis=0))
-    levels = [f.normaliser.level for f in forecasters if f.normaliser.level is not None]
-    first = max(forecasters, key=lambda f: f.normaliser.channels).normaliser
-    norm = Normaliser(first.input_scale, 1.0, levels[0] if levels else None)
+    norms = [f.normaliser for f in forecasters]
+    scales = {x.input_scale for x in norms if x.input_scale is not None}
+    levels = {x.level for x in norms if x.level is not None}
+    if len(scales) > 1 or len(levels) > 1:
+        raise ValueError("mix: the members' input channels are scaled differently")
+    columns = [x.columns for x in norms]
+    used = sorted(set().union(*columns))  # drop a channel no member reads
+    norm = Normaliser(scales.pop() if 0 in used else None, 1.0,
+                      levels.pop() if 1 in used else None)
     model = merge_networks([f.model for f in forecasters],
-                           [f.normaliser.output_scale / n for f in forecasters])
+                           [x.output_scale / n for x in norms],
+                           [[used.index(c) for c in cols] for cols in columns])
     return NetForecaster(model, norm, ar, forecasters[0].mode)
 
 

@@ -88,7 +88,7 @@ def test_forecast_user_csv(series_csv, tmp_path):
                      **FTINY)
     m = _files_ok(out, "forecast", ["test_rmse_per_horizon", "test_rmse_mean", "test_mase",
                                     "chosen", "val_rmse_mean", "winner_per_horizon"])
-    assert set(m["val_rmse_mean"]) == {"ar12", "lstm", "lstm+ar", "ensemble"}
+    assert set(m["val_rmse_mean"]) == {"ar12", "lstm", "lstm-norm", "lstm+ar", "ensemble"}
     assert m["chosen"] == min(m["val_rmse_mean"], key=m["val_rmse_mean"].get)
     assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
     seasonal = {f"seasonal{m['season']}"} if m["season"] else set()
@@ -111,7 +111,7 @@ def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
     test = chronological_split(len(X))[2]
     args = forecast.parse_options(forecast.add_arguments, 1, None,
                                   {"load": str(path), "window": 12, "horizon": 3})
-    for chosen in ("ar", "lstm", "lstm+ar", "ensemble"):  # each as if it had been chosen
+    for chosen in ("ar", "lstm", "lstm-norm", "lstm+ar", "ensemble"):  # as if chosen
         if chosen != "ar" and chosen != meta["network"]:
             continue
         model.metadata = dict(meta, chosen=chosen)
@@ -124,7 +124,7 @@ def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
 def test_forecast_recursive_matches_horizon(series_csv):
     m = forecast.run(csv=str(series_csv), column="level", window=10, horizon=4,
                      mode="recursive", **FTINY)
-    for name in ("model", "lstm", "lstm+ar", "ensemble"):
+    for name in ("model", "lstm", "lstm-norm", "lstm+ar", "ensemble"):
         assert len(m["test_rmse_per_horizon"][name]) == 4
         assert np.all(np.isfinite(m["test_rmse_per_horizon"][name]))
 

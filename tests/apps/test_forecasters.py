@@ -23,6 +23,7 @@ def test_detect_season_finds_the_period_under_trend_and_noise(period):
     y = 0.05 * t + np.sin(2 * np.pi * t / period) + rng.normal(0, 0.3, len(t))
     found, r = detect_season(y, 2 * period + 3)
     assert found == period and r > 0.3
+    assert detect_season(y, period)[0] == period  # a season as long as the window
 
 
 def test_detect_season_finds_none_in_noise_or_a_random_walk():
@@ -62,6 +63,11 @@ def test_merge_networks_is_exactly_the_weighted_sum_of_its_members():
     want = sum(w * m.predict(x[:, :, :m.layers[0].input_size])
                for w, m in zip(weights, members))
     np.testing.assert_allclose(merge_networks(members, weights).predict(x), want, atol=2e-5)
+    # Members reading other columns: the second reads channel 1 only, the first both.
+    columns = [[0, 1], [1], [1, 0]]
+    want = sum(w * m.predict(x[:, :, c]) for w, m, c in zip(weights, members, columns))
+    np.testing.assert_allclose(merge_networks(members, weights, columns).predict(x), want,
+                               atol=2e-5)
     mean = merge_networks(members[::2]).predict(x)
     np.testing.assert_allclose(mean, (members[0].predict(x) + members[2].predict(x)) / 2,
                                atol=2e-5)
@@ -74,11 +80,13 @@ def test_mix_is_the_mean_of_its_forecasters(mode):
     k = H if mode == "direct" else 1
     X = rng.normal(size=(20, W)).cumsum(axis=1)
     ar = LinearAR(coef=rng.normal(0, 0.3, (W, k)), intercept=rng.normal(size=k))
-    lstm = NetForecaster(_trained(2, 4, k, 5), Normaliser(1.3, 0.7, (0.5, 2.0)), None, mode)
-    lstm_ar = NetForecaster(_trained(1, 4, k, 6), Normaliser(1.3, 0.4), ar, mode)
-    both = mix([lstm, lstm_ar], W)
+    members = [  # the three kinds of forecast.NETWORKS: level, change and level, change
+        NetForecaster(_trained(1, 4, k, 5), Normaliser(None, 0.7, (0.5, 2.0)), None, mode),
+        NetForecaster(_trained(2, 4, k, 6), Normaliser(1.3, 0.9, (0.5, 2.0)), None, mode),
+        NetForecaster(_trained(1, 4, k, 7), Normaliser(1.3, 0.4), ar, mode)]
+    both = mix(members, W)
     # Recursive: the mean one-step forecast, rolled forward (not the mean of rolled members).
-    want = (lstm.step(X) + lstm_ar.step(X)) / 2
+    want = sum(f.step(X) for f in members) / 3
     np.testing.assert_allclose(both.step(X), want, rtol=1e-5, atol=1e-5)
     if mode == "direct":
         np.testing.assert_allclose(both.predict(X, H), want, rtol=1e-5, atol=1e-5)
@@ -88,7 +96,9 @@ def test_normaliser_state_round_trips_and_refuses_bad_states():
     n = Normaliser(2.0, 0.5, (3.0, 4.0))
     assert Normaliser.from_state(n.state()) == n
     assert Normaliser.from_state(Normaliser(1.0, 1.0).state()).level is None
+    assert Normaliser.from_state(Normaliser(None, 1.0, (0.0, 1.0)).state()).columns == [1]
     for bad in [{"input_scale": 0, "output_scale": 1, "level": None},
+                {"input_scale": None, "output_scale": 1, "level": None},
                 {"input_scale": 1, "output_scale": 1, "level": [1.0]},
                 {"input_scale": 1, "output_scale": float("nan"), "level": None},
                 {"input_scale": 1, "output_scale": 1, "level": [0.0, -1.0]}, [1, 2], None]:
