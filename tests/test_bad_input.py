@@ -196,7 +196,8 @@ def test_fuzz_the_command_line(monkeypatch, capsys, rng):
         raise _TrainingStarted
     monkeypatch.setattr(engine.Sequential, "fit", fit)
     options = {"forecast": ["--window", "--horizon", "--hidden", "--lr", "--batch-size",
-                            "--patience", "--csv", "--column", "--mode", "--load"],
+                            "--patience", "--csv", "--column", "--mode", "--load", "--season",
+                            "--seeds"],
                "stocks": ["--window", "--hidden", "--lr", "--ticker", "--csv"],
                "text": ["--minutes", "--seq", "--embed", "--layers", "--temperature",
                         "--prime", "--text", "--load"],

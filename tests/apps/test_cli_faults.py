@@ -103,7 +103,8 @@ BAD_OPTIONS = [("forecast", "--hidden", "0"), ("forecast", "--batch-size", "0"),
                ("forecast", "--lr", "-1"), ("forecast", "--lr", "nan"),
                ("forecast", "--patience", "0"), ("forecast", "--window", "-3"),
                ("forecast", "--horizon", "0"), ("forecast", "--epochs", "0"),
-               ("forecast", "--hidden", "2.5"), ("stocks", "--window", "0"),
+               ("forecast", "--hidden", "2.5"), ("forecast", "--seeds", "0"),
+               ("forecast", "--season", "-1"), ("stocks", "--window", "0"),
                ("text", "--layers", "0"), ("text", "--embed", "0"), ("text", "--seq", "0"),
                ("text", "--minutes", "0"), ("text", "--temperature", "nan"),
                ("text", "--batch-size", "0"), ("text", "--sample", "-1"),
@@ -126,6 +127,14 @@ def test_bad_option_exits_2_naming_it(command, option, value, capsys):
 def test_bad_option_from_python_is_a_value_error(module, option, value):
     with pytest.raises(ValueError, match=f"--{option.replace('_', '-')}: expected "):
         module.run(quiet=True, **{option: value})
+
+
+def test_a_season_the_window_cannot_hold_is_refused_before_training(capsys):
+    for season, words in [("61", "--season 61 is longer than --window 60"),
+                          ("1", "--season 1 is persistence")]:
+        assert main(["forecast", "--quiet", "--season", season]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err, err
 
 
 def test_unknown_backend_and_unusable_output_paths(tmp_path, capsys):
