@@ -27,7 +27,7 @@ import numpy as np
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 # Column names tried, in order, when read_price_csv is not told which column to use.
-DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "day")
+DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "day", "week", "month", "quarter")
 PRICE_COLUMNS = ("adj close", "adj_close", "adjclose", "adjusted close", "adjusted_close",
                  "close", "price", "value")
 
@@ -279,12 +279,15 @@ def _pick_column(table, given, preferred, what):
 
 
 # The date forms read without --date-format: ISO (also with '/'), US month/day/year and
-# European day.month.year, each optionally followed by a time of day (which is dropped).
+# European day.month.year, each optionally followed by a time of day (which is dropped), and
+# ISO year-month for monthly data (its first day).
 DATE_FORMATS = (("%Y-%m-%d", r"\d{4}-\d{1,2}-\d{1,2}"), ("%Y/%m/%d", r"\d{4}/\d{1,2}/\d{1,2}"),
-                ("%m/%d/%Y", r"\d{1,2}/\d{1,2}/\d{4}"), ("%d.%m.%Y", r"\d{1,2}\.\d{1,2}\.\d{4}"))
+                ("%m/%d/%Y", r"\d{1,2}/\d{1,2}/\d{4}"), ("%d.%m.%Y", r"\d{1,2}\.\d{1,2}\.\d{4}"),
+                ("%Y-%m", r"\d{4}-\d{1,2}"))
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
 _DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ]" + _TIME + r")?\s*")
-EXPECTED_DATES = "YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time"
+EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time, "
+                  "or YYYY-MM")
 
 
 def _parse_date(path, line, value, date_format=None):

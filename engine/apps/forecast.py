@@ -357,8 +357,14 @@ def plot(plt, path, series, dates, d, m):
     zoom.legend(fontsize=8)
     h = np.arange(1, H + 1)
     for name, r in m["test_rmse_per_horizon"].items():
-        b.plot(h, r, "o-", label=f"{name} (mean {np.mean(r):.2f})")
-    b.set(title="test RMSE per horizon", xlabel="horizon", ylabel="RMSE")
+        if name == m["chosen"]:
+            continue  # drawn as the model
+        style = (dict(color="k", lw=2.5) if name == "model" else
+                 dict(lw=1.2) if name in m["baselines"] else dict(lw=0.8, ls="--"))
+        label = f"model: {m['chosen']}" if name == "model" else name
+        b.plot(h, r, marker="o", ms=3, label=f"{label} (mean {np.mean(r):.2f})", **style)
+    b.set(title="test RMSE per horizon: the model, the baselines (solid) and the other "
+                "candidates (dashed)", xlabel="horizon", ylabel="RMSE")
     b.legend(fontsize=8)
     if dates is not None:
         for ax in (whole, zoom):

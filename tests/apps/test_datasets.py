@@ -336,3 +336,15 @@ def test_price_dates_in_common_forms_and_missing_prices_in_date_order(tmp_path):
     with raises_at(dmy, 2, "'13/01/1999'", "MM/DD/YYYY", "--date-format"):
         ds.read_price_csv(dmy)
     assert ds.read_price_csv(dmy, date_format="%d/%m/%Y").dates[0] == np.datetime64("1999-01-13")
+
+
+def test_monthly_year_month_dates_are_read_from_a_column_named_month(tmp_path):
+    path = write(tmp_path, "m.csv", "month,value\n1949-01,112\n1949-02,118\n1949-12,104\n")
+    values, dates = ds.read_dated_series(path, "value")
+    np.testing.assert_array_equal(values, [112.0, 118.0, 104.0])
+    np.testing.assert_array_equal(dates, np.array(["1949-01-01", "1949-02-01", "1949-12-01"],
+                                                  dtype="datetime64[D]"))
+    bad = write(tmp_path, "b.csv", "month,value\n1949-13,1\n1949-12,2\n")
+    with raises_at(bad, 2, "'1949-13'", "YYYY-MM"):
+        ds.read_dated_series(bad, "value", date_column="month")
+    assert ds.read_dated_series(bad, "value")[1] is None  # only looks like dates: steps
