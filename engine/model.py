@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from engine.checks import (as_array, check_array, check_ids, check_int, check_lengths,
                            check_probability, check_real)
+from engine.distributed import GradientBuffer, as_ranks
 from engine.grad import no_grad, seal
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
@@ -85,6 +86,7 @@ class Sequential:
         self.metadata = {}
         self._saved = None
         self._on_batch, self._stop = None, False  # fit's on_batch and its request to stop
+        self._ranks = self._grad_buffer = None  # fit's distributed ranks and allreduce buffer
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -197,7 +199,7 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
             lengths=None, tbptt=None, patience=None, validation_split=None, verbose=True,
-            on_batch=None):
+            on_batch=None, distributed=False):
         """Train with mini-batches; returns {"loss": [...], "val_loss": [...]} per epoch.
 
         Args:
@@ -227,8 +229,42 @@ class Sequential:
                 as ``on_batch(loss)``; when it returns True, training stops after that update
                 (Keras's ``model.stop_training``), the epoch counting as run: a time budget
                 or a progress display checked within epochs.
+            distributed: True to train data-parallel on the ranks of an MPI job (``mpiexec -n
+                R python script.py``, every rank calling fit on the same data): the same
+                training as one process with the same global batches, to rounding (see
+                ``engine.distributed``); bars and reports from rank 0 only.  A single process
+                (no mpiexec) trains as usual.  Not with tbptt yet.
         """
         self._require_compiled()
+        ranks = as_ranks(distributed)
+        if ranks is None or ranks.size == 1:
+            return self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed, lengths,
+                             tbptt, patience, validation_split, verbose, on_batch)
+        if tbptt is not None:
+            raise ValueError("tbptt is not supported with distributed=True yet")
+        try:
+            self._ranks, self._grad_buffer = ranks, GradientBuffer(self.params, self.dtype)
+            self._sync_from_root()
+            return self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed, lengths,
+                             tbptt, patience, validation_split, verbose and ranks.root,
+                             on_batch)
+        except TrainingDiverged:
+            raise  # every rank saw the same global loss and raises the same
+        except Exception as e:
+            ranks.abort(e)  # the other ranks would wait in the allreduce for ever
+        finally:
+            self._ranks = self._grad_buffer = None
+
+    def _sync_from_root(self):
+        """Rank 0's weights, optimizer state and epoch counter on every rank."""
+        ranks = self._ranks
+        self.load_state_dict(ranks.broadcast(self.state_dict() if ranks.root else None))
+        self.optimizer.load_state_dict(
+            ranks.broadcast(self.optimizer.state_dict() if ranks.root else None), self.params)
+        self.epoch = ranks.broadcast(self.epoch)
+
+    def _fit(self, x, y, epochs, batch_size, validation_data, shuffle, seed, lengths, tbptt,
+             patience, validation_split, verbose, on_batch):
         x, y, lengths = self._check_data(x, y, lengths)
         epochs = check_int("epochs", epochs, 1)
         batch_size = check_int("batch_size", batch_size, 1)
@@ -329,17 +365,20 @@ class Sequential:
                    desc=f"epoch {self.epoch + 1}", leave=True)
         with bar:
             for batch, start in enumerate(range(0, len(order), batch_size), start=1):
-                xb, yb, lb = _take(order[start:start + batch_size], x, y, lengths, self.backend)
+                rows = order[start:start + batch_size]
+                mine = rows if self._ranks is None else self._ranks.share(rows)
+                xb, yb, lb = _take(mine, x, y, lengths, self.backend)
                 try:
                     loss = self._train_tbptt(xb, yb, lb, tbptt) if tbptt else \
                         self._train_step(xb, yb, lb)
                 except TrainingDiverged as e:
                     raise TrainingDiverged(f"training diverged at epoch {self.epoch + 1}, "
                                            f"batch {batch} ({e})") from None
-                n = self._weight(lb, xb.shape)
+                n = self._weight(None if lengths is None else lengths[rows],
+                                 (len(rows),) + x.shape[1:])
                 total += float(loss) * n
                 count += n
-                bar.update(len(xb))
+                bar.update(len(rows))
                 bar.set_postfix(loss=f"{total / count:.4g}", refresh=False)
                 if not tbptt:
                     self._after_update(loss)
@@ -375,6 +414,8 @@ class Sequential:
         Returns (loss, the LSTMs' final states).  Raises TrainingDiverged, before the update,
         when the loss is not finite, and after it when a weight is not (the caller restores
         finite weights)."""
+        if self._ranks is not None:
+            return self._update_on_ranks(xb, yb, lb)
         out, new_states = self._run(xb, states, lstm_lengths)
         loss, grad = self._loss_and_grad(out, yb, lb, t0)
         if not math.isfinite(float(loss)):
@@ -389,6 +430,30 @@ class Sequential:
             raise TrainingDiverged(f"loss = {float(loss):.4g}, then weights {bad[:3]} became "
                                    "NaN or Inf")
         return loss, new_states
+
+    def _update_on_ranks(self, xb, yb, lb):
+        """``_update_on`` for this rank's share of a global batch: the gradients and loss,
+        each weighted by this rank's number of loss terms, are summed over the ranks in one
+        allreduce and divided by the global count, which is one process's update on the whole
+        batch.  The loss check comes after the allreduce, so every rank decides alike."""
+        grads, loss, count = None, 0.0, 0
+        if len(xb):
+            out, _ = self._run(xb, None, lb)
+            loss, grad = self._loss_and_grad(out, yb, lb)
+            self.backward(grad)
+            grads, loss, count = self.grads, float(loss), self._weight(lb, xb.shape)
+        grads, loss, _ = self._grad_buffer.reduce(self._ranks, grads, loss, count,
+                                                  self.backend)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss = {loss}")
+        if self.clip_norm is not None:
+            clip_grad_norm(grads, self.clip_norm)
+        self.optimizer.step(self.params, grads)
+        bad = [k for k, p in self.params.items() if not self.backend.all_finite(p)]
+        if bad:
+            raise TrainingDiverged(f"loss = {loss:.4g}, then weights {bad[:3]} became "
+                                   "NaN or Inf")
+        return loss, None
 
     def _loss_and_grad(self, out, yb, lb, t0=0):
         mask = None
@@ -444,15 +509,20 @@ class Sequential:
         return self._evaluate(*self._check_data(x, y, lengths), batch_size, verbose)
 
     def _evaluate(self, x, y, lengths, batch_size, verbose=False):
+        """Mean loss over (x, y); within a distributed fit each rank takes its share of the
+        samples and the sums are reduced over the ranks."""
         self._set_training(False)
+        mine = np.arange(len(x)) if self._ranks is None else self._ranks.share(np.arange(len(x)))
         total, count = 0.0, 0
         with no_grad():
-            for rows in _batches(len(x), batch_size, verbose, "evaluate"):
-                xb, yb, lb = _take(rows, x, y, lengths, self.backend)
+            for rows in _batches(len(mine), batch_size, verbose, "evaluate"):
+                xb, yb, lb = _take(mine[rows], x, y, lengths, self.backend)
                 loss, _ = self._loss_and_grad(self._run(xb, None, lb)[0], yb, lb)
                 n = self._weight(lb, xb.shape)
                 total += float(loss) * n
                 count += n
+        if self._ranks is not None:
+            total, count = self._ranks.allreduce_(np.array([total, count], dtype=np.float64))
         return total / count
 
     # ------------------------------------------------------------------ checks

@@ -1,0 +1,89 @@
+"""Training runs for the distributed tests, each the same under any number of ranks.
+
+    python tests/distributed/cases.py OUT.npz             # one process
+    mpiexec -n 3 python tests/distributed/cases.py OUT.npz
+
+Rank 0 writes every case's final weights and history to OUT.npz; ``FAIL_ON_RANK=r`` makes
+rank r raise in its second training step, or exit at once with ``FAIL_MODE=die`` (the fault
+tests).
+"""
+import os
+import sys
+
+import numpy as np
+
+import engine
+from engine.distributed import ranks
+
+
+def data(seed, n, t, features):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, t, features))
+    lengths = rng.integers(1, t + 1, n)
+    return rng, x, lengths
+
+
+def many_to_one_packed():
+    """Variable lengths (packed), MSE, Adam with clipping, early stopping on validation data;
+    23 samples in batches of 5: neither divides by 2 or 3 ranks."""
+    rng, x, lengths = data(0, 31, 7, 3)
+    y = rng.normal(size=(31, 2))
+    model = engine.Sequential([engine.LSTM(3, 6, batch_first=True, dtype="float64", seed=1),
+                               engine.Dense(6, 2, dtype="float64", seed=2)],
+                              output="many_to_one")
+    model.compile("mse", engine.Adam(lr=3e-2), clip_norm=0.5)
+    history = model.fit(x[:23], y[:23], epochs=3, batch_size=5, seed=4, lengths=lengths[:23],
+                        validation_data=(x[23:], y[23:], lengths[23:]), patience=2,
+                        verbose=False, distributed=True)
+    return model, history
+
+
+def many_to_many_masked():
+    """Token ids through an Embedding and a bidirectional LSTM, cross-entropy masked by
+    lengths, SGD with momentum; 13 samples in batches of 4 (a last batch of 1: ranks with
+    no sample in it)."""
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 7, (13, 6))
+    lengths = rng.integers(1, 7, 13)
+    targets = rng.integers(0, 7, (13, 6))
+    model = engine.Sequential([engine.Embedding(7, 4, dtype="float64", seed=6),
+                               engine.LSTM(4, 5, batch_first=True, bidirectional=True,
+                                           dtype="float64", seed=7),
+                               engine.Dense(10, 7, dtype="float64", seed=8)])
+    model.compile("cross_entropy", engine.SGD(lr=0.3, momentum=0.9))
+    history = model.fit(ids, targets, epochs=2, batch_size=4, seed=9, lengths=lengths,
+                        verbose=False, distributed=True)
+    return model, history
+
+
+CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked}
+
+
+def main(out):
+    fail_on = os.environ.get("FAIL_ON_RANK")
+    me = ranks()
+    if fail_on is not None and int(fail_on) == me.rank:
+        calls = []
+
+        def fail_later(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                if os.environ.get("FAIL_MODE") == "die":
+                    os._exit(3)  # as a killed or crashed process: no Python cleanup
+                raise RuntimeError("injected failure in the second step")
+            return original(self, *args, **kwargs)
+        original = engine.Sequential._update_on_ranks
+        engine.Sequential._update_on_ranks = fail_later
+    saved = {"ranks": me.size}
+    for name, case in CASES.items():
+        model, history = case()
+        for key, value in model.state_dict().items():
+            saved[f"{name}/{key}"] = value
+        for key, value in history.items():
+            saved[f"{name}/history/{key}"] = np.asarray(value, dtype=np.float64)
+    if me.root:
+        np.savez(out, **saved)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

