@@ -13,6 +13,9 @@ then trains as one process would on the same global batches:
   are summed by one in-place allreduce over a single contiguous buffer (Horovod's tensor
   fusion), then divided by the global count; the optimizer updates from views of that
   buffer, so every rank makes the same update;
+- dropout masks are drawn for the whole global batch on every rank (rank 0's generator state
+  is broadcast first) and sliced to the rank's share, so they do not depend on the number of
+  ranks;
 - validation losses are reduced the same way; progress bars and reports come from rank 0.
 
 The sums run in another order than one process's, so results agree to rounding (about 1e-15
@@ -48,10 +51,15 @@ class Ranks:
         """Whether this is rank 0, the one that reports and writes files."""
         return self.rank == 0
 
+    def bounds(self, n):
+        """(first, end) of this rank's share of n items: contiguous, sizes differing by at
+        most one, in rank order."""
+        return n * self.rank // self.size, n * (self.rank + 1) // self.size
+
     def share(self, rows):
         """This rank's contiguous share of ``rows`` (a global batch's sample indices)."""
-        bounds = len(rows) * np.arange(self.size + 1) // self.size
-        return rows[bounds[self.rank]:bounds[self.rank + 1]]
+        lo, hi = self.bounds(len(rows))
+        return rows[lo:hi]
 
     def allreduce_(self, buf):
         """Sum the contiguous NumPy array ``buf`` over the ranks, in place."""

@@ -85,6 +85,10 @@ class LSTM(ParamModule):
         k = 1.0 / math.sqrt(self.hidden_size)
         self.params = self._make_params(lambda shape: rng.uniform(-k, k, shape))
         self._dropout_rng = np.random.default_rng(None if seed is None else [seed, 1])
+        # (global batch, first row, end row) of this rank's share in a distributed fit: the
+        # masks are drawn for the whole global batch and sliced, so they do not depend on the
+        # number of ranks.
+        self._share = None
         self.grads = {}
         self._saved = None
 
@@ -232,8 +236,21 @@ class LSTM(ParamModule):
         """Inverted-dropout mask for the input of ``layer`` (> 0) in training mode, else None."""
         if layer == 0 or not self.training or self.dropout == 0:
             return None
-        keep = self._dropout_rng.random(shape) >= self.dropout
+        if self._share is None:
+            keep = self._dropout_rng.random(shape) >= self.dropout
+        else:
+            total, lo, hi = self._share
+            keep = self._dropout_rng.random((shape[0], total, *shape[2:]))[:, lo:hi] \
+                >= self.dropout
         return self.backend.asarray((keep / (1.0 - self.dropout)).astype(self.dtype))
+
+    def skip_dropout(self, steps, total):
+        """Advance the dropout generator as a training forward of ``total`` sequences of
+        ``steps`` would: a rank whose share of a global batch is empty keeps in step."""
+        if self.training and self.dropout > 0:
+            for _ in range(1, self.num_layers):
+                self._dropout_rng.random((steps, total,
+                                          self.output_size * self.num_directions))
 
     def _layer_fwd(self, layer, d, layer_in, h0, c0, lengths, fresh_out, keep):
         """One layer, one direction: input projection GEMM, then the sequence kernel.

@@ -87,6 +87,7 @@ class Sequential:
         self._saved = None
         self._on_batch, self._stop = None, False  # fit's on_batch and its request to stop
         self._ranks = self._grad_buffer = None  # fit's distributed ranks and allreduce buffer
+        self._share = None  # (global batch, first row, end row) of this rank's share
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -262,6 +263,9 @@ class Sequential:
         self.optimizer.load_state_dict(
             ranks.broadcast(self.optimizer.state_dict() if ranks.root else None), self.params)
         self.epoch = ranks.broadcast(self.epoch)
+        for layer in self.layers:
+            if isinstance(layer, LSTM):
+                layer.set_random_state(ranks.broadcast(layer.random_state()))
 
     def _fit(self, x, y, epochs, batch_size, validation_data, shuffle, seed, lengths, tbptt,
              patience, validation_split, verbose, on_batch):
@@ -367,6 +371,8 @@ class Sequential:
             for batch, start in enumerate(range(0, len(order), batch_size), start=1):
                 rows = order[start:start + batch_size]
                 mine = rows if self._ranks is None else self._ranks.share(rows)
+                self._share = (len(rows), *self._ranks.bounds(len(rows))) if self._ranks \
+                    else None
                 xb, yb, lb = _take(mine, x, y, lengths, self.backend)
                 try:
                     loss = self._train_tbptt(xb, yb, lb, tbptt) if tbptt else \
@@ -437,11 +443,21 @@ class Sequential:
         allreduce and divided by the global count, which is one process's update on the whole
         batch.  The loss check comes after the allreduce, so every rank decides alike."""
         grads, loss, count = None, 0.0, 0
+        lstms = [layer for layer in self.layers if isinstance(layer, LSTM)]
         if len(xb):
-            out, _ = self._run(xb, None, lb)
+            for lstm in lstms:  # dropout masks drawn for the global batch, then sliced
+                lstm._share = self._share
+            try:
+                out, _ = self._run(xb, None, lb)
+            finally:
+                for lstm in lstms:
+                    lstm._share = None
             loss, grad = self._loss_and_grad(out, yb, lb)
             self.backward(grad)
             grads, loss, count = self.grads, float(loss), self._weight(lb, xb.shape)
+        else:
+            for lstm in lstms:
+                lstm.skip_dropout(xb.shape[1], self._share[0])
         grads, loss, _ = self._grad_buffer.reduce(self._ranks, grads, loss, count,
                                                   self.backend)
         if not math.isfinite(loss):

@@ -56,7 +56,21 @@ def many_to_many_masked():
     return model, history
 
 
-CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked}
+def stacked_dropout():
+    """Two layers with dropout between them, MSE over every step; 11 samples in batches of 4."""
+    rng, x, _ = data(10, 11, 5, 2)
+    y = rng.normal(size=(11, 5, 3))
+    model = engine.Sequential([engine.LSTM(2, 4, num_layers=2, dropout=0.4, batch_first=True,
+                                           dtype="float64", seed=11),
+                               engine.Dense(4, 3, dtype="float64", seed=12)])
+    model.compile("mse", engine.Adam(lr=1e-2))
+    history = model.fit(x, y, epochs=2, batch_size=4, seed=13, verbose=False,
+                        distributed=True)
+    return model, history
+
+
+CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked,
+         "stacked_dropout": stacked_dropout}
 
 
 def main(out):
