@@ -616,11 +616,17 @@ class Sequential:
         else:
             check_array("y", y, self.dtype, shape, want, self.backend)
 
-    def save(self, path):
-        """Write weights, optimizer state and configuration to one .npz, atomically."""
+    def save(self, path, distributed=False):
+        """Write weights, optimizer state and configuration to one .npz, atomically.
+        ``distributed=True`` in an MPI job: rank 0 writes while the other ranks wait, so every
+        rank may load the file once this returns (to resume, on any number of ranks)."""
         from engine.checkpoint import save
 
-        save(self, path)
+        ranks = as_ranks(distributed)
+        if ranks is None or ranks.root:
+            save(self, path)
+        if ranks is not None:
+            ranks.barrier()
 
     def summary(self):
         """Print one line per layer (output shape, parameter count) and the total, as Keras's

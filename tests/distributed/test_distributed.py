@@ -24,8 +24,8 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
            PYTHONPATH=str(ROOT))
 
 
-def _run(out, ranks=None, env=None, timeout=240):
-    cmd = [sys.executable, str(CASES), str(out)]
+def _run(out, ranks=None, env=None, timeout=240, script=CASES, args=()):
+    cmd = [sys.executable, str(script), *map(str, args or [out])]
     if ranks is not None:
         cmd = [MPIEXEC, "-n", str(ranks), "--oversubscribe"] + cmd
     return subprocess.run(cmd, env=dict(ENV, **(env or {})), capture_output=True, text=True,
@@ -94,3 +94,22 @@ def test_a_rank_that_dies_ends_the_job(tmp_path):
              timeout=120)
     assert r.returncode != 0
     assert not (tmp_path / "never.npz").exists()
+
+
+def test_checkpoint_on_two_ranks_resumes_on_three(tmp_path):
+    """Saved by rank 0 of 2 after one epoch, resumed on 3 ranks for two more: the same as
+    one process doing both halves."""
+    script = CASES.with_name("resume.py")
+    results = {}
+    for name, first, second in [("one", None, None), ("ranks", 2, 3)]:
+        ckpt, out = tmp_path / f"{name}.npz", tmp_path / f"{name}-out.npz"
+        for ranks, args in [(first, ["first", ckpt]), (second, ["second", ckpt, out])]:
+            r = _run(out, ranks, script=script, args=args)
+            assert r.returncode == 0, r.stderr
+        results[name] = dict(np.load(out))
+    one, ranks = results["one"], results["ranks"]
+    assert (one.pop("ranks"), ranks.pop("ranks")) == (1, 3)
+    assert one["epoch"] == ranks["epoch"] == 3
+    for key, ref in one.items():
+        err = np.max(np.abs(ranks[key] - ref)) / max(np.max(np.abs(ref)), 1e-300)
+        assert err < 1e-10, (key, err)
