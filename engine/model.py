@@ -357,9 +357,14 @@ class Sequential:
         return f"the weights from the start of epoch {self.epoch + 1} are restored"
 
     def _after_update(self, loss):
-        """Run ``fit``'s on_batch; remember whether it asked to stop."""
-        if self._on_batch is not None and self._on_batch(float(loss)):
-            self._stop = True
+        """Run ``fit``'s on_batch; remember whether it asked to stop (rank 0 decides for
+        every rank in a distributed fit: a time budget must not stop one rank alone)."""
+        if self._on_batch is None:
+            return
+        stop = bool(self._on_batch(float(loss)))
+        if self._ranks is not None:
+            stop = self._ranks.broadcast(stop)
+        self._stop = self._stop or stop
 
     def _train_epoch(self, x, y, lengths, order, batch_size, tbptt, verbose):
         self._set_training(True)

@@ -90,7 +90,8 @@ def run(args=None, **overrides):
            f"{xtr.shape[2]} features, lengths {ltr.min()}-{ltr.max()}, {C} classes")
     model = build_model(args, xtr.shape[2], C)
     history = model.fit(xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
-                        seed=args.seed, lengths=ltr, verbose=not args.quiet)
+                        seed=args.seed, lengths=ltr, verbose=not args.quiet,
+                        distributed=args.distributed)
     save_model(model, args, report, command="classify", scaler=scaler.state(),
                classes=list(names),
                input="sequences of feature rows scaled by `scaler`, zero-padded to "

@@ -121,11 +121,21 @@ def check_backend(name):
         raise AppError(f"--backend {shown}: {e}") from None
 
 
+def root_rank():
+    """Whether this process reports and writes files: rank 0 of an MPI job, or a single
+    process."""
+    from engine.distributed import ranks
+
+    return ranks().root
+
+
 def check_options(parser, args):
     """Everything about the options that can be known before the data are read: numbers in
     range, the backend usable, output paths writable, matplotlib present for --out."""
     check_numbers(parser, args)
     check_backend(args.backend)
+    if args.distributed and not root_rank():
+        args.quiet = True  # one report, from rank 0
     if args.save:
         check_output_path("--save", args.save, folder=False)
     if args.out:
@@ -148,6 +158,10 @@ def add_common_arguments(parser, epochs):
     g.add_argument("--out", metavar="DIR", default=None,
                    help="write plots (PNG) and metrics (JSON) into DIR")
     g.add_argument("--quiet", action="store_true", help="no progress bars or report")
+    g.add_argument("--distributed", action="store_true",
+                   help="train data-parallel on the ranks of an MPI job: mpiexec -n R python -m "
+                        "engine COMMAND --distributed ...; reports, plots and --save from rank "
+                        "0 (needs pip install 'lstm-engine[mpi]'; alone it runs as one process)")
 
 
 def parse_options(add_arguments, epochs, args=None, overrides=None):
@@ -190,9 +204,9 @@ def out_dir(args):
 def write_outputs(args, name, metrics, plot_fn, report):
     """Write ``<out>/<name>.json`` (metrics) and ``<out>/<name>.png`` (``plot_fn(plt, path)``)
     when --out is set; record their paths in ``metrics["files"]`` and report them."""
-    out = out_dir(args)
-    if out is None:
+    if args.out is None or (args.distributed and not root_rank()):
         return metrics
+    out = out_dir(args)
     png, js = out / f"{name}.png", out / f"{name}.json"
     plot_fn(pyplot(), png)
     metrics["files"] = {"plot": str(png), "metrics": str(js)}
@@ -229,7 +243,7 @@ def save_model(model, args, report, **metadata):
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         model.metadata = metadata
-        model.save(args.save)
+        model.save(args.save, distributed=args.distributed)
         report(f"saved the model to {args.save}")
 
 
@@ -276,7 +290,7 @@ def fit_early_stopping(model, train, val, args, batch_size, patience, report, se
     x, y, lengths = (tuple(train) + (None,))[:3]
     start = time.perf_counter()
     history = model.fit(x, y, epochs=args.epochs, batch_size=batch_size,
-                        validation_data=tuple(val),
+                        validation_data=tuple(val), distributed=args.distributed,
                         seed=args.seed if seed is None else seed, lengths=lengths,
                         patience=patience, verbose=not args.quiet)
     history["seconds"] = time.perf_counter() - start

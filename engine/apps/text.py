@@ -231,6 +231,9 @@ def run(args=None, **overrides):
     report = Report(args.quiet)
     if args.load:
         return generate_only(args, report)
+    if args.distributed:
+        raise AppError("--distributed: text trains with truncated BPTT, which distributed "
+                       "training does not support yet")
     text, name = load_text(args)
     vocab, train_ids, val_ids = split_ids(text, args)
     if args.sample:

@@ -57,15 +57,22 @@ def many_to_many_masked():
 
 
 def stacked_dropout():
-    """Two layers with dropout between them, MSE over every step; 11 samples in batches of 4."""
+    """Two layers with dropout between them, MSE over every step; 11 samples in batches of 4;
+    an on_batch that asks to stop on rank 0 only stops every rank."""
     rng, x, _ = data(10, 11, 5, 2)
     y = rng.normal(size=(11, 5, 3))
     model = engine.Sequential([engine.LSTM(2, 4, num_layers=2, dropout=0.4, batch_first=True,
                                            dtype="float64", seed=11),
                                engine.Dense(4, 3, dtype="float64", seed=12)])
     model.compile("mse", engine.Adam(lr=1e-2))
+    updates = []  # rank 0's on_batch stops the second epoch after its second update
+
+    def on_batch(loss):
+        updates.append(loss)
+        return ranks().root and len(updates) == 5
     history = model.fit(x, y, epochs=2, batch_size=4, seed=13, verbose=False,
-                        distributed=True)
+                        distributed=True, on_batch=on_batch)
+    assert len(updates) == 5, updates  # on every rank
     return model, history
 
 

@@ -1,6 +1,7 @@
 """``fit(..., distributed=True)`` under ``mpiexec``: 2 and 3 ranks train as one process does
 (float64, to 1e-10 relative: the sums run in another order, so not bit for bit), and a rank
 that fails ends the job with a message naming it, within a time limit."""
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,8 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 
 
 def _run(out, ranks=None, env=None, timeout=240, script=CASES, args=()):
-    cmd = [sys.executable, str(script), *map(str, args or [out])]
+    cmd = [sys.executable, *map(str, args)] if args and args[0] == "-m" else \
+        [sys.executable, str(script), *map(str, args or [out])]
     if ranks is not None:
         cmd = [MPIEXEC, "-n", str(ranks), "--oversubscribe"] + cmd
     return subprocess.run(cmd, env=dict(ENV, **(env or {})), capture_output=True, text=True,
@@ -113,3 +115,27 @@ def test_checkpoint_on_two_ranks_resumes_on_three(tmp_path):
     for key, ref in one.items():
         err = np.max(np.abs(ranks[key] - ref)) / max(np.max(np.abs(ref)), 1e-300)
         assert err < 1e-10, (key, err)
+
+
+def test_a_command_with_distributed_reports_once_and_trains_as_one_process(tmp_path):
+    t = np.arange(200)
+    y = 10 + 5 * np.sin(t / 6) + np.random.default_rng(0).normal(0, 0.3, len(t))
+    csv = tmp_path / "level.csv"
+    csv.write_text("t,level\n" + "".join(f"{i},{v:.4f}\n" for i, v in zip(t, y)))
+    argv = ["-m", "engine", "forecast", "--csv", csv, "--column", "level", "--window", "12",
+            "--horizon", "3", "--seeds", "1", "--epochs", "3"]
+    r = _run(None, 2, args=argv + ["--distributed", "--out", tmp_path / "two"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("validation mean RMSE") == 1, r.stdout
+    r = _run(None, None, args=argv + ["--quiet", "--out", tmp_path / "one"])
+    assert r.returncode == 0, r.stderr
+    two, one = (json.loads((tmp_path / d / "forecast.json").read_text()) for d in ("two", "one"))
+    assert two["chosen"] == one["chosen"]
+    for name, v in one["val_rmse_mean"].items():  # float32 models: rounding, not more
+        assert two["val_rmse_mean"][name] == pytest.approx(v, rel=1e-5)
+
+
+def test_text_refuses_distributed_until_tbptt_supports_it(tmp_path):
+    r = _run(None, None, args=["-m", "engine", "text", "--distributed", "--quiet"])
+    assert r.returncode == 2
+    assert "error: --distributed: text trains with truncated BPTT" in r.stderr
