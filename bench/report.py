@@ -90,6 +90,12 @@ def machine_label():
             f"{kernel_path()}")
 
 
+def cpu_slug():
+    """The CPU as results files name it, e.g. amd-epyc-zen-3-avx2."""
+    device = " ".join([cpu_model(), cpu_core().split(" (")[0], cpu_isa()])
+    return re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")[:60] or "unknown"
+
+
 def machine_info(backend):
     """Where and with what the run happens: CPU, versions, thread counts, load."""
     import numba

@@ -27,6 +27,7 @@ calls MPI_Abort, which ends every rank, rather than leaving the others waiting i
 allreduce.
 """
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -119,6 +120,7 @@ class GradientBuffer:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.buf = np.zeros(int(self.offsets[-1]) + 2, dtype=np.float64 if dtype ==
                             np.float64 else np.float32)
+        self.seconds = 0.0  # spent in the allreduce (waiting for the slowest rank included)
 
     def reduce(self, ranks, grads, loss, count, backend):
         """Sum ``count`` x (grads, loss) and ``count`` over the ranks; returns (the global mean
@@ -132,7 +134,9 @@ class GradientBuffer:
             else:
                 np.multiply(backend.to_numpy(grads[key]).reshape(-1), count, out=part)
         buf[-2], buf[-1] = loss * count, count
+        start = time.perf_counter()
         ranks.allreduce_(buf)
+        self.seconds += time.perf_counter() - start
         total = buf[-1]
         buf[:-1] /= total
         views = {key: buf[off[i]:off[i + 1]].reshape(shape)

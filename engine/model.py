@@ -234,7 +234,8 @@ class Sequential:
                 R python script.py``, every rank calling fit on the same data): the same
                 training as one process with the same global batches, to rounding (see
                 ``engine.distributed``); bars and reports from rank 0 only.  A single process
-                (no mpiexec) trains as usual.  Not with tbptt yet.
+                (no mpiexec) trains as usual.  Not with tbptt yet.  The history then holds
+                "allreduce_seconds", the time this rank spent in the gradient allreduce.
         """
         self._require_compiled()
         ranks = as_ranks(distributed)
@@ -246,9 +247,11 @@ class Sequential:
         try:
             self._ranks, self._grad_buffer = ranks, GradientBuffer(self.params, self.dtype)
             self._sync_from_root()
-            return self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed, lengths,
-                             tbptt, patience, validation_split, verbose and ranks.root,
-                             on_batch)
+            history = self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed,
+                                lengths, tbptt, patience, validation_split,
+                                verbose and ranks.root, on_batch)
+            history["allreduce_seconds"] = self._grad_buffer.seconds
+            return history
         except TrainingDiverged:
             raise  # every rank saw the same global loss and raises the same
         except Exception as e:
