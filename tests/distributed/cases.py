@@ -76,8 +76,25 @@ def stacked_dropout():
     return model, history
 
 
+def gpu_backend():
+    """The GPU backend (the CUDA simulator without a GPU: tiny), gradients reduced through
+    host memory; 7 samples in batches of 3."""
+    rng, x, lengths = data(14, 7, 3, 2)
+    y = rng.normal(size=(7, 2))
+    model = engine.Sequential([engine.LSTM(2, 3, batch_first=True, dtype="float64", seed=15,
+                                           backend="gpu"),
+                               engine.Dense(3, 2, dtype="float64", seed=16, backend="gpu")],
+                              output="many_to_one")
+    model.compile("mse", engine.Adam(lr=5e-2), clip_norm=0.3)
+    history = model.fit(x, y, epochs=1, batch_size=3, seed=17, lengths=lengths,
+                        verbose=False, distributed=True)
+    return model, history
+
+
 CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked,
          "stacked_dropout": stacked_dropout}
+if os.environ.get("CASES_GPU") == "1":
+    CASES = {"gpu_backend": gpu_backend}
 
 
 def main(out):

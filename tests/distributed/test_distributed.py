@@ -139,3 +139,19 @@ def test_text_refuses_distributed_until_tbptt_supports_it(tmp_path):
     r = _run(None, None, args=["-m", "engine", "text", "--distributed", "--quiet"])
     assert r.returncode == 2
     assert "error: --distributed: text trains with truncated BPTT" in r.stderr
+
+
+def test_gpu_backend_ranks_train_as_one_process(tmp_path):
+    """The GPU backend under 2 ranks (the CUDA simulator here, tiny shapes)."""
+    env = {"CASES_GPU": "1", "NUMBA_ENABLE_CUDASIM": os.environ.get("NUMBA_ENABLE_CUDASIM",
+                                                                    "1")}
+    got = {}
+    for ranks in (None, 2):
+        out = tmp_path / f"gpu-{ranks}.npz"
+        r = _run(out, ranks, env=env)
+        assert r.returncode == 0, r.stderr
+        got[ranks] = dict(np.load(out))
+    assert got[2].pop("ranks") == 2 and got[None].pop("ranks") == 1
+    for key, ref in got[None].items():
+        err = np.max(np.abs(got[2][key] - ref)) / max(np.max(np.abs(ref)), 1e-300)
+        assert err < 1e-10, (key, err)
