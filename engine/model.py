@@ -234,7 +234,7 @@ class Sequential:
                 R python script.py``, every rank calling fit on the same data): the same
                 training as one process with the same global batches, to rounding (see
                 ``engine.distributed``); bars and reports from rank 0 only.  A single process
-                (no mpiexec) trains as usual.  Not with tbptt yet.  The history then holds
+                (no mpiexec) trains as usual.  The history then holds
                 "allreduce_seconds", the time this rank spent in the gradient allreduce.
         """
         self._require_compiled()
@@ -242,8 +242,6 @@ class Sequential:
         if ranks is None or ranks.size == 1:
             return self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed, lengths,
                              tbptt, patience, validation_split, verbose, on_batch)
-        if tbptt is not None:
-            raise ValueError("tbptt is not supported with distributed=True yet")
         try:
             self._ranks, self._grad_buffer = ranks, GradientBuffer(self.params, self.dtype)
             self._sync_from_root()
@@ -383,7 +381,8 @@ class Sequential:
                     else None
                 xb, yb, lb = _take(mine, x, y, lengths, self.backend)
                 try:
-                    loss = self._train_tbptt(xb, yb, lb, tbptt) if tbptt else \
+                    longest = None if lengths is None else int(lengths[rows].max())
+                    loss = self._train_tbptt(xb, yb, lb, tbptt, longest) if tbptt else \
                         self._train_step(xb, yb, lb)
                 except TrainingDiverged as e:
                     raise TrainingDiverged(f"training diverged at epoch {self.epoch + 1}, "
@@ -404,15 +403,16 @@ class Sequential:
         """One forward/backward/update on a whole batch; returns the loss (0-d array)."""
         return self._update_on(xb, yb, lb, lb, None, 0)[0]
 
-    def _train_tbptt(self, xb, yb, lb, K):
+    def _train_tbptt(self, xb, yb, lb, K, longest):
         """Truncated BPTT over chunks of K steps, one update per chunk; (h, c) is carried to
         the next chunk as plain arrays, so no gradient crosses the boundary.  The LSTM gets no
         lengths here (chunks may hold ended sequences); the loss mask still excludes padding.
-        Returns the step-weighted mean chunk loss."""
+        ``longest``: the global batch's longest sequence (None: all of T), after which no
+        chunk is run.  Returns the step-weighted mean chunk loss."""
         T = xb.shape[1]
         states, total, steps = None, 0.0, 0
         for t0 in range(0, T, K):
-            if lb is not None and int(lb.max()) <= t0:
+            if longest is not None and longest <= t0:
                 break  # every sequence has ended
             t1 = min(t0 + K, T)
             loss, states = self._update_on(xb[:, t0:t1], yb[:, t0:t1], lb, None, states, t0)
@@ -429,7 +429,7 @@ class Sequential:
         when the loss is not finite, and after it when a weight is not (the caller restores
         finite weights)."""
         if self._ranks is not None:
-            return self._update_on_ranks(xb, yb, lb)
+            return self._update_on_ranks(xb, yb, lb, lstm_lengths, states, t0)
         out, new_states = self._run(xb, states, lstm_lengths)
         loss, grad = self._loss_and_grad(out, yb, lb, t0)
         if not math.isfinite(float(loss)):
@@ -445,24 +445,27 @@ class Sequential:
                                    "NaN or Inf")
         return loss, new_states
 
-    def _update_on_ranks(self, xb, yb, lb):
+    def _update_on_ranks(self, xb, yb, lb, lstm_lengths, states, t0):
         """``_update_on`` for this rank's share of a global batch: the gradients and loss,
         each weighted by this rank's number of loss terms, are summed over the ranks in one
         allreduce and divided by the global count, which is one process's update on the whole
-        batch.  The loss check comes after the allreduce, so every rank decides alike."""
-        grads, loss, count = None, 0.0, 0
+        batch.  The loss check comes after the allreduce, so every rank decides alike.  A
+        rank with no loss term in the batch (no rows, or only sequences that ended before a
+        truncated-BPTT chunk) adds zeros and keeps its states."""
+        grads, loss, count = None, 0.0, self._weight(lb, xb.shape, t0)
         lstms = [layer for layer in self.layers if isinstance(layer, LSTM)]
-        if len(xb):
+        new_states = states
+        if count:
             for lstm in lstms:  # dropout masks drawn for the global batch, then sliced
                 lstm._share = self._share
             try:
-                out, _ = self._run(xb, None, lb)
+                out, new_states = self._run(xb, states, lstm_lengths)
             finally:
                 for lstm in lstms:
                     lstm._share = None
-            loss, grad = self._loss_and_grad(out, yb, lb)
+            loss, grad = self._loss_and_grad(out, yb, lb, t0)
             self.backward(grad)
-            grads, loss, count = self.grads, float(loss), self._weight(lb, xb.shape)
+            grads, loss = self.grads, float(loss)
         else:
             for lstm in lstms:
                 lstm.skip_dropout(xb.shape[1], self._share[0])
@@ -477,7 +480,7 @@ class Sequential:
         if bad:
             raise TrainingDiverged(f"loss = {loss:.4g}, then weights {bad[:3]} became "
                                    "NaN or Inf")
-        return loss, None
+        return loss, new_states
 
     def _loss_and_grad(self, out, yb, lb, t0=0):
         mask = None
@@ -486,11 +489,14 @@ class Sequential:
             mask = self.backend.asarray(steps[None, :] < lb[:, None])
         return LOSSES[self.loss](out, self.backend.asarray(yb), mask)
 
-    def _weight(self, lb, shape):
-        """How many loss terms a batch averages over (to combine batch means)."""
+    def _weight(self, lb, shape, t0=0):
+        """How many loss terms a batch (or a truncated-BPTT chunk of it starting at step t0)
+        averages over, to combine batch means."""
         if self.output == "many_to_one" or len(shape) < 2:
             return shape[0]
-        return shape[0] * shape[1] if lb is None else int(lb.sum())
+        if lb is None:
+            return shape[0] * shape[1]
+        return int(np.clip(np.asarray(lb) - t0, 0, shape[1]).sum())
 
     # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=256, lengths=None, states=None, return_states=False,

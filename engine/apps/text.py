@@ -24,6 +24,7 @@ import engine
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 parse_options, save_model, user_data, write_outputs)
 from engine.apps.datasets import load_devils_dictionary, read_text
+from engine import distributed
 from engine.apps.windows import CharVocab
 
 EPOCHS = 200
@@ -134,11 +135,18 @@ def train(model, train_ids, val_ids, args, report):
     budget = args.minutes * 60.0
     hist = {"minutes": [], "loss": [], "val_loss": [], "chars": 0}
     best, best_state, start = np.inf, None, time.perf_counter()
+    ranks = distributed.ranks() if args.distributed else None
+
+    def clock():
+        """Seconds since the start, by rank 0's clock when distributed: every rank must take
+        the same learning rate and stop after the same epoch."""
+        seconds = time.perf_counter() - start
+        return seconds if ranks is None else ranks.broadcast(seconds)
     bar = tqdm(total=round(budget), unit="s", disable=args.quiet, desc="text",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}")
     with bar:
         for epoch in range(args.epochs):
-            model.optimizer.lr = cosine_lr(args.lr, (time.perf_counter() - start) / budget)
+            model.optimizer.lr = cosine_lr(args.lr, clock() / budget)
             x, y = streams(train_ids, args.batch_size, int(rng.integers(args.seq)))
             done = {"chars": 0}
 
@@ -151,9 +159,9 @@ def train(model, train_ids, val_ids, args, report):
                                 left=f"{max(budget - elapsed, 0):.0f} s")
                 return elapsed >= budget
             h = model.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, tbptt=args.seq,
-                          verbose=False, on_batch=on_batch)
+                          verbose=False, on_batch=on_batch, distributed=args.distributed)
             val = heldout_nats(model, val_ids)
-            elapsed = time.perf_counter() - start
+            elapsed = clock()
             hist["chars"] += min(done["chars"], x.size)
             for key, v in (("minutes", elapsed / 60), ("loss", h["loss"][0]), ("val_loss", val)):
                 hist[key].append(v)
@@ -231,9 +239,7 @@ def run(args=None, **overrides):
     report = Report(args.quiet)
     if args.load:
         return generate_only(args, report)
-    if args.distributed:
-        raise AppError("--distributed: text trains with truncated BPTT, which distributed "
-                       "training does not support yet")
+
     text, name = load_text(args)
     vocab, train_ids, val_ids = split_ids(text, args)
     if args.sample:

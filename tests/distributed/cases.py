@@ -76,6 +76,20 @@ def stacked_dropout():
     return model, history
 
 
+def truncated_bptt():
+    """Truncated BPTT in chunks of 3 steps over sequences of lengths 1-8, cross-entropy: the
+    chunks stop at the global batch's longest sequence, and a rank whose sequences have all
+    ended adds nothing to a chunk."""
+    rng, x, lengths = data(18, 10, 8, 3)
+    targets = rng.integers(0, 4, (10, 8))
+    model = engine.Sequential([engine.LSTM(3, 5, batch_first=True, dtype="float64", seed=19),
+                               engine.Dense(5, 4, dtype="float64", seed=20)])
+    model.compile("cross_entropy", engine.Adam(lr=2e-2), clip_norm=1.0)
+    history = model.fit(x, targets, epochs=2, batch_size=4, seed=21, lengths=lengths,
+                        tbptt=3, verbose=False, distributed=True)
+    return model, history
+
+
 def gpu_backend():
     """The GPU backend (the CUDA simulator without a GPU: tiny), gradients reduced through
     host memory; 7 samples in batches of 3."""
@@ -92,7 +106,7 @@ def gpu_backend():
 
 
 CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked,
-         "stacked_dropout": stacked_dropout}
+         "stacked_dropout": stacked_dropout, "truncated_bptt": truncated_bptt}
 if os.environ.get("CASES_GPU") == "1":
     CASES = {"gpu_backend": gpu_backend}
 

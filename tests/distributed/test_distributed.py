@@ -135,10 +135,14 @@ def test_a_command_with_distributed_reports_once_and_trains_as_one_process(tmp_p
         assert two["val_rmse_mean"][name] == pytest.approx(v, rel=1e-5)
 
 
-def test_text_refuses_distributed_until_tbptt_supports_it(tmp_path):
-    r = _run(None, None, args=["-m", "engine", "text", "--distributed", "--quiet"])
-    assert r.returncode == 2
-    assert "error: --distributed: text trains with truncated BPTT" in r.stderr
+def test_text_trains_on_two_ranks_by_rank_0s_clock(tmp_path):
+    """text (truncated BPTT, a time budget): both ranks stop together, one report."""
+    r = _run(None, 2, args=["-m", "engine", "text", "--distributed", "--minutes", "0.05",
+                            "--hidden", "16", "--embed", "8", "--sample", "20",
+                            "--save", tmp_path / "t.npz"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("held-out") == 1, r.stdout
+    assert (tmp_path / "t.npz").exists()
 
 
 def test_gpu_backend_ranks_train_as_one_process(tmp_path):
