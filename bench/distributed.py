@@ -7,7 +7,9 @@ For each configuration (bench.cases: T, B, I, H) it times training epochs of
 drift hits both: one process with all the cores' threads, and ``mpiexec -n 2`` with one
 thread per rank and ``fit(distributed=True)`` (the same global batch B, each rank B/2).  It
 reports samples per second, the scaling efficiency (2-rank throughput over the 1-process
-one), and per step the allreduce time against the compute time.  From the measured figures it
+one), per step the allreduce time against the compute time, and the same 2 ranks with one
+blocking allreduce after the backward instead of per-layer allreduces started during it
+(``ENGINE_ALLREDUCE_OVERLAP=0``): what the overlap saves.  From the measured figures it
 then works out, on paper, the efficiency on N machines connected at 10, 25 and 100 Gb/s
 (ring allreduce: 2 (N-1)/N x gradient bytes / bandwidth, plus 2 (N-1) x LATENCY) and the global
 batch at which it reaches 90%.  Writes ``distributed-<machine>.{json,md}``.
@@ -55,9 +57,10 @@ def worker(config, steps, out):
             "gradient_bytes": 4 * (params + 2)}))
 
 
-def launch(config, steps, ranks, threads, tmp):
+def launch(config, steps, ranks, threads, tmp, overlap=True):
     out = Path(tmp) / f"{config}-{ranks}.json"
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               ENGINE_ALLREDUCE_OVERLAP="1" if overlap else "0")
     for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[k] = str(threads)
     cmd = [sys.executable, "-m", "bench.distributed", "--worker", config, "--steps",
@@ -115,15 +118,20 @@ def main(argv=None):
         for name in args.configs.split(","):
             c = CONFIGS[name]
             steps = args.steps or (20 if c.T * c.H <= 25600 else 6)
-            runs = {1: [], 2: []}
-            for _ in range(args.rounds):  # alternate, so that drift hits both layouts
+            runs = {1: [], 2: [], "2-blocking": []}
+            for _ in range(args.rounds):  # alternate, so that drift hits every layout
                 runs[1].append(launch(name, steps, 1, cores, tmp))
                 runs[2].append(launch(name, steps, 2, max(cores // 2, 1), tmp))
+                runs["2-blocking"].append(launch(name, steps, 2, max(cores // 2, 1), tmp,
+                                                 overlap=False))
             best = {k: max(v, key=lambda r: r["samples_per_s"]) for k, v in runs.items()}
+            blocking = best["2-blocking"]
             one, two = best[1], dict(best[2], batch=c.B)
             step = 1 / two["samples_per_s"] * c.B
             results[name] = {"config": dataclasses.asdict(c),
                              "one_process": runs[1], "two_ranks": runs[2],
+                             "two_ranks_blocking": runs["2-blocking"],
+                             "overlap_gain": two["samples_per_s"] / blocking["samples_per_s"],
                              "efficiency": two["samples_per_s"] / one["samples_per_s"],
                              "allreduce_share": two["allreduce_s_per_step"] / step,
                              "on_paper": on_paper(one, two)}
@@ -133,7 +141,9 @@ def main(argv=None):
                       f"efficiency {results[name]['efficiency']:.2f}; allreduce "
                       f"{1e3 * two['allreduce_s_per_step']:.2f} ms of a {1e3 * step:.1f} ms "
                       f"step ({100 * results[name]['allreduce_share']:.1f}%), "
-                      f"{two['gradient_bytes'] / 1e6:.2f} MB of gradients"]
+                      f"{two['gradient_bytes'] / 1e6:.2f} MB of gradients; without overlap "
+                      f"(one blocking allreduce after the backward) {blocking['samples_per_s']:.0f}"
+                      f" samples/s, waiting {1e3 * blocking['allreduce_s_per_step']:.2f} ms a step"]
             for row in results[name]["on_paper"]:
                 lines.append(f"  on paper: {row['machines']:2d} machines at {row['gbps']:3d} "
                              f"Gb/s: allreduce {row['allreduce_ms']:.2f} ms, efficiency at "

@@ -9,10 +9,12 @@ then trains as one process would on the same global batches:
 - every rank draws the same shuffle, and takes its own contiguous share of each global batch
   (``Ranks.share``: shares differ by at most one sample, and a rank may get none when the
   batch has fewer samples than there are ranks; no sample is dropped);
-- after the backward, each rank's gradients and loss, weighted by its number of loss terms,
-  are summed by one in-place allreduce over a single contiguous buffer (Horovod's tensor
-  fusion), then divided by the global count; the optimizer updates from views of that
-  buffer, so every rank makes the same update;
+- each rank's gradients and loss, weighted by its number of loss terms, are summed in place
+  over one contiguous buffer (Horovod's tensor fusion), then divided by the global count; the
+  optimizer updates from views of that buffer, so every rank makes the same update.  Each
+  layer's segment starts its non-blocking allreduce as soon as the backward leaves that
+  layer, overlapping the backward of the layers below (``ENGINE_ALLREDUCE_OVERLAP=0``: one
+  blocking allreduce of the whole buffer after the backward instead);
 - dropout masks are drawn for the whole global batch on every rank (rank 0's generator state
   is broadcast first) and sliced to the rank's share, so they do not depend on the number of
   ranks;
@@ -26,6 +28,7 @@ trains as a single process.  A rank that raises in ``fit`` prints its rank and t
 calls MPI_Abort, which ends every rank, rather than leaving the others waiting in an
 allreduce.
 """
+import os
 import sys
 import time
 import traceback
@@ -39,10 +42,11 @@ class Ranks:
     ``comm`` is an mpi4py communicator, or None for a single process.
     """
 
-    def __init__(self, comm=None):
+    def __init__(self, comm=None, overlap=True):
         self.comm = comm
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
+        self.overlap = overlap  # start each layer's allreduce as its backward ends
 
     def __repr__(self):
         return f"Ranks(rank={self.rank}, size={self.size})"
@@ -94,7 +98,8 @@ def ranks():
     except ImportError:
         return Ranks(None)
     comm = MPI.COMM_WORLD
-    return Ranks(comm if comm.Get_size() > 1 else None)
+    overlap = os.environ.get("ENGINE_ALLREDUCE_OVERLAP", "1") != "0"
+    return Ranks(comm if comm.Get_size() > 1 else None, overlap)
 
 
 def as_ranks(distributed):
@@ -112,35 +117,67 @@ def as_ranks(distributed):
 
 class GradientBuffer:
     """One contiguous host buffer holding every parameter's gradient, then the loss and the
-    count of loss terms: the single buffer of the step's one allreduce."""
+    count of loss terms: the buffer of the step's allreduce.
 
-    def __init__(self, params, dtype):
-        self.shapes = {k: tuple(p.shape) for k, p in params.items()}
-        sizes = [int(np.prod(s)) for s in self.shapes.values()]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.buf = np.zeros(int(self.offsets[-1]) + 2, dtype=np.float64 if dtype ==
+    Each layer's gradients form one contiguous segment.  With ``overlap`` a layer's segment
+    starts its (non-blocking) allreduce as soon as the backward leaves that layer, while the
+    layers below it are still in theirs; ``finish`` waits for all of them.  Without, ``finish``
+    sums the whole buffer in one allreduce.
+    """
+
+    def __init__(self, layers, dtype, overlap=True):
+        sizes = [sum(int(np.prod(p.shape)) for p in layer.params.values()) for layer in layers]
+        self.layer_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.buf = np.zeros(int(self.layer_offsets[-1]) + 2, dtype=np.float64 if dtype ==
                             np.float64 else np.float32)
-        self.seconds = 0.0  # spent in the allreduce (waiting for the slowest rank included)
+        self.overlap = overlap
+        self.requests = []
+        self.seconds = 0.0  # spent waiting for allreduces (the slowest rank included)
 
-    def reduce(self, ranks, grads, loss, count, backend):
-        """Sum ``count`` x (grads, loss) and ``count`` over the ranks; returns (the global mean
-        gradients as views of the buffer, keyed like ``grads``; the global mean loss; the
-        global count).  ``grads`` None: this rank had no samples (it adds zeros)."""
-        buf, off = self.buf, self.offsets
-        for i, key in enumerate(self.shapes):
-            part = buf[off[i]:off[i + 1]]
-            if grads is None:
-                part[:] = 0
-            else:
-                np.multiply(backend.to_numpy(grads[key]).reshape(-1), count, out=part)
+    def add_layer(self, ranks, index, layer, count, backend):
+        """Put ``count`` x the gradients of layer ``index`` (None: zeros, for a rank with no
+        loss term) into its segment; with overlap, start that segment's allreduce."""
+        lo, hi = self.layer_offsets[index], self.layer_offsets[index + 1]
+        segment = self.buf[lo:hi]
+        if count == 0:
+            segment[:] = 0
+        else:
+            at = 0
+            for name, p in layer.params.items():
+                n = int(np.prod(p.shape))
+                np.multiply(backend.to_numpy(layer.grads[name]).reshape(-1), count,
+                            out=segment[at:at + n])
+                at += n
+        if self.overlap and ranks.size > 1 and hi > lo:
+            from mpi4py import MPI
+
+            self.requests.append(ranks.comm.Iallreduce(MPI.IN_PLACE, segment, op=MPI.SUM))
+
+    def finish(self, ranks, layers, loss, count, backend):
+        """Sum the loss terms and count (and, without overlap, everything) over the ranks;
+        wait for the layers' allreduces.  Returns (the global mean gradients, keyed like
+        ``Sequential.grads``, as views of the buffer; the global mean loss; the global count).
+        """
+        buf = self.buf
         buf[-2], buf[-1] = loss * count, count
         start = time.perf_counter()
-        ranks.allreduce_(buf)
+        if self.overlap and ranks.size > 1:
+            ranks.allreduce_(buf[-2:])
+            from mpi4py import MPI
+
+            MPI.Request.Waitall(self.requests)
+            self.requests = []
+        else:
+            ranks.allreduce_(buf)
         self.seconds += time.perf_counter() - start
         total = buf[-1]
         buf[:-1] /= total
-        views = {key: buf[off[i]:off[i + 1]].reshape(shape)
-                 for i, (key, shape) in enumerate(self.shapes.items())}
-        if backend.name != "cpu":
-            views = {k: backend.asarray(v) for k, v in views.items()}
-        return views, float(buf[-2]), float(total)
+        grads = {}
+        for i, layer in enumerate(layers):
+            at = self.layer_offsets[i]
+            for name, p in layer.params.items():
+                n = int(np.prod(p.shape))
+                view = buf[at:at + n].reshape(p.shape)
+                grads[f"{i}.{name}"] = view if backend.name == "cpu" else backend.asarray(view)
+                at += n
+        return grads, float(buf[-2]), float(total)

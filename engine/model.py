@@ -174,14 +174,18 @@ class Sequential:
             full[:, 0, H:] = grad[:, H:]
         return full
 
-    def backward(self, grad):
-        """Backpropagate dL/d(output) through the latest forward; fills every layer's grads."""
+    def backward(self, grad, layer_done=None):
+        """Backpropagate dL/d(output) through the latest forward; fills every layer's grads.
+        ``layer_done(i)``, if given, is called as soon as layer i's gradients are complete
+        (top layer first): a distributed fit starts that layer's allreduce there."""
         for i in reversed(range(len(self.layers))):
             if i == self._gather_after:
                 grad = self._scatter_last(grad)
             layer = self.layers[i]
             grad = _lstm_backward(layer, grad) if isinstance(layer, LSTM) else \
                 layer.backward(grad)
+            if layer_done is not None:
+                layer_done(i)
 
     # ------------------------------------------------------------------ training
     def compile(self, loss, optimizer, clip_norm=None):
@@ -243,7 +247,8 @@ class Sequential:
             return self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed, lengths,
                              tbptt, patience, validation_split, verbose, on_batch)
         try:
-            self._ranks, self._grad_buffer = ranks, GradientBuffer(self.params, self.dtype)
+            self._ranks = ranks
+            self._grad_buffer = GradientBuffer(self.layers, self.dtype, ranks.overlap)
             self._sync_from_root()
             history = self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed,
                                 lengths, tbptt, patience, validation_split,
@@ -452,7 +457,8 @@ class Sequential:
         batch.  The loss check comes after the allreduce, so every rank decides alike.  A
         rank with no loss term in the batch (no rows, or only sequences that ended before a
         truncated-BPTT chunk) adds zeros and keeps its states."""
-        grads, loss, count = None, 0.0, self._weight(lb, xb.shape, t0)
+        loss, count = 0.0, self._weight(lb, xb.shape, t0)
+        ranks, buf = self._ranks, self._grad_buffer
         lstms = [layer for layer in self.layers if isinstance(layer, LSTM)]
         new_states = states
         if count:
@@ -464,13 +470,15 @@ class Sequential:
                 for lstm in lstms:
                     lstm._share = None
             loss, grad = self._loss_and_grad(out, yb, lb, t0)
-            self.backward(grad)
-            grads, loss = self.grads, float(loss)
+            self.backward(grad, lambda i: buf.add_layer(ranks, i, self.layers[i], count,
+                                                        self.backend))
+            loss = float(loss)
         else:
             for lstm in lstms:
                 lstm.skip_dropout(xb.shape[1], self._share[0])
-        grads, loss, _ = self._grad_buffer.reduce(self._ranks, grads, loss, count,
-                                                  self.backend)
+            for i in reversed(range(len(self.layers))):  # the same allreduces, of zeros
+                buf.add_layer(ranks, i, self.layers[i], 0, self.backend)
+        grads, loss, _ = buf.finish(ranks, self.layers, loss, count, self.backend)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss = {loss}")
         if self.clip_norm is not None:

@@ -66,10 +66,12 @@ def engine_initial_weights():
     return {f"many_to_one_packed/{k}": v for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("ranks", [2, 3])
-def test_ranks_train_as_one_process(ranks, one_process, tmp_path):
+@pytest.mark.parametrize("ranks,overlap", [(2, "1"), (3, "1"), (2, "0")])
+def test_ranks_train_as_one_process(ranks, overlap, one_process, tmp_path):
+    """Overlap "1": each layer's allreduce starts as its backward ends; "0": one blocking
+    allreduce after the backward."""
     out = tmp_path / "ranks.npz"
-    r = _run(out, ranks)
+    r = _run(out, ranks, env={"ENGINE_ALLREDUCE_OVERLAP": overlap})
     assert r.returncode == 0, r.stderr
     got = dict(np.load(out))
     assert got.pop("ranks") == ranks
