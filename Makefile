@@ -15,14 +15,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m engine.apps.demo
 
-# The suite, and the package as users install it (tests/check_wheel.py: the wheel in a fresh
-# venv).  Both run at once: the check compiles its own copy of the kernels, and Numba compiles
-# on one core, so it mostly takes the core that the suite's compiles leave idle.
+# The suite, the package as users install it (tests/check_wheel.py: the wheel in a fresh venv)
+# and the other vector paths (tests/test_isa_paths.py: the suite's kernel tests compiled for
+# another x86 target), all three at once: each mostly waits on Numba compiling on one core,
+# so together they use the second core that one of them alone leaves idle.
 test: $(STAMP)
 	$(PY) tests/check_wheel.py > $(VENV)/check_wheel.log 2>&1 & wheel=$$!; \
-	$(PY) -m pytest -q; suite=$$?; \
-	wait $$wheel; checked=$$?; cat $(VENV)/check_wheel.log; \
-	test $$suite -eq 0 && test $$checked -eq 0
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_isa_paths.py \
+		> $(VENV)/isa_paths.log 2>&1 & paths=$$!; \
+	$(PY) -m pytest -q --ignore=tests/test_isa_paths.py; suite=$$?; \
+	wait $$wheel; checked=$$?; wait $$paths; isa=$$?; \
+	cat $(VENV)/check_wheel.log; echo "tests/test_isa_paths.py:"; cat $(VENV)/isa_paths.log; \
+	test $$suite -eq 0 && test $$checked -eq 0 && test $$isa -eq 0
 
 bench: $(STAMP)
 	$(PY) -m bench.run
