@@ -20,15 +20,15 @@ networks predict all H values at once) or recursive (a one-step network rolled f
 """
 import numpy as np
 
-from engine.apps.baselines import fit_linear_ar, persistence_forecast, rmse_per_horizon
+from engine.apps.baselines import (LinearAR, fit_linear_ar, persistence_forecast,
+                                   rmse_per_horizon)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
                                 save_model, saved_value, user_data, write_outputs)
 from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_series
-from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
-                                     detect_season, mase_scale, merge_networks, mix,
-                                     seasonal_naive)
-from engine.apps.baselines import LinearAR
+from engine.apps.forecasters import (MIN_SEASON_ACF, NetForecaster, Normaliser,
+                                     build_network, choose, detect_season, mase_scale,
+                                     merge_networks, mix, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
 EPOCHS = 60
@@ -106,7 +106,7 @@ def find_season(args, train_values, report):
     if period:
         report(f"season: {period} steps (autocorrelation {r:.2f} on the training values)")
     else:
-        peak = f"highest peak {r:.2f}, below 0.3" if r else "no peak"
+        peak = f"highest peak {r:.2f}, below {MIN_SEASON_ACF}" if r else "no peak"
         report(f"season: none found up to the window ({peak}); --season sets one")
     return period
 

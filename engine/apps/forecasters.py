@@ -5,14 +5,17 @@ fitted on the training windows only; one is chosen by its mean RMSE over the hor
 validation windows, which come after the training windows and before the test windows, so the
 test period plays no part in fitting or choosing.
 
-- ``persistence``: the last value of the window, repeated.
-- ``seasonal``: the value one season earlier (period m from ``--season`` or detected on the
-  training values by ``detect_season``).
-- ``ar``: least-squares linear autoregression of the window, one output per horizon.
-- ``lstm`` / ``lstm+ar``: an LSTM that learns what persistence / the AR leaves, the residual
-  (LSTNet's autoregressive component, Lai et al. 2018).  Its input is each window minus its
-  last value (per-window normalisation as in RevIN, Kim et al. 2022, so a trending series never
-  leaves the range the network saw), divided by one scale fitted on the training windows.
+- ``persistence``: the last value of the window, repeated (a baseline).
+- ``seasonal_naive``: the value whole seasons earlier (a baseline; period from ``--season`` or
+  ``detect_season`` on the training values, at most the window).
+- the AR (``baselines.fit_linear_ar``): least-squares autoregression of the window, one output
+  per horizon; a baseline and a candidate.
+- ``NetForecaster``: base(X) + an LSTM that learns the residual of the base, persistence or
+  the AR (LSTNet's autoregressive component, Lai et al. 2018).  Its inputs (``Normaliser``)
+  are each window minus its last value (per-window normalisation as in RevIN, Kim et al.
+  2022: a trending series never leaves the range the network saw) and/or the standardised
+  values.  Seed ensembles and mixes of such forecasters are one NetForecaster again
+  (``merge_networks``, ``mix``).
 """
 from dataclasses import dataclass
 
