@@ -23,9 +23,11 @@ then trains as one process would on the same global batches:
 The sums run in another order than one process's, so results agree to rounding (about 1e-15
 relative in float64), not bit for bit.
 
-A script started without ``mpiexec`` (or without mpi4py installed) is one rank of one: it
-trains as a single process.  A rank that raises in ``fit`` prints its rank and the error and
-calls MPI_Abort, which ends every rank, rather than leaving the others waiting in an
+A rank runs no more Numba threads than the cores it is bound to (``threads_within_binding``):
+Open MPI binds each rank to one core unless started with ``--bind-to none`` or ``--map-by
+slot:PE=k``.  A script started without ``mpiexec`` (or without mpi4py installed) is one rank
+of one: it trains as a single process.  A rank that raises in ``fit`` prints its rank and the
+error and calls MPI_Abort, which ends every rank, rather than leaving the others waiting in an
 allreduce.
 """
 import os
@@ -89,6 +91,27 @@ class Ranks:
         print(f"error: rank {self.rank} of {self.size}: {type(error).__name__}: {error}; "
               "stopping every rank (MPI_Abort)", file=sys.stderr, flush=True)
         self.comm.Abort(1)
+
+
+def threads_within_binding(ranks):
+    """Numba threads no more than the cores this rank may run on: Open MPI binds each rank to
+    one core by default, where NUMBA_NUM_THREADS threads would take turns on that core.
+    Lowers the count (with a warning naming the fix) and returns it."""
+    import warnings
+
+    import numba
+
+    if not hasattr(os, "sched_getaffinity"):
+        return numba.get_num_threads()
+    cores, threads = len(os.sched_getaffinity(0)), numba.get_num_threads()
+    if cores < threads:
+        numba.set_num_threads(cores)
+        if ranks.root:
+            warnings.warn(f"rank {ranks.rank} may run on {cores} core(s) but has {threads} "
+                          f"threads: using {cores}; start mpiexec with --bind-to none or "
+                          f"--map-by slot:PE={threads} to give each rank {threads} cores",
+                          RuntimeWarning, stacklevel=3)
+    return numba.get_num_threads()
 
 
 def ranks():

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from engine.checks import (as_array, check_array, check_ids, check_int, check_lengths,
                            check_probability, check_real)
-from engine.distributed import GradientBuffer, as_ranks
+from engine.distributed import GradientBuffer, as_ranks, threads_within_binding
 from engine.grad import no_grad, seal
 from engine.layers import Dense, Embedding
 from engine.losses import mse, softmax_cross_entropy
@@ -249,6 +249,7 @@ class Sequential:
         try:
             self._ranks = ranks
             self._grad_buffer = GradientBuffer(self.layers, self.dtype, ranks.overlap)
+            threads_within_binding(ranks)
             self._sync_from_root()
             history = self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed,
                                 lengths, tbptt, patience, validation_split,

@@ -25,11 +25,12 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
            PYTHONPATH=str(ROOT))
 
 
-def _run(out, ranks=None, env=None, timeout=240, script=CASES, args=()):
-    cmd = [sys.executable, *map(str, args)] if args and args[0] == "-m" else \
+def _run(out, ranks=None, env=None, timeout=240, script=CASES, args=(),
+         mpiexec_options=("--oversubscribe",)):
+    cmd = [sys.executable, *map(str, args)] if args and args[0] in ("-m", "-c") else \
         [sys.executable, str(script), *map(str, args or [out])]
     if ranks is not None:
-        cmd = [MPIEXEC, "-n", str(ranks), "--oversubscribe"] + cmd
+        cmd = [MPIEXEC, "-n", str(ranks), *mpiexec_options] + cmd
     return subprocess.run(cmd, env=dict(ENV, **(env or {})), capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
@@ -163,3 +164,21 @@ def test_gpu_backend_ranks_train_as_one_cpu_process(tmp_path):
     for key, ref in got["cpu"].items():
         err = np.max(np.abs(got["gpu"][key] - ref)) / max(np.max(np.abs(ref)), 1e-300)
         assert err < 1e-10, (key, err)
+
+
+def test_a_rank_bound_to_one_core_runs_one_thread(tmp_path):
+    """Open MPI's default binding (one core per rank, here 2 ranks on 2 cores or more): fit
+    lowers Numba's threads to the rank's cores and says how to give it more."""
+    code = ("import numpy as np, numba, engine; "
+            "m = engine.Sequential([engine.LSTM(2, 3, batch_first=True, seed=0), "
+            "engine.Dense(3, 1, seed=1)], output='many_to_one').compile('mse', engine.SGD(0.1)); "
+            "x = np.ones((4, 3, 2), np.float32); "
+            "m.fit(x, np.ones((4, 1), np.float32), verbose=False, distributed=True); "
+            "print('threads', numba.get_num_threads())")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if cores < 2:
+        pytest.skip("needs 2 cores for the default binding of 2 ranks")
+    r = _run(None, 2, env={"NUMBA_NUM_THREADS": "2"}, args=["-c", code], mpiexec_options=())
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split().count("threads") == 2 and "threads 1" in r.stdout, r.stdout
+    assert "--bind-to none or --map-by slot:PE=2" in r.stderr, r.stderr[-2000:]
