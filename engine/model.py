@@ -441,7 +441,12 @@ class Sequential:
         if not math.isfinite(float(loss)):
             raise TrainingDiverged(f"loss = {float(loss)}")
         self.backward(grad)
-        grads = self.grads
+        self._step(self.grads, loss)
+        return loss, new_states
+
+    def _step(self, grads, loss):
+        """Clip, then the optimizer step; TrainingDiverged when a weight is no longer
+        finite."""
         if self.clip_norm is not None:
             clip_grad_norm(grads, self.clip_norm)
         self.optimizer.step(self.params, grads)
@@ -449,7 +454,6 @@ class Sequential:
         if bad:
             raise TrainingDiverged(f"loss = {float(loss):.4g}, then weights {bad[:3]} became "
                                    "NaN or Inf")
-        return loss, new_states
 
     def _update_on_ranks(self, xb, yb, lb, lstm_lengths, states, t0):
         """``_update_on`` for this rank's share of a global batch: the gradients and loss,
@@ -482,13 +486,7 @@ class Sequential:
         grads, loss, _ = buf.finish(ranks, self.layers, loss, count, self.backend)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss = {loss}")
-        if self.clip_norm is not None:
-            clip_grad_norm(grads, self.clip_norm)
-        self.optimizer.step(self.params, grads)
-        bad = [k for k, p in self.params.items() if not self.backend.all_finite(p)]
-        if bad:
-            raise TrainingDiverged(f"loss = {loss:.4g}, then weights {bad[:3]} became "
-                                   "NaN or Inf")
+        self._step(grads, loss)
         return loss, new_states
 
     def _loss_and_grad(self, out, yb, lb, t0=0):
