@@ -38,12 +38,12 @@ from engine.backends import get_backend  # noqa: E402
 from engine.checkpoint import CheckpointError, load  # noqa: E402
 from engine.grad import is_grad_enabled, no_grad  # noqa: E402
 from engine.layers import Dense, Embedding  # noqa: E402
-from engine.losses import mse, softmax_cross_entropy  # noqa: E402
+from engine.losses import ctc_loss, mse, softmax_cross_entropy  # noqa: E402
 from engine.lstm import LSTM  # noqa: E402
 from engine.model import Sequential, TrainingDiverged, set_forget_bias  # noqa: E402
 from engine.optim import SGD, Adam, clip_grad_norm  # noqa: E402
 
 __all__ = ["LSTM", "Adam", "CheckpointError", "Dense", "Embedding", "SGD", "Sequential",
-           "TrainingDiverged", "clip_grad_norm", "get_backend", "is_grad_enabled", "load", "mse",
-           "no_grad", "set_forget_bias", "softmax_cross_entropy"]
+           "TrainingDiverged", "clip_grad_norm", "ctc_loss", "get_backend", "is_grad_enabled",
+           "load", "mse", "no_grad", "set_forget_bias", "softmax_cross_entropy"]
 __version__ = "0.1.0"

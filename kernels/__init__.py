@@ -17,6 +17,8 @@ and never import ``engine``: the kernels depend only on NumPy, Numba and llvmlit
 ``common``         small helpers of the CPU loops: step order, row blocks, padded rows
 ``finite``         the parallel all-finite check of float32 inputs
 ``cuda``           the ``@cuda.jit`` kernels of the GPU backend
+``ctc``            the CTC loss fused with log-softmax, forward-backward per sequence
+``ctc_cuda``       the CTC loss as ``@cuda.jit`` kernels
 =================  ============================================================================
 
 Layout of every time-loop kernel, CPU and CUDA (time-major, C-contiguous, one layer and one

@@ -143,3 +143,72 @@ def lstm_bwd_packed_reference(dout, dh_n, dc_n, cache):
         dx[:n, b] = dxb[:, 0]
         total = dw if total is None else [a + g for a, g in zip(total, dw)]
     return (dx, dh0, dc0, *total)
+
+
+def ctc_loss_reference(logits, targets, input_lengths, target_lengths, blank=0):
+    """CTC negative log-likelihood of every sequence and its gradient, float64.
+
+    logits (T, B, C) raw scores; targets a list of B label sequences (ints, no blank);
+    input_lengths (B,) frames used per sequence.  target_lengths must equal the targets'
+    lengths (kept in the signature to mirror the kernel).  Returns nll (B,) (+inf where no
+    alignment exists) and grad (T, B, C) = d nll_b / d logits[:, b] (NaN rows for +inf, zero
+    past each input length).  The textbook recursions of Graves et al. 2006 in log space,
+    one frame and one position at a time.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    T, B, C = logits.shape
+    nll = np.zeros(B)
+    grad = np.zeros((T, B, C))
+    for b in range(B):
+        y = [int(v) for v in targets[b]]
+        assert len(y) == int(target_lengths[b])
+        Tb = int(input_lengths[b])
+        ext = [blank]
+        for label in y:
+            ext += [label, blank]
+        S = len(ext)
+        z = logits[:Tb, b]
+        logp = z - (z.max(axis=1, keepdims=True) + np.log(np.exp(
+            z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)))
+
+        def skip_ok(s):
+            return s >= 2 and ext[s] != blank and ext[s] != ext[s - 2]
+
+        alpha = np.full((Tb, S), -np.inf)
+        beta = np.full((Tb, S), -np.inf)  # emission at t excluded
+        if Tb:
+            alpha[0, 0] = logp[0, ext[0]]
+            if S > 1:
+                alpha[0, 1] = logp[0, ext[1]]
+            beta[Tb - 1, S - 1] = 0.0
+            if S > 1:
+                beta[Tb - 1, S - 2] = 0.0
+        for t in range(1, Tb):
+            for s in range(S):
+                terms = [alpha[t - 1, s]]
+                if s >= 1:
+                    terms.append(alpha[t - 1, s - 1])
+                if skip_ok(s):
+                    terms.append(alpha[t - 1, s - 2])
+                alpha[t, s] = np.logaddexp.reduce(terms) + logp[t, ext[s]]
+        for t in range(Tb - 2, -1, -1):
+            for s in range(S):
+                terms = [beta[t + 1, s] + logp[t + 1, ext[s]]]
+                if s + 1 < S:
+                    terms.append(beta[t + 1, s + 1] + logp[t + 1, ext[s + 1]])
+                if s + 2 < S and skip_ok(s + 2):
+                    terms.append(beta[t + 1, s + 2] + logp[t + 1, ext[s + 2]])
+                beta[t, s] = np.logaddexp.reduce(terms)
+        if Tb == 0:
+            log_p = 0.0 if S == 1 else -np.inf
+        else:
+            log_p = np.logaddexp.reduce(alpha[Tb - 1, max(S - 2, 0):])
+        nll[b] = -log_p
+        if log_p == -np.inf:
+            grad[:Tb, b] = np.nan
+            continue
+        occupancy = np.zeros((Tb, C))
+        for s in range(S):
+            occupancy[:, ext[s]] += np.exp(alpha[:, s] + beta[:, s] - log_p)
+        grad[:Tb, b] = np.exp(logp) - occupancy
+    return nll, grad

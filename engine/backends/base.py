@@ -97,3 +97,14 @@ class Backend(abc.ABC):
         Projection: w_hr (P,H) read; dh_proj (T,B,P) written with the total gradient on each
                  step's h, from which the caller forms dW_hr.
         """
+
+    @abc.abstractmethod
+    def ctc(self, logits, labels, input_lengths, target_lengths, scale, blank, zero_infinity):
+        """CTC forward-backward fused with log-softmax (``kernels.ctc`` gives the layout).
+
+        Read:    logits (T,B,C) backend array; labels (B,S) int64 extended label rows,
+                 input_lengths, target_lengths (B,) int64 and scale (B,) float64, host NumPy.
+        Returns: (nll, grad): nll (B,) float64 backend array, -log p(y_b|x_b) (+inf, or 0
+                 with zero_infinity, where no alignment exists); grad (T,B,C) of the logits'
+                 dtype, scale_b * d nll_b / d logits, zero past each input length.
+        """

@@ -11,6 +11,7 @@ from engine.backends import threads
 from engine.backends.base import Backend
 from engine.kernels import ACT_FAST
 from engine.kernels.blas import blas_gemm, blas_gemm_tn
+from engine.kernels.ctc import ctc_loss_kernel
 from engine.kernels.finite import all_finite_f32
 from engine.kernels.gemm import gemm, pack_weights, panels
 from engine.kernels.isa import ENGINE_GEMM
@@ -119,6 +120,14 @@ class CPUBackend(Backend):
 
     def all_finite(self, a):
         return host_all_finite(a)
+
+    def ctc(self, logits, labels, input_lengths, target_lengths, scale, blank, zero_infinity):
+        """``Backend.ctc``: one Numba kernel, threads over the sequences."""
+        nll = np.empty(logits.shape[1])
+        grad = np.empty_like(logits)
+        ctc_loss_kernel(np.ascontiguousarray(logits), labels, input_lengths, target_lengths,
+                        scale, blank, zero_infinity, nll, grad)
+        return nll, grad
 
     def scatter_add(self, target, idx, rows):
         np.add.at(target, idx, rows)

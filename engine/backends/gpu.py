@@ -225,6 +225,34 @@ class GPUBackend(Backend):
             self.xp.matmul(dz[t], w_hh, out=dh_rec)
             keep(k_dh_rec, t, k_len, k_dh)
 
+    def ctc(self, logits, labels, input_lengths, target_lengths, scale, blank, zero_infinity):
+        """``Backend.ctc``: the three kernels of ``kernels.ctc_cuda`` on float64 work arrays."""
+        from engine.kernels import ctc_cuda as K
+
+        xp, (T, B, C), S = self.xp, logits.shape, labels.shape[1]
+        logits = xp.ascontiguousarray(logits)
+        logp = xp.empty((T, B, C), np.float64)
+        alpha, beta = xp.empty((B, T, S)), xp.empty((B, T, S))
+        nll, grad = xp.empty(B), xp.empty_like(logits)
+        labels, input_lengths, target_lengths, scale = (
+            xp.asarray(a) for a in (labels, input_lengths, target_lengths, scale))
+        args = self._kernel_args(logits, logp, alpha, beta, nll, grad, labels, input_lengths,
+                                 target_lengths, scale)
+        k_logits, k_logp, k_alpha, k_beta, k_log_p, k_grad, k_lab, k_in, k_tl, k_scale = args
+        (grid, block), stream = K.frame_launch(T, B), self._current_stream()
+        K.ctc_log_softmax_kernel[grid, block, stream](k_logits, k_in, k_logp)
+        threads = min(K.POSITION_THREADS, S)
+        K.ctc_alpha_beta_kernel[B, threads, stream](k_logp, k_lab, k_in, k_tl, k_alpha, k_beta,
+                                                    k_log_p)
+        K.ctc_grad_kernel[grid, block, stream](k_logp, k_lab, k_in, k_tl, k_alpha,
+                                                       k_beta, k_log_p, k_scale,
+                                                       zero_infinity, k_grad)
+        # nll holds log p until here; the infeasible ones follow zero_infinity
+        nll = -nll
+        if zero_infinity:
+            nll[xp.isinf(nll)] = 0.0
+        return nll, grad
+
     # ------------------------------------------------------------------ interop
     def _current_stream(self):
         """The stream to launch kernels on: CuPy's current one, so kernels and GEMMs are
