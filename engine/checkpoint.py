@@ -24,12 +24,12 @@ import zipfile
 
 import numpy as np
 
-from engine.layers import Dense, Embedding
+from engine.layers import Dense, Embedding, Subsample
 from engine.lstm import LSTM
 
 FORMAT = "lstm-engine-checkpoint"
 FORMAT_VERSION = 1
-LAYER_TYPES = {"LSTM": LSTM, "Dense": Dense, "Embedding": Embedding}
+LAYER_TYPES = {"LSTM": LSTM, "Dense": Dense, "Embedding": Embedding, "Subsample": Subsample}
 
 
 def layer_config(layer):

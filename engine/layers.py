@@ -187,3 +187,66 @@ class Embedding(ParamModule):
     def __repr__(self):
         return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend.name!r})")
+
+
+class Subsample(ParamModule):
+    """Frame subsampling by stacking: every ``factor`` adjacent steps become one step with
+    their features side by side, (B, T, F) -> (B, ceil(T / factor), factor * F), the pyramid
+    of Listen-Attend-Spell (Chan et al. 2016) and of Deep Speech 2's strided layers.  The last
+    step is completed with zeros when T does not divide.  Sequential maps ``lengths`` through
+    it (``out_lengths``), so later LSTMs and the loss see each sequence's own steps.
+
+    Args:
+        in_features (F): size of the last axis.
+        factor (k): steps stacked into one, >= 1.
+        dtype, backend: as for ``Dense``.  No parameters.
+    """
+
+    def __init__(self, in_features, factor=2, dtype="float32", backend=None):
+        self.in_features = check_int("in_features", in_features, 1, MAX_SIZE)
+        self.factor = check_int("factor", factor, 1, 64)
+        self.out_features = self.in_features * self.factor
+        self.dtype = check_dtype(dtype)
+        self.backend = get_backend(backend)
+        self.params, self.grads, self._saved = {}, {}, None
+
+    @classmethod
+    def shapes_of(cls, config):
+        check_int("in_features", config["in_features"], 1, MAX_SIZE)
+        check_int("factor", config["factor"], 1, 64)
+        return {}
+
+    def get_config(self):
+        return {"in_features": self.in_features, "factor": self.factor,
+                "dtype": self.dtype.name}
+
+    def out_lengths(self, lengths):
+        """Steps each sequence keeps: ceil(lengths / factor) (any integer array)."""
+        return -(-np.asarray(lengths) // self.factor)
+
+    def forward(self, x):
+        """x: (B, T, F).  Returns (B, ceil(T / k), k F)."""
+        x = self.backend.asarray(check_array(
+            "input", x, self.dtype, (None, None, self.in_features),
+            f"(B, T, in_features={self.in_features})", self.backend))
+        B, T, F = x.shape
+        k = self.factor
+        pad = -T % k
+        if pad:
+            x = self.backend.xp.concatenate([x, self.backend.xp.zeros((B, pad, F), x.dtype)], 1)
+        self._saved = (B, T, F)
+        return x.reshape(B, (T + pad) // k, k * F)
+
+    __call__ = forward
+
+    def backward(self, grad):
+        """grad: (B, ceil(T / k), k F).  Returns dL/dx, (B, T, F)."""
+        if self._saved is None:
+            raise ValueError("backward() needs a forward() first")
+        B, T, F = self._saved
+        g = self.backend.asarray(grad)
+        return g.reshape(B, -1, F)[:, :T]
+
+    def __repr__(self):
+        return (f"Subsample({self.in_features}, factor={self.factor}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend.name!r})")

@@ -10,8 +10,16 @@ Output modes:
   T - 1 without lengths; a bidirectional LSTM's reverse half comes from step 0), so layers
   after it see (N, F); targets (N,) or (N, F).
 
+- "ctc" loss (many_to_many): the output at every step is scored against a transcript by
+  connectionist temporal classification; targets (N, S) labels in 1..F-1 (output unit 0 is the
+  blank), each row padded at its end with -1.  Fewer labels than steps, and no alignment
+  given: the speech recognizer's training.
+
 Variable lengths: ``lengths`` goes to every LSTM (``pack_padded_sequence`` semantics, both
 directions) and masks the loss, so padded steps never reach the result or the gradients.
+A ``Subsample`` layer stacks k adjacent steps into one: the steps after it are
+ceil(T / k), each sequence's length maps the same way (``output_lengths``), and many_to_many
+targets have the output's steps.
 """
 import math
 import sys
@@ -23,13 +31,15 @@ from engine.checks import (as_array, check_array, check_ids, check_int, check_le
                            check_probability, check_real)
 from engine.distributed import GradientBuffer, as_ranks, threads_within_binding
 from engine.grad import no_grad, seal
-from engine.layers import Dense, Embedding
-from engine.losses import mse, softmax_cross_entropy
+from engine.layers import Dense, Embedding, Subsample
+from engine.losses import ctc_loss, mse, softmax_cross_entropy
 from engine.lstm import LSTM
 from engine.optim import Optimizer, clip_grad_norm
 
 OUTPUTS = ("many_to_many", "many_to_one")
-LOSSES = {"mse": mse, "cross_entropy": softmax_cross_entropy}
+LOSSES = {"mse": mse, "cross_entropy": softmax_cross_entropy, "ctc": ctc_loss}
+# The CTC blank is output unit 0; transcripts hold labels 1..F-1, each row padded with PAD.
+BLANK, PAD = 0, -1
 
 
 def set_forget_bias(lstm, value=1.0):
@@ -55,8 +65,8 @@ class Sequential:
     """A stack of layers with Keras-like ``compile`` / ``fit`` / ``predict`` / ``evaluate``.
 
     Args:
-        layers: list of ``Embedding`` (first only), ``LSTM`` and ``Dense`` sharing one dtype and
-            backend.
+        layers: list of ``Embedding`` (first only), ``LSTM``, ``Dense`` and ``Subsample``
+            sharing one dtype and backend.
         output: "many_to_many" or "many_to_one" (needs an LSTM).
         forget_bias: total forget-gate bias given to every LSTM with biases (default 1.0);
             None keeps PyTorch's initialisation.
@@ -144,6 +154,8 @@ class Sequential:
                 k += 1
             else:
                 x = layer.forward(x)
+                if isinstance(layer, Subsample) and lengths is not None:
+                    lengths = layer.out_lengths(lengths)
             if i == self._gather_after:
                 x, ctx = self._gather_last(x, lengths)
         self._saved = ctx
@@ -189,13 +201,15 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
     def compile(self, loss, optimizer, clip_norm=None):
-        """Choose the loss ("mse" or "cross_entropy"), an ``engine.optim`` optimizer and
-        optional gradient clipping by global norm."""
+        """Choose the loss ("mse", "cross_entropy" or "ctc"), an ``engine.optim`` optimizer
+        and optional gradient clipping by global norm."""
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an engine SGD or Adam, got "
                             f"{type(optimizer).__name__}")
+        if loss == "ctc" and self.output != "many_to_many":
+            raise ValueError("loss='ctc' needs output='many_to_many' (a score per step)")
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be None or > 0, got {clip_norm!r}")
         clip_norm = None if clip_norm is None else float(clip_norm)
@@ -325,6 +339,9 @@ class Sequential:
         if any(getattr(layer, "bidirectional", False) for layer in self.layers):
             raise ValueError("tbptt needs unidirectional LSTMs: a reverse direction cannot "
                              "carry its state from one chunk to the next")
+        if self.loss == "ctc" or any(isinstance(layer, Subsample) for layer in self.layers):
+            raise ValueError("tbptt cannot cut a CTC loss or a Subsample layer into chunks: "
+                             "train on whole sequences")
         return tbptt
 
     def _end_of_epoch(self, history, stopper, verbose):
@@ -490,20 +507,48 @@ class Sequential:
         return loss, new_states
 
     def _loss_and_grad(self, out, yb, lb, t0=0):
+        lb = None if lb is None else self.output_lengths(lb)
+        if self.loss == "ctc":
+            return self._ctc_and_grad(out, yb, lb)
         mask = None
         if lb is not None and self.output == "many_to_many":
             steps = np.arange(t0, t0 + out.shape[1])
             mask = self.backend.asarray(steps[None, :] < lb[:, None])
         return LOSSES[self.loss](out, self.backend.asarray(yb), mask)
 
+    def _ctc_and_grad(self, out, yb, lb):
+        """CTC on batch-first scores (B, T, F) and -1-padded transcripts (B, S), with the
+        "mean" reduction of torch (each sequence's loss over its transcript length, then the
+        batch mean).  Returns the loss and its gradient, batch-first."""
+        xp = self.backend.xp
+        B, T = out.shape[:2]
+        logits = xp.ascontiguousarray(out.transpose(1, 0, 2))
+        input_lengths = np.full(B, T) if lb is None else lb
+        loss, grad = ctc_loss(logits, yb, input_lengths, (yb != PAD).sum(axis=1), blank=BLANK,
+                              backend=self.backend)
+        return loss, xp.ascontiguousarray(grad.transpose(1, 0, 2))
+
+    def output_lengths(self, lengths):
+        """Each sequence's steps at the output: ``lengths`` through every Subsample."""
+        lengths = np.asarray(lengths)
+        for layer in self.layers:
+            if isinstance(layer, Subsample):
+                lengths = layer.out_lengths(lengths)
+        return lengths
+
+    def _out_steps(self, T):
+        """Steps at the output for inputs of T steps."""
+        return int(self.output_lengths(np.array([T]))[0])
+
     def _weight(self, lb, shape, t0=0):
         """How many loss terms a batch (or a truncated-BPTT chunk of it starting at step t0)
         averages over, to combine batch means."""
-        if self.output == "many_to_one" or len(shape) < 2:
+        if self.output == "many_to_one" or self.loss == "ctc" or len(shape) < 2:
             return shape[0]
+        T = self._out_steps(shape[1])
         if lb is None:
-            return shape[0] * shape[1]
-        return int(np.clip(np.asarray(lb) - t0, 0, shape[1]).sum())
+            return shape[0] * T
+        return int(np.clip(self.output_lengths(lb) - t0, 0, T).sum())
 
     # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=256, lengths=None, states=None, return_states=False,
@@ -575,12 +620,15 @@ class Sequential:
             raise ValueError(f"x must be an array (N, T, ...) with N samples, got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         self._check_inputs(x, ids)
-        N = x.shape[0]
-        if y is not None:
-            y = as_array("y", y, None if self.loss == "cross_entropy" else self.dtype)
-            self._check_targets(y, N, x.shape[1])
+        N, T = x.shape[:2]
         if lengths is not None:
-            lengths = check_lengths(lengths, N, x.shape[1])
+            lengths = check_lengths(lengths, N, T)
+        if y is not None and self.loss == "ctc":
+            y = self._check_transcripts(y, N, self.output_lengths(
+                np.full(N, T) if lengths is None else lengths))
+        elif y is not None:
+            y = as_array("y", y, None if self.loss == "cross_entropy" else self.dtype)
+            self._check_targets(y, N, self._out_steps(T))
         return x, y, lengths
 
     def _check_inputs(self, x, ids):
@@ -618,6 +666,35 @@ class Sequential:
                 for part, a, n in (("h", pair[0], lstm.output_size),
                                    ("c", pair[1], lstm.hidden_size))))
         return checked
+
+    def _check_transcripts(self, y, N, steps):
+        """CTC targets: (N, S) labels in 1..F-1, each row padded at its end with -1, and each
+        transcript short enough for its sequence's ``steps`` at the output (CTC needs a step
+        per label plus one between adjacent repeats).  Returns y as int64."""
+        F = _out_features(self.layers[-1])
+        y = as_array("y", y)
+        if y.dtype.kind not in "iu" or y.ndim != 2 or y.shape[0] != N:
+            raise ValueError(f"y must be (N={N}, S) integer transcripts for loss='ctc' "
+                             f"(labels 1..{F - 1}, rows padded with {PAD}), got dtype "
+                             f"{y.dtype} shape {tuple(y.shape)}")
+        y = y.astype(np.int64)
+        valid = y != PAD
+        problems = [
+            (valid[:, 1:] & ~valid[:, :-1], f"{PAD} is padding and may only end a row"),
+            (valid & ((y < 1) | (y >= F)), f"labels must lie in 1..{F - 1} (0 is the blank)"),
+        ]
+        for bad, why in problems:
+            rows = np.flatnonzero(bad.any(axis=1))
+            if rows.size:
+                raise ValueError(f"y[{rows[0]}] = {y[rows[0]].tolist()}: {why}")
+        need = valid.sum(axis=1) + ((y[:, 1:] == y[:, :-1]) & valid[:, 1:]).sum(axis=1)
+        short = np.flatnonzero(need > steps)
+        if short.size:
+            i = short[0]
+            raise ValueError(f"y[{i}]: a transcript of {valid[i].sum()} labels needs at least "
+                             f"{need[i]} output steps (one per label, one between repeats); "
+                             f"sample {i} gives {steps[i]}")
+        return y
 
     def _check_targets(self, y, N, T):
         """y against this model's output and loss: (N,) or (N, T) class ids in [0, F) for
@@ -729,10 +806,11 @@ def _lstm_backward(lstm, grad):
 
 def _check_layers(layers):
     if not isinstance(layers, (list, tuple)) or not layers:
-        raise TypeError("layers must be a non-empty list of Embedding, LSTM and Dense")
+        raise TypeError("layers must be a non-empty list of Embedding, LSTM, Dense and "
+                        "Subsample")
     for i, layer in enumerate(layers):
-        if not isinstance(layer, (Embedding, LSTM, Dense)):
-            raise TypeError(f"layers[{i}] must be Embedding, LSTM or Dense, got "
+        if not isinstance(layer, (Embedding, LSTM, Dense, Subsample)):
+            raise TypeError(f"layers[{i}] must be Embedding, LSTM, Dense or Subsample, got "
                             f"{type(layer).__name__}")
         if isinstance(layer, Embedding) and i != 0:
             raise ValueError(f"layers[{i}]: an Embedding can only be the first layer")
@@ -753,7 +831,7 @@ def _in_features(layer):
 
 def _out_features(layer):
     """Size of the last axis of a layer's output."""
-    if isinstance(layer, Dense):
+    if isinstance(layer, (Dense, Subsample)):
         return layer.out_features
     if isinstance(layer, LSTM):
         return layer.num_directions * layer.output_size
