@@ -402,9 +402,10 @@ class Sequential:
                 mine = rows if self._ranks is None else self._ranks.share(rows)
                 self._share = (len(rows), *self._ranks.bounds(len(rows))) if self._ranks \
                     else None
-                xb, yb, lb = _take(mine, x, y, lengths, self.backend)
+                longest = None if lengths is None else int(lengths[rows].max())
+                xb, yb, lb = _take(mine, x, y, lengths, self.backend,
+                                   *(() if tbptt else self._steps_kept(longest)))
                 try:
-                    longest = None if lengths is None else int(lengths[rows].max())
                     loss = self._train_tbptt(xb, yb, lb, tbptt, longest) if tbptt else \
                         self._train_step(xb, yb, lb)
                 except TrainingDiverged as e:
@@ -528,6 +529,16 @@ class Sequential:
                               backend=self.backend)
         return loss, xp.ascontiguousarray(grad.transpose(1, 0, 2))
 
+    def _steps_kept(self, longest):
+        """(input steps, target steps) a batch whose longest sequence has ``longest`` steps
+        is cut to for training and evaluation: padding past it cannot change a result (the
+        LSTMs and the loss see each sequence's own length), so it is not computed.  Targets
+        are cut only where they run over the output's steps (many_to_many, not CTC)."""
+        if longest is None:
+            return None, None
+        per_step = self.output == "many_to_many" and self.loss != "ctc"
+        return longest, self._out_steps(longest) if per_step else None
+
     def output_lengths(self, lengths):
         """Each sequence's steps at the output: ``lengths`` through every Subsample."""
         lengths = np.asarray(lengths)
@@ -598,7 +609,9 @@ class Sequential:
         total, count = 0.0, 0
         with no_grad():
             for rows in _batches(len(mine), batch_size, verbose, "evaluate"):
-                xb, yb, lb = _take(mine[rows], x, y, lengths, self.backend)
+                longest = None if lengths is None else int(lengths[mine[rows]].max(initial=1))
+                xb, yb, lb = _take(mine[rows], x, y, lengths, self.backend,
+                                   *self._steps_kept(longest))
                 loss, _ = self._loss_and_grad(self._run(xb, None, lb)[0], yb, lb)
                 n = self._weight(lb, xb.shape)
                 total += float(loss) * n
@@ -877,8 +890,9 @@ def _batches(N, batch_size, verbose, desc):
     return tqdm(rows, desc=desc, unit="batch") if verbose else rows
 
 
-def _take(idx, x, y, lengths, backend):
-    """One batch: x and y rows on the backend, lengths (host NumPy) or None."""
-    xb = seal(backend.asarray(np.ascontiguousarray(x[idx])))  # ours: no copy to keep it
-    yb = None if y is None else np.ascontiguousarray(y[idx])
+def _take(idx, x, y, lengths, backend, steps=None, y_steps=None):
+    """One batch: x and y rows on the backend, lengths (host NumPy) or None; x cut to its
+    first ``steps`` steps and y to ``y_steps`` when given."""
+    xb = seal(backend.asarray(np.ascontiguousarray(x[idx, :steps])))  # ours: no copy to keep
+    yb = None if y is None else np.ascontiguousarray(y[idx, :y_steps] if y_steps else y[idx])
     return xb, yb, None if lengths is None else lengths[idx]

@@ -1,13 +1,13 @@
 """The command line: ``python -m engine <command>`` and the ``lstm-engine`` console script.
 
-Commands: forecast, stocks, text, classify (``python -m engine <command> --help``).  Each
+Commands: forecast, stocks, text, classify, speech (``python -m engine <command> --help``).  Each
 prints a report, shows tqdm progress bars, and with ``--out DIR`` writes ``<command>.png``
 and ``<command>.json``.  Bad data exits with status 2 and a ``FILE:LINE: problem`` message.
 """
 import argparse
 import sys
 
-COMMANDS = ("forecast", "stocks", "text", "classify")
+COMMANDS = ("forecast", "stocks", "text", "classify", "speech")
 
 
 def build_parser():
@@ -16,7 +16,7 @@ def build_parser():
     from engine.apps.common import add_common_arguments
 
     parser = argparse.ArgumentParser(
-        prog="lstm-engine", description="The four classic LSTM applications on real data.")
+        prog="lstm-engine", description="The classic LSTM applications on real data.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in MODULES.items():
         doc = module.__doc__.strip()

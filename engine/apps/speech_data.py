@@ -215,9 +215,10 @@ def read_manifest(wav_dir, manifest_csv, rate=8000, resample=False):
     rate: the sample rate wanted, Hz.  A WAV file at another rate raises, or is converted with
     ``engine.audio.resample`` when ``resample`` is True.
 
-    Returns (samples, transcripts, alphabet): samples a list of float32 (N_i,) arrays at
-    ``rate``, transcripts the list of str in file order, alphabet the sorted list of the
-    distinct characters of all transcripts.  Raises ValueError ``FILE:LINE: problem`` (FILE the
+    Returns (samples, transcripts, alphabet, lines): samples a list of float32 (N_i,) arrays
+    at ``rate``, transcripts the list of str in file order, alphabet the sorted list of the
+    distinct characters of all transcripts, lines each row's line in the manifest (for later
+    ``FILE:LINE`` messages).  Raises ValueError ``FILE:LINE: problem`` (FILE the
     manifest) for a missing header or column, a missing or unreadable WAV file, a wrong sample
     rate, an empty transcript, or no rows.
     """
@@ -235,7 +236,7 @@ def read_manifest(wav_dir, manifest_csv, rate=8000, resample=False):
             _fail(table.path, line, f"empty transcript for {row[f]!r}")
         samples.append(_manifest_wav(table.path, line, Path(wav_dir), row[f], rate, resample))
         transcripts.append(row[t])
-    return samples, transcripts, sorted(set("".join(transcripts)))
+    return samples, transcripts, sorted(set("".join(transcripts))), list(table.lines)
 
 
 def _manifest_wav(manifest, line, wav_dir, name, rate, resample):

@@ -264,8 +264,8 @@ def test_manifest_happy_path(tmp_path):
     wavs = {"a.wav": ([1000, -2000, 3000], RATE), "b.wav": ([5] * 7, RATE)}
     path = make_user_data(tmp_path, 'file,transcript\na.wav,hello world\n\nb.wav,"yes, no"\n',
                           wavs)
-    samples, transcripts, alphabet = sd.read_manifest(tmp_path, path)
-    assert transcripts == ["hello world", "yes, no"]
+    samples, transcripts, alphabet, lines = sd.read_manifest(tmp_path, path)
+    assert transcripts == ["hello world", "yes, no"] and lines == [2, 4]
     assert alphabet == sorted(set("hello worldyes, no"))
     np.testing.assert_array_equal(samples[0], np.array([1000, -2000, 3000]) / 32768)
     assert samples[0].dtype == np.float32 and samples[1].shape == (7,)
@@ -277,7 +277,7 @@ def test_manifest_resample(tmp_path):
     path = make_user_data(tmp_path, "file,transcript\nhi.wav,hi\n", {"hi.wav": (values, 16000)})
     with pytest.raises(ValueError, match=r"manifest.csv:2:.*16000 Hz.*8000 Hz.*resample=True"):
         sd.read_manifest(tmp_path, path)
-    samples, _, _ = sd.read_manifest(tmp_path, path, resample=True)
+    samples, _, _, _ = sd.read_manifest(tmp_path, path, resample=True)
     assert samples[0].shape == (800,) and samples[0].dtype == np.float32
     np.testing.assert_array_equal(samples[0], audio.resample(values / 32768, 16000, 8000))
 
