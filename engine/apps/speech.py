@@ -35,7 +35,7 @@ from engine.apps.speech_data import (check_fits, load_fsdd, make_strings, read_m
                                      split_fsdd)
 from engine.decoding import beam_decode, greedy_decode, label_error_rate, sequence_accuracy
 from engine.layers import Subsample
-from engine.model import BLANK, PAD
+from engine.model import PAD
 
 EPOCHS = 20
 RATE = 8000  # Hz: FSDD's rate; a user's recordings are read at it

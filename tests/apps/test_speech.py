@@ -1,7 +1,6 @@
 """``python -m engine speech``: tiny runs of the whole command (digits, a held-out speaker, a
 user's manifest, --save/--load/--transcribe, the plot), its pieces (features, encoding, the
 length batches), and its errors, which come before any training."""
-import io
 import wave
 
 import numpy as np
