@@ -287,10 +287,12 @@ def train_epochs(model, features, examples, alphabet, args, report):
     similar lengths; returns the losses, and the training throughput in audio seconds per
     wall second."""
     rng = np.random.default_rng([args.seed, 1])
-    history = {"loss": [], "audio_seconds": 0.0, "train_seconds": 0.0}
+    history = {"loss": [], "audio_seconds": 0.0, "train_seconds": 0.0, "data_seconds": 0.0}
     for _ in range(args.epochs):
+        start = time.perf_counter()
         recordings, texts = examples()
         x, lengths = features.batch(recordings)
+        history["data_seconds"] += time.perf_counter() - start
         order = length_batches(lengths, args.batch_size, rng)
         x, y, lengths = x[order], encode(texts, alphabet)[order], lengths[order]
         start = time.perf_counter()
@@ -302,7 +304,8 @@ def train_epochs(model, features, examples, alphabet, args, report):
     speed = history["audio_seconds"] / history["train_seconds"]
     history["audio_seconds_per_second"] = speed
     report(f"trained {args.epochs} epochs on {history['audio_seconds'] / 3600:.2f} h of audio "
-           f"in {history['train_seconds']:.0f} s: {speed:.0f} audio seconds per second")
+           f"in {history['train_seconds']:.0f} s: {speed:.0f} audio seconds per second "
+           f"(making the examples and their features: {history['data_seconds']:.0f} s more)")
     return history
 
 

@@ -90,6 +90,26 @@ def truncated_bptt():
     return model, history
 
 
+def ctc_subsampled():
+    """The speech recognizer's stack: a bidirectional LSTM, frames stacked in pairs, CTC on
+    transcripts of 0-2 labels (torch's mean over target lengths, then over the batch), with
+    validation; 9 samples in batches of 4, each batch cut to its longest sequence."""
+    rng, x, lengths = data(22, 12, 8, 3)
+    lengths = np.maximum(lengths, 6)
+    y = np.full((12, 2), -1)
+    for i, L in enumerate(rng.integers(0, 3, 12)):
+        y[i, :L] = rng.integers(1, 4, L)
+    model = engine.Sequential([engine.LSTM(3, 4, batch_first=True, bidirectional=True,
+                                           dtype="float64", seed=23),
+                               engine.layers.Subsample(8, 2, dtype="float64"),
+                               engine.Dense(16, 4, dtype="float64", seed=24)])
+    model.compile("ctc", engine.Adam(lr=2e-2), clip_norm=1.0)
+    history = model.fit(x[:9], y[:9], epochs=2, batch_size=4, seed=25, lengths=lengths[:9],
+                        validation_data=(x[9:], y[9:], lengths[9:]), verbose=False,
+                        distributed=True)
+    return model, history
+
+
 def gpu_backend(backend="gpu"):
     """The GPU backend (the CUDA simulator without a GPU: tiny), gradients reduced through
     host memory; 7 samples in batches of 3.  ``backend="cpu"``: the same on the CPU."""
@@ -106,7 +126,8 @@ def gpu_backend(backend="gpu"):
 
 
 CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked,
-         "stacked_dropout": stacked_dropout, "truncated_bptt": truncated_bptt}
+         "stacked_dropout": stacked_dropout, "truncated_bptt": truncated_bptt,
+         "ctc_subsampled": ctc_subsampled}
 if os.environ.get("CASES_GPU") in ("gpu", "cpu"):  # the GPU case alone, on that backend
     CASES = {"gpu_backend": lambda: gpu_backend(os.environ["CASES_GPU"])}
 
