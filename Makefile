@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-forecast clean
+.PHONY: demo test bench bench-forecast bench-speech clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 # forecast's model against its baselines on 8 real series (about 10 minutes on 2 cores)
 bench-forecast: $(STAMP)
 	$(PY) -m bench.forecast_suite
+
+# the speech recognizer's training throughput against the same model in PyTorch
+bench-speech: $(STAMP)
+	$(PY) -m bench.speech
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

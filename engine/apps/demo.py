@@ -1,6 +1,6 @@
-"""``make demo``: a short run of each of the four applications on the bundled data.
+"""``make demo``: a short run of each of the five applications on the bundled data.
 
-Runs forecast, stocks, text and classify with small budgets, then prints where the plots (PNG)
+Runs forecast, stocks, text, classify and speech with small budgets, then prints where the plots (PNG)
 and metrics (JSON) went: 95 s on a 2-core AMD EPYC Zen 3 (AVX2) with the kernels compiled,
 179 s the first time, which compiles them (2026-12-03, after issue 19's AVX2 kernels).  The
 full-size runs are the plain commands, e.g. ``python -m engine forecast --out out/forecast``.
@@ -16,6 +16,7 @@ SHORT = {
     "stocks": dict(epochs=5, hidden=16),
     "text": dict(minutes=1.5, hidden=128, sample=200),
     "classify": dict(epochs=15, hidden=32),
+    "speech": dict(epochs=4, strings=300, hidden=48),
 }
 
 
@@ -31,6 +32,10 @@ def headline(m):
     if m["command"] == "text":
         return (f"held-out {m['heldout_nats_per_char']:.3f} nats/char "
                 f"({m['heldout_bits_per_char']:.3f} bits/char)")
+    if m["command"] == "speech":
+        strings, isolated = m["results"]["test strings"], m["results"]["isolated test digits"]
+        return (f"test strings: {strings['beam']['label_error_rate']:.1%} digit errors (beam); "
+                f"isolated test digits: {isolated['greedy']['sequence_accuracy']:.1%} right")
     return f"test accuracy {m['test_accuracy']:.1%}"
 
 

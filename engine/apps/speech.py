@@ -21,6 +21,7 @@ FILE.wav prints the transcript of a recording of any length (after training, or 
 The plot: a test string's spectrogram with the CTC posteriors under it, and the confusion
 matrix of the isolated test digits.
 """
+import math
 import time
 
 import numpy as np
@@ -272,6 +273,14 @@ def run(args=None, **overrides):
                          report)
 
 
+def cosine_lr(lr, epoch, epochs, floor=0.05):
+    """The learning rate of ``epoch`` (0-based): cosine decay from ``lr`` to ``floor * lr``
+    over the run (Loshchilov & Hutter 2017, without restarts), so that the last epochs settle
+    on a minimum instead of the weights the last large steps happened to leave."""
+    done = epoch / max(epochs - 1, 1)
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
+
+
 def length_batches(lengths, batch_size, rng):
     """An order of the examples whose consecutive batches hold similar lengths (sorted, cut
     into batches, the batches shuffled): each batch is cut to its longest example, so little
@@ -288,7 +297,8 @@ def train_epochs(model, features, examples, alphabet, args, report):
     wall second."""
     rng = np.random.default_rng([args.seed, 1])
     history = {"loss": [], "audio_seconds": 0.0, "train_seconds": 0.0, "data_seconds": 0.0}
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
+        model.optimizer.lr = cosine_lr(args.lr, epoch, args.epochs)
         start = time.perf_counter()
         recordings, texts = examples()
         x, lengths = features.batch(recordings)

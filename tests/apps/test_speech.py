@@ -135,3 +135,10 @@ def test_output_steps_match_the_model(fsdd):
     for n in (1, 200, 201, 1000, 3333):
         x, lengths = features.batch([np.resize(fsdd[0].samples, n)])
         assert model.predict(x, lengths=lengths).shape[1] == speech.output_steps(n)
+
+
+def test_cosine_learning_rate_falls_from_lr_to_its_floor():
+    rates = [speech.cosine_lr(3e-3, e, 20) for e in range(20)]
+    assert rates[0] == pytest.approx(3e-3) and rates[-1] == pytest.approx(0.05 * 3e-3)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert speech.cosine_lr(1e-2, 0, 1) == pytest.approx(1e-2)
