@@ -25,15 +25,16 @@ import numpy as np
 SPEEDUP_TARGET = 1.3
 
 
-def examples(n_strings, seed):
-    """Features (N, T, 40) float32, transcripts (N, S) padded, lengths, audio seconds."""
+def examples(n_strings, seed, singles_every=4):
+    """Features (N, T, 40) float32, transcripts (N, S) padded, lengths, audio seconds: the
+    command's epoch examples from every ``singles_every``-th training recording."""
     from engine.apps import speech
     from engine.apps.speech_data import load_fsdd, split_fsdd
 
     rng = np.random.default_rng(seed)
     train = split_fsdd(load_fsdd())["train"]
     args = SimpleNamespace(strings=n_strings)
-    recordings, texts = speech.epoch_examples(train[::4], args, rng)
+    recordings, texts = speech.epoch_examples(train[::singles_every], args, rng)
     features = speech.Features.fit(recordings)
     x, lengths = features.batch(recordings)
     y = speech.encode(texts, speech.DIGITS)
@@ -89,6 +90,15 @@ class TorchRecognizer:
         return self.dense(x).log_softmax(2).transpose(0, 1), lengths
 
 
+def torch_loss(model, ctc, x, y, lengths):
+    """The torch model's CTC loss on one batch (host arrays)."""
+    import torch
+
+    logp, steps = model(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(lengths))
+    return ctc(logp, torch.from_numpy(np.where(y < 0, 1, y)), steps,
+               torch.from_numpy((y >= 0).sum(1)))
+
+
 def torch_trainer(x, y, lengths, hidden, batch_size):
     import torch
 
@@ -104,12 +114,7 @@ def torch_trainer(x, y, lengths, hidden, batch_size):
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             longest = int(lengths[rows].max())
-            xb = torch.from_numpy(np.ascontiguousarray(x[rows, :longest]))
-            lb = torch.from_numpy(lengths[rows])
-            yb = y[rows]
-            tl = torch.from_numpy((yb >= 0).sum(1))
-            logp, steps = model(xb, lb)
-            loss = ctc(logp, torch.from_numpy(np.where(yb < 0, 1, yb)), steps, tl)
+            loss = torch_loss(model, ctc, x[rows, :longest], y[rows], lengths[rows])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.params, 5.0)
@@ -131,13 +136,15 @@ def main(argv=None):
     ap.add_argument("--strings", type=int, default=600)
     ap.add_argument("--hidden", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--singles-every", type=int, default=4,
+                    help="single recordings: every k-th training recording")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args(argv)
     import torch
 
     threads = os.cpu_count()
     torch.set_num_threads(threads)
-    x, y, lengths, audio_s = examples(args.strings, seed=0)
+    x, y, lengths, audio_s = examples(args.strings, 0, args.singles_every)
     trainers = {name: make(x, y, lengths, args.hidden, args.batch_size)
                 for name, make in (("engine", engine_trainer), ("torch", torch_trainer))}
     for fn in trainers.values():  # warm-up: Numba compiles, torch allocates

@@ -106,3 +106,29 @@ def test_device_script_rejects_an_unknown_step_before_writing(tmp_path):
     assert out.returncode == 2
     assert "tests|gpu|cpu" in out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_speech_bench_times_the_same_network_in_both(tmp_path):
+    """bench.speech's PyTorch model, given the engine recognizer's weights, has the engine's
+    CTC loss on a batch; then a one-round run writes its figures."""
+    import json
+
+    import torch
+
+    from bench import speech as bench_speech
+    from bench.report import cpu_isa
+    from engine.apps import speech
+
+    x, y, lengths, _ = bench_speech.examples(3, 0, singles_every=200)
+    args = speech.parse_options(speech.add_arguments, 1, None, dict(hidden=5))
+    model = speech.build_model(args, 10)
+    theirs = bench_speech.TorchRecognizer(5, 11)
+    sd = {k: torch.tensor(v) for k, v in model.state_dict().items()}
+    for i, module in ((1, theirs.lstm1), (3, theirs.lstm2), (4, theirs.dense)):
+        module.load_state_dict({k[2:]: v for k, v in sd.items() if k.startswith(f"{i}.")})
+    want = bench_speech.torch_loss(theirs, torch.nn.CTCLoss(), x, y, lengths).item()
+    assert model.evaluate(x, y, lengths=lengths) == pytest.approx(want, rel=1e-5)
+    assert bench_speech.main(["--rounds", "1", "--strings", "2", "--hidden", "4",
+                              "--singles-every", "200", "--out", str(tmp_path)]) == 0
+    result = json.loads(next(tmp_path.glob("speech-cpu-*.json")).read_text())
+    assert result["speedup"] > 0 and cpu_isa() in result["machine"]
