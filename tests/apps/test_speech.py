@@ -142,3 +142,16 @@ def test_cosine_learning_rate_falls_from_lr_to_its_floor():
     assert rates[0] == pytest.approx(3e-3) and rates[-1] == pytest.approx(0.05 * 3e-3)
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert speech.cosine_lr(1e-2, 0, 1) == pytest.approx(1e-2)
+
+
+def test_speech_runs_on_the_gpu_backend(tmp_path, fsdd):
+    """A tiny manifest through the GPU backend (the CUDA simulator without a GPU: the CTC
+    kernels included)."""
+    rows = ["file,transcript"]
+    for i, r in enumerate([r for r in fsdd if r.index == 0][:10]):
+        write_wav(tmp_path / f"{i}.wav", r.samples[:800])
+        rows.append(f"{i}.wav,{'ab'[r.digit % 2]}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    m = speech.run(wavs=str(tmp_path), manifest=str(tmp_path / "m.csv"), backend="gpu",
+                   epochs=1, hidden=3, quiet=True)
+    assert m["alphabet"] == ["a", "b"] and np.isfinite(m["history"]["loss"][0])
