@@ -4,22 +4,23 @@ The folder ``kernels/`` of the repository installs as ``engine.kernels`` (a bare
 would collide with other projects in site-packages).  Modules refer to each other relatively
 and never import ``engine``: the kernels depend only on NumPy, Numba and llvmlite.
 
-=================  ============================================================================
-``isa``            the vector ISA Numba compiles for, and the widths and tiles every kernel uses
-``reference``      plain NumPy float64 forward/backward of one layer: the oracle of every kernel
-``gates``          the LSTM cell math, written once for scalar, vector and CUDA code
-``simd``           float32 vectors of the ISA's width (``isa``) for ``@njit`` code
-``gemm``           the float32 GEMM (packed panels, register-blocked micro-kernels)
-``blas``           float64 GEMMs on single-threaded BLAS, split over Numba's threads
-``step``           one time step's fused pointwise cell update over a batch, forward/backward
-``seq_rows``       whole-sequence time loops, threads owning batch rows (``..._fwd_rows``)
-``seq_units``      whole-sequence time loops, threads owning hidden units (``..._fwd_units``)
-``common``         small helpers of the CPU loops: step order, row blocks, padded rows
-``finite``         the parallel all-finite check of float32 inputs
-``cuda``           the ``@cuda.jit`` kernels of the GPU backend
-``ctc``            the CTC loss fused with log-softmax, forward-backward per sequence
-``ctc_cuda``       the CTC loss as ``@cuda.jit`` kernels
-=================  ============================================================================
+===================  ============================================================================
+``isa``              the vector ISA Numba compiles for, and the widths and tiles every kernel uses
+``reference``        plain NumPy float64 forward/backward of one layer: the oracle of every kernel
+``gates``            the LSTM cell math, written once for scalar, vector and CUDA code
+``simd``             float32 vectors of the ISA's width (``isa``) for ``@njit`` code
+``gemm``             the float32 GEMM (packed panels, register-blocked micro-kernels)
+``blas``             float64 GEMMs on single-threaded BLAS, split over Numba's threads
+``step``             one time step's fused pointwise cell update over a batch, forward/backward
+``seq_rows``         whole-sequence time loops, threads owning batch rows (``..._fwd_rows``)
+``seq_units``        whole-sequence time loops, threads owning hidden units (``..._fwd_units``)
+``common``           small helpers of the CPU loops: step order, row blocks, padded rows
+``finite``           the parallel all-finite check of float32 inputs
+``cuda``             the ``@cuda.jit`` kernels of the GPU backend
+``cuda_persistent``  persistent ``@cuda.jit`` kernels: all T steps of a layer in one launch
+``ctc``              the CTC loss fused with log-softmax, forward-backward per sequence
+``ctc_cuda``         the CTC loss as ``@cuda.jit`` kernels
+===================  ============================================================================
 
 Layout of every time-loop kernel, CPU and CUDA (time-major, C-contiguous, one layer and one
 direction):
