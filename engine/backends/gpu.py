@@ -32,7 +32,9 @@ Under ``NUMBA_ENABLE_CUDASIM=1`` the backend is usable without a GPU: the kernel
 Numba's simulator and NumPy stands in for CuPy (``xp = numpy``), so the whole orchestration is
 tested on any machine.  ``"auto"`` never picks the simulator (see ``gpu_available``).
 """
+import contextlib
 import os
+import warnings
 
 import numba
 import numpy as np
@@ -42,10 +44,18 @@ from engine.backends.cpu import host_all_finite
 
 INSTALL_HINT = ("install the GPU extra: pip install 'lstm-engine[gpu]' (CUDA 12 drivers) or "
                 "'lstm-engine[gpu-cuda13]' (CUDA 13 drivers)")
-FWD_VARIANTS = ("auto", "fused", "gemm")
-# "auto" forward variant: the fused kernel up to this batch size, cuBLAS + pointwise above.
-# Unmeasured (see the module docstring).
+FWD_VARIANTS = ("auto", "persistent", "graph", "fused", "gemm")
+# "auto": the persistent kernels up to this batch size (when they fit), then one CUDA graph of
+# the per-step launches; per step, the fused kernel up to FUSED_MAX_BATCH rows, cuBLAS +
+# pointwise above.  Both thresholds are guesses no GPU has measured yet (module docstring).
+PERSISTENT_MAX_BATCH = 32
 FUSED_MAX_BATCH = 16
+# Captured graphs kept (one per layer, direction, forward/backward and buffer set).
+GRAPH_CACHE_SIZE = 32
+# The simulator's persistent launch: one block of SIM_THREADS threads owning SIM_SLICES unit
+# slices (its cooperative grids have one block; Python threads make big blocks slow).
+SIM_SLICES = 3
+SIM_THREADS = 32
 
 
 def simulator_enabled():
@@ -106,12 +116,16 @@ class GPUBackend(Backend):
             raise ValueError(f"fwd_variant must be one of {FWD_VARIANTS}, got {fwd_variant!r}")
         self.fwd_variant = fwd_variant
         self.simulated = simulator_enabled()
+        self._plans, self._bufs, self._graph_cache, self._warm = {}, {}, {}, set()
+        self._sink = None  # a list while EmulatedGraphs captures
         if self.simulated:
             self.xp = np
+            self.graphs = None  # no CuPy: no stream capture (tests set EmulatedGraphs())
         else:
             import cupy
 
             self.xp = cupy
+            self.graphs = CupyGraphs()
 
     def __repr__(self):
         return f"GPUBackend(fwd_variant={self.fwd_variant!r}, simulated={self.simulated})"
@@ -157,73 +171,224 @@ class GPUBackend(Backend):
 
     # ------------------------------------------------------------------ sequence loops
     def choose_fwd_variant(self, B, H):
-        """The forward variant used for a batch of B rows and H units."""
-        if self.fwd_variant != "auto":
+        """The per-step forward kernel ("fused" or "gemm") for a batch of B rows and H units:
+        the one named, else fused up to FUSED_MAX_BATCH rows.  The graph path captures it too."""
+        if self.fwd_variant in ("fused", "gemm"):
             return self.fwd_variant
         return "fused" if B <= FUSED_MAX_BATCH else "gemm"
 
+    def choose_path(self, op, B, H, dtype, proj=False, args=None):
+        """(path, detail) that runs ``op`` ("fwd" or "bwd") for B rows and H units.
+
+        ("persistent", Plan) when the persistent kernel is asked for or "auto" has B <=
+        PERSISTENT_MAX_BATCH, without a projection, and its plan fits (``_persistent_plan``);
+        else ("graph", variant) when CUDA graphs can be captured here (``graphs``); else
+        ("step", variant): a host loop of per-step launches.  variant is the per-step forward
+        kernel (``choose_fwd_variant``; "gemm" with a projection).  "fused"/"gemm" always run
+        per step.  ``args``: a thunk giving the persistent kernel's arguments (to ask the
+        driver how many blocks fit); unused in the simulator.
+        """
+        variant = "gemm" if proj else self.choose_fwd_variant(B, H)
+        if self.fwd_variant in ("fused", "gemm"):
+            return "step", variant
+        want = self.fwd_variant == "persistent" or (
+            self.fwd_variant == "auto" and B <= PERSISTENT_MAX_BATCH)
+        if want and not proj:
+            plan = self._persistent_plan(op, B, H, dtype, args)
+            if plan is not None:
+                return "persistent", plan
+        if self.graphs is not None:
+            return "graph", variant
+        return "step", variant
+
+    def _persistent_plan(self, op, B, H, dtype, args):
+        """The launch plan of the persistent ``op`` kernel, or None where it cannot run (see
+        ``kernels.cuda_persistent.plan``); cached per shape.  In the simulator: one block
+        owning min(H, SIM_SLICES) slices, within the same shared-memory limit."""
+        from engine.kernels import cuda_persistent as P
+
+        key = (op, B, H, np.dtype(dtype))
+        if key not in self._plans:
+            itemsize = np.dtype(dtype).itemsize
+            if self.simulated:
+                plan = P.plan_virtual(B, H, itemsize, SIM_SLICES, threads=SIM_THREADS)
+                plan = plan if plan.shared_bytes <= P.SHARED_LIMIT else None
+            else:
+                from numba import cuda
+
+                kernel = P.lstm_seq_fwd_persistent_kernel if op == "fwd" else \
+                    P.lstm_seq_bwd_persistent_kernel
+                sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+                plan = P.plan(B, H, itemsize, sms, lambda nbytes: P.coresident_blocks(
+                    kernel, args(), P.THREADS, nbytes))
+            self._plans[key] = plan
+        return self._plans[key]
+
     def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch,
                 w_hr_t=None, h_raw=None):
-        """``Backend.seq_fwd``.
+        """``Backend.seq_fwd`` on the path ``choose_path`` gives.
 
         scratch: workspace buffers "h_prev" (B,R) and "rec" (B,G), used by the gemm variant.
         With a projection (w_hr_t (H,P), h_raw (T,B,H)) the gemm variant always runs: its
         pointwise kernel writes o * act(c) to h_raw[t] and a cuBLAS GEMM projects it to h[t].
         """
-        w_hh_t = self.xp.ascontiguousarray(w_hh_t)  # the orchestrator passes W_hh.T as a view
+        w_hh_t = self._contiguous("w_hh_t", w_hh_t)  # the orchestrator passes W_hh.T, a view
         if w_hr_t is not None:
-            w_hr_t = self.xp.ascontiguousarray(w_hr_t)
+            w_hr_t = self._contiguous("w_hr_t", w_hr_t)
+        T, B, H = c.shape
+        arrays = (xproj, w_hh_t, h0, c0, lengths)
+        path, detail = self.choose_path(
+            "fwd", B, H, c.dtype, proj=w_hr_t is not None,
+            args=lambda: self._fwd_persistent_args(*arrays, act, reverse, h, c, gates, None))
+        if path == "persistent":
+            self._launch_persistent_fwd(detail, *arrays, act, reverse, h, c, gates)
+        elif path == "graph":
+            self._fwd_graph(detail, *arrays, act, reverse, h, c, gates, scratch, w_hr_t, h_raw)
+        else:
+            self._fwd_steps(detail, *arrays, act, reverse, h, c, gates, scratch, w_hr_t, h_raw)
+
+    def _fwd_steps(self, variant, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
+                   scratch, w_hr_t, h_raw):
+        """The per-step forward: per step one fused kernel, or gather + cuBLAS + pointwise
+        (+ the projection GEMM)."""
         from engine.kernels import cuda as K
 
         T, B, H = c.shape
-        cfg, stream = K.launch_config(B, H), self._current_stream()
+        cfg = (*K.launch_config(B, H), self._current_stream())
         k_xproj, k_w, k_h0, k_c0, k_len, k_h, k_c, k_gates = self._kernel_args(
             xproj, w_hh_t, h0, c0, lengths, h, c, gates)
-        if w_hr_t is None and self.choose_fwd_variant(B, H) == "fused":
-            step = K.lstm_step_fwd_kernel[cfg.grid, cfg.block, stream]
+        if w_hr_t is None and variant == "fused":
             for t, p in step_order(T, reverse):
-                step(k_xproj, k_w, k_h0, k_c0, k_len, t, p, act, k_h, k_c, k_gates)
+                self._launch(K.lstm_step_fwd_kernel, cfg, k_xproj, k_w, k_h0, k_c0, k_len, t,
+                             p, act, k_h, k_c, k_gates)
             return
         h_prev, rec = scratch["h_prev"], scratch["rec"]
         k_h_prev, k_rec = self._kernel_args(h_prev, rec)
         k_cell_out = k_h if h_raw is None else self._kernel_args(h_raw)[0]
-        gather = K.gather_prev_kernel[cfg.grid, cfg.block, stream]
-        pointwise = K.lstm_step_pointwise_fwd_kernel[cfg.grid, cfg.block, stream]
         for t, p in step_order(T, reverse):
-            gather(k_h, k_h0, p, k_len, k_h_prev)
-            self.xp.matmul(h_prev, w_hh_t, out=rec)
-            pointwise(k_xproj, k_rec, k_c0, k_len, t, p, act, k_cell_out, k_c, k_gates)
+            self._launch(K.gather_prev_kernel, cfg, k_h, k_h0, p, k_len, k_h_prev)
+            self._gemm(h_prev, w_hh_t, rec)
+            self._launch(K.lstm_step_pointwise_fwd_kernel, cfg, k_xproj, k_rec, k_c0, k_len, t,
+                         p, act, k_cell_out, k_c, k_gates)
             if h_raw is not None:
-                self.xp.matmul(h_raw[t], w_hr_t, out=h[t])
+                self._gemm(h_raw[t], w_hr_t, h[t])
+
+    def _fwd_persistent_args(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
+                             plan):
+        """The persistent forward kernel's arguments (plan None: placeholders, for typing)."""
+        slices, split = (1, 1) if plan is None else (plan.slices, plan.split)
+        k_x, k_w, k_h0, k_c0, k_len, k_h, k_c, k_g = self._kernel_args(
+            xproj, w_hh_t, h0, c0, lengths, h, c, gates)
+        return (k_x, k_w, k_h0, k_c0, k_len, act, int(reverse), slices, split, 0, c.shape[0],
+                k_h, k_c, k_g)
+
+    def _launch_persistent_fwd(self, plan, *arrays):
+        from engine.kernels import cuda_persistent as P
+
+        cfg = (plan.blocks, plan.threads, self._current_stream(), plan.shared_bytes)
+        self._launch(P.lstm_seq_fwd_persistent_kernel, cfg,
+                     *self._fwd_persistent_args(*arrays, plan))
+
+    def _fwd_graph(self, variant, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates,
+                   scratch, w_hr_t, h_raw):
+        """The per-step forward replayed as one CUDA graph.  The graph reads and writes
+        backend-owned copies of what the caller may pass in new buffers from call to call
+        (h0, c0, lengths, the weights, the output h); the Workspace's buffers (xproj, c, gates,
+        h_raw, scratch) are part of the graph's key."""
+        st = self._stage
+        h0s, c0s, lens, ws = st("h0", h0), st("c0", c0), st("lengths", lengths), \
+            st("w_hh_t", w_hh_t)
+        wrs = None if w_hr_t is None else st("w_hr_t", w_hr_t)
+        hs = self._buffer("h", h.shape, h.dtype)
+        key = ("fwd", variant, act, bool(reverse), h.shape, c.shape, np.dtype(c.dtype).str,
+               _ptrs(xproj, c, gates, h_raw, scratch.get("h_prev"), scratch.get("rec"), hs, h0s,
+                     c0s, lens, ws, wrs))
+        self._replay(key, lambda: self._fwd_steps(variant, xproj, ws, h0s, c0s, lens, act,
+                                                  reverse, hs, c, gates, scratch, wrs, h_raw))
+        self._copy(h, hs)
 
     def seq_bwd(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
                 w_hr=None, dh_proj=None):
-        """``Backend.seq_bwd``.
+        """``Backend.seq_bwd`` on the path ``choose_path`` gives.
 
         dh, dc (B,H) updated in place (final-state gradients in, h0/c0 gradients out).
-        scratch: workspace buffer "dh_rec" (B,H) for the GEMM dz_t @ W_hh.
+        scratch: workspace buffer "dh_rec" (B,H) for the per-step GEMM dz_t @ W_hh.
         """
+        T, B, H = c.shape
+        arrays = (dout, gates, c, c0, w_hh, lengths)
+        path, detail = self.choose_path(
+            "bwd", B, H, c.dtype, proj=w_hr is not None,
+            args=lambda: self._bwd_persistent_args(*arrays, act, reverse, dh, dc, dz, None))
+        if path == "persistent":
+            self._launch_persistent_bwd(detail, *arrays, act, reverse, dh, dc, dz)
+        elif path == "graph":
+            self._bwd_graph(*arrays, act, reverse, dh, dc, dz, scratch, w_hr, dh_proj)
+        else:
+            proj = None if w_hr is None else (self._buffer("dh_raw", c.shape, c.dtype),
+                                              self._zeros("zero", c.shape[1:], c.dtype))
+            self._bwd_steps(*arrays, act, reverse, dh, dc, dz, scratch, w_hr, dh_proj, proj)
+
+    def _bwd_steps(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
+                   w_hr, dh_proj, proj):
+        """The per-step backward: per step the pointwise kernel, a cuBLAS dz_t @ W_hh and the
+        row copy.  proj: (dh_raw (T,B,H) scratch, a (B,H) zero) with a projection, else None."""
         from engine.kernels import cuda as K
 
         T, B, H = c.shape
-        cfg, stream = K.launch_config(B, H), self._current_stream()
+        cfg = (*K.launch_config(B, H), self._current_stream())
         dh_rec = scratch["dh_rec"]
         if w_hr is not None:
             # The pointwise kernel takes dout[t] + dh on o * act(c): with a projection that is
             # (dout[t] + dh) @ W_hr, formed per step into dh_raw[t] with a zero carry.
-            dh_raw, zero = self.xp.empty((T, B, H), c.dtype), self.xp.zeros((B, H), c.dtype)
+            dh_raw, zero = proj
         k_dout, k_gates, k_c, k_c0, k_len, k_dh, k_dc, k_dz, k_dh_rec = self._kernel_args(
             dout if w_hr is None else dh_raw, gates, c, c0, lengths, dh, dc, dz, dh_rec)
         k_dh_step = k_dh if w_hr is None else self._kernel_args(zero)[0]
-        step = K.lstm_step_bwd_kernel[cfg.grid, cfg.block, stream]
-        keep = K.keep_valid_rows_kernel[cfg.grid, cfg.block, stream]
         for t, p in reversed(step_order(T, reverse)):
             if w_hr is not None:
-                self.xp.add(dout[t], dh, out=dh_proj[t])
-                self.xp.matmul(dh_proj[t], w_hr, out=dh_raw[t])
-            step(k_gates, k_c, k_c0, k_dout, k_len, t, p, act, k_dh_step, k_dc, k_dz)
-            self.xp.matmul(dz[t], w_hh, out=dh_rec)
-            keep(k_dh_rec, t, k_len, k_dh)
+                self._add(dout[t], dh, dh_proj[t])
+                self._gemm(dh_proj[t], w_hr, dh_raw[t])
+            self._launch(K.lstm_step_bwd_kernel, cfg, k_gates, k_c, k_c0, k_dout, k_len, t, p,
+                         act, k_dh_step, k_dc, k_dz)
+            self._gemm(dz[t], w_hh, dh_rec)
+            self._launch(K.keep_valid_rows_kernel, cfg, k_dh_rec, t, k_len, k_dh)
+
+    def _bwd_persistent_args(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz,
+                             plan):
+        slices, split = (1, 1) if plan is None else (plan.slices, plan.split)
+        k_dout, k_g, k_c, k_c0, k_w, k_len, k_dh, k_dc, k_dz = self._kernel_args(
+            dout, gates, c, c0, w_hh, lengths, dh, dc, dz)
+        return (k_g, k_c, k_c0, k_dout, k_w, k_len, act, int(reverse), slices, split, 0,
+                2 * c.shape[0], k_dh, k_dc, k_dz)
+
+    def _launch_persistent_bwd(self, plan, *arrays):
+        from engine.kernels import cuda_persistent as P
+
+        cfg = (plan.blocks, plan.threads, self._current_stream(), plan.shared_bytes)
+        self._launch(P.lstm_seq_bwd_persistent_kernel, cfg,
+                     *self._bwd_persistent_args(*arrays, plan))
+
+    def _bwd_graph(self, dout, gates, c, c0, w_hh, lengths, act, reverse, dh, dc, dz, scratch,
+                   w_hr, dh_proj):
+        """The per-step backward replayed as one CUDA graph, on backend-owned copies of dout,
+        c0, lengths, the weights, dh and dc (copied back after the replay); gates, c, dz and
+        the scratch come from the Workspace and key the graph (as in ``_fwd_graph``)."""
+        st = self._stage
+        douts, c0s, lens, ws = st("dout", dout), st("c0", c0), st("lengths", lengths), \
+            st("w_hh", w_hh)
+        dhs, dcs = st("dh", dh), st("dc", dc)
+        wrs = proj = None
+        if w_hr is not None:
+            wrs = st("w_hr", w_hr)
+            proj = (self._buffer("dh_raw", c.shape, c.dtype),
+                    self._zeros("zero", c.shape[1:], c.dtype))
+        key = ("bwd", act, bool(reverse), dout.shape, c.shape, np.dtype(c.dtype).str,
+               _ptrs(gates, c, dz, scratch.get("dh_rec"), dh_proj, douts, c0s, lens, ws, dhs,
+                     dcs, wrs, *(proj or ())))
+        self._replay(key, lambda: self._bwd_steps(douts, gates, c, c0s, ws, lens, act, reverse,
+                                                  dhs, dcs, dz, scratch, wrs, dh_proj, proj))
+        self._copy(dh, dhs)
+        self._copy(dc, dcs)
 
     def ctc(self, logits, labels, input_lengths, target_lengths, scale, blank, zero_infinity):
         """``Backend.ctc``: the three kernels of ``kernels.ctc_cuda`` on float64 work arrays."""
@@ -253,6 +418,88 @@ class GPUBackend(Backend):
             nll[xp.isinf(nll)] = 0.0
         return nll, grad
 
+    # ------------------------------------------------------------------ launch points
+    # Every kernel launch and array operation of the time loops goes through these four, so
+    # that a graph capture can be emulated (``EmulatedGraphs``) and the tests can count them.
+    def _issue(self, op):
+        if self._sink is not None:  # an emulated capture records instead of running
+            self._sink.append(op)
+        else:
+            op()
+
+    def _launch(self, kernel, config, *args):
+        """kernel[config](*args); config is (grid, block, stream[, dynamic shared bytes])."""
+        self._issue(lambda: kernel[config](*args))
+
+    def _gemm(self, a, b, out):
+        xp = self.xp  # bound now: a captured operation is fixed at capture
+        self._issue(lambda: xp.matmul(a, b, out=out))
+
+    def _add(self, a, b, out):
+        xp = self.xp
+        self._issue(lambda: xp.add(a, b, out=out))
+
+    def _copy(self, dst, src):
+        xp = self.xp
+        self._issue(lambda: xp.copyto(dst, src))
+
+    # ------------------------------------------------------------------ buffers and graphs
+    def _buffer(self, role, shape, dtype):
+        """A backend-owned buffer, one per (role, shape, dtype), kept for the backend's life:
+        the same address on every call, which a captured graph needs."""
+        key = (role, tuple(shape), np.dtype(dtype))
+        if key not in self._bufs:
+            self._bufs[key] = self.xp.empty(shape, dtype)
+        return self._bufs[key]
+
+    def _zeros(self, role, shape, dtype):
+        """Like ``_buffer``, zero when made; nothing writes it."""
+        key = (role, tuple(shape), np.dtype(dtype))
+        if key not in self._bufs:
+            self._bufs[key] = self.xp.zeros(shape, dtype)
+        return self._bufs[key]
+
+    def _stage(self, role, a):
+        """A copy of ``a`` in the backend-owned buffer of its role (one copy launch)."""
+        buf = self._buffer("stage:" + role, a.shape, a.dtype)
+        self._copy(buf, a)
+        return buf
+
+    def _contiguous(self, role, a):
+        """``a`` itself when C-contiguous, else a copy in the buffer of its role."""
+        if a.flags.c_contiguous:
+            return a
+        buf = self._buffer(role, a.shape, a.dtype)
+        self._copy(buf, a)
+        return buf
+
+    def _replay(self, key, record):
+        """Run ``record`` (a sequence's launches) as one CUDA graph: captured on the second
+        call with this key's shapes (the first runs it directly, compiling the kernels and
+        initialising cuBLAS outside any capture) and replayed from then on; the most recent
+        GRAPH_CACHE_SIZE graphs are kept.  If a capture fails, the backend warns once and
+        runs per step from then on."""
+        graph = self._graph_cache.pop(key, None)
+        if graph is None:
+            shapes = key[:-1]  # the key without its buffer addresses
+            if shapes not in self._warm:
+                self._warm.add(shapes)
+                record()
+                return
+            try:
+                graph = self.graphs.capture(self, record)
+            except Exception as e:  # noqa: BLE001 - any failure: run per step, say why
+                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); the GPU "
+                              "backend runs the time loops per step from now on",
+                              RuntimeWarning, stacklevel=4)
+                self.graphs = None
+                record()
+                return
+            while len(self._graph_cache) >= GRAPH_CACHE_SIZE:
+                self._graph_cache.pop(next(iter(self._graph_cache)))  # the least recent
+        self._graph_cache[key] = graph
+        self.graphs.replay(graph)
+
     # ------------------------------------------------------------------ interop
     def _current_stream(self):
         """The stream to launch kernels on: CuPy's current one, so kernels and GEMMs are
@@ -275,6 +522,65 @@ class GPUBackend(Backend):
         from numba import cuda
 
         return tuple(cuda.as_cuda_array(a, sync=False) for a in arrays)
+
+
+class CupyGraphs:
+    """CUDA graphs by CuPy's stream capture (``cupy.cuda.Stream.begin_capture``, relaxed
+    mode): ``capture`` makes a private non-blocking stream current, so the cuBLAS calls and the
+    Numba kernels (launched on CuPy's current stream, ``GPUBackend._current_stream``) are
+    recorded, not run; ``replay`` launches the graph on the caller's current stream, ordered
+    after its earlier work."""
+
+    def __init__(self):
+        import cupy
+
+        self._cupy = cupy
+        self._stream = cupy.cuda.Stream(non_blocking=True)
+
+    def capture(self, backend, record):
+        s = self._stream
+        with s:
+            s.begin_capture()
+            try:
+                record()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    s.end_capture()
+                raise
+            return s.end_capture()
+
+    def replay(self, graph):
+        graph.launch(stream=self._cupy.cuda.get_current_stream())
+
+
+class EmulatedGraphs:
+    """Stream capture emulated on the host, for the simulator (which has no CuPy): ``capture``
+    records every operation ``record`` issues through the backend's launch points without
+    running it, as a capturing stream does; ``replay`` runs the recording.  ``captures``
+    counts the captures."""
+
+    def __init__(self):
+        self.captures = 0
+
+    def capture(self, backend, record):
+        backend._sink = []
+        try:
+            record()
+        finally:
+            ops, backend._sink = backend._sink, None
+        self.captures += 1
+        return ops
+
+    def replay(self, ops):
+        for op in ops:
+            op()
+
+
+def _ptrs(*arrays):
+    """The data addresses of ``arrays`` (None stays None): the buffers a graph is bound to."""
+    return tuple(None if a is None else
+                 (a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0])
+                 for a in arrays)
 
 
 def step_order(T, reverse):
