@@ -171,12 +171,22 @@ def match_torch_threads():
     return n
 
 
-def make_cases(cfg, mode, backend="cpu", seed=0):
+def engine_backend(backend, path=None):
+    """The engine's ``backend=`` argument: the name, or with a GPU ``path`` ("persistent",
+    "graph", "fused", "gemm"; ``engine.backends.gpu``) a GPUBackend held to that path."""
+    if path is None:
+        return backend
+    from engine.backends.gpu import GPUBackend
+
+    return GPUBackend(fwd_variant=path)
+
+
+def make_cases(cfg, mode, backend="cpu", seed=0, path=None):
     """(EngineCase, TorchCase) sharing weights, input and output gradient."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((cfg.T, cfg.B, cfg.I), dtype=np.float32)
     g = rng.standard_normal((cfg.T, cfg.B, cfg.H), dtype=np.float32)
-    eng = EngineCase(cfg, mode, x, g, backend=backend, seed=seed)
+    eng = EngineCase(cfg, mode, x, g, backend=engine_backend(backend, path), seed=seed)
     ref = TorchCase(cfg, mode, x, g, eng.model.state_dict(),
                     device="cuda" if backend == "gpu" else "cpu")
     return eng, ref
@@ -392,11 +402,18 @@ def checked_row(row, eng, ref, repeats, budget_s, flops, sgemm=None):
     return row
 
 
-def bench_case(cfg, mode, backend="cpu", repeats=15, budget_s=10.0, sgemm=None, seed=0):
-    """Check one config and mode against PyTorch, then time it; one result row (a dict)."""
-    eng, ref = make_cases(cfg, mode, backend=backend, seed=seed)
-    return checked_row(row_head(cfg, mode), eng, ref, repeats, budget_s, gemm_flops(cfg, mode),
-                       sgemm)
+def bench_case(cfg, mode, backend="cpu", repeats=15, budget_s=10.0, sgemm=None, seed=0,
+               path=None):
+    """Check one config and mode against PyTorch, then time it; one result row (a dict).
+
+    ``path``: a GPU path to hold the engine to (``engine_backend``); the row's config is then
+    named "<config>/<path>" and the row has "path".
+    """
+    eng, ref = make_cases(cfg, mode, backend=backend, seed=seed, path=path)
+    head = row_head(cfg, mode)
+    if path is not None:
+        head.update(config=f"{cfg.name}/{path}", path=path)
+    return checked_row(head, eng, ref, repeats, budget_s, gemm_flops(cfg, mode), sgemm)
 
 
 # ---------------------------------------------------------------------------- roofline

@@ -5,6 +5,8 @@
 #
 #   bash bench/device.sh tests    # the whole test suite, the GPU tests on the device
 #   bash bench/device.sh gpu      # python -m bench.run --backend gpu, both grids, against cuDNN
+#   bash bench/device.sh paths    # the GPU grid once per GPU path (persistent, graph, fused,
+#                                 # gemm), side by side against cuDNN (issue 24)
 #   bash bench/device.sh cpu      # the CPU bench at M and M2 on all of the host's cores
 #   bash bench/device.sh kernels  # python -m bench.kernels gpu: the forward variants side by side
 #
@@ -17,8 +19,8 @@
 # MIN_ROWS_PER_THREAD), measured on 2 cores only.
 set -u
 case "${1:-}" in
-    tests|gpu|cpu|kernels) ;;
-    *) echo "usage: bash bench/device.sh tests|gpu|cpu|kernels" >&2; exit 2 ;;
+    tests|gpu|cpu|kernels|paths) ;;
+    *) echo "usage: bash bench/device.sh tests|gpu|cpu|kernels|paths" >&2; exit 2 ;;
 esac
 OUT=${OUT:-out}
 PY=${PY:-python3}
@@ -50,6 +52,10 @@ case "${1:-}" in
     tests) step tests 540 $PY -m pytest -q -p no:cacheprovider ;;
     gpu) step bench-gpu-issue 270 $PY -m bench.run --backend gpu --out "$OUT"
          step bench-gpu-grid 270 $PY -m bench.run --backend gpu --grid gpu --out "$OUT" ;;
+    # 8 configs x 2 modes x 4 paths = 64 rows: a short budget a row (at least 3 rounds).
+    paths) step bench-gpu-paths 540 $PY -m bench.run --backend gpu --grid gpu \
+               --paths persistent,graph,fused,gemm --repeats 7 --budget 1 --out "$OUT" \
+               --no-plot ;;
     kernels) step bench-kernels 270 $PY -m bench.kernels gpu ;;
     cpu) step bench-cpu-all-cores 540 $PY -m bench.run --configs M,M2 --threads "$(nproc)" \
              --out "$OUT" --no-plot ;;

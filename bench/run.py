@@ -1,15 +1,17 @@
 """``make bench``: the engine against ``torch.nn.LSTM``, one table, JSON and a PNG.
 
     python -m bench.run [--backend cpu|gpu] [--grid issue|gpu] [--configs S,M,...]
-                        [--repeats N] [--budget SECONDS] [--threads N] [--quick]
-                        [--out bench/results]
+                        [--paths persistent,graph,fused,gemm] [--repeats N]
+                        [--budget SECONDS] [--threads N] [--quick] [--out bench/results]
 
 For every configuration and mode (inference, training step): check the engine's results
 against PyTorch with the same weights (a FAILED row is not timed), warm up, time both
 interleaved and report medians, GFLOP/s, speedup = torch time / engine time and the fraction
 of the SGEMM roofline measured in the same run.  On the CPU backend it also measures the peak
 memory of the L training step and the time to first result (in subprocesses, see
-``bench.memory``) and prints each target of issue 5 as PASS/FAIL.
+``bench.memory``) and prints each target of issue 5 as PASS/FAIL.  On the GPU backend,
+``--paths`` runs every config once per GPU path (``engine.backends.gpu``: rows
+"<config>/<path>", each against cuDNN in the same run), side by side.
 
 Threads: Numba, both OpenBLAS builds (NumPy's and SciPy's) and PyTorch all get ``--threads``
 (default: the cores this process may use), set before any of them is imported.
@@ -20,6 +22,9 @@ import sys
 from bench.threads import available_cores, pin_threads
 
 DEFAULT_OUT = "bench/results"
+# engine.backends.gpu.FWD_VARIANTS, named here because importing the engine (and so Numba)
+# before pin_threads would fix the thread counts too early.
+GPU_PATHS = ("auto", "persistent", "graph", "fused", "gemm")
 
 
 def parse_args(argv):
@@ -29,6 +34,8 @@ def parse_args(argv):
     p.add_argument("--grid", choices=("issue", "gpu"), default="issue",
                    help="issue: S, M, L, B1, M2; gpu: T=100, B in 1..256, I=H in {128, 512}")
     p.add_argument("--configs", help="comma-separated subset of the grid's configs, e.g. S,M")
+    p.add_argument("--paths", help="with --backend gpu: comma-separated GPU paths to run "
+                   "side by side (persistent, graph, fused, gemm, auto); default: auto only")
     p.add_argument("--repeats", type=int, default=21,
                    help="most timed rounds per row (fewer, but at least 3, for slow rows)")
     # 30 s gives the L rows 6-9 rounds: with 3 (at 10 s), L training on a 2-core Zen 3 read
@@ -44,6 +51,12 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.repeats < 1 or args.budget <= 0:
         p.error("--repeats must be >= 1 and --budget > 0")
+    args.paths = [v.strip() for v in args.paths.split(",") if v.strip()] if args.paths \
+        else [None]
+    if args.paths != [None]:
+        bad = [v for v in args.paths if v not in GPU_PATHS]
+        if args.backend != "gpu" or bad:
+            p.error(f"--paths needs --backend gpu and paths among {', '.join(GPU_PATHS)}")
     if args.quick:
         args.repeats = min(args.repeats, 5)
         args.budget = min(args.budget, 2.0)
@@ -88,16 +101,19 @@ def run_rows(configs, args, sgemm):
     from bench.report import format_progress
 
     rows = []
-    n = len(configs) * len(MODES)
+    n = len(configs) * len(MODES) * len(args.paths)
     for cfg in configs:
         for mode in MODES:
-            try:
-                row = bench_case(cfg, mode, backend=args.backend, repeats=args.repeats,
-                                 budget_s=args.budget, sgemm=sgemm)
-            except Exception as e:  # noqa: BLE001 - one broken row must not hide the others
-                row = error_row(cfg, mode, e)
-            rows.append(row)
-            print(format_progress(len(rows), n, row), flush=True)
+            for path in args.paths:
+                try:
+                    row = bench_case(cfg, mode, backend=args.backend, repeats=args.repeats,
+                                     budget_s=args.budget, sgemm=sgemm, path=path)
+                except Exception as e:  # noqa: BLE001 - one broken row must not hide others
+                    row = error_row(cfg, mode, e)
+                    if path is not None:
+                        row.update(config=f"{cfg.name}/{path}", path=path)
+                rows.append(row)
+                print(format_progress(len(rows), n, row), flush=True)
     return rows
 
 

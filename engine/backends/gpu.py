@@ -1,36 +1,53 @@
-"""GPU backend: numba.cuda step kernels with CuPy buffers and cuBLAS GEMMs.
+"""GPU backend: numba.cuda kernels with CuPy buffers and cuBLAS GEMMs.
 
 ``GPUBackend`` implements ``engine.backends.base.Backend``.  Device buffers are
 CuPy arrays (the orchestrator allocates them through ``backend.xp``); the input projection
-and the weight gradients are cuBLAS GEMMs through CuPy; the time loop here is a Python loop of
-kernel launches (``kernels.cuda``) and per-step cuBLAS GEMMs, with every buffer allocated
-before it: no allocation and no host/device copy inside the loop.
+and the weight gradients are cuBLAS GEMMs through CuPy.  The time loop of a layer and
+direction runs on one of three paths (``choose_path``), forward and backward alike:
 
-Forward variants (``GPUBackend(fwd_variant=...)`` or ``ENGINE_GPU_FWD``):
+- ``"persistent"``: one launch of ``kernels.cuda_persistent``'s kernel runs all T steps; each
+  block keeps its slice of W_hh in shared memory and the grid synchronises between steps.
+  Not with ``proj_size``, and only where its plan fits: the weights of a slice in 48 KiB of
+  shared memory and every block co-resident (``kernels.cuda_persistent.plan``).
+- ``"graph"``: the per-step launches below, captured once into a CUDA graph by CuPy's stream
+  capture and replayed: one host call a sequence, plus a few copies into backend-owned
+  buffers (the graph is bound to addresses; see ``_fwd_graph``).  The first sequence of a
+  shape runs per step (it compiles the kernels); a failed capture warns and falls back to
+  per step for good.  Needs CuPy: under the simulator it runs per step (the tests put
+  ``EmulatedGraphs`` in its place).
+- per step: a Python loop of launches, each step one fused kernel (``"fused"``: the
+  recurrent product through shared-memory tiles of W_hh, and the gates) or the cuDNN/haste
+  split (``"gemm"``: gather h_prev, a cuBLAS ``h_prev @ W_hh^T``, the pointwise kernel); the
+  backward: the pointwise kernel, a cuBLAS ``dz_t @ W_hh`` and ``keep_valid_rows_kernel``.
+  Every buffer is allocated before the loop.
 
-- ``"fused"``: one ``lstm_step_fwd_kernel`` per step computes the recurrent product with W_hh
-  tiles staged through shared memory and applies the gates in the same launch.
-- ``"gemm"``: the cuDNN/haste split: gather h_prev, cuBLAS ``h_prev @ W_hh^T``, then the fused
-  pointwise ``lstm_step_pointwise_fwd_kernel``.
-- ``"auto"`` (default): ``fused`` when B <= FUSED_MAX_BATCH, else ``gemm``.  The fused
-  kernel re-reads W_hh once per TILE_B batch rows, so it pays only for small batches, where
-  one launch instead of three (gather, GEMM, pointwise) matters most.  The threshold is
-  unmeasured: no GPU has run this code yet, and 16 is a guess for the benchmark on real
-  hardware (``python -m bench.run --backend gpu --grid gpu``) to replace.
-
-The backward is the same for both: per step the fused pointwise ``lstm_step_bwd_kernel``,
-a cuBLAS ``dz_t @ W_hh``, and ``keep_valid_rows_kernel``.
+``GPUBackend(fwd_variant=...)`` or ``ENGINE_GPU_FWD`` chooses: ``"persistent"`` (where it
+fits, else as ``"auto"`` without it), ``"graph"`` (where capture works, else per step),
+``"fused"`` or ``"gemm"`` (per step), or ``"auto"`` (default): persistent for B <=
+PERSISTENT_MAX_BATCH where it fits, else the graph, else per step; the per-step kernel inside
+a graph or loop is ``fused`` for B <= FUSED_MAX_BATCH, else ``gemm``; a projection always
+takes ``gemm``.  The rule is a guess, not a measurement: no GPU has run this code yet.  The
+reasoning: the persistent kernel re-reads no weights and launches once, which matters most
+for small batches, while its simple dot products (one shared-memory load per multiply-add)
+should lose to cuBLAS once a step's GEMM is large; a graph removes the per-launch host cost
+of the per-step kernels at any batch.  ``python -m bench.run --backend gpu --grid gpu
+--paths persistent,graph,fused,gemm`` (``bash bench/device.sh paths``) measures the paths
+side by side against cuDNN, to set both thresholds.
 
 Streams: every CuPy operation runs on CuPy's current stream, and the Numba kernels are
 launched on that same stream (``_current_stream``), so kernels and GEMMs are ordered without
 any host synchronisation.  The arrays reach the kernels as Numba device arrays made once per
 sequence with ``cuda.as_cuda_array(a, sync=False)``: with CAI v3 the default (sync=True)
 would synchronise the exporting stream on every launch, which is needless here since
-producer and consumer share one stream.
+producer and consumer share one stream.  Every launch and array operation of the time loops
+goes through ``_launch``, ``_gemm``, ``_add`` and ``_copy``: one place to record a capture or
+count launches.
 
 Under ``NUMBA_ENABLE_CUDASIM=1`` the backend is usable without a GPU: the kernels run in
 Numba's simulator and NumPy stands in for CuPy (``xp = numpy``), so the whole orchestration is
-tested on any machine.  ``"auto"`` never picks the simulator (see ``gpu_available``).
+tested on any machine.  There the persistent kernel runs as one block owning SIM_SLICES slices
+(the simulator's cooperative grids have one block).  ``backend="auto"`` never picks the
+simulator (see ``gpu_available``).
 """
 import contextlib
 import os
@@ -98,8 +115,11 @@ class GPUBackend(Backend):
     """numba.cuda kernels, CuPy arrays (NumPy under the simulator), cuBLAS GEMMs.
 
     Args:
-        fwd_variant: "fused", "gemm" or "auto"; None reads ``ENGINE_GPU_FWD`` (default
-            "auto").  See the module docstring.
+        fwd_variant: "auto", "persistent", "graph", "fused" or "gemm"; None reads
+            ``ENGINE_GPU_FWD`` (default "auto").  See the module docstring.
+
+    ``graphs``: how CUDA graphs are captured (``CupyGraphs`` on a GPU; None, no graphs, in
+    the simulator, where tests may set ``EmulatedGraphs()``).
 
     Raises RuntimeError, saying why and how to install, when the GPU is not usable.
     """
