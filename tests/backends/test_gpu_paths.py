@@ -206,3 +206,47 @@ def test_per_step_launches_grow_with_T(monkeypatch):
     short, long = _host_calls("fused", 3, monkeypatch), _host_calls("fused", 6, monkeypatch)
     assert long["_launch"] - short["_launch"] == 3 * 3
     assert long["_gemm"] - short["_gemm"] == 3
+
+
+# ----------------------------------------------------------------------------- on a GPU
+@pytest.mark.skipif(gpu.simulator_enabled(), reason="CuPy's stream capture needs a real GPU")
+@pytest.mark.parametrize("path", ["persistent", "graph"])
+def test_device_paths_match_cpu_and_replay_allocates_nothing(rng, path):
+    """On the device: CuPy in and out, three calls (the graph path captures on the second),
+    each against the CPU backend; the last call's time loops allocate nothing from CuPy's
+    pool (a graph bound to a buffer freed after capture would read freed memory)."""
+    import cupy
+
+    kwargs, T, B, lengths = CONFIGS["deep-bidir-relu-lengths"]
+    b = GPUBackend(fwd_variant=path)
+    models = {"gpu": LSTM(dtype=np.float32, backend=b, seed=7, **kwargs),
+              "cpu": LSTM(dtype=np.float32, backend="cpu", seed=7, **kwargs)}
+    for call in range(3):
+        x, state, lengths_, g_out, g_state = _inputs(rng, kwargs, T, B, lengths, np.float32)
+        want = _results(models["cpu"], x, state, lengths_, g_out, g_state)
+        dev = cupy.asarray
+        got = _results(models["gpu"], dev(x), tuple(map(dev, state)), lengths_, dev(g_out),
+                       tuple(map(dev, g_state)))
+        _check({k: cupy.asnumpy(v) for k, v in got.items()}, want, np.float32)
+    if path == "graph":
+        assert b._graph_cache, "no graph was captured"
+    sizes, pool = [], cupy.get_default_memory_pool()
+    seq_fwd, seq_bwd = b.seq_fwd, b.seq_bwd
+
+    def counting(size):
+        sizes.append(size)
+        return pool.malloc(size)
+
+    def fwd(*a, **k):
+        with cupy.cuda.using_allocator(counting):
+            seq_fwd(*a, **k)
+
+    def bwd(*a, **k):
+        with cupy.cuda.using_allocator(counting):
+            seq_bwd(*a, **k)
+
+    b.seq_fwd, b.seq_bwd = fwd, bwd
+    _results(models["gpu"], dev(x), tuple(map(dev, state)), lengths_, dev(g_out),
+             tuple(map(dev, g_state)))
+    b.synchronize()
+    assert sizes == []
