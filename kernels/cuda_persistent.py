@@ -37,10 +37,13 @@ different banks.
 
 Launch.  ``cuda.cg.this_grid().sync()`` makes Numba launch the kernels cooperatively: all
 blocks must be co-resident (``max_cooperative_grid_blocks``, see ``coresident_blocks``) and
-every thread must reach every barrier, so no thread returns early.  ``plan`` picks the slices:
-one block per SM when the weights fit (each block then has its SM's shared memory and reads
-h_prev once per SM), more, smaller blocks when they do not, and None (the caller falls back)
-when even single-unit slices do not fit in ``SHARED_LIMIT`` or cannot all be co-resident.
+every thread must reach every barrier, so no thread returns early.  Other blocks' h[t] and
+dz[t] are read with ordinary loads after the barrier: the grid barrier orders memory for the
+whole grid (CUDA's cooperative-groups guarantee), which no simulator run can check.
+``plan`` picks the slices: one block per SM when the weights fit (each block then has its
+SM's shared memory and reads h_prev once per SM), more, smaller blocks when they do not, and
+None (the caller falls back) when even single-unit slices do not fit in ``SHARED_LIMIT`` or
+cannot all be co-resident.
 Dynamic shared memory is kept within the 48 KiB that needs no opt-in attribute.
 
 Steps.  ``s0, s1`` (forward) and ``r0, r1`` (backward half-steps: r = 2q + phase for backward

@@ -224,25 +224,33 @@ class GPUBackend(Backend):
     def _persistent_plan(self, op, B, H, dtype, args):
         """The launch plan of the persistent ``op`` kernel, or None where it cannot run (see
         ``kernels.cuda_persistent.plan``); cached per shape.  In the simulator: one block
-        owning min(H, SIM_SLICES) slices, within the same shared-memory limit."""
-        from engine.kernels import cuda_persistent as P
-
+        owning min(H, SIM_SLICES) slices, within the same shared-memory limit.  If the plan
+        cannot be made (the kernel does not compile for this device), warn once per shape and
+        answer None: the other paths run."""
         key = (op, B, H, np.dtype(dtype))
         if key not in self._plans:
-            itemsize = np.dtype(dtype).itemsize
-            if self.simulated:
-                plan = P.plan_virtual(B, H, itemsize, SIM_SLICES, threads=SIM_THREADS)
-                plan = plan if plan.shared_bytes <= P.SHARED_LIMIT else None
-            else:
-                from numba import cuda
-
-                kernel = P.lstm_seq_fwd_persistent_kernel if op == "fwd" else \
-                    P.lstm_seq_bwd_persistent_kernel
-                sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
-                plan = P.plan(B, H, itemsize, sms, lambda nbytes: P.coresident_blocks(
-                    kernel, args(), P.THREADS, nbytes))
-            self._plans[key] = plan
+            try:
+                self._plans[key] = self._make_plan(op, B, H, np.dtype(dtype).itemsize, args)
+            except Exception as e:  # noqa: BLE001 - e.g. the kernel does not compile here
+                warnings.warn(f"the persistent {op} kernel cannot run here ({type(e).__name__}: "
+                              f"{e}); this shape takes the other GPU paths", RuntimeWarning,
+                              stacklevel=4)
+                self._plans[key] = None
         return self._plans[key]
+
+    def _make_plan(self, op, B, H, itemsize, args):
+        from engine.kernels import cuda_persistent as P
+
+        if self.simulated:
+            plan = P.plan_virtual(B, H, itemsize, SIM_SLICES, threads=SIM_THREADS)
+            return plan if plan.shared_bytes <= P.SHARED_LIMIT else None
+        from numba import cuda
+
+        kernel = P.lstm_seq_fwd_persistent_kernel if op == "fwd" else \
+            P.lstm_seq_bwd_persistent_kernel
+        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+        return P.plan(B, H, itemsize, sms,
+                      lambda nbytes: P.coresident_blocks(kernel, args(), P.THREADS, nbytes))
 
     def seq_fwd(self, xproj, w_hh_t, h0, c0, lengths, act, reverse, h, c, gates, scratch,
                 w_hr_t=None, h_raw=None):

@@ -99,6 +99,19 @@ def test_selection_rule():
         assert GPUBackend(v).choose_path("fwd", 1, 8, f32) == ("step", v)
 
 
+def test_persistent_kernel_that_cannot_run_falls_back(monkeypatch):
+    from engine.kernels import cuda_persistent
+
+    def broken(*a, **k):
+        raise RuntimeError("no cooperative launch on this device")
+
+    monkeypatch.setattr(cuda_persistent, "plan_virtual", broken)
+    b = GPUBackend()
+    with pytest.warns(RuntimeWarning, match="persistent fwd kernel cannot run"):
+        assert b.choose_path("fwd", 1, 8, np.float32) == ("step", "fused")
+    assert b.choose_path("fwd", 1, 8, np.float32) == ("step", "fused")  # warned once
+
+
 def test_path_from_environment(monkeypatch):
     for v in ("persistent", "graph"):
         monkeypatch.setenv("ENGINE_GPU_FWD", v)
