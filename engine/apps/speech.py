@@ -75,11 +75,11 @@ class Features:
 
     @classmethod
     def fit(cls, recordings):
-        frames = np.concatenate([audio.log_mel(x, RATE, n_mels=N_MELS) for x in recordings])
+        frames = np.concatenate([_centred(x) for x in recordings])
         return cls(frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-3))
 
     def __call__(self, samples):
-        return (audio.log_mel(samples, RATE, n_mels=N_MELS) - self.mean) / self.std
+        return (_centred(samples) - self.mean) / self.std
 
     def batch(self, recordings):
         """(N, T_max, N_MELS) float32 padded features and (N,) frame counts."""
@@ -94,6 +94,14 @@ class Features:
         if mean.shape != (N_MELS,) or std.shape != (N_MELS,) or not np.all(std > 0):
             raise ValueError(f"expected {N_MELS} means and positive deviations")
         return cls(mean, std)
+
+
+def _centred(samples):
+    """Log-mel frames less the recording's own mean of each band (cepstral mean
+    normalisation): a speaker's or a microphone's fixed spectral colouring, and the gain,
+    are a constant per band in the log domain, and leave with it."""
+    frames = audio.log_mel(samples, RATE, n_mels=N_MELS)
+    return frames - frames.mean(axis=0)
 
 
 def output_steps(n_samples):
