@@ -33,7 +33,7 @@ def examples(n_strings, seed, singles_every=4):
 
     rng = np.random.default_rng(seed)
     train = split_fsdd(load_fsdd())["train"]
-    args = SimpleNamespace(strings=n_strings)
+    args = SimpleNamespace(strings=n_strings, singles=None)
     recordings, texts = speech.epoch_examples(train[::singles_every], args, rng)
     features = speech.Features.fit(recordings)
     x, lengths = features.batch(recordings)

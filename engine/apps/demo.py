@@ -1,9 +1,10 @@
 """``make demo``: a short run of each of the five applications on the bundled data.
 
-Runs forecast, stocks, text, classify and speech with small budgets, then prints where the plots (PNG)
-and metrics (JSON) went: 95 s on a 2-core AMD EPYC Zen 3 (AVX2) with the kernels compiled,
-179 s the first time, which compiles them (2026-12-03, after issue 19's AVX2 kernels).  The
-full-size runs are the plain commands, e.g. ``python -m engine forecast --out out/forecast``.
+Runs forecast, stocks, text, classify and speech with small budgets, then prints where the
+plots (PNG) and metrics (JSON) went.  The first four took 95 s on a 2-core AMD EPYC Zen 3
+(AVX2) with the kernels compiled, 179 s the first time, which compiles them (2026-12-03, after
+issue 19's AVX2 kernels); speech adds DEMO_SPEECH.  The full-size runs are the plain commands,
+e.g. ``python -m engine forecast --out out/forecast``.
 """
 import argparse
 import sys
@@ -16,7 +17,7 @@ SHORT = {
     "stocks": dict(epochs=5, hidden=16),
     "text": dict(minutes=1.5, hidden=128, sample=200),
     "classify": dict(epochs=15, hidden=32),
-    "speech": dict(epochs=4, strings=300, hidden=48),
+    "speech": dict(epochs=12, strings=400, singles=400, hidden=64),
 }
 
 

@@ -52,6 +52,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=COUNT, default=32)
     p.add_argument("--strings", type=Number(int, low=0), default=1500,
                    help="connected-digit strings made afresh for every epoch (default 1500)")
+    p.add_argument("--singles", type=Number(int, low=0), default=None,
+                   help="training recordings also used alone every epoch, drawn afresh "
+                        "(default: all of them)")
     p.add_argument("--heldout-speaker", metavar="NAME", default=None,
                    help="leave this FSDD speaker out of training; report on it")
     p.add_argument("--beam", type=COUNT, default=8, help="beam width of the prefix search")
@@ -201,12 +204,14 @@ def as_text(pairs):
 
 
 def epoch_examples(train, args, rng):
-    """One epoch's examples: fresh strings and every training recording alone, each at a
-    random gain; (recordings, label lists)."""
+    """One epoch's examples: fresh strings and the training recordings alone (all, or
+    --singles drawn afresh), each at a random gain; (recordings, transcripts)."""
     pairs = as_text(make_strings(train, args.strings, rng))
-    gains = 10 ** (rng.uniform(-6, 6, size=len(train)) / 20)
+    singles = train if args.singles is None or args.singles >= len(train) else \
+        [train[i] for i in rng.choice(len(train), args.singles, replace=False)]
+    gains = 10 ** (rng.uniform(-6, 6, size=len(singles)) / 20)
     pairs += [(np.clip(r.samples * np.float32(g), -1, 1), str(r.digit))
-              for r, g in zip(train, gains)]
+              for r, g in zip(singles, gains)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 

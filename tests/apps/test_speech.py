@@ -155,3 +155,13 @@ def test_speech_runs_on_the_gpu_backend(tmp_path, fsdd):
     m = speech.run(wavs=str(tmp_path), manifest=str(tmp_path / "m.csv"), backend="gpu",
                    epochs=1, hidden=3, quiet=True)
     assert m["alphabet"] == ["a", "b"] and np.isfinite(m["history"]["loss"][0])
+
+
+def test_singles_draws_that_many_recordings_afresh(fsdd):
+    args = speech.parse_options(speech.add_arguments, 1, None, dict(strings=3, singles=7))
+    train = [r for r in fsdd if r.index >= 5][:40]
+    rng = np.random.default_rng(0)
+    first, first_texts = speech.epoch_examples(train, args, rng)
+    second, _ = speech.epoch_examples(train, args, rng)
+    assert len(first) == len(second) == 10 and all(len(t) == 1 for t in first_texts[3:])
+    assert any(len(a) != len(b) for a, b in zip(first[3:], second[3:]))  # drawn afresh
