@@ -4,15 +4,17 @@ Data: the bundled Free Spoken Digit Dataset (2,500 recordings of single digits b
 8 kHz; CC BY-SA 4.0), split as the dataset splits it (takes 0-4 of each speaker and digit are
 the test set).  Every epoch trains on --strings fresh connected-digit strings of 1-7 digits,
 each made from training recordings of one speaker joined by 50-300 ms of low noise with random
-gains (so the model must find the digits itself), and on every training recording alone.
+gains (so the model must find the digits itself), and on every training recording alone
+(or --singles of them).
 --heldout-speaker NAME leaves one speaker out of training entirely.  Or a user's own speech:
 --wavs DIR --manifest CSV (columns file,transcript; any alphabet), of which every tenth
 recording is kept for testing.
 
-Features: 40 log-mel bands of 25 ms windows every 10 ms (``engine.audio``), standardised with
-the training frames' statistics.  Model: pairs of frames stacked, a bidirectional LSTM, pairs
-stacked again, a second bidirectional LSTM, a Dense layer per step (blank + the alphabet),
-CTC loss: one output step per 40 ms.
+Features: 40 log-mel bands of 25 ms windows every 10 ms (``engine.audio``), less each
+recording's own mean per band (cepstral mean normalisation), standardised with the training
+frames' statistics.  Model: pairs of frames stacked, a bidirectional LSTM, pairs stacked again,
+a second bidirectional LSTM, a Dense layer per step (blank + the alphabet), CTC loss: one
+output step per 40 ms.  Adam with the learning rate decayed over the epochs (cosine).
 
 Reports, with greedy (best path) and prefix beam decoding: the digit (label) error rate and
 string accuracy on strings made only from test recordings of the training speakers, the same
