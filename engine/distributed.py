@@ -23,6 +23,10 @@ then trains as one process would on the same global batches:
 The sums run in another order than one process's, so results agree to rounding (about 1e-15
 relative in float64), not bit for bit.
 
+On GPUs each rank computes on device ``local_rank % devices`` (``device_for_rank``; the GPU
+backend selects it when first made), and the step's buffer stays on the device, summed by NCCL
+through CuPy (``NcclReducer``); ``ENGINE_DIST_REDUCE=mpi`` sums through host memory instead.
+
 A rank runs no more Numba threads than the cores it is bound to (``threads_within_binding``):
 Open MPI binds each rank to one core unless started with ``--bind-to none`` or ``--map-by
 slot:PE=k``.  A script started without ``mpiexec`` (or without mpi4py installed) is one rank
@@ -138,9 +142,114 @@ def as_ranks(distributed):
                     f"{type(distributed).__name__}")
 
 
+def local_rank():
+    """This rank's index among the ranks on its machine, from the launcher's environment
+    (Open MPI, MPICH/Hydra, Slurm, torchrun-style LOCAL_RANK); 0 when none says."""
+    for name in LOCAL_RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
+                        "LOCAL_RANK")
+
+
+def device_for_rank(n_devices, rank=None):
+    """The GPU a rank uses: its local rank modulo the devices it can see, so the ranks on one
+    machine spread over its GPUs (with CUDA_VISIBLE_DEVICES set per rank, each sees one)."""
+    if n_devices < 1:
+        raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+    return (local_rank() if rank is None else rank) % n_devices
+
+
+def reduce_mode(backend):
+    """How a step's gradients are summed: "nccl" (device buffers, NCCL through CuPy) on real
+    GPUs, else "mpi" (a host buffer, MPI); ``ENGINE_DIST_REDUCE=mpi|nccl`` overrides."""
+    mode = os.environ.get("ENGINE_DIST_REDUCE", "")
+    if mode not in ("", "mpi", "nccl"):
+        raise ValueError(f"ENGINE_DIST_REDUCE must be mpi or nccl, got {mode!r}")
+    if mode:
+        if mode == "nccl" and backend.name != "gpu":
+            raise ValueError("ENGINE_DIST_REDUCE=nccl needs backend='gpu'")
+        return mode
+    return "nccl" if backend.name == "gpu" and not backend.simulated else "mpi"
+
+
+class MpiReducer:
+    """Sums host (NumPy) buffers over the ranks with non-blocking MPI allreduces."""
+
+    on_device = False
+
+    def __init__(self, ranks):
+        self.ranks, self.requests = ranks, []
+
+    def start(self, buf):
+        from mpi4py import MPI
+
+        self.requests.append(self.ranks.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM))
+
+    def wait(self):
+        from mpi4py import MPI
+
+        MPI.Request.Waitall(self.requests)
+        self.requests = []
+
+
+def _cupy_nccl():
+    import cupy
+    from cupy.cuda import nccl
+
+    return nccl, cupy.cuda
+
+
+class NcclReducer:
+    """Sums device buffers over the ranks with NCCL (``cupy.cuda.nccl``), its unique id sent
+    from rank 0 over MPI.  The allreduces run in order on a stream of their own, each after
+    the work queued so far on the compute stream (so a layer's sum overlaps the backward of
+    the layers below); ``wait`` makes the compute stream wait for them all.
+
+    ``nccl`` and ``cuda`` are CuPy's modules; tests pass stand-ins that reduce over MPI.
+    """
+
+    on_device = True
+
+    def __init__(self, ranks, modules=None):
+        self.nccl, self.cuda = modules or _cupy_nccl()
+        uid = ranks.broadcast(self.nccl.get_unique_id() if ranks.root else None)
+        self.comm = self.nccl.NcclCommunicator(ranks.size, uid, ranks.rank)
+        self.stream = self.cuda.Stream(non_blocking=True)
+        self.types = {np.dtype(np.float32): self.nccl.NCCL_FLOAT32,
+                      np.dtype(np.float64): self.nccl.NCCL_FLOAT64}
+
+    def start(self, buf):
+        self.stream.wait_event(self.cuda.get_current_stream().record())
+        at = _device_pointer(buf)
+        self.comm.allReduce(at, at, buf.size, self.types[buf.dtype], self.nccl.NCCL_SUM,
+                            self.stream.ptr)
+
+    def wait(self):
+        self.cuda.get_current_stream().wait_event(self.stream.record())
+
+
+def _device_pointer(a):
+    """A CuPy array's device address (a NumPy array's host address where NumPy stands in for
+    CuPy, in the simulator)."""
+    data = a.data
+    return data.ptr if hasattr(data, "ptr") else a.ctypes.data
+
+
+def make_reducer(ranks, backend):
+    if reduce_mode(backend) == "nccl":
+        return NcclReducer(ranks)
+    return MpiReducer(ranks)
+
+
 class GradientBuffer:
-    """One contiguous host buffer holding every parameter's gradient, then the loss and the
-    count of loss terms: the buffer of the step's allreduce.
+    """One contiguous buffer holding every parameter's gradient, then the loss and the count
+    of loss terms: the buffer of the step's allreduce.  It lives on the host and MPI sums it,
+    or, on GPUs, on the device and NCCL sums it (``reduce_mode``).
 
     Each layer's gradients form one contiguous segment.  With ``overlap`` a layer's segment
     starts its (non-blocking) allreduce as soon as the backward leaves that layer, while the
@@ -148,13 +257,14 @@ class GradientBuffer:
     sums the whole buffer in one allreduce.
     """
 
-    def __init__(self, layers, dtype, overlap=True):
+    def __init__(self, layers, dtype, ranks, backend, reducer=None):
         sizes = [sum(int(np.prod(p.shape)) for p in layer.params.values()) for layer in layers]
         self.layer_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.buf = np.zeros(int(self.layer_offsets[-1]) + 2, dtype=np.float64 if dtype ==
-                            np.float64 else np.float32)
-        self.overlap = overlap
-        self.requests = []
+        self.reducer = reducer or make_reducer(ranks, backend)
+        self.xp = backend.xp if self.reducer.on_device else np
+        self.buf = self.xp.zeros(int(self.layer_offsets[-1]) + 2, dtype=np.float64 if dtype ==
+                                 np.float64 else np.float32)
+        self.overlap = ranks.overlap
         self.seconds = 0.0  # spent waiting for allreduces (the slowest rank included)
 
     def add_layer(self, ranks, index, layer, count, backend):
@@ -168,13 +278,12 @@ class GradientBuffer:
             at = 0
             for name, p in layer.params.items():
                 n = int(np.prod(p.shape))
-                np.multiply(backend.to_numpy(layer.grads[name]).reshape(-1), count,
-                            out=segment[at:at + n])
+                grad = layer.grads[name]
+                grad = grad if self.reducer.on_device else backend.to_numpy(grad)
+                self.xp.multiply(grad.reshape(-1), count, out=segment[at:at + n])
                 at += n
         if self.overlap and ranks.size > 1 and hi > lo:
-            from mpi4py import MPI
-
-            self.requests.append(ranks.comm.Iallreduce(MPI.IN_PLACE, segment, op=MPI.SUM))
+            self.reducer.start(segment)
 
     def finish(self, ranks, layers, loss, count, backend):
         """Sum the loss terms and count (and, without overlap, everything) over the ranks;
@@ -182,18 +291,15 @@ class GradientBuffer:
         ``Sequential.grads``, as views of the buffer; the global mean loss; the global count).
         """
         buf = self.buf
-        buf[-2], buf[-1] = loss * count, count
+        buf[-2:] = self.xp.asarray([loss * count, count], dtype=buf.dtype)
         start = time.perf_counter()
-        if self.overlap and ranks.size > 1:
-            ranks.allreduce_(buf[-2:])
-            from mpi4py import MPI
-
-            MPI.Request.Waitall(self.requests)
-            self.requests = []
-        else:
-            ranks.allreduce_(buf)
+        if ranks.size > 1:
+            self.reducer.start(buf[-2:] if self.overlap else buf)
+            self.reducer.wait()
+        tail = backend.to_numpy(buf[-2:]) if self.reducer.on_device else buf[-2:]
+        totals = np.array(tail, dtype=np.float64)  # a copy; one device sync a step
         self.seconds += time.perf_counter() - start
-        total = buf[-1]
+        total = totals[1]
         buf[:-1] /= total
         grads = {}
         for i, layer in enumerate(layers):
@@ -201,6 +307,7 @@ class GradientBuffer:
             for name, p in layer.params.items():
                 n = int(np.prod(p.shape))
                 view = buf[at:at + n].reshape(p.shape)
-                grads[f"{i}.{name}"] = view if backend.name == "cpu" else backend.asarray(view)
+                on_host = backend.name != "cpu" and not self.reducer.on_device
+                grads[f"{i}.{name}"] = backend.asarray(view) if on_host else view
                 at += n
-        return grads, float(buf[-2]), float(total)
+        return grads, float(totals[0] / total), float(total)

@@ -262,7 +262,7 @@ class Sequential:
                              tbptt, patience, validation_split, verbose, on_batch)
         try:
             self._ranks = ranks
-            self._grad_buffer = GradientBuffer(self.layers, self.dtype, ranks.overlap)
+            self._grad_buffer = GradientBuffer(self.layers, self.dtype, ranks, self.backend)
             threads_within_binding(ranks)
             self._sync_from_root()
             history = self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed,

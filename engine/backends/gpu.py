@@ -111,6 +111,29 @@ def gpu_available(allow_simulator=True):
     return True, f"CUDA with {n} device(s)"
 
 
+_RANK_DEVICE = []  # the device chosen for this process, once
+
+
+def use_rank_device(simulated):
+    """The GPU this process computes on, chosen once per process: its local rank (from the
+    MPI or Slurm launcher's environment) modulo the devices it sees
+    (``engine.distributed.device_for_rank``), so the ranks of one machine spread over its
+    GPUs; device 0 for a process started alone.  Selected in CuPy and Numba alike."""
+    if not _RANK_DEVICE:
+        from numba import cuda
+
+        from engine.distributed import device_for_rank
+
+        device = device_for_rank(len(cuda.gpus))
+        if device and not simulated:
+            import cupy
+
+            cupy.cuda.Device(device).use()
+            cuda.select_device(device)
+        _RANK_DEVICE.append(device)
+    return _RANK_DEVICE[0]
+
+
 class GPUBackend(Backend):
     """numba.cuda kernels, CuPy arrays (NumPy under the simulator), cuBLAS GEMMs.
 
@@ -136,6 +159,7 @@ class GPUBackend(Backend):
             raise ValueError(f"fwd_variant must be one of {FWD_VARIANTS}, got {fwd_variant!r}")
         self.fwd_variant = fwd_variant
         self.simulated = simulator_enabled()
+        self.device = use_rank_device(self.simulated)
         self._plans, self._bufs, self._graph_cache, self._warm = {}, {}, {}, set()
         self._sink = None  # a list while EmulatedGraphs captures
         if self.simulated:

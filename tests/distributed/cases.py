@@ -128,8 +128,24 @@ def gpu_backend(backend="gpu"):
 CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked,
          "stacked_dropout": stacked_dropout, "truncated_bptt": truncated_bptt,
          "ctc_subsampled": ctc_subsampled}
+def gpu_backend_nccl_standin():
+    """The GPU case with ENGINE_DIST_REDUCE=nccl: device buffers summed by
+    engine.distributed.NcclReducer through tests/distributed/nccl_standin.py (MPI underneath);
+    a layer's segment and the loss each take one allreduce, and every step ends waiting."""
+    from tests.distributed import nccl_standin
+
+    nccl_standin.install()
+    model, history = gpu_backend("gpu")
+    log = nccl_standin.log
+    waits, sums = log.count(("wait", None)), sum(kind == "allreduce" for kind, _ in log)
+    assert waits > 0 and log[-1][0] == "wait" and sums == waits * (len(model.layers) + 1), log
+    return model, history
+
+
 if os.environ.get("CASES_GPU") in ("gpu", "cpu"):  # the GPU case alone, on that backend
     CASES = {"gpu_backend": lambda: gpu_backend(os.environ["CASES_GPU"])}
+    if os.environ.get("ENGINE_DIST_REDUCE") == "nccl":
+        CASES = {"gpu_backend": gpu_backend_nccl_standin}
 
 
 def main(out):

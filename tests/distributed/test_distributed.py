@@ -148,15 +148,19 @@ def test_text_trains_on_two_ranks_by_rank_0s_clock(tmp_path):
     assert (tmp_path / "t.npz").exists()
 
 
-def test_gpu_backend_ranks_train_as_one_cpu_process(tmp_path):
+@pytest.mark.parametrize("reduce", ["mpi", "nccl"])
+def test_gpu_backend_ranks_train_as_one_cpu_process(tmp_path, reduce):
     """The GPU backend under 2 ranks (the CUDA simulator here, tiny shapes) against one
     process on the CPU backend: the backends agree to float64 rounding (tests/backends), so
-    the ranks' reduction is what this checks."""
+    the ranks' reduction is what this checks.  "mpi": a host buffer summed by MPI; "nccl":
+    the device buffer summed by the NCCL reducer, whose NCCL is a stand-in over MPI in the
+    simulator (tests/distributed/nccl_standin.py; real NCCL only on a machine with GPUs)."""
     got = {}
     for ranks, backend in ((None, "cpu"), (2, "gpu")):
         out = tmp_path / f"{backend}.npz"
         env = {"CASES_GPU": backend, "NUMBA_ENABLE_CUDASIM":
-               os.environ.get("NUMBA_ENABLE_CUDASIM", "1")}
+               os.environ.get("NUMBA_ENABLE_CUDASIM", "1"),
+               "ENGINE_DIST_REDUCE": reduce if backend == "gpu" else ""}
         r = _run(out, ranks, env=env)
         assert r.returncode == 0, r.stderr
         got[backend] = dict(np.load(out))
