@@ -230,8 +230,27 @@ def read_dated_series(path, column, date_column=None, min_length=2, missing="err
     (DATE_COLUMNS) is used when all its cells read as dates (DATE_FORMATS or
     ``date_format``), and None is returned otherwise.  The dates are for display: the values
     stay in file order."""
+    values, dates = read_dated_columns(path, [column], date_column, min_length, missing,
+                                       date_format)
+    return values[:, 0], dates
+
+
+def read_dated_columns(path, columns, date_column=None, min_length=2, missing="error",
+                       date_format=None, unit="D"):
+    """Several numeric columns of one CSV file and the dates of their rows: (values float64
+    (T, len(columns)), dates or None), as ``read_dated_series`` reads one.  Under
+    ``missing="drop"`` a row is left out when any of the columns misses its value.  ``unit``
+    "m" keeps the time of day (to the minute) where the cells have one."""
     table = read_csv_table(path)
-    keep, values = _series_column(table, column, min_length, missing)
+    parts = [_series_column(table, c, min_length, missing) for c in columns]
+    rows = parts[0][0]
+    for keep, _ in parts[1:]:
+        rows = np.intersect1d(rows, keep)
+    if len(rows) < min_length:
+        _fail(table.path, table.lines[-1] if table.lines else 1,
+              f"too few rows: {len(rows)} have a value in every one of {list(columns)}, at "
+              f"least {min_length} needed")
+    values = np.stack([v[np.isin(keep, rows)] for keep, v in parts], axis=1)
     lowered = [name.lower() for name in table.header]
     guess = next((table.header[lowered.index(n)] for n in DATE_COLUMNS if n in lowered), None)
     name = date_column or guess
@@ -239,8 +258,8 @@ def read_dated_series(path, column, date_column=None, min_length=2, missing="err
         return values, None
     d = table.column(name)
     try:
-        dates = np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format)
-                          for i in keep], dtype="datetime64[D]")
+        dates = np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format,
+                                      unit) for i in rows], dtype=f"datetime64[{unit}]")
     except ValueError:
         if date_column is not None:
             raise
@@ -285,21 +304,27 @@ DATE_FORMATS = (("%Y-%m-%d", r"\d{4}-\d{1,2}-\d{1,2}"), ("%Y/%m/%d", r"\d{4}/\d{
                 ("%m/%d/%Y", r"\d{1,2}/\d{1,2}/\d{4}"), ("%d.%m.%Y", r"\d{1,2}\.\d{1,2}\.\d{4}"),
                 ("%Y-%m", r"\d{4}-\d{1,2}"))
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
-_DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ]" + _TIME + r")?\s*")
+_DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time, "
                   "or YYYY-MM")
 
 
-def _parse_date(path, line, value, date_format=None):
+def _parse_date(path, line, value, date_format=None, unit="D"):
     """A date as datetime64[D]: in ``date_format`` (strptime's codes) when given, else in one
-    of DATE_FORMATS, a time of day after it ignored."""
+    of DATE_FORMATS, a time of day after it ignored; with ``unit`` "m", datetime64[m] with
+    the time of day (hours and minutes; a time zone suffix is ignored)."""
     if date_format is not None:
         try:
-            return np.datetime64(datetime.datetime.strptime(value.strip(), date_format), "D")
+            return np.datetime64(datetime.datetime.strptime(value.strip(), date_format), unit)
         except ValueError:
             _fail(path, line, f"cannot read date {value!r} with --date-format {date_format!r}")
     m = _DATE_AND_TIME.fullmatch(value)
     day = m.group(1) if m else value
+    if unit != "D":
+        date = _parse_date(path, line, day)
+        hours, minutes = (m.group(2) or "0:0").split(":")[:2] if m else (0, 0)
+        return date.astype("datetime64[m]") + np.timedelta64(60 * int(hours) + int(minutes[:2]),
+                                                              "m")
     if len(day) == 10 and day[4] == day[7] == "-":  # ISO, the common case: NumPy reads it
         try:
             return np.datetime64(day, "D")

@@ -14,6 +14,12 @@ Forecasters (``engine.apps.forecasters``), all fitted on the training windows on
   window and corrects the AR (the AR carries the level, so a trend cannot take the network
   out of the range it was trained on); and ``ensemble``, the mean of the three.
 
+Several inputs: ``--columns A,B,C --target A`` forecasts A from windows of all three, and
+``--calendar`` adds the calendar of each step (hour of day, day of week, day of year: the
+cycles the dates' step can show, ``forecasters.calendar_cycles``) as inputs, known ahead.  The
+networks then read those channels too, and ``arx``, the AR on every input's window, joins the
+candidates; the baselines stay on the target alone.
+
 The candidate with the lowest mean RMSE over the horizons on the validation windows is the
 model; the test windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
@@ -25,9 +31,10 @@ from engine.apps.baselines import (LinearAR, fit_linear_ar, persistence_forecast
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
                                 save_model, saved_value, user_data, write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_series
-from engine.apps.forecasters import (MIN_SEASON_ACF, NetForecaster, Normaliser,
-                                     build_network, choose, detect_season, mase_scale,
+from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_columns
+from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
+                                     Normaliser, build_network, calendar_cycles,
+                                     calendar_features, choose, detect_season, mase_scale,
                                      merge_networks, mix, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
@@ -37,6 +44,7 @@ NETWORKS = {"lstm": (("level",), "persistence"),
             "lstm-norm": (("change", "level"), "persistence"),
             "lstm+ar": (("change",), "ar")}
 ENSEMBLE = "ensemble"  # the mean of the three
+LINEAR = ("ar", "arx")  # the candidates without a network
 SEASON = Number(int, low=0)
 
 
@@ -44,6 +52,12 @@ def add_arguments(p):
     p.add_argument("--csv", metavar="FILE", help="a CSV file with a header row (default: "
                    "the bundled monthly sunspots)")
     p.add_argument("--column", metavar="NAME", help="the CSV column holding the series")
+    p.add_argument("--columns", metavar="A,B,...", help="several input columns, the target "
+                   "among them (with --target): the networks and an ARX read them all")
+    p.add_argument("--target", metavar="NAME", help="the column to forecast, one of --columns")
+    p.add_argument("--calendar", action="store_true", help="add the calendar of each step "
+                   "(hour of day, day of week, day of year: the cycles the dates' step shows) "
+                   "as inputs; needs dates")
     p.add_argument("--date-column", metavar="NAME", help="dates for the plots' x axis "
                    "(default: a column named like Date, when its cells read as dates)")
     p.add_argument("--date-format", metavar="FMT", help="strptime format of the dates, e.g. "
@@ -66,29 +80,96 @@ def add_arguments(p):
     add_load_argument(p)
 
 
+def input_columns(args):
+    """(target, the input columns with the target first, or None) from --column, --columns
+    and --target."""
+    if args.target and args.column and args.target != args.column:
+        raise AppError(f"--column {args.column!r} and --target {args.target!r} disagree: "
+                       "give --target alone with --columns")
+    target = args.target or args.column
+    if args.columns is None:
+        return target, None if target is None else [target]
+    names = [c.strip() for c in args.columns.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise AppError(f"--columns must list distinct column names, got {args.columns!r}")
+    if target is None:
+        raise AppError("--columns needs --target NAME: which of them to forecast")
+    if target not in names:
+        raise AppError(f"--target {target!r} is not one of --columns {names}")
+    return target, [target] + [n for n in names if n != target]
+
+
 def load_series(args):
-    """(values (T,), name, dates (T,) or None): the CSV column, or the bundled sunspots
-    (monthly from January 1749).  The dates only label the plots' x axis."""
+    """(values (T, C): the target, then the other --columns; name; dates (T,) or None; the
+    column names): the CSV's columns, or the bundled sunspots (monthly from January 1749).
+    The dates label the plots' x axis and make the --calendar inputs."""
+    target, columns = input_columns(args)
     if args.csv is None:
+        if args.columns or target:
+            raise AppError("--column, --columns and --target name columns of --csv FILE")
         values = load_sunspots()
-        return values, "sunspots (monthly)", np.datetime64("1749-01") + np.arange(len(values))
-    if args.column is None:
+        dates = np.datetime64("1749-01") + np.arange(len(values))
+        return values[:, None], "sunspots (monthly)", dates, ["sunspots"]
+    if target is None:
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
-        series, dates = read_dated_series(args.csv, args.column, args.date_column,
-                                          args.window + args.horizon + 3, args.missing,
-                                          args.date_format)
-    return series, f"{args.csv}:{args.column}", dates
+        values, dates = read_dated_columns(args.csv, columns, args.date_column,
+                                           args.window + args.horizon + 3, args.missing,
+                                           args.date_format, "m" if args.calendar else "D")
+    others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
+    return values, f"{args.csv}:{target}{others}", dates, columns
 
 
-def prepare(series, args):
-    """Windows X (N, W), targets Y (N, H), the train/val/test slices of the windows, and the
-    values the training windows see (inputs and targets), for fitting scales and the season."""
+def covariate_windows(values, dates, args, cycles, ahead=None):
+    """(N, W, K) windows of the other input columns and the calendar channels of ``cycles``,
+    aligned with the target's windows (those with ``ahead`` values after them, default the
+    horizon); None when there are none."""
+    covariates = values[:, 1:]
+    if cycles:
+        covariates = np.hstack([covariates, calendar_features(dates, cycles)])
+    if covariates.shape[1] == 0:
+        return None
+    if args.mode == "recursive":
+        raise AppError("--mode recursive feeds its forecasts back one step at a time and "
+                       "cannot forecast other inputs: use --mode direct with --columns or "
+                       "--calendar")
+    ahead = args.horizon if ahead is None else ahead
+    view = np.lib.stride_tricks.sliding_window_view(covariates[:len(values) - ahead],
+                                                    args.window, axis=0)  # (N, K, W)
+    return np.ascontiguousarray(view.transpose(0, 2, 1))
+
+
+def find_cycles(args, dates, train_end, report):
+    """The calendar cycles --calendar adds, found on the training period's dates."""
+    if not args.calendar:
+        return []
+    if dates is None:
+        raise AppError("--calendar needs dates: name their column with --date-column")
+    cycles = calendar_cycles(dates[:train_end])
+    if not cycles:
+        raise AppError("--calendar: the training period's dates show none of "
+                       f"{list(CALENDAR_CYCLES)} (a step of at most a quarter of the cycle, "
+                       "two whole cycles covered)")
+    report(f"calendar inputs: {', '.join(cycles)}")
+    return cycles
+
+
+def prepare(values, dates, args, report):
+    """Windows X (N, W) of the target, targets Y (N, H), covariate windows Z (N, W, K) or
+    None, the train/val/test slices of the windows, the values the training windows see
+    (inputs and targets; for fitting scales and the season) and the calendar cycles."""
     with user_data("forecast"):
-        X, Y = make_windows(series, args.window, args.horizon)
+        X, Y = make_windows(values[:, 0], args.window, args.horizon)
         split = chronological_split(len(X))
-    train_values = series[:split[0].stop - 1 + args.window + args.horizon]
-    return dict(X=X[:, :, 0], Y=Y, split=split, train_values=train_values)
+    train_end = split[0].stop - 1 + args.window + args.horizon
+    cycles = find_cycles(args, dates, train_end, report)
+    return dict(X=X[:, :, 0], Y=Y, Z=covariate_windows(values, dates, args, cycles),
+                split=split, train_values=values[:train_end, 0], cycles=cycles)
+
+
+def with_covariates(X, Z):
+    """The ARX's design: each window beside its covariate windows, (N, W (1 + K))."""
+    return X if Z is None else np.hstack([X, Z.reshape(len(Z), -1)])
 
 
 def find_season(args, train_values, report):
@@ -114,18 +195,19 @@ def find_season(args, train_values, report):
 def train_network(kind, d, ar, args, report):
     """The ``kind`` candidate of NETWORKS: ``--seeds`` networks trained on the training
     windows (early stopping on the validation windows), merged into one."""
-    X, Y, (train, val, _) = d["X"], d["Y"], d["split"]
+    X, Y, Z, (train, val, _) = d["X"], d["Y"], d["Z"], d["split"]
     channels, base_kind = NETWORKS[kind]
     k = args.horizon if args.mode == "direct" else 1
     base = NetForecaster(None, None, ar if base_kind == "ar" else None, args.mode)
     residual = Y[:, :k] - base.base(X, k)
     norm = Normaliser.fit(X[train], residual[train], change="change" in channels,
-                          train_values=d["train_values"] if "level" in channels else None)
-    xs, ys = norm.inputs(X), (residual / norm.output_scale).astype(np.float32)
+                          train_values=d["train_values"] if "level" in channels else None,
+                          Z=None if Z is None else Z[train])
+    xs, ys = norm.inputs(X, Z), (residual / norm.output_scale).astype(np.float32)
     models = []
     for i in range(args.seeds):
         report(f"training {kind}, network {i + 1} of {args.seeds}")
-        model = build_network(len(channels), args.hidden, k, args.lr, args.backend,
+        model = build_network(len(norm.columns), args.hidden, k, args.lr, args.backend,
                               args.seed + 1000 * i)
         fit_early_stopping(model, (xs[train], ys[train]), (xs[val], ys[val]), args,
                            args.batch_size, args.patience, report, seed=args.seed + i)
@@ -140,31 +222,39 @@ def run(args=None, **overrides):
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)
-    series, name, dates = load_series(args)
-    d = prepare(series, args)
+    values, name, dates, columns = load_series(args)
+    series = values[:, 0]
+    d = prepare(values, dates, args, report)
     train, val, test = d["split"]
     report(f"forecast: {name}, {len(series)} values, window {args.window}, horizon "
            f"{args.horizon} ({args.mode}); windows train/val/test "
            f"{train.stop}/{val.stop - val.start}/{test.stop - test.start}")
     season = find_season(args, d["train_values"], report)
-    X, Y, H = d["X"], d["Y"], args.horizon
+    X, Y, Z, H = d["X"], d["Y"], d["Z"], args.horizon
     ar = fit_linear_ar(X[train], Y[train])
     step_ar = ar if args.mode == "direct" else fit_linear_ar(X[train], Y[train, :1])
     nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS}
     nets[ENSEMBLE] = mix(list(nets.values()), args.window)
-    candidates = {"ar": ar.predict(X), **{k: n.predict(X, H) for k, n in nets.items()}}
+    candidates = {"ar": ar.predict(X)}
+    arx = None if Z is None else fit_linear_ar(with_covariates(X, Z)[train], Y[train])
+    if arx is not None:
+        candidates["arx"] = arx.predict(with_covariates(X, Z))
+    candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     chosen, val_rmse = choose(candidates, Y, val)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
     if season:
         baselines[f"seasonal{season}"] = seasonal_naive(X, H, season)
-    network = ENSEMBLE if chosen == "ar" else chosen  # the AR needs no weights
+    network = ENSEMBLE if chosen in LINEAR else chosen  # a linear model needs no weights
     net = nets[network]
     save_model(net.model, args, report, command="forecast", window=args.window, horizon=H,
                mode=args.mode, chosen=chosen, network=network,
                normaliser=net.normaliser.state(), season=season, ar=ar_state(ar),
+               arx=None if arx is None else ar_state(arx), columns=columns,
+               calendar=d["cycles"],
                base_ar=ar_state(net.ar) if net.ar is not None else None,
-               input="the last `window` values, shape (N, window); see engine.apps.forecast",
-               output="the next `horizon` values")
+               input="the last `window` values of each of `columns` (the target first) and "
+                     "the `calendar` channels; see engine.apps.forecast",
+               output="the next `horizon` values of the target")
     metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name)
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
@@ -207,15 +297,33 @@ def _choice(*names):
     return check
 
 
-def saved_forecaster(args, model):
-    """(chosen, forecast function (N, W) -> (N, H)) from a checkpoint's metadata."""
+def _names(value):
+    if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
+            and len(set(value)) == len(value)):
+        raise ValueError(f"expected a list of distinct non-empty names, got {value!r}")
+    return value
+
+
+def _cycles(value):
+    if not (isinstance(value, list) and all(v in CALENDAR_CYCLES for v in value)):
+        raise ValueError(f"expected a list of {list(CALENDAR_CYCLES)}, got {value!r}")
+    return value
+
+
+def saved_forecaster(args, model, n_covariates):
+    """(chosen, forecast function (X (N, W), Z (N, W, K) or None) -> (N, H)) from a
+    checkpoint's metadata, for ``n_covariates`` = K covariate channels."""
     W, H = args.window, args.horizon
     mode = saved_value(args, model, "mode", _mode)
-    chosen = saved_value(args, model, "chosen", _choice("ar", ENSEMBLE, *NETWORKS))
+    chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
     network = saved_value(args, model, "network", _choice(ENSEMBLE, *NETWORKS))
     ar = saved_value(args, model, "ar", lambda s: ar_from_state(s, W, H))
     if chosen == "ar":
-        return chosen, ar.predict
+        return chosen, lambda X, Z: ar.predict(X)
+    if chosen == "arx":
+        arx = saved_value(args, model, "arx",
+                          lambda s: ar_from_state(s, W * (1 + n_covariates), H))
+        return chosen, lambda X, Z: arx.predict(with_covariates(X, Z))
     if network != chosen:
         raise AppError(f"{args.load}: metadata: the weights are those of {network!r}, but "
                        f"{chosen!r} was chosen")
@@ -223,24 +331,43 @@ def saved_forecaster(args, model):
     base_ar = saved_value(args, model, "base_ar",
                           lambda s: None if s is None else ar_from_state(s, W, k))
     norm = saved_value(args, model, "normaliser", Normaliser.from_state)
+    if (0 if norm.covariates is None else len(norm.covariates[0])) != n_covariates:
+        raise AppError(f"{args.load}: metadata: the normaliser's covariates do not match "
+                       f"{n_covariates} covariate channel(s) of its columns and calendar")
     net = NetForecaster(model, norm, base_ar, mode)
-    return chosen, lambda X: net.predict(X, H)
+    return chosen, lambda X, Z: net.predict(X, H, Z)
 
 
 def apply_saved(args, report):
     """--load: the saved model on the series (--csv or the bundled one), with the window,
-    horizon, mode and preprocessing saved with it: RMSE per horizon over every window of the
-    series beside persistence, and the forecast of the next ``horizon`` values after its end."""
+    horizon, mode, input columns, calendar and preprocessing saved with it: RMSE per horizon
+    over every window of the series beside persistence, and the forecast of the next
+    ``horizon`` values after its end."""
     model = load_saved(args, "forecast")
     args.window = saved_value(args, model, "window", COUNT)
     args.horizon = saved_value(args, model, "horizon", COUNT)
-    chosen, predict = saved_forecaster(args, model)
-    series, name, _ = load_series(args)
+    args.mode = saved_value(args, model, "mode", _mode)
+    # Checkpoints from before --columns and --calendar read one column and no calendar.
+    columns = saved_value(args, model, "columns", _names) if "columns" in model.metadata \
+        else [args.column or "series"]
+    cycles = saved_value(args, model, "calendar", _cycles) if "calendar" in model.metadata \
+        else []
+    if len(columns) > 1 and args.csv is not None:  # the same inputs, by name
+        args.columns, args.target, args.column = ",".join(columns), columns[0], None
+    args.calendar = bool(cycles)
+    values, name, dates, _ = load_series(args)
+    if cycles and dates is None:
+        raise AppError("the model reads the calendar: the data need dates (--date-column)")
+    n_covariates = len(columns) - 1 + 2 * len(cycles)
+    chosen, predict = saved_forecaster(args, model, n_covariates)
+    series = values[:, 0]
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)
     X = X[:, :, 0]
-    future = predict(series[None, -args.window:])[0]
-    rmse = {"model": rmse_per_horizon(predict(X), Y),
+    Z = covariate_windows(values, dates, args, cycles)
+    last = covariate_windows(values, dates, args, cycles, ahead=0)
+    future = predict(series[None, -args.window:], None if last is None else last[-1:])[0]
+    rmse = {"model": rmse_per_horizon(predict(X, Z), Y),
             "persistence": rmse_per_horizon(persistence_forecast(X, args.horizon), Y)}
     metrics = {"command": "forecast", "model": args.load, "chosen": chosen, "data": name,
                "window": args.window, "horizon": args.horizon, "n_windows": int(len(X)),

@@ -16,6 +16,11 @@ test period plays no part in fitting or choosing.
   2022: a trending series never leaves the range the network saw) and/or the standardised
   values.  Seed ensembles and mixes of such forecasters are one NetForecaster again
   (``merge_networks``, ``mix``).
+
+Other inputs (``forecast --columns``, ``--calendar``) come as covariate windows Z (N, W, K)
+beside X: the networks read them standardised as more channels, and an ARX (the AR on the
+window and the covariate windows together) joins the candidates.  ``calendar_features`` makes
+the calendar channels (hour of day, day of week, day of year) from the dates.
 """
 from dataclasses import dataclass
 
@@ -86,32 +91,51 @@ class Normaliser:
     input_scale: float  # or None: no change channel
     output_scale: float
     level: tuple = None  # (mean, std) of the training values, or None: no level channel
+    covariates: tuple = None  # ((K means), (K stds)) of the covariate channels, or None
 
     @classmethod
-    def fit(cls, X, residual, change=True, train_values=None):
-        level = None
+    def fit(cls, X, residual, change=True, train_values=None, Z=None):
+        """Scales from the training windows X (N, W), their residuals and, when given, the
+        training values (level channel) and covariate windows Z (N, W, K)."""
+        level = covariates = None
         if train_values is not None:
             level = (float(np.mean(train_values)), _positive_std(train_values))
+        if Z is not None:
+            flat = Z.reshape(-1, Z.shape[-1])
+            covariates = (tuple(float(v) for v in flat.mean(axis=0)),
+                          tuple(_positive_std(flat[:, k]) for k in range(flat.shape[1])))
         return cls(_positive_std(X - X[:, -1:]) if change else None, _positive_std(residual),
-                   level)
+                   level, covariates)
 
     @property
     def columns(self):
-        """Where this normaliser's channels sit in the full layout (change, level)."""
-        return [0] * (self.input_scale is not None) + [1] * (self.level is not None)
+        """Where this normaliser's channels sit in the full layout (change, level, then the
+        covariates)."""
+        k = 0 if self.covariates is None else len(self.covariates[0])
+        return [0] * (self.input_scale is not None) + [1] * (self.level is not None) + \
+            list(range(2, 2 + k))
 
-    def inputs(self, X):
-        """(N, W) windows -> float32 (N, W, len(columns))."""
+    def inputs(self, X, Z=None):
+        """(N, W) windows and (N, W, K) covariate windows -> float32 (N, W, len(columns))."""
         parts = []
         if self.input_scale is not None:
             parts.append((X - X[:, -1:]) / self.input_scale)
         if self.level is not None:
             parts.append((X - self.level[0]) / self.level[1])
-        return np.stack(parts, axis=-1).astype(np.float32)
+        parts = [p[..., None] for p in parts]
+        if self.covariates is not None:
+            k = len(self.covariates[0])
+            if Z is None or Z.shape != (*X.shape, k):
+                raise ValueError(f"Z must be the covariate windows, shape {(*X.shape, k)}, got "
+                                 f"{None if Z is None else Z.shape}")
+            parts.append((Z - np.asarray(self.covariates[0])) / np.asarray(self.covariates[1]))
+        return np.concatenate(parts, axis=-1).astype(np.float32)
 
     def state(self):
         return {"input_scale": self.input_scale, "output_scale": self.output_scale,
-                "level": None if self.level is None else list(self.level)}
+                "level": None if self.level is None else list(self.level),
+                "covariates": None if self.covariates is None else
+                [list(self.covariates[0]), list(self.covariates[1])]}
 
     @classmethod
     def from_state(cls, state):
@@ -123,18 +147,24 @@ class Normaliser:
             scale_out = float(state["output_scale"])
             level = state["level"]
             level = None if level is None else tuple(float(v) for v in level)
-        except (TypeError, KeyError, ValueError):
+            cov = state.get("covariates")
+            cov = None if cov is None else tuple(tuple(float(v) for v in part) for part in cov)
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise ValueError("expected {'input_scale': null or number, 'output_scale': number, "
-                             f"'level': null or [mean, std]}}, got {str(state)[:80]}") from None
+                             "'level': null or [mean, std], 'covariates': null or [[means], "
+                             f"[stds]]}}, got {str(state)[:80]}") from None
         if level is not None and len(level) != 2:
             raise ValueError(f"level must be [mean, std], got {list(level)}")
+        if cov is not None and (len(cov) != 2 or len(cov[0]) != len(cov[1]) or not cov[0]):
+            raise ValueError("covariates must be [[K means], [K stds]], K >= 1")
         if scale_in is None and level is None:
             raise ValueError("no input channel: input_scale and level are both null")
         scales = [v for v in (scale_in, scale_out, level and level[1]) if v is not None]
-        numbers = scales + ([level[0]] if level else [])
+        scales += list(cov[1]) if cov else []
+        numbers = scales + ([level[0]] if level else []) + (list(cov[0]) if cov else [])
         if not (all(np.isfinite(v) for v in numbers) and all(v > 0 for v in scales)):
             raise ValueError(f"scales must be finite and > 0, got {numbers}")
-        return cls(scale_in, scale_out, level)
+        return cls(scale_in, scale_out, level, cov)
 
 
 def _positive_std(x):
@@ -155,16 +185,21 @@ class NetForecaster:
             return persistence_forecast(X, k)
         return self.ar.predict(X)[:, :k]
 
-    def step(self, X):
-        """The next k values (k = H direct, 1 recursive) for windows X (N, W)."""
-        out = np.asarray(self.model.predict(self.normaliser.inputs(X)), dtype=np.float64)
+    def step(self, X, Z=None):
+        """The next k values (k = H direct, 1 recursive) for windows X (N, W) and covariate
+        windows Z (N, W, K) when the normaliser has covariates."""
+        out = np.asarray(self.model.predict(self.normaliser.inputs(X, Z)), dtype=np.float64)
         return self.base(X, out.shape[1]) + self.normaliser.output_scale * out
 
-    def predict(self, X, horizon):
-        """(N, W[, 1]) windows -> (N, horizon) forecasts in data units."""
+    def predict(self, X, horizon, Z=None):
+        """(N, W[, 1]) windows [and (N, W, K) covariate windows] -> (N, horizon) forecasts
+        in data units."""
         X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
         if self.mode == "direct":
-            return self.step(X)
+            return self.step(X, Z)
+        if Z is not None:
+            raise ValueError("recursive mode feeds its forecasts back, and cannot forecast "
+                             "covariates: use direct mode with covariates")
         out = np.empty((len(X), horizon))
         for h in range(horizon):
             out[:, h] = self.step(X)[:, 0]
@@ -232,16 +267,59 @@ def mix(forecasters, window):
     norms = [f.normaliser for f in forecasters]
     scales = {x.input_scale for x in norms if x.input_scale is not None}
     levels = {x.level for x in norms if x.level is not None}
-    if len(scales) > 1 or len(levels) > 1:
+    covariates = {x.covariates for x in norms if x.covariates is not None}
+    if len(scales) > 1 or len(levels) > 1 or len(covariates) > 1:
         raise ValueError("mix: the members' input channels are scaled differently")
     columns = [x.columns for x in norms]
     used = sorted(set().union(*columns))  # drop a channel no member reads
     norm = Normaliser(scales.pop() if 0 in used else None, 1.0,
-                      levels.pop() if 1 in used else None)
+                      levels.pop() if 1 in used else None,
+                      covariates.pop() if covariates else None)
     model = merge_networks([f.model for f in forecasters],
                            [x.output_scale / n for x in norms],
                            [[used.index(c) for c in cols] for cols in columns])
     return NetForecaster(model, norm, ar, forecasters[0].mode)
+
+
+# --------------------------------------------------------------------------------------------
+# Calendar
+# --------------------------------------------------------------------------------------------
+
+# The calendar cycles, by their length in minutes.
+CALENDAR_CYCLES = {"hour of day": 24 * 60, "day of week": 7 * 24 * 60,
+                   "day of year": 365.2425 * 24 * 60}
+
+
+def calendar_cycles(dates):
+    """The cycles of CALENDAR_CYCLES that ``dates`` (datetime64, in order; the training
+    period's) can show: a step of at most a quarter of the cycle, and at least two whole
+    cycles covered.  A monthly series gets the day of year, an hourly one all three."""
+    minutes = np.asarray(dates, dtype="datetime64[m]").astype(np.int64)
+    if len(minutes) < 3:
+        return []
+    step = float(np.median(np.diff(minutes)))
+    span = float(minutes[-1] - minutes[0])
+    return [name for name, cycle in CALENDAR_CYCLES.items()
+            if 0 < step <= cycle / 4 and span >= 2 * cycle]
+
+
+def calendar_features(dates, cycles):
+    """(T, 2 len(cycles)) float64: the sine and cosine of each cycle's phase at each date.
+    Known ahead, so they are inputs that never need forecasting."""
+    minutes = np.asarray(dates, dtype="datetime64[m]")
+    phases = []
+    for name in cycles:
+        if name == "hour of day":
+            phase = minutes.astype(np.int64) % (24 * 60) / (24 * 60)
+        elif name == "day of week":  # day 0 (1970-01-01) was a Thursday: Monday is phase 0
+            phase = (minutes.astype("datetime64[D]").astype(np.int64) + 3) % 7 / 7
+        elif name == "day of year":
+            year = minutes.astype("datetime64[Y]")
+            phase = (minutes - year).astype(np.int64) / CALENDAR_CYCLES[name]
+        else:
+            raise ValueError(f"unknown calendar cycle {name!r}; known: {list(CALENDAR_CYCLES)}")
+        phases += [np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase)]
+    return np.stack(phases, axis=1) if phases else np.zeros((len(minutes), 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,4 +345,5 @@ def mase_scale(train_values, period):
 
 
 __all__ = ["autocorrelation", "detect_season", "seasonal_naive", "Normaliser", "NetForecaster",
-           "build_network", "merge_networks", "mix", "choose", "mase_scale"]
+           "build_network", "merge_networks", "mix", "calendar_cycles", "calendar_features",
+           "choose", "mase_scale"]

@@ -115,9 +115,9 @@ def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
         if chosen != "ar" and chosen != meta["network"]:
             continue
         model.metadata = dict(meta, chosen=chosen)
-        _, predict = forecast.saved_forecaster(args, model)
+        _, predict = forecast.saved_forecaster(args, model, 0)
         key = {"ar": "ar12"}.get(chosen, chosen)
-        np.testing.assert_allclose(rmse_per_horizon(predict(X[test, :, 0]), Y[test]),
+        np.testing.assert_allclose(rmse_per_horizon(predict(X[test, :, 0], None), Y[test]),
                                    m["test_rmse_per_horizon"][key], rtol=1e-5)
 
 
@@ -326,7 +326,7 @@ def test_every_command_applies_its_saved_model(series_csv, prices_csv, ts_files,
     series = read_csv_series(series_csv, "level")
     args = forecast.parse_options(forecast.add_arguments, 1, None,
                                   {"load": str(f), "window": 12, "horizon": 3})
-    want = forecast.saved_forecaster(args, model)[1](series[None, -12:])[0]
+    want = forecast.saved_forecaster(args, model, 0)[1](series[None, -12:], None)[0]
     np.testing.assert_allclose(m["next_forecast"], want, rtol=1e-6)
 
     s = tmp_path / "s.npz"
