@@ -167,9 +167,14 @@ def prepare(values, dates, args, report):
                 split=split, train_values=values[:train_end, 0], cycles=cycles)
 
 
-def with_covariates(X, Z):
-    """The ARX's design: each window beside its covariate windows, (N, W (1 + K))."""
-    return X if Z is None else np.hstack([X, Z.reshape(len(Z), -1)])
+def with_covariates(X, Z, n_calendar):
+    """The ARX's design (N, W (1 + K_other) + K_calendar): each window beside the windows of
+    the other inputs and the calendar of its last step (the rest of the window's calendar
+    follows from that one, and would only repeat it)."""
+    if Z is None:
+        return X
+    other = Z[:, :, :Z.shape[2] - n_calendar]
+    return np.hstack([X, other.reshape(len(Z), -1), Z[:, -1, other.shape[2]:]])
 
 
 def find_season(args, train_values, report):
@@ -236,9 +241,11 @@ def run(args=None, **overrides):
     nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS}
     nets[ENSEMBLE] = mix(list(nets.values()), args.window)
     candidates = {"ar": ar.predict(X)}
-    arx = None if Z is None else fit_linear_ar(with_covariates(X, Z)[train], Y[train])
+    n_calendar = 2 * len(d["cycles"])
+    arx = None if Z is None else fit_linear_ar(with_covariates(X, Z, n_calendar)[train],
+                                               Y[train])
     if arx is not None:
-        candidates["arx"] = arx.predict(with_covariates(X, Z))
+        candidates["arx"] = arx.predict(with_covariates(X, Z, n_calendar))
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     chosen, val_rmse = choose(candidates, Y, val)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
@@ -270,7 +277,8 @@ def ar_state(ar):
 
 
 def ar_from_state(state, window, outputs):
-    """The LinearAR ``ar_state`` described, checked against the window and outputs."""
+    """The LinearAR ``ar_state`` described, checked against its inputs (``window``) and
+    outputs."""
     try:
         coef = np.asarray(state["coef"], dtype=np.float64)
         intercept = np.asarray(state["intercept"], dtype=np.float64)
@@ -310,9 +318,11 @@ def _cycles(value):
     return value
 
 
-def saved_forecaster(args, model, n_covariates):
+def saved_forecaster(args, model, n_other=0, n_calendar=0):
     """(chosen, forecast function (X (N, W), Z (N, W, K) or None) -> (N, H)) from a
-    checkpoint's metadata, for ``n_covariates`` = K covariate channels."""
+    checkpoint's metadata, for K = ``n_other`` channels of other inputs and ``n_calendar``
+    calendar channels after them."""
+    n_covariates = n_other + n_calendar
     W, H = args.window, args.horizon
     mode = saved_value(args, model, "mode", _mode)
     chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
@@ -322,8 +332,8 @@ def saved_forecaster(args, model, n_covariates):
         return chosen, lambda X, Z: ar.predict(X)
     if chosen == "arx":
         arx = saved_value(args, model, "arx",
-                          lambda s: ar_from_state(s, W * (1 + n_covariates), H))
-        return chosen, lambda X, Z: arx.predict(with_covariates(X, Z))
+                          lambda s: ar_from_state(s, W * (1 + n_other) + n_calendar, H))
+        return chosen, lambda X, Z: arx.predict(with_covariates(X, Z, n_calendar))
     if network != chosen:
         raise AppError(f"{args.load}: metadata: the weights are those of {network!r}, but "
                        f"{chosen!r} was chosen")
@@ -358,8 +368,7 @@ def apply_saved(args, report):
     values, name, dates, _ = load_series(args)
     if cycles and dates is None:
         raise AppError("the model reads the calendar: the data need dates (--date-column)")
-    n_covariates = len(columns) - 1 + 2 * len(cycles)
-    chosen, predict = saved_forecaster(args, model, n_covariates)
+    chosen, predict = saved_forecaster(args, model, len(columns) - 1, 2 * len(cycles))
     series = values[:, 0]
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)

@@ -133,10 +133,14 @@ def test_the_calendar_carries_a_weekday_the_window_cannot_see(tmp_path):
     values, _, dates, _ = forecast.load_series(args)
     d = forecast.prepare(values, dates, args, lambda *a: None)
     test = d["split"][2]
-    _, predict = forecast.saved_forecaster(args, model, 4)
-    np.testing.assert_allclose(rmse_per_horizon(predict(d["X"][test], d["Z"][test]),
-                                                d["Y"][test]),
-                               dated["test_rmse_per_horizon"]["model"], rtol=1e-5)
+    meta = model.metadata
+    for chosen in ("arx", meta["network"]):  # as if each had been chosen
+        model.metadata = dict(meta, chosen=chosen)
+        _, predict = forecast.saved_forecaster(args, model, 0, 4)
+        np.testing.assert_allclose(rmse_per_horizon(predict(d["X"][test], d["Z"][test]),
+                                                    d["Y"][test]),
+                                   dated["test_rmse_per_horizon"][chosen], rtol=1e-5)
+    model.metadata = meta
     # --load: every window of the series, and the day after its end.
     again = forecast.apply_saved(args, lambda *a: None)
     assert again["rmse_mean"]["model"] < 0.6 * plain["test_rmse_mean"]["model"]
