@@ -120,9 +120,10 @@ def test_the_calendar_carries_a_weekday_the_window_cannot_see(tmp_path):
     path = tmp_path / "hourly.csv"
     path.write_text("timestamp,load\n" + "".join(f"{str(h).replace('T', ' ')},{v:.4f}\n"
                                                  for h, v in zip(hours, load)))
-    plain = forecast.run(csv=str(path), column="load", window=24, horizon=24, **RUN)
+    small = dict(RUN, hidden=16, epochs=15)
+    plain = forecast.run(csv=str(path), column="load", window=24, horizon=24, **small)
     dated = forecast.run(csv=str(path), column="load", window=24, horizon=24, calendar=True,
-                         save=str(tmp_path / "c.npz"), **RUN)
+                         save=str(tmp_path / "c.npz"), **small)
     assert dated["test_rmse_mean"]["model"] < 0.6 * plain["test_rmse_mean"]["model"]
     # The checkpoint reproduces the test forecasts, the calendar made anew from the dates.
     model = engine.load(tmp_path / "c.npz")
