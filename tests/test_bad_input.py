@@ -197,7 +197,7 @@ def test_fuzz_the_command_line(monkeypatch, capsys, rng):
     monkeypatch.setattr(engine.Sequential, "fit", fit)
     options = {"forecast": ["--window", "--horizon", "--hidden", "--lr", "--batch-size",
                             "--patience", "--csv", "--column", "--mode", "--load", "--season",
-                            "--seeds"],
+                            "--seeds", "--columns", "--target"],
                "stocks": ["--window", "--hidden", "--lr", "--ticker", "--csv"],
                "text": ["--minutes", "--seq", "--embed", "--layers", "--temperature",
                         "--prime", "--text", "--load"],
