@@ -240,10 +240,31 @@ def _device_pointer(a):
     return data.ptr if hasattr(data, "ptr") else a.ctypes.data
 
 
+def device_key(backend):
+    """(host name, PCI bus id) of the GPU this rank computes on: equal for two ranks on one
+    GPU, whatever CUDA_VISIBLE_DEVICES numbers it."""
+    import socket
+
+    import cupy
+
+    return socket.gethostname(), cupy.cuda.Device(backend.device).pci_bus_id
+
+
 def make_reducer(ranks, backend):
-    if reduce_mode(backend) == "nccl":
-        return NcclReducer(ranks)
-    return MpiReducer(ranks)
+    """The reducer ``reduce_mode`` names; where it chose NCCL by default but two ranks share a
+    GPU (NCCL wants one GPU per rank), MPI through host memory, with a warning."""
+    mode = reduce_mode(backend)
+    if mode == "nccl" and not os.environ.get("ENGINE_DIST_REDUCE"):
+        keys = ranks.comm.allgather(device_key(backend))
+        if len(set(keys)) < len(keys):
+            if ranks.root:
+                import warnings
+
+                warnings.warn(f"{len(keys)} ranks share {len(set(keys))} GPU(s); NCCL needs a "
+                              "GPU per rank: summing gradients with MPI through host memory",
+                              RuntimeWarning, stacklevel=3)
+            mode = "mpi"
+    return NcclReducer(ranks) if mode == "nccl" else MpiReducer(ranks)
 
 
 class GradientBuffer:

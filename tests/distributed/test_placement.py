@@ -82,3 +82,33 @@ def test_gpu_backend_computes_on_its_ranks_device():
 
     backend = GPUBackend()
     assert backend.device == device_for_rank(len(cuda.gpus)) == 0
+
+
+class FakeComm:
+    def __init__(self, keys):
+        self.keys = keys
+
+    def allgather(self, key):
+        return self.keys
+
+
+@pytest.mark.parametrize("keys, want", [
+    ([("a", "0000:01:00.0"), ("a", "0000:02:00.0"), ("b", "0000:01:00.0")], "nccl"),
+    ([("a", "0000:01:00.0"), ("a", "0000:01:00.0")], "mpi")])
+def test_ranks_sharing_a_gpu_sum_through_mpi(clean_env, monkeypatch, keys, want):
+    """NCCL wants a GPU per rank: two ranks on one GPU (same host and PCI bus) fall back to
+    MPI with a warning, unless ENGINE_DIST_REDUCE names NCCL."""
+    made = []
+    monkeypatch.setattr(distributed, "device_key", lambda backend: keys[0])
+    monkeypatch.setattr(distributed, "NcclReducer", lambda ranks: made.append("nccl"))
+    monkeypatch.setattr(distributed, "MpiReducer", lambda ranks: made.append("mpi"))
+    ranks = distributed.Ranks(None)
+    ranks.comm, ranks.size = FakeComm(keys), len(keys)
+    if want == "mpi":
+        with pytest.warns(RuntimeWarning, match="2 ranks share 1 GPU"):
+            distributed.make_reducer(ranks, FakeBackend("gpu"))
+    else:
+        distributed.make_reducer(ranks, FakeBackend("gpu"))
+    clean_env.setenv("ENGINE_DIST_REDUCE", "nccl")
+    distributed.make_reducer(ranks, FakeBackend("gpu"))
+    assert made == [want, "nccl"]
