@@ -18,10 +18,11 @@ demo: $(STAMP)
 # The suite, the package as users install it (tests/check_wheel.py: the wheel in a fresh venv)
 # and the other vector paths (tests/test_isa_paths.py: the suite's kernel tests compiled for
 # another x86 target), all three at once: each mostly waits on Numba compiling on one core,
-# so together they use the second core that one of them alone leaves idle.
+# so together they use the second core that one of them alone leaves idle.  The suite is the
+# longest, so the other two run at a lower priority (nice) and give way when it wants both.
 test: $(STAMP)
-	$(PY) tests/check_wheel.py > $(VENV)/check_wheel.log 2>&1 & wheel=$$!; \
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_isa_paths.py \
+	nice -n 10 $(PY) tests/check_wheel.py > $(VENV)/check_wheel.log 2>&1 & wheel=$$!; \
+	nice -n 10 $(PY) -m pytest -q -p no:cacheprovider tests/test_isa_paths.py \
 		> $(VENV)/isa_paths.log 2>&1 & paths=$$!; \
 	$(PY) -m pytest -q --ignore=tests/test_isa_paths.py; suite=$$?; \
 	wait $$wheel; checked=$$?; wait $$paths; isa=$$?; \

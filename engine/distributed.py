@@ -210,13 +210,14 @@ class NcclReducer:
     the work queued so far on the compute stream (so a layer's sum overlaps the backward of
     the layers below); ``wait`` makes the compute stream wait for them all.
 
-    ``nccl`` and ``cuda`` are CuPy's modules; tests pass stand-ins that reduce over MPI.
+    ``nccl`` and ``cuda`` are CuPy's modules (``_cupy_nccl``; the simulator tests put a
+    stand-in that sums over MPI in its place).
     """
 
     on_device = True
 
-    def __init__(self, ranks, modules=None):
-        self.nccl, self.cuda = modules or _cupy_nccl()
+    def __init__(self, ranks):
+        self.nccl, self.cuda = _cupy_nccl()
         uid = ranks.broadcast(self.nccl.get_unique_id() if ranks.root else None)
         self.comm = self.nccl.NcclCommunicator(ranks.size, uid, ranks.rank)
         self.stream = self.cuda.Stream(non_blocking=True)

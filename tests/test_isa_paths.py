@@ -29,8 +29,8 @@ RUNNABLE = {"avx512": ("avx512", "avx2", "other"), "avx2": ("avx2", "other"),
 # float32, the dtype whose code the vector path shapes (float64 runs on BLAS and scalar loops
 # on every path).  Not the CUDA kernels or the cache mechanics, which no CPU path changes.
 SUITE = ["tests/kernels", "tests/test_lstm_torch.py", "tests/backends/test_cpu.py",
-         "--ignore=tests/kernels/test_cuda.py", "--ignore=tests/kernels/test_cache.py",
-         "-k", "not float64"]
+         "--ignore=tests/kernels/test_cuda.py", "--ignore=tests/kernels/test_cuda_persistent.py",
+         "--ignore=tests/kernels/test_cache.py", "-k", "not float64"]
 
 
 def _env(path):

@@ -362,7 +362,10 @@ def apply_saved(args, report):
         else [args.column or "series"]
     cycles = saved_value(args, model, "calendar", _cycles) if "calendar" in model.metadata \
         else []
-    if len(columns) > 1 and args.csv is not None:  # the same inputs, by name
+    if len(columns) > 1:  # the same inputs, by name
+        if args.csv is None:
+            raise AppError(f"{args.load} reads the columns {columns}: give --csv FILE with "
+                           "them")
         args.columns, args.target, args.column = ",".join(columns), columns[0], None
     args.calendar = bool(cycles)
     values, name, dates, _ = load_series(args)

@@ -148,7 +148,8 @@ def test_the_calendar_carries_a_weekday_the_window_cannot_see(tmp_path):
     assert np.isfinite(again["next_forecast"]).all() and len(again["next_forecast"]) == 24
 
 
-def test_saved_multivariate_models_reproduce_their_test_forecasts(led_csv, tmp_path):
+def test_saved_multivariate_models_reproduce_their_test_forecasts(led_csv, tmp_path,
+                                                                  capsys):
     path = tmp_path / "m.npz"
     m = forecast.run(csv=str(led_csv), columns="y,x", target="y", window=8, horizon=2,
                      save=str(path), **dict(RUN, epochs=3))
@@ -167,6 +168,13 @@ def test_saved_multivariate_models_reproduce_their_test_forecasts(led_csv, tmp_p
         key = {"ar": "ar8"}.get(chosen, chosen)
         got = rmse_per_horizon(predict(d["X"][test], d["Z"][test]), d["Y"][test])
         np.testing.assert_allclose(got, m["test_rmse_per_horizon"][key], rtol=1e-5)
+    # --load without the file of its columns, or with a file that lacks one: refused.
+    assert main(["forecast", "--load", str(path), "--quiet"]) == 2
+    assert "reads the columns ['y', 'x']: give --csv FILE" in capsys.readouterr().err
+    other = tmp_path / "other.csv"
+    other.write_text("y,z\n" + "".join(f"{v},{v}\n" for v in range(50)))
+    assert main(["forecast", "--load", str(path), "--csv", str(other), "--quiet"]) == 2
+    assert "'x'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, words", [
