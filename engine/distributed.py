@@ -279,57 +279,57 @@ class GradientBuffer:
     sums the whole buffer in one allreduce.
     """
 
-    def __init__(self, layers, dtype, ranks, backend, reducer=None):
+    def __init__(self, layers, dtype, ranks, backend):
+        self.layers, self.ranks, self.backend = layers, ranks, backend
         sizes = [sum(int(np.prod(p.shape)) for p in layer.params.values()) for layer in layers]
         self.layer_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.reducer = reducer or make_reducer(ranks, backend)
+        self.reducer = make_reducer(ranks, backend)
         self.xp = backend.xp if self.reducer.on_device else np
         self.buf = self.xp.zeros(int(self.layer_offsets[-1]) + 2, dtype=np.float64 if dtype ==
                                  np.float64 else np.float32)
-        self.overlap = ranks.overlap
         self.seconds = 0.0  # spent waiting for allreduces (the slowest rank included)
 
-    def add_layer(self, ranks, index, layer, count, backend):
-        """Put ``count`` x the gradients of layer ``index`` (None: zeros, for a rank with no
-        loss term) into its segment; with overlap, start that segment's allreduce."""
+    def add_layer(self, index, count):
+        """Put ``count`` x the gradients of layer ``index`` (zeros for a count of 0: a rank
+        with no loss term) into its segment; with overlap, start that segment's allreduce."""
         lo, hi = self.layer_offsets[index], self.layer_offsets[index + 1]
         segment = self.buf[lo:hi]
         if count == 0:
             segment[:] = 0
         else:
-            at = 0
+            layer, at = self.layers[index], 0
             for name, p in layer.params.items():
                 n = int(np.prod(p.shape))
                 grad = layer.grads[name]
-                grad = grad if self.reducer.on_device else backend.to_numpy(grad)
+                grad = grad if self.reducer.on_device else self.backend.to_numpy(grad)
                 self.xp.multiply(grad.reshape(-1), count, out=segment[at:at + n])
                 at += n
-        if self.overlap and ranks.size > 1 and hi > lo:
+        if self.ranks.overlap and self.ranks.size > 1 and hi > lo:
             self.reducer.start(segment)
 
-    def finish(self, ranks, layers, loss, count, backend):
+    def finish(self, loss, count):
         """Sum the loss terms and count (and, without overlap, everything) over the ranks;
         wait for the layers' allreduces.  Returns (the global mean gradients, keyed like
         ``Sequential.grads``, as views of the buffer; the global mean loss; the global count).
         """
-        buf = self.buf
+        buf, backend = self.buf, self.backend
         buf[-2:] = self.xp.asarray([loss * count, count], dtype=buf.dtype)
         start = time.perf_counter()
-        if ranks.size > 1:
-            self.reducer.start(buf[-2:] if self.overlap else buf)
+        if self.ranks.size > 1:
+            self.reducer.start(buf[-2:] if self.ranks.overlap else buf)
             self.reducer.wait()
         tail = backend.to_numpy(buf[-2:]) if self.reducer.on_device else buf[-2:]
         totals = np.array(tail, dtype=np.float64)  # a copy; one device sync a step
         self.seconds += time.perf_counter() - start
         total = totals[1]
         buf[:-1] /= total
+        to_device = backend.name != "cpu" and not self.reducer.on_device
         grads = {}
-        for i, layer in enumerate(layers):
+        for i, layer in enumerate(self.layers):
             at = self.layer_offsets[i]
             for name, p in layer.params.items():
                 n = int(np.prod(p.shape))
                 view = buf[at:at + n].reshape(p.shape)
-                on_host = backend.name != "cpu" and not self.reducer.on_device
-                grads[f"{i}.{name}"] = backend.asarray(view) if on_host else view
+                grads[f"{i}.{name}"] = backend.asarray(view) if to_device else view
                 at += n
         return grads, float(totals[0] / total), float(total)

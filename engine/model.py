@@ -481,7 +481,7 @@ class Sequential:
         rank with no loss term in the batch (no rows, or only sequences that ended before a
         truncated-BPTT chunk) adds zeros and keeps its states."""
         loss, count = 0.0, self._weight(lb, xb.shape, t0)
-        ranks, buf = self._ranks, self._grad_buffer
+        buf = self._grad_buffer
         lstms = [layer for layer in self.layers if isinstance(layer, LSTM)]
         new_states = states
         if count:
@@ -493,15 +493,14 @@ class Sequential:
                 for lstm in lstms:
                     lstm._share = None
             loss, grad = self._loss_and_grad(out, yb, lb, t0)
-            self.backward(grad, lambda i: buf.add_layer(ranks, i, self.layers[i], count,
-                                                        self.backend))
+            self.backward(grad, lambda i: buf.add_layer(i, count))
             loss = float(loss)
         else:
             for lstm in lstms:
                 lstm.skip_dropout(xb.shape[1], self._share[0])
             for i in reversed(range(len(self.layers))):  # the same allreduces, of zeros
-                buf.add_layer(ranks, i, self.layers[i], 0, self.backend)
-        grads, loss, _ = buf.finish(ranks, self.layers, loss, count, self.backend)
+                buf.add_layer(i, 0)
+        grads, loss, _ = buf.finish(loss, count)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss = {loss}")
         self._step(grads, loss)

@@ -305,6 +305,7 @@ DATE_FORMATS = (("%Y-%m-%d", r"\d{4}-\d{1,2}-\d{1,2}"), ("%Y/%m/%d", r"\d{4}/\d{
                 ("%Y-%m", r"\d{4}-\d{1,2}"))
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
 _DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")  # hours and minutes of a _TIME
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time, "
                   "or YYYY-MM")
 
@@ -321,10 +322,9 @@ def _parse_date(path, line, value, date_format=None, unit="D"):
     m = _DATE_AND_TIME.fullmatch(value)
     day = m.group(1) if m else value
     if unit != "D":
-        date = _parse_date(path, line, day)
-        hours, minutes = (m.group(2) or "0:0").split(":")[:2] if m else (0, 0)
-        return date.astype("datetime64[m]") + np.timedelta64(60 * int(hours) + int(minutes[:2]),
-                                                              "m")
+        clock = _CLOCK.match((m.group(2) if m else None) or "0:00")
+        minutes = 60 * int(clock[1]) + int(clock[2])
+        return _parse_date(path, line, day).astype("datetime64[m]") + np.timedelta64(minutes, "m")
     if len(day) == 10 and day[4] == day[7] == "-":  # ISO, the common case: NumPy reads it
         try:
             return np.datetime64(day, "D")

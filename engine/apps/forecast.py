@@ -240,12 +240,11 @@ def run(args=None, **overrides):
     step_ar = ar if args.mode == "direct" else fit_linear_ar(X[train], Y[train, :1])
     nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS}
     nets[ENSEMBLE] = mix(list(nets.values()), args.window)
-    candidates = {"ar": ar.predict(X)}
-    n_calendar = 2 * len(d["cycles"])
-    arx = None if Z is None else fit_linear_ar(with_covariates(X, Z, n_calendar)[train],
-                                               Y[train])
-    if arx is not None:
-        candidates["arx"] = arx.predict(with_covariates(X, Z, n_calendar))
+    candidates, arx = {"ar": ar.predict(X)}, None
+    if Z is not None:
+        design = with_covariates(X, Z, 2 * len(d["cycles"]))
+        arx = fit_linear_ar(design[train], Y[train])
+        candidates["arx"] = arx.predict(design)
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     chosen, val_rmse = choose(candidates, Y, val)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
@@ -376,9 +375,9 @@ def apply_saved(args, report):
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)
     X = X[:, :, 0]
-    Z = covariate_windows(values, dates, args, cycles)
-    last = covariate_windows(values, dates, args, cycles, ahead=0)
-    future = predict(series[None, -args.window:], None if last is None else last[-1:])[0]
+    every = covariate_windows(values, dates, args, cycles, ahead=0)  # the last one included
+    Z, last = (None, None) if every is None else (every[:len(X)], every[-1:])
+    future = predict(series[None, -args.window:], last)[0]
     rmse = {"model": rmse_per_horizon(predict(X, Z), Y),
             "persistence": rmse_per_horizon(persistence_forecast(X, args.horizon), Y)}
     metrics = {"command": "forecast", "model": args.load, "chosen": chosen, "data": name,

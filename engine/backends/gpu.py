@@ -50,6 +50,7 @@ tested on any machine.  There the persistent kernel runs as one block owning SIM
 simulator (see ``gpu_available``).
 """
 import contextlib
+import functools
 import os
 import warnings
 
@@ -111,27 +112,23 @@ def gpu_available(allow_simulator=True):
     return True, f"CUDA with {n} device(s)"
 
 
-_RANK_DEVICE = []  # the device chosen for this process, once
-
-
+@functools.cache
 def use_rank_device(simulated):
     """The GPU this process computes on, chosen once per process: its local rank (from the
     MPI or Slurm launcher's environment) modulo the devices it sees
     (``engine.distributed.device_for_rank``), so the ranks of one machine spread over its
     GPUs; device 0 for a process started alone.  Selected in CuPy and Numba alike."""
-    if not _RANK_DEVICE:
-        from numba import cuda
+    from numba import cuda
 
-        from engine.distributed import device_for_rank
+    from engine.distributed import device_for_rank
 
-        device = device_for_rank(len(cuda.gpus))
-        if device and not simulated:
-            import cupy
+    device = device_for_rank(len(cuda.gpus))
+    if device and not simulated:
+        import cupy
 
-            cupy.cuda.Device(device).use()
-            cuda.select_device(device)
-        _RANK_DEVICE.append(device)
-    return _RANK_DEVICE[0]
+        cupy.cuda.Device(device).use()
+        cuda.select_device(device)
+    return device
 
 
 class GPUBackend(Backend):

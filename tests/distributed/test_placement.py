@@ -66,8 +66,8 @@ def test_gradient_buffer_of_one_rank_is_the_mean():
         layer.grads = {k: rng.normal(size=p.shape) for k, p in layer.params.items()}
     buf = distributed.GradientBuffer(model.layers, np.float64, ranks, model.backend)
     for i in reversed(range(len(model.layers))):
-        buf.add_layer(ranks, i, model.layers[i], 4, model.backend)
-    grads, loss, count = buf.finish(ranks, model.layers, 0.75, 4, model.backend)
+        buf.add_layer(i, 4)
+    grads, loss, count = buf.finish(0.75, 4)
     assert (loss, count) == (0.75, 4.0)
     for i, layer in enumerate(model.layers):
         for k, g in layer.grads.items():
