@@ -5,9 +5,9 @@
 Each series (``bench/data/forecast/``, sources and licences in its PROVENANCE.md) goes through
 ``engine.apps.forecast.run`` unchanged, with the window and horizon below and a fixed seed;
 the bundled sunspots run with the command's defaults.  Prints, and writes as
-``forecast-suite.json`` and ``forecast-suite.md`` under --out, per series: the model chosen on
-the validation period and the test mean RMSE and MASE of the model and of every baseline, then
-issue 21's targets as PASS/FAIL:
+``forecast-suite-cpu-<machine>.json`` and ``.md`` under --out (one pair per machine), per
+series: the model chosen on the validation period and the test mean RMSE and MASE of the model
+and of every baseline, then issue 21's targets as PASS/FAIL:
 
 - on every series the model is no worse than the best baseline (within 2%);
 - on at least half it is better;
@@ -99,7 +99,7 @@ def main(argv=None):
     unknown = sorted(set(names) - set(SERIES))
     if unknown:
         p.error(f"unknown series {unknown}; choose from {', '.join(SERIES)}")
-    from bench.report import machine_label
+    from bench.report import cpu_slug, machine_label
 
     results = {}
     for name in names:
@@ -113,8 +113,9 @@ def main(argv=None):
     print("\n" + "\n".join(lines))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "forecast-suite.md").write_text("\n".join(lines) + "\n")
-    (out / "forecast-suite.json").write_text(json.dumps(
+    stem = f"forecast-suite-cpu-{cpu_slug()}"
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(
         {"machine": machine_label(), "seed": args.seed, "results": results,
          "targets": [{"target": t, "result": r, "pass": bool(ok)} for t, r, ok in checks]},
         indent=1) + "\n")

@@ -59,6 +59,28 @@ def fit_linear_ar(X_train, Y_train):
     return LinearAR(coef=beta[:-1], intercept=beta[-1])
 
 
+def fit_level_free_ar(X_train, Y_train):
+    """The AR of the changes: least squares of Y - last on X - last (last = each window's last
+    value) with an intercept, the drift per horizon.  Direct ARIMA(W-1, 1, 0) with drift.
+
+    Unlike ``fit_linear_ar`` it has no mean to revert to: a level the training period never
+    reached is carried as it is, so a series that trends or wanders out of its training range
+    is forecast from where it is.  Returned as a LinearAR of the values, whose coefficients
+    for each horizon sum to 1 (adding c to a window adds c to its forecasts).
+    """
+    X = _as_windows(X_train)
+    Y = np.asarray(Y_train, dtype=np.float64)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    if len(X) != len(Y):
+        raise ValueError(f"X_train has {len(X)} windows but Y_train {len(Y)} targets")
+    last = X[:, -1:]
+    # The last column of X - last is zero; lstsq's minimum-norm solution gives it weight 0.
+    changes = fit_linear_ar(X - last, Y - last)
+    coef = changes.coef.copy()
+    coef[-1] += 1.0 - coef.sum(axis=0)  # (X - last) @ B + last == X @ coef
+    return LinearAR(coef=coef, intercept=changes.intercept)
+
+
 def rmse_per_horizon(pred, true):
     """Root mean squared error over samples, one per horizon: (N, H), (N, H) -> (H,)."""
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)

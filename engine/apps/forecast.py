@@ -8,11 +8,14 @@ split chronologically 70/15/15 by window.
 Forecasters (``engine.apps.forecasters``), all fitted on the training windows only:
 - baselines: persistence, seasonal naive (period ``--season`` or detected from the training
   values' autocorrelation) and a least-squares AR of the window;
-- candidates: the AR; three LSTMs, each the average of ``--seeds`` networks: ``lstm`` sees
-  the standardised values and corrects persistence, ``lstm-norm`` sees each window relative
-  to its last value besides and corrects persistence, ``lstm+ar`` sees only the relative
-  window and corrects the AR (the AR carries the level, so a trend cannot take the network
-  out of the range it was trained on); and ``ensemble``, the mean of the three.
+- candidates: the AR; ``ar-diff``, the AR of the changes (each window and its targets minus
+  the window's last value, with a drift: it has no training mean to revert to, so a level the
+  training period never reached is carried as it is); three LSTMs, each the average of
+  ``--seeds`` networks: ``lstm`` sees the standardised values and corrects persistence,
+  ``lstm-norm`` sees each window relative to its last value besides and corrects persistence,
+  ``lstm+ar`` sees only the relative window and corrects the AR (the AR carries the level, so
+  a trend cannot take the network out of the range it was trained on); and ``ensemble``, the
+  mean of the three.
 
 Several inputs: ``--columns A,B,C --target A`` forecasts A from windows of all three, and
 ``--calendar`` adds the calendar of each step (hour of day, day of week, day of year: the
@@ -26,8 +29,8 @@ networks predict all H values at once) or recursive (a one-step network rolled f
 """
 import numpy as np
 
-from engine.apps.baselines import (LinearAR, fit_linear_ar, persistence_forecast,
-                                   rmse_per_horizon)
+from engine.apps.baselines import (LinearAR, fit_level_free_ar, fit_linear_ar,
+                                   persistence_forecast, rmse_per_horizon)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
                                 save_model, saved_value, user_data, write_outputs)
@@ -44,7 +47,7 @@ NETWORKS = {"lstm": (("level",), "persistence"),
             "lstm-norm": (("change", "level"), "persistence"),
             "lstm+ar": (("change",), "ar")}
 ENSEMBLE = "ensemble"  # the mean of the three
-LINEAR = ("ar", "arx")  # the candidates without a network
+LINEAR = ("ar", "ar-diff", "arx")  # the candidates without a network
 SEASON = Number(int, low=0)
 
 
@@ -240,7 +243,8 @@ def run(args=None, **overrides):
     step_ar = ar if args.mode == "direct" else fit_linear_ar(X[train], Y[train, :1])
     nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS}
     nets[ENSEMBLE] = mix(list(nets.values()), args.window)
-    candidates, arx = {"ar": ar.predict(X)}, None
+    ar_diff = fit_level_free_ar(X[train], Y[train])
+    candidates, arx = {"ar": ar.predict(X), "ar-diff": ar_diff.predict(X)}, None
     if Z is not None:
         design = with_covariates(X, Z, 2 * len(d["cycles"]))
         arx = fit_linear_ar(design[train], Y[train])
@@ -255,6 +259,7 @@ def run(args=None, **overrides):
     save_model(net.model, args, report, command="forecast", window=args.window, horizon=H,
                mode=args.mode, chosen=chosen, network=network,
                normaliser=net.normaliser.state(), season=season, ar=ar_state(ar),
+               ar_diff=ar_state(ar_diff),
                arx=None if arx is None else ar_state(arx), columns=columns,
                calendar=d["cycles"],
                base_ar=ar_state(net.ar) if net.ar is not None else None,
@@ -329,6 +334,9 @@ def saved_forecaster(args, model, n_other=0, n_calendar=0):
     ar = saved_value(args, model, "ar", lambda s: ar_from_state(s, W, H))
     if chosen == "ar":
         return chosen, lambda X, Z: ar.predict(X)
+    if chosen == "ar-diff":
+        ar_diff = saved_value(args, model, "ar_diff", lambda s: ar_from_state(s, W, H))
+        return chosen, lambda X, Z: ar_diff.predict(X)
     if chosen == "arx":
         arx = saved_value(args, model, "arx",
                           lambda s: ar_from_state(s, W * (1 + n_other) + n_calendar, H))

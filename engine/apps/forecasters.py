@@ -10,6 +10,9 @@ test period plays no part in fitting or choosing.
   ``detect_season`` on the training values, at most the window).
 - the AR (``baselines.fit_linear_ar``): least-squares autoregression of the window, one output
   per horizon; a baseline and a candidate.
+- the AR of the changes (``baselines.fit_level_free_ar``): the same on each window and its
+  targets minus the window's last value, with a drift; a candidate.  It has no mean to revert
+  to, so a series that leaves its training range is forecast from where it is.
 - ``NetForecaster``: base(X) + an LSTM that learns the residual of the base, persistence or
   the AR (LSTNet's autoregressive component, Lai et al. 2018).  Its inputs (``Normaliser``)
   are each window minus its last value (per-window normalisation as in RevIN, Kim et al.

@@ -88,7 +88,8 @@ def test_forecast_user_csv(series_csv, tmp_path):
                      **FTINY)
     m = _files_ok(out, "forecast", ["test_rmse_per_horizon", "test_rmse_mean", "test_mase",
                                     "chosen", "val_rmse_mean", "winner_per_horizon"])
-    assert set(m["val_rmse_mean"]) == {"ar12", "lstm", "lstm-norm", "lstm+ar", "ensemble"}
+    assert set(m["val_rmse_mean"]) == {"ar12", "ar-diff", "lstm", "lstm-norm", "lstm+ar",
+                                       "ensemble"}
     assert m["chosen"] == min(m["val_rmse_mean"], key=m["val_rmse_mean"].get)
     assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
     seasonal = {f"seasonal{m['season']}"} if m["season"] else set()
@@ -111,8 +112,8 @@ def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
     test = chronological_split(len(X))[2]
     args = forecast.parse_options(forecast.add_arguments, 1, None,
                                   {"load": str(path), "window": 12, "horizon": 3})
-    for chosen in ("ar", "lstm", "lstm-norm", "lstm+ar", "ensemble"):  # as if chosen
-        if chosen != "ar" and chosen != meta["network"]:
+    for chosen in ("ar", "ar-diff", "lstm", "lstm-norm", "lstm+ar", "ensemble"):  # as if
+        if chosen not in ("ar", "ar-diff") and chosen != meta["network"]:  # chosen
             continue
         model.metadata = dict(meta, chosen=chosen)
         _, predict = forecast.saved_forecaster(args, model, 0)

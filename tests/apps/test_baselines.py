@@ -61,6 +61,50 @@ def test_linear_ar_rejects_mismatched_lengths():
         bl.fit_linear_ar(np.zeros((3, 2)), np.zeros((2, 1)))
 
 
+def test_level_free_ar_recovers_an_integrated_process(rng):
+    """x has changes d[t] = c + phi d[t-1] + e[t]: the forecast is x[t] + c + phi (x[t] -
+    x[t-1]), coefficients (0, -phi, 1 + phi) on the window and intercept c."""
+    phi, c = 0.6, 0.3
+    d = simulate_ar(rng, np.array([phi]), c, T=20_000, noise=0.5)
+    X, Y = make_windows(np.cumsum(d), window=3, horizon=1)
+    model = bl.fit_level_free_ar(X, Y)
+    np.testing.assert_allclose(model.coef[:, 0], [0.0, -phi, 1 + phi], atol=0.02)
+    assert model.intercept[0] == pytest.approx(c, abs=0.05)
+
+
+def test_level_free_ar_carries_any_level(rng):
+    """Coefficients sum to 1 for every horizon, so a window shifted by a constant gets
+    forecasts shifted by it; the least squares are those of the changes."""
+    X, Y = rng.normal(size=(60, 6)).cumsum(axis=1), rng.normal(size=(60, 4))
+    model = bl.fit_level_free_ar(X, Y)
+    np.testing.assert_allclose(model.coef.sum(axis=0), 1.0, atol=1e-12)
+    np.testing.assert_allclose(model.predict(X + 123.4), model.predict(X) + 123.4, atol=1e-9)
+    changes = X[:, :-1] - X[:, -1:]  # the last change column is 0 and dropped
+    beta, *_ = np.linalg.lstsq(np.hstack([changes, np.ones((60, 1))]), Y - X[:, -1:],
+                               rcond=None)
+    np.testing.assert_allclose(model.predict(X), changes @ beta[:-1] + beta[-1] + X[:, -1:],
+                               atol=1e-9)
+    with pytest.raises(ValueError, match="3 windows but Y_train 2"):
+        bl.fit_level_free_ar(np.zeros((3, 2)), np.zeros((2, 1)))
+
+
+def test_level_free_ar_follows_a_series_out_of_its_training_range(rng):
+    """A daily cycle on a mean-reverting level that rises 20 after the training period: the
+    linear AR pulls the later windows back towards the training mean, the AR of the changes
+    forecasts from where they are."""
+    t = np.arange(4000)
+    level = simulate_ar(rng, np.array([0.98]), 0.0, T=len(t), noise=0.3) + 20.0 * (t > 2000)
+    x = 5 * np.sin(2 * np.pi * t / 24) + level
+    X, Y = make_windows(x, window=48, horizon=24)
+    X = X[:, :, 0]
+    train, test = slice(0, 1500), slice(2500, None)
+    assert np.median(X[test]) > X[train].max()  # the test period lies above training's range
+    errors = {fit.__name__: bl.rmse_per_horizon(fit(X[train], Y[train]).predict(X[test]),
+                                                Y[test]).mean()
+              for fit in (bl.fit_linear_ar, bl.fit_level_free_ar)}
+    assert errors["fit_level_free_ar"] < 0.5 * errors["fit_linear_ar"], errors
+
+
 def test_rmse_per_horizon():
     pred = np.array([[1.0, 2.0], [3.0, 4.0]])
     true = np.array([[1.0, 0.0], [0.0, 4.0]])

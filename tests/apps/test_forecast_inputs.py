@@ -162,7 +162,7 @@ def test_saved_multivariate_models_reproduce_their_test_forecasts(led_csv, tmp_p
     values, _, dates, _ = forecast.load_series(args)
     d = forecast.prepare(values, dates, args, lambda *a: None)
     test = d["split"][2]
-    for chosen in ("ar", "arx", meta["network"]):  # as if each had been chosen
+    for chosen in ("ar", "ar-diff", "arx", meta["network"]):  # as if each had been chosen
         model.metadata = dict(meta, chosen=chosen)
         _, predict = forecast.saved_forecaster(args, model, 1)
         key = {"ar": "ar8"}.get(chosen, chosen)

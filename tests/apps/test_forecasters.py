@@ -149,3 +149,21 @@ def test_default_command_forecasts_a_pure_trend_and_a_pure_sine(shape, tmp_path)
     assert m["test_rmse_mean"]["model"] < 1e-3 * np.ptp(y), m["test_rmse_mean"]
     if shape == "sine":
         assert m["season"] == 12
+
+
+def test_a_daily_cycle_that_leaves_its_training_range_is_forecast_from_where_it_is(tmp_path):
+    """The issue's hourly case: a daily cycle on a level that wanders, then rises after the
+    training period.  The AR reverts to the training mean; the default command has the AR of
+    the changes among its candidates, and beats every baseline it prints."""
+    rng = np.random.default_rng(5)
+    t = np.arange(1500)
+    level = np.zeros(len(t))
+    for i in range(1, len(t)):
+        level[i] = 0.98 * level[i - 1] + rng.normal(0, 0.3)
+    y = 5 * np.sin(2 * np.pi * t / 24) + level + 0.02 * np.maximum(t - 1000, 0)
+    m = forecast.run(csv=str(_csv(tmp_path / "h.csv", y)), column="y", window=48,
+                     horizon=24, **TINY)
+    assert m["season"] == 24
+    rmse = m["test_rmse_mean"]
+    assert rmse["ar-diff"] < 0.8 * rmse["ar48"], rmse
+    assert m["model_vs_best_baseline"] < 1.0, (m["chosen"], rmse)
