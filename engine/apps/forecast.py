@@ -24,7 +24,9 @@ networks then read those channels too, and ``arx``, the AR on every input's wind
 candidates; the baselines stay on the target alone.
 
 The candidate with the lowest mean RMSE over the horizons on the validation windows is the
-model; the test windows, which come last, only measure it.  Modes: direct (default: the
+model, unless it is a network that beats the best linear candidate there by less than one
+standard error of the paired differences: then the linear one is (``prefer_simple``).  The test
+windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
 import numpy as np
@@ -38,7 +40,7 @@ from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_col
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, mase_scale,
-                                     merge_networks, mix, seasonal_naive)
+                                     merge_networks, mix, prefer_simple, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
 EPOCHS = 60
@@ -250,7 +252,8 @@ def run(args=None, **overrides):
         arx = fit_linear_ar(design[train], Y[train])
         candidates["arx"] = arx.predict(design)
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
-    chosen, val_rmse = choose(candidates, Y, val)
+    lowest, val_rmse = choose(candidates, Y, val)
+    chosen, rival, margin = prefer_simple(lowest, candidates, Y, val, LINEAR)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
     if season:
         baselines[f"seasonal{season}"] = seasonal_naive(X, H, season)
@@ -267,6 +270,9 @@ def run(args=None, **overrides):
                      "the `calendar` channels; see engine.apps.forecast",
                output="the next `horizon` values of the target")
     metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name)
+    rename = {"ar": f"ar{args.window}"}
+    metrics["validation_rule"] = {"lowest": rename.get(lowest, lowest),
+                                  "rival": rename.get(rival, rival), "margin_se": margin}
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
@@ -455,6 +461,12 @@ def print_table(m, report):
     val = m["val_rmse_mean"]
     report("validation mean RMSE: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items())
            + f" -> model: {m['chosen']}")
+    rule = m.get("validation_rule")
+    if rule and rule["rival"] is not None:
+        beat = f"{rule['lowest']} beats {rule['rival']} by {-rule['margin_se']:.2f} standard " \
+            "errors of the paired differences on the validation windows"
+        report(f"  ({beat}: " + ("kept" if rule["lowest"] == m["chosen"] else
+                                 f"under 1, so the simpler {m['chosen']} is kept") + ")")
     names = ["model"] + m["baselines"]
     report(f"test RMSE per horizon (data units), model = {m['chosen']}:")
     report("   h " + "".join(f"{n:>13s}" for n in names) + "  winner")

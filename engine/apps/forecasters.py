@@ -337,6 +337,39 @@ def choose(forecasts, Y, val):
     return min(finite, key=finite.get), errors
 
 
+def margin_in_standard_errors(a, b, Y):
+    """How many standard errors forecasts ``a`` beat ``b`` by on targets Y (N, H): the mean of
+    the per-window differences of squared errors (mean over the horizons), over its standard
+    error; negative when ``a`` does better.  NaN with fewer than two windows."""
+    d = np.mean((a - Y) ** 2, axis=1) - np.mean((b - Y) ** 2, axis=1)
+    if len(d) < 2:
+        return float("nan")
+    se = float(np.std(d, ddof=1)) / np.sqrt(len(d))
+    if se == 0:
+        return 0.0 if d.mean() == 0 else float(np.copysign(np.inf, d.mean()))
+    return float(d.mean() / se)
+
+
+def prefer_simple(name, forecasts, Y, val, simple):
+    """(chosen, rival, margin): the validation's choice ``name``, or its rival, the best of the
+    ``simple`` candidates by validation mean RMSE, when ``name`` is not one of them and beats
+    it by less than one standard error of the paired differences (the one-standard-error rule:
+    a network that merely ties with a linear model on the validation windows is a gamble on
+    the test period).  ``margin`` is ``margin_in_standard_errors(name, rival)``; rival and
+    margin are None when the rule does not apply (``name`` simple, no simple candidate, fewer
+    than two validation windows)."""
+    errors = {k: float(rmse_per_horizon(forecasts[k][val], Y[val]).mean())
+              for k in simple if k in forecasts}
+    plain = {k: v for k, v in errors.items() if np.isfinite(v)}
+    if name in simple or not plain:
+        return name, None, None
+    rival = min(plain, key=plain.get)
+    margin = margin_in_standard_errors(forecasts[name][val], forecasts[rival][val], Y[val])
+    if np.isnan(margin):
+        return name, None, None
+    return (name if margin <= -1 else rival), rival, margin
+
+
 def mase_scale(train_values, period):
     """MASE denominator: the mean absolute one-season (one-step without a season) change over
     the training values (Hyndman & Koehler 2006)."""
@@ -349,4 +382,4 @@ def mase_scale(train_values, period):
 
 __all__ = ["autocorrelation", "detect_season", "seasonal_naive", "Normaliser", "NetForecaster",
            "build_network", "merge_networks", "mix", "calendar_cycles", "calendar_features",
-           "choose", "mase_scale"]
+           "choose", "margin_in_standard_errors", "prefer_simple", "mase_scale"]

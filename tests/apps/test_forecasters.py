@@ -6,8 +6,8 @@ import pytest
 from engine.apps import forecast
 from engine.apps.baselines import LinearAR
 from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
-                                     detect_season, mase_scale, merge_networks, mix,
-                                     seasonal_naive)
+                                     detect_season, margin_in_standard_errors, mase_scale,
+                                     merge_networks, mix, prefer_simple, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
 
@@ -116,6 +116,40 @@ def test_choose_takes_the_lowest_validation_error_and_mase_scale():
     assert mase_scale(np.array([1.0, 3.0, 2.0, 6.0]), 2) == pytest.approx(2.0)
 
 
+def test_margin_in_standard_errors_is_the_paired_t_statistic():
+    rng = np.random.default_rng(8)
+    Y = rng.normal(size=(50, 3))
+    a, b = Y + rng.normal(0, 0.5, Y.shape), Y + rng.normal(0, 0.6, Y.shape)
+    d = ((a - Y) ** 2).mean(axis=1) - ((b - Y) ** 2).mean(axis=1)
+    want = d.mean() / (d.std(ddof=1) / np.sqrt(50))
+    assert margin_in_standard_errors(a, b, Y) == pytest.approx(want, rel=1e-12)
+    assert margin_in_standard_errors(b, a, Y) == pytest.approx(-want, rel=1e-12)
+    assert margin_in_standard_errors(a, a, Y) == 0.0
+    assert np.isnan(margin_in_standard_errors(a[:1], b[:1], Y[:1]))
+
+
+def test_prefer_simple_keeps_a_linear_model_that_ties_with_a_network():
+    """The one-standard-error rule: a network whose lower validation error is inside the noise
+    of the paired differences gives way to the best linear candidate; a clear win stands."""
+    rng = np.random.default_rng(9)
+    Y = rng.normal(size=(200, 4))
+    val = slice(0, 100)
+    noise = rng.normal(0, 1.0, Y.shape)
+    linear = Y + noise
+    f = {"ar": linear, "ar-diff": Y + rng.normal(0, 1.3, Y.shape),
+         "tie": Y + noise * 0.999 + rng.normal(0, 0.05, Y.shape),  # 0.1% lower, noisily
+         "clear": Y + 0.5 * noise}
+    for name in ("tie", "clear"):
+        assert choose({k: f[k] for k in ("ar", "ar-diff", name)}, Y, val)[0] == name
+    chosen, rival, margin = prefer_simple("tie", f, Y, val, ("ar", "ar-diff"))
+    assert (chosen, rival) == ("ar", "ar") and -1 < margin < 0
+    chosen, rival, margin = prefer_simple("clear", f, Y, val, ("ar", "ar-diff"))
+    assert (chosen, rival) == ("clear", "ar") and margin < -5
+    assert prefer_simple("ar-diff", f, Y, val, ("ar", "ar-diff")) == ("ar-diff", None, None)
+    assert prefer_simple("tie", f, Y, slice(0, 1), ("ar",)) == ("tie", None, None)
+    assert prefer_simple("tie", f, Y, val, ()) == ("tie", None, None)
+
+
 TINY = dict(epochs=3, hidden=4, seeds=1, quiet=True)
 
 
@@ -136,6 +170,7 @@ def test_the_choice_never_looks_at_the_test_period(tmp_path):
                           horizon=H, **TINY)
     assert second["val_rmse_mean"] == first["val_rmse_mean"]
     assert second["chosen"] == first["chosen"]
+    assert second["validation_rule"] == first["validation_rule"]
     assert second["season"] == first["season"]
     assert second["test_rmse_mean"]["model"] != first["test_rmse_mean"]["model"]
 
