@@ -43,17 +43,23 @@ class LinearAR:
         return _as_windows(X) @ self.coef + self.intercept
 
 
+def _training_pair(X_train, Y_train):
+    """float64 windows (N, W) and targets (N, H) from (N, W[, 1]) and (N, H) or (N,)."""
+    X = _as_windows(X_train)
+    Y = np.asarray(Y_train, dtype=np.float64)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    if len(X) != len(Y):
+        raise ValueError(f"X_train has {len(X)} windows but Y_train {len(Y)} targets")
+    return X, Y
+
+
 def fit_linear_ar(X_train, Y_train):
     """Least-squares AR(W) with intercept, one output per horizon (no recursion).
 
     X_train: (N, W) or (N, W, 1); Y_train: (N, H) or (N,).  Solved by np.linalg.lstsq, so a
     rank-deficient design still gets the minimum-norm solution.
     """
-    X = _as_windows(X_train)
-    Y = np.asarray(Y_train, dtype=np.float64)
-    Y = Y[:, None] if Y.ndim == 1 else Y
-    if len(X) != len(Y):
-        raise ValueError(f"X_train has {len(X)} windows but Y_train {len(Y)} targets")
+    X, Y = _training_pair(X_train, Y_train)
     design = np.hstack([X, np.ones((len(X), 1))])
     beta, *_ = np.linalg.lstsq(design, Y, rcond=None)
     return LinearAR(coef=beta[:-1], intercept=beta[-1])
@@ -68,11 +74,7 @@ def fit_level_free_ar(X_train, Y_train):
     is forecast from where it is.  Returned as a LinearAR of the values, whose coefficients
     for each horizon sum to 1 (adding c to a window adds c to its forecasts).
     """
-    X = _as_windows(X_train)
-    Y = np.asarray(Y_train, dtype=np.float64)
-    Y = Y[:, None] if Y.ndim == 1 else Y
-    if len(X) != len(Y):
-        raise ValueError(f"X_train has {len(X)} windows but Y_train {len(Y)} targets")
+    X, Y = _training_pair(X_train, Y_train)
     last = X[:, -1:]
     # The last column of X - last is zero; lstsq's minimum-norm solution gives it weight 0.
     changes = fit_linear_ar(X - last, Y - last)

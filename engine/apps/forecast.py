@@ -253,7 +253,7 @@ def run(args=None, **overrides):
         candidates["arx"] = arx.predict(design)
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     lowest, val_rmse = choose(candidates, Y, val)
-    chosen, rival, margin = prefer_simple(lowest, candidates, Y, val, LINEAR)
+    chosen, rival, margin = prefer_simple(lowest, val_rmse, candidates, Y, val, LINEAR)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
     if season:
         baselines[f"seasonal{season}"] = seasonal_naive(X, H, season)
@@ -269,10 +269,8 @@ def run(args=None, **overrides):
                input="the last `window` values of each of `columns` (the target first) and "
                      "the `calendar` channels; see engine.apps.forecast",
                output="the next `horizon` values of the target")
-    metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name)
-    rename = {"ar": f"ar{args.window}"}
-    metrics["validation_rule"] = {"lowest": rename.get(lowest, lowest),
-                                  "rival": rename.get(rival, rival), "margin_se": margin}
+    metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name,
+                       (lowest, rival, margin))
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
@@ -424,9 +422,10 @@ def plot_next(plt, path, series, future, m):
     plt.close(fig)
 
 
-def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name):
+def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rule):
     """Test RMSE per horizon and MASE for the model (the chosen candidate), each baseline and
-    each candidate; which of the model and the baselines won each horizon."""
+    each candidate; which of the model and the baselines won each horizon; and ``rule``,
+    ``prefer_simple``'s (lowest on validation, its linear rival, the margin)."""
     test, Y = d["split"][2], d["Y"][d["split"][2]]
     W = args.window
     rename = {"ar": f"ar{W}"}
@@ -444,6 +443,8 @@ def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name):
         "command": "forecast", "data": name, "window": W, "horizon": args.horizon,
         "mode": args.mode, "season": season, "seeds": args.seeds,
         "chosen": rename.get(chosen, chosen),
+        "validation_rule": {"lowest": rename.get(rule[0], rule[0]),
+                            "rival": rename.get(rule[1], rule[1]), "margin_se": rule[2]},
         "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
         "n_test": int(len(Y)), "baselines": contest[1:],
         "test_rmse_per_horizon": {k: v.tolist() for k, v in rmse.items()},
@@ -461,8 +462,8 @@ def print_table(m, report):
     val = m["val_rmse_mean"]
     report("validation mean RMSE: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items())
            + f" -> model: {m['chosen']}")
-    rule = m.get("validation_rule")
-    if rule and rule["rival"] is not None:
+    rule = m["validation_rule"]
+    if rule["rival"] is not None:
         beat = f"{rule['lowest']} beats {rule['rival']} by {-rule['margin_se']:.2f} standard " \
             "errors of the paired differences on the validation windows"
         report(f"  ({beat}: " + ("kept" if rule["lowest"] == m["chosen"] else

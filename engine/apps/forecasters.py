@@ -350,17 +350,15 @@ def margin_in_standard_errors(a, b, Y):
     return float(d.mean() / se)
 
 
-def prefer_simple(name, forecasts, Y, val, simple):
+def prefer_simple(name, errors, forecasts, Y, val, simple):
     """(chosen, rival, margin): the validation's choice ``name``, or its rival, the best of the
-    ``simple`` candidates by validation mean RMSE, when ``name`` is not one of them and beats
-    it by less than one standard error of the paired differences (the one-standard-error rule:
-    a network that merely ties with a linear model on the validation windows is a gamble on
-    the test period).  ``margin`` is ``margin_in_standard_errors(name, rival)``; rival and
-    margin are None when the rule does not apply (``name`` simple, no simple candidate, fewer
-    than two validation windows)."""
-    errors = {k: float(rmse_per_horizon(forecasts[k][val], Y[val]).mean())
-              for k in simple if k in forecasts}
-    plain = {k: v for k, v in errors.items() if np.isfinite(v)}
+    ``simple`` candidates by their validation mean RMSE ``errors`` (``choose``'s), when ``name``
+    is not one of them and beats it by less than one standard error of the paired differences
+    (the one-standard-error rule: a network that merely ties with a linear model on the
+    validation windows is a gamble on the test period).  ``margin`` is
+    ``margin_in_standard_errors(name, rival)``; rival and margin are None when the rule does
+    not apply (``name`` simple, no simple candidate, fewer than two validation windows)."""
+    plain = {k: errors[k] for k in simple if k in errors and np.isfinite(errors[k])}
     if name in simple or not plain:
         return name, None, None
     rival = min(plain, key=plain.get)

@@ -141,13 +141,15 @@ def test_prefer_simple_keeps_a_linear_model_that_ties_with_a_network():
          "clear": Y + 0.5 * noise}
     for name in ("tie", "clear"):
         assert choose({k: f[k] for k in ("ar", "ar-diff", name)}, Y, val)[0] == name
-    chosen, rival, margin = prefer_simple("tie", f, Y, val, ("ar", "ar-diff"))
+    errors = choose(f, Y, val)[1]
+    chosen, rival, margin = prefer_simple("tie", errors, f, Y, val, ("ar", "ar-diff"))
     assert (chosen, rival) == ("ar", "ar") and -1 < margin < 0
-    chosen, rival, margin = prefer_simple("clear", f, Y, val, ("ar", "ar-diff"))
+    chosen, rival, margin = prefer_simple("clear", errors, f, Y, val, ("ar", "ar-diff"))
     assert (chosen, rival) == ("clear", "ar") and margin < -5
-    assert prefer_simple("ar-diff", f, Y, val, ("ar", "ar-diff")) == ("ar-diff", None, None)
-    assert prefer_simple("tie", f, Y, slice(0, 1), ("ar",)) == ("tie", None, None)
-    assert prefer_simple("tie", f, Y, val, ()) == ("tie", None, None)
+    assert prefer_simple("ar-diff", errors, f, Y, val, ("ar", "ar-diff")) == \
+        ("ar-diff", None, None)
+    assert prefer_simple("tie", errors, f, Y, slice(0, 1), ("ar",)) == ("tie", None, None)
+    assert prefer_simple("tie", errors, f, Y, val, ()) == ("tie", None, None)
 
 
 TINY = dict(epochs=3, hidden=4, seeds=1, quiet=True)
