@@ -9,6 +9,9 @@
 #                                 # gemm), side by side against cuDNN (issue 24)
 #   bash bench/device.sh cpu      # the CPU bench at M and M2 on all of the host's cores
 #   bash bench/device.sh kernels  # python -m bench.kernels gpu: the forward variants side by side
+#   bash bench/device.sh lease    # one call for a 15-minute lease: the GPU grid per path
+#                                 # (per-step and graph, then persistent, each in its own
+#                                 # process), then every GPU test on the device (about 8 min)
 #
 # Make the calls back to back: the machine keeps Numba's cache only while it stays warm.  The
 # machine has no network, so this runs the project from the working tree (PYTHONPATH; engine
@@ -19,8 +22,8 @@
 # MIN_ROWS_PER_THREAD), measured on 2 cores only.
 set -u
 case "${1:-}" in
-    tests|gpu|cpu|kernels|paths) ;;
-    *) echo "usage: bash bench/device.sh tests|gpu|cpu|kernels|paths" >&2; exit 2 ;;
+    tests|gpu|cpu|kernels|paths|lease) ;;
+    *) echo "usage: bash bench/device.sh tests|gpu|cpu|kernels|paths|lease" >&2; exit 2 ;;
 esac
 OUT=${OUT:-out}
 PY=${PY:-python3}
@@ -56,6 +59,15 @@ case "${1:-}" in
     paths) step bench-gpu-paths 540 $PY -m bench.run --backend gpu --grid gpu \
                --paths persistent,graph,fused,gemm --repeats 7 --budget 1 --out "$OUT" \
                --no-plot ;;
+    # The persistent kernel in a process of its own: a grid that fails to synchronise would
+    # hang, and its time limit must not take the other paths' rows with it.
+    lease) step paths 200 $PY -m bench.run --backend gpu --grid gpu --paths gemm,fused,graph \
+               --repeats 7 --budget 0.5 --out "$OUT/paths" --no-plot
+           step persistent 100 $PY -m bench.run --backend gpu --grid gpu --paths persistent \
+               --repeats 7 --budget 0.5 --out "$OUT/persistent" --no-plot
+           step gpu-tests 140 $PY -m pytest -q -p no:cacheprovider -n 8 -rfE \
+               -k "gpu and not without_a_gpu" tests/backends tests/test_ctc.py \
+               tests/test_ctc_model.py tests/test_model.py tests/apps ;;
     kernels) step bench-kernels 270 $PY -m bench.kernels gpu ;;
     cpu) step bench-cpu-all-cores 540 $PY -m bench.run --configs M,M2 --threads "$(nproc)" \
              --out "$OUT" --no-plot ;;
