@@ -61,11 +61,15 @@ case "${1:-}" in
                --no-plot ;;
     # The persistent kernel in a process of its own: a grid that fails to synchronise would
     # hang, and its time limit must not take the other paths' rows with it.
-    lease) step paths 200 $PY -m bench.run --backend gpu --grid gpu --paths gemm,fused,graph \
+    # Then, here: python -m bench.paths_report OUT/paths/*.json OUT/persistent/*.json --out
+    # bench/results/gpu-<device>-paths.  numba-cuda 0.30.4 fails with NumPy 2.5 (np.row_stack):
+    # where the machine has it, carry a NumPy 2.4 wheel (pyproject.toml's gpu extras pin it).
+    lease) step paths 210 $PY -m bench.run --backend gpu --grid gpu --paths gemm,fused,graph \
                --repeats 7 --budget 0.5 --out "$OUT/paths" --no-plot
-           step persistent 100 $PY -m bench.run --backend gpu --grid gpu --paths persistent \
+           step persistent 120 $PY -m bench.run --backend gpu --grid gpu --paths persistent \
                --repeats 7 --budget 0.5 --out "$OUT/persistent" --no-plot
-           step gpu-tests 140 $PY -m pytest -q -p no:cacheprovider -n 8 -rfE \
+           step gpu-tests 150 $PY -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 \
+               --timeout 60 -rfE \
                -k "gpu and not without_a_gpu" tests/backends tests/test_ctc.py \
                tests/test_ctc_model.py tests/test_model.py tests/apps ;;
     kernels) step bench-kernels 270 $PY -m bench.kernels gpu ;;

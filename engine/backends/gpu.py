@@ -23,16 +23,17 @@ direction runs on one of three paths (``choose_path``), forward and backward ali
 
 ``GPUBackend(fwd_variant=...)`` or ``ENGINE_GPU_FWD`` chooses: ``"persistent"`` (where it
 fits, else as ``"auto"`` without it), ``"graph"`` (where capture works, else per step),
-``"fused"`` or ``"gemm"`` (per step), or ``"auto"`` (default): persistent for B <=
-PERSISTENT_MAX_BATCH where it fits, else the graph, else per step; the per-step kernel inside
-a graph or loop is ``fused`` for B <= FUSED_MAX_BATCH, else ``gemm``; a projection always
-takes ``gemm``.  The rule is a guess, not a measurement: no GPU has run this code yet.  The
-reasoning: the persistent kernel re-reads no weights and launches once, which matters most
-for small batches, while its simple dot products (one shared-memory load per multiply-add)
-should lose to cuBLAS once a step's GEMM is large; a graph removes the per-launch host cost
-of the per-step kernels at any batch.  ``python -m bench.run --backend gpu --grid gpu
---paths persistent,graph,fused,gemm`` (``bash bench/device.sh paths``) measures the paths
-side by side against cuDNN, to set both thresholds.
+``"fused"`` or ``"gemm"`` (per step), or ``"auto"`` (default): persistent up to
+PERSISTENT_MAX_CELLS = B * H cells a step where it fits, else the graph where the sequence can
+be captured (``_capturable``), else per step; the per-step kernel inside a graph or loop is
+``fused`` up to FUSED_MAX_CELLS, else ``gemm``; a projection always takes ``gemm``.  The rule
+was set from the grid measured on an NVIDIA H200 (``bash bench/device.sh lease``; figures in
+``bench/results/gpu-nvidia-h200-paths.md``): T = 100, H in {128, 512}, B in {1, 16, 64, 256},
+each path against cuDNN in the same run.  There the persistent kernels were the fastest path
+at every shape up to 32768 cells and the slowest above it, and the fused per-step kernel beat
+cuBLAS + pointwise up to the same size.  CuPy refuses cuBLAS calls inside a stream capture, so
+on a GPU only a forward on the fused kernel is captured; the backward, which needs a GEMM a
+step, runs per step.  None of the paths reaches cuDNN at these sizes yet (see that file).
 
 Streams: every CuPy operation runs on CuPy's current stream, and the Numba kernels are
 launched on that same stream (``_current_stream``), so kernels and GEMMs are ordered without
@@ -63,11 +64,12 @@ from engine.backends.cpu import host_all_finite
 INSTALL_HINT = ("install the GPU extra: pip install 'lstm-engine[gpu]' (CUDA 12 drivers) or "
                 "'lstm-engine[gpu-cuda13]' (CUDA 13 drivers)")
 FWD_VARIANTS = ("auto", "persistent", "graph", "fused", "gemm")
-# "auto": the persistent kernels up to this batch size (when they fit), then one CUDA graph of
-# the per-step launches; per step, the fused kernel up to FUSED_MAX_BATCH rows, cuBLAS +
-# pointwise above.  Both thresholds are guesses no GPU has measured yet (module docstring).
-PERSISTENT_MAX_BATCH = 32
-FUSED_MAX_BATCH = 16
+# "auto": the persistent kernels up to this many cells (B * H) a step, where they fit; per step,
+# the fused kernel up to FUSED_MAX_CELLS, cuBLAS + pointwise above.  Both measured on an H200
+# (module docstring): at H = 512, B = 256 (131072 cells) cuBLAS + pointwise took 17 ms for
+# inference against the fused kernel's 41 ms and the persistent kernel's 37 ms.
+PERSISTENT_MAX_CELLS = 32768
+FUSED_MAX_CELLS = 32768
 # Captured graphs kept (one per layer, direction, forward/backward and buffer set).
 GRAPH_CACHE_SIZE = 32
 # The simulator's persistent launch: one block of SIM_THREADS threads owning SIM_SLICES unit
@@ -213,18 +215,19 @@ class GPUBackend(Backend):
     # ------------------------------------------------------------------ sequence loops
     def choose_fwd_variant(self, B, H):
         """The per-step forward kernel ("fused" or "gemm") for a batch of B rows and H units:
-        the one named, else fused up to FUSED_MAX_BATCH rows.  The graph path captures it too."""
+        the one named, else fused up to FUSED_MAX_CELLS = B * H.  The graph path captures it
+        too."""
         if self.fwd_variant in ("fused", "gemm"):
             return self.fwd_variant
-        return "fused" if B <= FUSED_MAX_BATCH else "gemm"
+        return "fused" if B * H <= FUSED_MAX_CELLS else "gemm"
 
     def choose_path(self, op, B, H, dtype, proj=False, args=None):
         """(path, detail) that runs ``op`` ("fwd" or "bwd") for B rows and H units.
 
-        ("persistent", Plan) when the persistent kernel is asked for or "auto" has B <=
-        PERSISTENT_MAX_BATCH, without a projection, and its plan fits (``_persistent_plan``);
-        else ("graph", variant) when CUDA graphs can be captured here (``graphs``); else
-        ("step", variant): a host loop of per-step launches.  variant is the per-step forward
+        ("persistent", Plan) when the persistent kernel is asked for or "auto" has B * H <=
+        PERSISTENT_MAX_CELLS, without a projection, and its plan fits (``_persistent_plan``);
+        else ("graph", variant) when this sequence can be captured here (``_capturable``);
+        else ("step", variant): a host loop of per-step launches.  variant is the per-step forward
         kernel (``choose_fwd_variant``; "gemm" with a projection).  "fused"/"gemm" always run
         per step.  ``args``: a thunk giving the persistent kernel's arguments (to ask the
         driver how many blocks fit); unused in the simulator.
@@ -233,14 +236,22 @@ class GPUBackend(Backend):
         if self.fwd_variant in ("fused", "gemm"):
             return "step", variant
         want = self.fwd_variant == "persistent" or (
-            self.fwd_variant == "auto" and B <= PERSISTENT_MAX_BATCH)
+            self.fwd_variant == "auto" and B * H <= PERSISTENT_MAX_CELLS)
         if want and not proj:
             plan = self._persistent_plan(op, B, H, dtype, args)
             if plan is not None:
                 return "persistent", plan
-        if self.graphs is not None:
+        if self._capturable(op, variant):
             return "graph", variant
         return "step", variant
+
+    def _capturable(self, op, variant):
+        """Whether the per-step launches of ``op`` with this forward variant can be captured
+        into a graph here: graphs exist and they record GEMMs, or the sequence has none (a
+        forward on the fused kernel; every backward step has a cuBLAS product)."""
+        if self.graphs is None:
+            return False
+        return self.graphs.records_gemm or (op == "fwd" and variant == "fused")
 
     def _persistent_plan(self, op, B, H, dtype, args):
         """The launch plan of the persistent ``op`` kernel, or None where it cannot run (see
@@ -578,7 +589,13 @@ class CupyGraphs:
     mode): ``capture`` makes a private non-blocking stream current, so the cuBLAS calls and the
     Numba kernels (launched on CuPy's current stream, ``GPUBackend._current_stream``) are
     recorded, not run; ``replay`` launches the graph on the caller's current stream, ordered
-    after its earlier work."""
+    after its earlier work.
+
+    records_gemm is False: CuPy raises NotImplementedError for any cuBLAS call on a capturing
+    stream (its ``cublas.setStream``; seen on an H200 with CuPy 14.2), so sequences with a
+    GEMM a step are not captured (``GPUBackend._capturable``)."""
+
+    records_gemm = False
 
     def __init__(self):
         import cupy
@@ -606,10 +623,12 @@ class EmulatedGraphs:
     """Stream capture emulated on the host, for the simulator (which has no CuPy): ``capture``
     records every operation ``record`` issues through the backend's launch points without
     running it, as a capturing stream does; ``replay`` runs the recording.  ``captures``
-    counts the captures."""
+    counts the captures.  records_gemm: whether it records GEMMs (CuPy's capture does not;
+    tests use both)."""
 
-    def __init__(self):
+    def __init__(self, records_gemm=True):
         self.captures = 0
+        self.records_gemm = records_gemm
 
     def capture(self, backend, record):
         backend._sink = []

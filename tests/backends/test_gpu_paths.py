@@ -75,38 +75,54 @@ def _results(m, x, state, lengths, g_out, g_state):
 
 
 # ----------------------------------------------------------------------------- selection
+def _plans_fit_below(b, H_max):
+    """Hold ``b``'s persistent plans to "fits" for H <= H_max and "does not fit" above, on a
+    GPU as in the simulator (where whether a shape fits depends on the device)."""
+    b._make_plan = lambda op, B, H, itemsize, args: "plan" if H <= H_max else None
+
+
 def test_selection_rule():
     b, f32 = GPUBackend(), np.float32
-    assert b.fwd_variant == "auto" and b.graphs is None  # no CuPy in the simulator
-    cap = gpu.PERSISTENT_MAX_BATCH
-    assert b.choose_path("fwd", cap, 8, f32)[0] == "persistent"
-    assert b.choose_path("bwd", 1, 8, f32)[0] == "persistent"
-    # Above the batch cap, with a projection, or where the weights do not fit on chip
-    # (H=512: one simulated block holds every slice): graphs where they can be captured,
-    # else per step with the per-step variant rule.
-    assert b.choose_path("fwd", cap + 1, 8, f32) == ("step", "gemm")
+    assert b.fwd_variant == "auto"
+    b.graphs = None  # no stream capture here (the simulator has none; on a GPU, pretend)
+    _plans_fit_below(b, 64)
+    cells = gpu.PERSISTENT_MAX_CELLS  # B * H
+    assert b.choose_path("fwd", cells // 8, 8, f32) == ("persistent", "plan")
+    assert b.choose_path("bwd", 1, 8, f32) == ("persistent", "plan")
+    # Above the cell cap, with a projection, or where the weights do not fit on chip:
+    # graphs where the sequence can be captured, else per step with the per-step variant rule.
+    assert b.choose_path("fwd", cells // 8 + 1, 8, f32) == ("step", "gemm")
     assert b.choose_path("fwd", 2, 8, f32, proj=True) == ("step", "gemm")
     assert b.choose_path("fwd", 2, 512, f32) == ("step", "fused")
-    b.graphs = gpu.EmulatedGraphs()
-    assert b.choose_path("fwd", cap + 1, 8, f32) == ("graph", "gemm")
+    assert b.choose_path("fwd", 256, 512, f32) == ("step", "gemm")
+    b.graphs = gpu.EmulatedGraphs()  # records GEMMs: every sequence can be captured
+    assert b.choose_path("fwd", cells // 8 + 1, 8, f32) == ("graph", "gemm")
     assert b.choose_path("bwd", 2, 8, f32, proj=True) == ("graph", "gemm")
+    assert b.choose_path("fwd", 256, 512, f32) == ("graph", "gemm")
+    b.graphs = gpu.EmulatedGraphs(records_gemm=False)  # as CuPy's capture
     assert b.choose_path("fwd", 2, 512, f32) == ("graph", "fused")
+    assert b.choose_path("bwd", 2, 512, f32) == ("step", "fused")  # a cuBLAS product a step
+    assert b.choose_path("fwd", 256, 512, f32) == ("step", "gemm")
+    assert b.choose_path("fwd", 2, 8, f32, proj=True) == ("step", "gemm")
     p = GPUBackend("persistent")
-    assert p.choose_path("fwd", 1000, 8, f32)[0] == "persistent"  # asked for: no batch cap
+    p.graphs = None
+    _plans_fit_below(p, 64)
+    assert p.choose_path("fwd", 100000, 8, f32) == ("persistent", "plan")  # asked: no cap
     assert p.choose_path("fwd", 2, 512, f32) == ("step", "fused")  # does not fit: falls back
-    assert GPUBackend("graph").choose_path("fwd", 2, 8, f32) == ("step", "fused")  # no capture
+    g = GPUBackend("graph")
+    g.graphs = None
+    assert g.choose_path("fwd", 2, 8, f32) == ("step", "fused")  # no capture
     for v in ("fused", "gemm"):
         assert GPUBackend(v).choose_path("fwd", 1, 8, f32) == ("step", v)
 
 
 def test_persistent_kernel_that_cannot_run_falls_back(monkeypatch):
-    from engine.kernels import cuda_persistent
-
     def broken(*a, **k):
         raise RuntimeError("no cooperative launch on this device")
 
-    monkeypatch.setattr(cuda_persistent, "plan_virtual", broken)
+    monkeypatch.setattr(GPUBackend, "_make_plan", broken)
     b = GPUBackend()
+    b.graphs = None
     with pytest.warns(RuntimeWarning, match="persistent fwd kernel cannot run"):
         assert b.choose_path("fwd", 1, 8, np.float32) == ("step", "fused")
     assert b.choose_path("fwd", 1, 8, np.float32) == ("step", "fused")  # warned once
@@ -204,6 +220,11 @@ def _host_calls(path, T, monkeypatch):
     return counts
 
 
+SIMULATOR_ONLY = pytest.mark.skipif(not gpu.simulator_enabled(),
+                                    reason="counts the simulator's kernel launches")
+
+
+@SIMULATOR_ONLY
 @pytest.mark.parametrize("path", ["persistent", "graph"])
 def test_host_launches_do_not_grow_with_T(path, monkeypatch):
     short, long = _host_calls(path, 5, monkeypatch), _host_calls(path, 50, monkeypatch)
@@ -213,6 +234,7 @@ def test_host_launches_do_not_grow_with_T(path, monkeypatch):
     print(path, dict(long))
 
 
+@SIMULATOR_ONLY
 def test_per_step_launches_grow_with_T(monkeypatch):
     """The same count on the per-step path: per step the fused forward kernel, then the
     backward's pointwise kernel, GEMM and row copy."""
