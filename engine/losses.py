@@ -100,7 +100,8 @@ def ctc_loss(logits, targets, input_lengths, target_lengths, blank=0, reduction=
     Returns:
         (loss, grad_logits): loss a 0-d array of the logits' dtype ((B,) for "none"); grad
         (T, B, C) of the logits' dtype, the gradient of the loss (of its sum for "none"),
-        zero at frames t >= input_lengths[b].
+        zero at frames t >= input_lengths[b].  Both in the logits' array type: NumPy for
+        NumPy logits (on the GPU backend too), CuPy for CuPy logits.
     """
     _check_float("logits", logits, min_ndim=0)
     if logits.ndim != 3:
@@ -119,11 +120,11 @@ def ctc_loss(logits, targets, input_lengths, target_lengths, blank=0, reduction=
     scale = 1.0 / (np.maximum(target_lengths, 1) * B) if per_sequence else np.ones(B)
     nll, grad = backend.ctc(backend.asarray(logits), labels, input_lengths, target_lengths,
                             scale, blank, bool(zero_infinity))
-    if reduction == "none":
-        return nll.astype(logits.dtype), grad
     if per_sequence:
         nll = nll * backend.asarray(scale)
-    return nll.sum().astype(logits.dtype), grad
+    loss = nll.astype(logits.dtype) if reduction == "none" else nll.sum().astype(logits.dtype)
+    # NumPy logits give NumPy results on every backend; device logits stay on the device.
+    return backend.to_user(loss, logits), backend.to_user(grad, logits)
 
 
 def _ctc_backend(backend, logits):
