@@ -11,7 +11,7 @@
 #   bash bench/device.sh kernels  # python -m bench.kernels gpu: the forward variants side by side
 #   bash bench/device.sh lease    # one call for a 15-minute lease: the GPU grid per path
 #                                 # (per-step and graph, then persistent, each in its own
-#                                 # process), then every GPU test on the device (about 8 min)
+#                                 # process), then every GPU test on the device (about 4 min)
 #
 # Make the calls back to back: the machine keeps Numba's cache only while it stays warm.  The
 # machine has no network, so this runs the project from the working tree (PYTHONPATH; engine
@@ -68,7 +68,7 @@ case "${1:-}" in
                --repeats 7 --budget 0.5 --out "$OUT/paths" --no-plot
            step persistent 120 $PY -m bench.run --backend gpu --grid gpu --paths persistent \
                --repeats 7 --budget 0.5 --out "$OUT/persistent" --no-plot
-           step gpu-tests 150 $PY -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 \
+           step gpu-tests 180 $PY -m pytest -q -p no:cacheprovider -p no:benchmark -n 14 \
                --timeout 60 -rfE \
                -k "gpu and not without_a_gpu" tests/backends tests/test_ctc.py \
                tests/test_ctc_model.py tests/test_model.py tests/apps ;;
