@@ -25,7 +25,8 @@ candidates; the baselines stay on the target alone.
 
 The candidate with the lowest mean RMSE over the horizons on the validation windows is the
 model, unless it is a network that beats the best linear candidate there by less than one
-standard error of the paired differences: then the linear one is (``prefer_simple``).  The test
+standard error of the paired differences (Diebold-Mariano's, with the H - 1 lags that
+overlapping windows share): then the linear one is (``prefer_simple``).  The test
 windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """

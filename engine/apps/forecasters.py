@@ -340,11 +340,21 @@ def choose(forecasts, Y, val):
 def margin_in_standard_errors(a, b, Y):
     """How many standard errors forecasts ``a`` beat ``b`` by on targets Y (N, H): the mean of
     the per-window differences of squared errors (mean over the horizons), over its standard
-    error; negative when ``a`` does better.  NaN with fewer than two windows."""
+    error; negative when ``a`` does better.  NaN with fewer than two windows.
+
+    This is the Diebold-Mariano statistic (Diebold and Mariano 1995): windows one step apart
+    share H - 1 targets, so their differences are correlated, and the standard error is
+    Newey and West's over H - 1 lags (Bartlett weights, never negative), not the i.i.d. one,
+    which would be too small and call a tie a win."""
     d = np.mean((a - Y) ** 2, axis=1) - np.mean((b - Y) ** 2, axis=1)
-    if len(d) < 2:
+    n = len(d)
+    if n < 2:
         return float("nan")
-    se = float(np.std(d, ddof=1)) / np.sqrt(len(d))
+    e = d - d.mean()
+    lags = min(Y.shape[1] - 1, n - 1)
+    var = e @ e / n + 2 * sum((1 - k / (lags + 1)) * (e[k:] @ e[:-k]) / n
+                              for k in range(1, lags + 1))
+    se = float(np.sqrt(max(var, 0.0) / n))
     if se == 0:
         return 0.0 if d.mean() == 0 else float(np.copysign(np.inf, d.mean()))
     return float(d.mean() / se)

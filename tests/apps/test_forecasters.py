@@ -116,16 +116,46 @@ def test_choose_takes_the_lowest_validation_error_and_mase_scale():
     assert mase_scale(np.array([1.0, 3.0, 2.0, 6.0]), 2) == pytest.approx(2.0)
 
 
-def test_margin_in_standard_errors_is_the_paired_t_statistic():
+def _diebold_mariano(a, b, Y):
+    """The statistic written out: per-window loss differences, their autocovariances up to
+    H - 1 lags with Bartlett weights, the mean over its standard error."""
+    d = [np.mean((a[i] - Y[i]) ** 2) - np.mean((b[i] - Y[i]) ** 2) for i in range(len(Y))]
+    n, mean, lags = len(d), sum(d) / len(d), Y.shape[1] - 1
+    gamma = [sum((d[i] - mean) * (d[i - k] - mean) for i in range(k, n)) / n
+             for k in range(lags + 1)]
+    var = gamma[0] + 2 * sum((1 - k / (lags + 1)) * gamma[k] for k in range(1, lags + 1))
+    return mean / np.sqrt(var / n)
+
+
+def test_margin_in_standard_errors_is_the_diebold_mariano_statistic():
     rng = np.random.default_rng(8)
     Y = rng.normal(size=(50, 3))
     a, b = Y + rng.normal(0, 0.5, Y.shape), Y + rng.normal(0, 0.6, Y.shape)
-    d = ((a - Y) ** 2).mean(axis=1) - ((b - Y) ** 2).mean(axis=1)
-    want = d.mean() / (d.std(ddof=1) / np.sqrt(50))
+    want = _diebold_mariano(a, b, Y)
     assert margin_in_standard_errors(a, b, Y) == pytest.approx(want, rel=1e-12)
     assert margin_in_standard_errors(b, a, Y) == pytest.approx(-want, rel=1e-12)
     assert margin_in_standard_errors(a, a, Y) == 0.0
     assert np.isnan(margin_in_standard_errors(a[:1], b[:1], Y[:1]))
+    # One horizon: no lags, the paired t statistic (with the 1/n variance).
+    d = ((a - Y) ** 2)[:, 0] - ((b - Y) ** 2)[:, 0]
+    t = d.mean() / (d.std() / np.sqrt(len(d)))
+    assert margin_in_standard_errors(a[:, :1], b[:, :1], Y[:, :1]) == pytest.approx(t)
+
+
+def test_windows_that_share_targets_widen_the_standard_error():
+    """Forecasts of overlapping windows: a's errors are b's plus a slowly wandering offset, so
+    neighbouring differences agree and the i.i.d. standard error would overstate the margin."""
+    rng = np.random.default_rng(10)
+    n, H = 400, 12
+    series = rng.normal(size=n + H)
+    Y = np.stack([series[i:i + H] for i in range(n)])
+    wander = np.convolve(rng.normal(size=n + 40), np.ones(40) / 40, "valid")[:n]
+    b = Y + rng.normal(0, 1.0, Y.shape)
+    a = b - 0.05 + 0.5 * wander[:, None]
+    d = ((a - Y) ** 2).mean(axis=1) - ((b - Y) ** 2).mean(axis=1)
+    naive = d.mean() / (d.std(ddof=1) / np.sqrt(n))
+    got = margin_in_standard_errors(a, b, Y)
+    assert np.sign(got) == np.sign(naive) and abs(got) < 0.7 * abs(naive)
 
 
 def test_prefer_simple_keeps_a_linear_model_that_ties_with_a_network():
