@@ -22,12 +22,12 @@ def test_gemm_matches_float64(rng, M, K, N, parts):
     b = rng.standard_normal((K, N)).astype(F32)
     want = a.astype(np.float64) @ b
     c = np.full((M, N), np.nan, F32)  # every element must be written
-    gemm(a, b, c, False, parts)
+    gemm(a, b, c, False, parts, None)  # None spelt out, as the callers do
     assert rel_err(c, want) < GEMM_TOL
 
     c0 = rng.standard_normal((M, N)).astype(F32)
     c = c0.copy()
-    gemm(a, b, c, True, parts)
+    gemm(a, b, c, True, parts, None)
     assert rel_err(c, c0 + want) < GEMM_TOL
 
     bias = rng.standard_normal((1, N)).astype(F32)
@@ -56,14 +56,14 @@ def test_gemm_takes_transposed_views(rng, M, K, N, a_step):
     a_t = rng.standard_normal((K, M * a_step)).astype(F32)[:, ::a_step]  # a = a_t.T
     w = rng.standard_normal((N, K)).astype(F32)    # b = w.T
     c = np.full((M, N), np.nan, F32)
-    gemm(a_t.T, w.T, c, False, 2)
+    gemm(a_t.T, w.T, c, False, 2, None)
     assert rel_err(c, a_t.T.astype(np.float64) @ w.T) < GEMM_TOL
 
 
 def test_gemm_does_not_write_outside_its_rows_and_columns(rng):
     a, b = rng.standard_normal((6, 9)).astype(F32), rng.standard_normal((9, 20)).astype(F32)
     big = np.full((8, 30), 7.0, F32)
-    gemm(a, b, big[1:7, 3:23], False, 1)  # a view: rows strided, 20 of 30 columns
+    gemm(a, b, big[1:7, 3:23], False, 1, None)  # a view: rows strided, 20 of 30 columns
     assert rel_err(big[1:7, 3:23], a.astype(np.float64) @ b) < GEMM_TOL
     mask = np.ones_like(big, bool)
     mask[1:7, 3:23] = False
