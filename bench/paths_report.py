@@ -23,9 +23,7 @@ def auto_choice(B, H):
     where the persistent plan fits (as it did for every shape of the grid)."""
     from engine.backends import gpu
 
-    if B * H <= gpu.PERSISTENT_MAX_CELLS:
-        return "persistent"
-    return "fused" if B * H <= gpu.FUSED_MAX_CELLS else "gemm"
+    return "persistent" if gpu.auto_wants_persistent(B, H) else gpu.auto_variant(B, H)
 
 
 def table(info, rows):

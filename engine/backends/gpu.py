@@ -70,6 +70,16 @@ FWD_VARIANTS = ("auto", "persistent", "graph", "fused", "gemm")
 # inference against the fused kernel's 41 ms and the persistent kernel's 37 ms.
 PERSISTENT_MAX_CELLS = 32768
 FUSED_MAX_CELLS = 32768
+
+
+def auto_wants_persistent(B, H):
+    """Whether "auto" tries the persistent kernels for B rows and H units (where they fit)."""
+    return B * H <= PERSISTENT_MAX_CELLS
+
+
+def auto_variant(B, H):
+    """The per-step forward kernel "auto" takes for B rows and H units."""
+    return "fused" if B * H <= FUSED_MAX_CELLS else "gemm"
 # Captured graphs kept (one per layer, direction, forward/backward and buffer set).
 GRAPH_CACHE_SIZE = 32
 # The simulator's persistent launch: one block of SIM_THREADS threads owning SIM_SLICES unit
@@ -219,7 +229,7 @@ class GPUBackend(Backend):
         too."""
         if self.fwd_variant in ("fused", "gemm"):
             return self.fwd_variant
-        return "fused" if B * H <= FUSED_MAX_CELLS else "gemm"
+        return auto_variant(B, H)
 
     def choose_path(self, op, B, H, dtype, proj=False, args=None):
         """(path, detail) that runs ``op`` ("fwd" or "bwd") for B rows and H units.
@@ -236,7 +246,7 @@ class GPUBackend(Backend):
         if self.fwd_variant in ("fused", "gemm"):
             return "step", variant
         want = self.fwd_variant == "persistent" or (
-            self.fwd_variant == "auto" and B * H <= PERSISTENT_MAX_CELLS)
+            self.fwd_variant == "auto" and auto_wants_persistent(B, H))
         if want and not proj:
             plan = self._persistent_plan(op, B, H, dtype, args)
             if plan is not None:
