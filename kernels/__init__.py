@@ -55,8 +55,14 @@ a 2-core AMD EPYC Zen 5 with AVX-512 (2026-11); ``python -m bench.kernels`` re-r
 kernel-level ones on the machine at hand.
 """
 import contextlib
+import functools
 import hashlib
 import os
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; Numba's cache goes unguarded there
+    fcntl = None
 
 # Activation codes passed to kernels (Numba kernels take plain ints, not strings); see
 # kernels.gates.  ACT_FAST is or-ed in by a backend for float32 work.
@@ -92,25 +98,84 @@ def drop_stale_cache(package_dir):
         with open(os.path.join(package_dir, name), "rb") as f:
             digest.update(name.encode() + b"\0" + f.read() + b"\0")
     stamp = os.path.join(cache, "sources.sha256")
-    try:
-        with open(stamp) as f:
-            if f.read() == digest.hexdigest():
-                return False
-    except OSError:
-        pass
+    if _read(stamp) == digest.hexdigest():
+        return False
     try:
         os.makedirs(cache, exist_ok=True)
-        for name in os.listdir(cache):
-            if name.endswith((".nbi", ".nbc")):
-                with contextlib.suppress(FileNotFoundError):  # another process got there first
-                    os.remove(os.path.join(cache, name))
-        tmp = f"{stamp}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(digest.hexdigest())
-        os.replace(tmp, stamp)  # atomic: a concurrent import reads the old or the new stamp
+        with cache_lock(cache, exclusive=True):
+            if _read(stamp) == digest.hexdigest():  # another process dropped it meanwhile
+                return False
+            _drop_numba_files(cache)
+            tmp = f"{stamp}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                f.write(digest.hexdigest())
+            os.replace(tmp, stamp)  # atomic: a concurrent import reads the old or the new stamp
     except OSError:  # not ours to write (a read-only install)
         return False
     return True
 
 
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _drop_numba_files(cache):
+    for name in os.listdir(cache):
+        if name.endswith((".nbi", ".nbc")):
+            with contextlib.suppress(FileNotFoundError):  # another process got there first
+                os.remove(os.path.join(cache, name))
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir, exclusive):
+    """Hold ``cache_dir/numba.lock``: exclusive to change the directory's cached code, shared
+    to read it.  Where the lock file cannot be created (a read-only directory, which nobody
+    writes to either) or the platform has no ``fcntl``, nothing is locked."""
+    try:
+        fd = os.open(os.path.join(cache_dir, "numba.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        fd = None
+    try:
+        if fd is not None and fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _under_cache_lock(method, exclusive):
+    @functools.wraps(method)
+    def locked(self, *args):
+        with cache_lock(self._cache_path, exclusive):
+            return method(self, *args)
+    locked.under_cache_lock = True
+    return locked
+
+
+def guard_numba_cache():
+    """Make Numba's on-disk cache safe for processes that compile at the same time.
+
+    Numba's ``IndexDataCacheFile.save`` reads a function's index, takes the first free data
+    file number and writes the index back, unlocked.  Two processes adding different
+    signatures at once (the suite's halves from a fresh clone; the ranks of an MPI run on a
+    fresh install) can take the same number: the index then maps one signature to the machine
+    code of the other.  CI saw it: ``gemm`` called with a bias row ran the code compiled for
+    ``bias=None`` and ignored the bias.  Saving under an exclusive lock on the cache directory,
+    and loading under a shared one, closes that window (``tests/kernels/test_cache.py``).
+    It applies to every ``cache=True`` function of the process, the user's own included.
+    """
+    from numba.core import caching
+    cls = caching.IndexDataCacheFile
+    if getattr(cls.save, "under_cache_lock", False):
+        return
+    cls.save = _under_cache_lock(cls.save, exclusive=True)
+    cls.load = _under_cache_lock(cls.load, exclusive=False)
+
+
+guard_numba_cache()
 drop_stale_cache(os.path.dirname(os.path.abspath(__file__)))

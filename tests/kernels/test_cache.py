@@ -1,14 +1,19 @@
-"""Numba's on-disk cache of the kernels is dropped when any kernel source changes.
+"""Numba's on-disk cache of the kernels is dropped when any kernel source changes, and stays
+right when several processes compile into it at once.
 
 Numba itself only checks the file that defines a cached function: edit a function it calls
 (kernels/gates.py for every cell) and the caller's cached machine code runs the old version.
 """
+import multiprocessing
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
+import pytest
+from numba.core import caching
 
 import engine.kernels as kernels
 from engine.kernels import drop_stale_cache
@@ -38,7 +43,7 @@ def _cached(pkg):
 def test_cache_without_a_stamp_is_dropped_once(tmp_path, rng):
     pkg = _package(tmp_path, rng)
     assert drop_stale_cache(str(pkg))
-    assert _cached(pkg) == ["a.cpython-311.pyc", "sources.sha256"]
+    assert _cached(pkg) == ["a.cpython-311.pyc", "numba.lock", "sources.sha256"]
     (pkg / "__pycache__" / "a.f-3.py311.nbi").write_bytes(rng.bytes(16))
     assert not drop_stale_cache(str(pkg))
     assert "a.f-3.py311.nbi" in _cached(pkg)
@@ -50,7 +55,7 @@ def test_cache_is_dropped_when_any_source_changes(tmp_path, rng):
     (pkg / "__pycache__" / "a.f-3.py311.nbi").write_bytes(rng.bytes(16))
     _write(pkg / "b.py", "L = 1\n")  # a new file counts as a change, as an edit does
     assert drop_stale_cache(str(pkg))
-    assert _cached(pkg) == ["a.cpython-311.pyc", "sources.sha256"]
+    assert _cached(pkg) == ["a.cpython-311.pyc", "numba.lock", "sources.sha256"]
 
 
 def test_cache_it_may_not_write_is_left_alone(tmp_path, rng, monkeypatch):
@@ -61,8 +66,9 @@ def test_cache_it_may_not_write_is_left_alone(tmp_path, rng, monkeypatch):
         raise PermissionError(13, "Permission denied", path)
 
     monkeypatch.setattr(os, "remove", refuse)
+    before = _cached(pkg)
     assert not drop_stale_cache(str(pkg))
-    assert len(_cached(pkg)) == 3
+    assert [n for n in _cached(pkg) if n != "numba.lock"] == before
 
 
 def _run(pkg_parent, x):
@@ -100,3 +106,37 @@ def test_edited_callee_reaches_a_cached_caller(tmp_path, rng):
     assert any(n.startswith("caller.g") for n in os.listdir(pk / "__pycache__"))  # cached
     _write(pk / "callee.py", (pk / "callee.py").read_text().replace("x + 1.0", "x + 100.0"))
     assert _run(tmp_path, x) == (x + 100.0) * 2.0
+
+
+def _add_signatures(cache_dir, worker, start):
+    """One process adding its own signatures to a function's index, as a suite half or an MPI
+    rank compiling a kernel does."""
+    index = caching.IndexDataCacheFile(cache_dir, "m.f-1.py311", "stamp")
+    write_index = index._save_index
+
+    def write_index_slowly(overloads):  # widens Numba's read-modify-write window
+        time.sleep(0.005)
+        write_index(overloads)
+
+    index._save_index = write_index_slowly
+    start.wait()
+    for k in range(8):
+        index.save(("sig", worker, k), f"code of {worker}.{k}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks the writers")
+def test_processes_adding_signatures_at_once_keep_each_ones_code(tmp_path):
+    """Without engine.kernels.guard_numba_cache two writers take the same data file number:
+    signatures go missing and others load the wrong code (checked: every run failed)."""
+    fork = multiprocessing.get_context("fork")
+    start = fork.Barrier(4)
+    writers = [fork.Process(target=_add_signatures, args=(str(tmp_path), w, start))
+               for w in range(4)]
+    for p in writers:
+        p.start()
+    for p in writers:
+        p.join(60)
+        assert p.exitcode == 0
+    index = caching.IndexDataCacheFile(str(tmp_path), "m.f-1.py311", "stamp")
+    loaded = {(w, k): index.load(("sig", w, k)) for w in range(4) for k in range(8)}
+    assert loaded == {(w, k): f"code of {w}.{k}" for w in range(4) for k in range(8)}
