@@ -84,8 +84,10 @@ def check_contents(wheel):
         fail(f"the wheel carries files that are not the package's: {stray}")
     if "engine/apps/data/PROVENANCE.md" not in names:
         fail("the bundled data's PROVENANCE.md is not in the wheel")
+    if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
+        fail("the wheel lacks the LICENSE file (pyproject.toml's license-files)")
     print(f"check_wheel: {wheel.name}: {len(names)} files, every module and data file, "
-          f"nothing from tests/, bench/, examples/")
+          f"the licence, nothing from tests/, bench/, examples/")
 
 
 def make_venv(root):
