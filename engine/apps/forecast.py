@@ -24,9 +24,12 @@ networks then read those channels too, and ``arx``, the AR on every input's wind
 candidates; the baselines stay on the target alone.
 
 The candidate with the lowest mean RMSE over the horizons on the validation windows is the
-model, unless it is a network that beats the best linear candidate there by less than one
-standard error of the paired differences (Diebold-Mariano's, with the H - 1 lags that
-overlapping windows share): then the linear one is (``prefer_simple``).  The test
+model, with two exceptions, in this order.  A single network that beats the ensemble there by
+less than 1.85 standard errors of the paired differences (Diebold-Mariano's, with the H - 1
+lags that overlapping windows share) gives way to the ensemble: one standard error, plus the
+0.85 by which the best of three equally good networks leads by luck (``prefer_ensemble``).
+Then a network that beats the best linear candidate by less than one standard error gives way
+to the linear one (``prefer_simple``).  The test
 windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
@@ -40,8 +43,9 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
 from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_columns
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
-                                     calendar_features, choose, detect_season, mase_scale,
-                                     merge_networks, mix, prefer_simple, seasonal_naive)
+                                     calendar_features, choose, detect_season, ensemble_margin,
+                                     mase_scale, merge_networks, mix, prefer_ensemble,
+                                     prefer_simple, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
 EPOCHS = 60
@@ -254,7 +258,9 @@ def run(args=None, **overrides):
         candidates["arx"] = arx.predict(design)
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     lowest, val_rmse = choose(candidates, Y, val)
-    chosen, rival, margin = prefer_simple(lowest, val_rmse, candidates, Y, val, LINEAR)
+    contender, ensemble_margin = prefer_ensemble(lowest, candidates, Y, val, tuple(NETWORKS),
+                                                 ENSEMBLE)
+    chosen, rival, margin = prefer_simple(contender, val_rmse, candidates, Y, val, LINEAR)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
     if season:
         baselines[f"seasonal{season}"] = seasonal_naive(X, H, season)
@@ -271,7 +277,7 @@ def run(args=None, **overrides):
                      "the `calendar` channels; see engine.apps.forecast",
                output="the next `horizon` values of the target")
     metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name,
-                       (lowest, rival, margin))
+                       (lowest, ensemble_margin, contender, rival, margin))
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
@@ -425,8 +431,9 @@ def plot_next(plt, path, series, future, m):
 
 def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rule):
     """Test RMSE per horizon and MASE for the model (the chosen candidate), each baseline and
-    each candidate; which of the model and the baselines won each horizon; and ``rule``,
-    ``prefer_simple``'s (lowest on validation, its linear rival, the margin)."""
+    each candidate; which of the model and the baselines won each horizon; and ``rule``: the
+    lowest on validation, its margin over the ensemble (``prefer_ensemble``), the contender
+    that rule leaves, its linear rival and the margin over it (``prefer_simple``)."""
     test, Y = d["split"][2], d["Y"][d["split"][2]]
     W = args.window
     rename = {"ar": f"ar{W}"}
@@ -445,7 +452,9 @@ def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rul
         "mode": args.mode, "season": season, "seeds": args.seeds,
         "chosen": rename.get(chosen, chosen),
         "validation_rule": {"lowest": rename.get(rule[0], rule[0]),
-                            "rival": rename.get(rule[1], rule[1]), "margin_se": rule[2]},
+                            "ensemble_margin_se": rule[1],
+                            "contender": rename.get(rule[2], rule[2]),
+                            "rival": rename.get(rule[3], rule[3]), "margin_se": rule[4]},
         "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
         "n_test": int(len(Y)), "baselines": contest[1:],
         "test_rmse_per_horizon": {k: v.tolist() for k, v in rmse.items()},
@@ -464,10 +473,18 @@ def print_table(m, report):
     report("validation mean RMSE: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items())
            + f" -> model: {m['chosen']}")
     rule = m["validation_rule"]
+    if rule["ensemble_margin_se"] is not None:
+        need = ensemble_margin(len(NETWORKS))
+        beat = f"{rule['lowest']} beats the {ENSEMBLE} by {-rule['ensemble_margin_se']:.2f} " \
+            "standard errors of the paired differences on the validation windows"
+        report(f"  ({beat}: " + (f"kept, over the {need:.2f} the best of {len(NETWORKS)} "
+                                 "networks needs" if rule["contender"] == rule["lowest"] else
+                                 f"under the {need:.2f} the best of {len(NETWORKS)} networks "
+                                 f"needs, so the {ENSEMBLE} is kept") + ")")
     if rule["rival"] is not None:
-        beat = f"{rule['lowest']} beats {rule['rival']} by {-rule['margin_se']:.2f} standard " \
-            "errors of the paired differences on the validation windows"
-        report(f"  ({beat}: " + ("kept" if rule["lowest"] == m["chosen"] else
+        beat = f"{rule['contender']} beats {rule['rival']} by {-rule['margin_se']:.2f} " \
+            "standard errors on the validation windows"
+        report(f"  ({beat}: " + ("kept" if rule["contender"] == m["chosen"] else
                                  f"under 1, so the simpler {m['chosen']} is kept") + ")")
     names = ["model"] + m["baselines"]
     report(f"test RMSE per horizon (data units), model = {m['chosen']}:")

@@ -28,6 +28,7 @@ the calendar channels (hour of day, day of week, day of year) from the dates.
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
 
 import engine
 from engine.apps.baselines import LinearAR, persistence_forecast, rmse_per_horizon
@@ -358,6 +359,40 @@ def margin_in_standard_errors(a, b, Y):
     if se == 0:
         return 0.0 if d.mean() == 0 else float(np.copysign(np.inf, d.mean()))
     return float(d.mean() / se)
+
+
+def expected_best_of(m):
+    """E[max of m independent standard normals]: by how many standard errors the best of m
+    equally good forecasters beats them on the same windows by luck alone (0, 0.56, 0.85, 1.03
+    for m = 1..4)."""
+    x, dx = np.linspace(-12.0, 12.0, 48001, retstep=True)
+    density = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+    return float(np.sum(x * m * density * ndtr(x) ** (m - 1)) * dx)
+
+
+def prefer_ensemble(name, forecasts, Y, val, singles, ensemble):
+    """(chosen, margin): the validation's choice ``name``, or ``ensemble`` (the mean of the
+    ``singles``) when ``name`` is one of the single networks and beats the ensemble by less
+    than ``ensemble_margin(len(singles))`` standard errors of the paired differences.
+
+    The best of m networks on the validation windows is the one luck favoured most there (the
+    winner's curse: by ``expected_best_of(m)`` standard errors when all are equally good), a
+    lead the test period does not repeat; the ensemble was picked from nothing.  So a single
+    network must win by that much plus the one standard error of ``prefer_simple``'s rule.
+    ``margin`` is ``margin_in_standard_errors(name, ensemble)``; None when the rule does not
+    apply (``name`` not a single network, no ensemble, fewer than two validation windows)."""
+    if name not in singles or ensemble not in forecasts:
+        return name, None
+    margin = margin_in_standard_errors(forecasts[name][val], forecasts[ensemble][val], Y[val])
+    if np.isnan(margin):
+        return name, None
+    return (name if margin <= -ensemble_margin(len(singles)) else ensemble), margin
+
+
+def ensemble_margin(m):
+    """The lead, in standard errors, that the best of m single networks needs over their
+    ensemble: the winner's curse ``expected_best_of(m)`` plus one."""
+    return 1.0 + expected_best_of(m)
 
 
 def prefer_simple(name, errors, forecasts, Y, val, simple):

@@ -90,13 +90,18 @@ def test_forecast_user_csv(series_csv, tmp_path):
                                     "chosen", "val_rmse_mean", "winner_per_horizon"])
     assert set(m["val_rmse_mean"]) == {"ar12", "ar-diff", "lstm", "lstm-norm", "lstm+ar",
                                        "ensemble"}
-    rule = m["validation_rule"]  # the lowest, or the linear rival it barely beat
+    rule = m["validation_rule"]  # the lowest, else the ensemble, else the linear rival
     assert rule["lowest"] == min(m["val_rmse_mean"], key=m["val_rmse_mean"].get)
+    if rule["ensemble_margin_se"] is None:
+        assert rule["contender"] == rule["lowest"]
+    else:
+        assert rule["lowest"] in ("lstm", "lstm-norm", "lstm+ar") and rule["contender"] == \
+            (rule["lowest"] if rule["ensemble_margin_se"] <= -1.85 else "ensemble")
     if rule["rival"] is None:
-        assert m["chosen"] == rule["lowest"] and rule["lowest"] in ("ar12", "ar-diff")
+        assert m["chosen"] == rule["contender"] and rule["contender"] in ("ar12", "ar-diff")
     else:
         assert rule["rival"] in ("ar12", "ar-diff") and m["chosen"] == \
-            (rule["lowest"] if rule["margin_se"] <= -1 else rule["rival"])
+            (rule["contender"] if rule["margin_se"] <= -1 else rule["rival"])
     assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
     seasonal = {f"seasonal{m['season']}"} if m["season"] else set()
     assert set(m["baselines"]) == {"persistence", "ar12"} | seasonal

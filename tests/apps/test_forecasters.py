@@ -6,8 +6,9 @@ import pytest
 from engine.apps import forecast
 from engine.apps.baselines import LinearAR
 from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
-                                     detect_season, margin_in_standard_errors, mase_scale,
-                                     merge_networks, mix, prefer_simple, seasonal_naive)
+                                     detect_season, ensemble_margin, expected_best_of,
+                                     margin_in_standard_errors, mase_scale, merge_networks, mix,
+                                     prefer_ensemble, prefer_simple, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
 
@@ -180,6 +181,51 @@ def test_prefer_simple_keeps_a_linear_model_that_ties_with_a_network():
         ("ar-diff", None, None)
     assert prefer_simple("tie", errors, f, Y, slice(0, 1), ("ar",)) == ("tie", None, None)
     assert prefer_simple("tie", errors, f, Y, val, ()) == ("tie", None, None)
+
+
+def test_expected_best_of_is_the_mean_maximum_of_normal_draws():
+    rng = np.random.default_rng(5)
+    draws = rng.standard_normal((400_000, 4))
+    for m in (1, 2, 3, 4):
+        assert expected_best_of(m) == pytest.approx(draws[:, :m].max(axis=1).mean(), abs=0.006)
+    assert expected_best_of(2) == pytest.approx(1 / np.sqrt(np.pi), abs=1e-6)  # closed form
+    assert ensemble_margin(3) == pytest.approx(1 + expected_best_of(3))
+
+
+def test_prefer_ensemble_discounts_the_luck_of_the_best_of_several_networks():
+    """Three equally good networks: the one luck favoured on the validation windows gives way
+    to their mean; a network better in truth keeps its place; the rule leaves the others."""
+    rng = np.random.default_rng(11)
+    Y = rng.normal(size=(600, 3))
+    val = slice(0, 300)
+    singles = ("a", "b", "c")
+    f = {k: Y + rng.normal(0, 1.0, Y.shape) for k in singles}
+    f["ensemble"] = np.mean([f[k] for k in singles], axis=0)
+    f["ar"] = Y + rng.normal(0, 1.2, Y.shape)
+    lucky = min(singles, key=lambda k: np.mean((f[k][val] - Y[val]) ** 2))
+    chosen, margin = prefer_ensemble(lucky, f, Y, val, singles, "ensemble")
+    assert chosen == "ensemble" and margin > 0  # the mean of three beats each one here
+
+    f["c"] = Y + rng.normal(0, 0.3, Y.shape)  # truly better than the others and their mean
+    chosen, margin = prefer_ensemble("c", f, Y, val, singles, "ensemble")
+    assert chosen == "c" and margin < -ensemble_margin(3)
+
+    # b ahead of the ensemble by 1.4 standard errors: past the one-SE rule, not past this one
+    ens, noise = f["ensemble"], rng.normal(0, 0.3, Y.shape)
+    lo, hi = 0.5, 1.0  # b = Y + s (ensemble - Y) + noise; bisect s
+    for _ in range(60):
+        s = (lo + hi) / 2
+        b = Y + s * (ens - Y) + noise
+        lo, hi = (s, hi) if margin_in_standard_errors(b[val], ens[val], Y[val]) < -1.4 else (lo, s)
+    f["b"] = b
+    margin = margin_in_standard_errors(b[val], ens[val], Y[val])
+    assert margin == pytest.approx(-1.4, abs=0.01)
+    assert prefer_ensemble("b", f, Y, val, singles, "ensemble") == ("ensemble", margin)
+
+    assert prefer_ensemble("ar", f, Y, val, singles, "ensemble") == ("ar", None)
+    assert prefer_ensemble("ensemble", f, Y, val, singles, "ensemble") == ("ensemble", None)
+    assert prefer_ensemble("b", f, Y, slice(0, 1), singles, "ensemble") == ("b", None)
+    assert prefer_ensemble("b", {"b": b}, Y, val, singles, "ensemble") == ("b", None)
 
 
 TINY = dict(epochs=3, hidden=4, seeds=1, quiet=True)
