@@ -88,7 +88,9 @@ def drop_stale_cache(package_dir):
     files it calls into: after an edit to ``gates.py`` the cached kernels of ``cpu.py`` would
     keep running the old cell math (``tests/test_kernel_cache.py`` shows it on a two-file
     package).  Here the cache is keyed on every source of the package instead.  It must run
-    before the first kernel call (loading from the cache happens then, not at import).  Only
+    before the first kernel call (loading from the cache happens then, not at import).  The
+    check and the drop hold the cache's lock (``cache_lock``), so of several processes started
+    at once one drops and the others keep what it compiles from then on.  Only
     the in-tree cache is kept fresh: where the package directory is read-only, or
     ``NUMBA_CACHE_DIR`` is set, Numba caches elsewhere and nothing here touches that.
     """
