@@ -10,11 +10,12 @@ fastest path, and the path ``engine.backends.gpu``'s "auto" rule picks for that 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def load_rows(paths):
     """(info of the first run, every row of every run)."""
-    runs = [json.load(open(p)) for p in paths]
+    runs = [json.loads(Path(p).read_text()) for p in paths]
     return runs[0]["info"], [r for run in runs for r in run["rows"]]
 
 

@@ -258,8 +258,7 @@ def run(args=None, **overrides):
         candidates["arx"] = arx.predict(design)
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     lowest, val_rmse = choose(candidates, Y, val)
-    contender, ensemble_margin = prefer_ensemble(lowest, candidates, Y, val, tuple(NETWORKS),
-                                                 ENSEMBLE)
+    contender, lead = prefer_ensemble(lowest, candidates, Y, val, tuple(NETWORKS), ENSEMBLE)
     chosen, rival, margin = prefer_simple(contender, val_rmse, candidates, Y, val, LINEAR)
     baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
     if season:
@@ -277,7 +276,7 @@ def run(args=None, **overrides):
                      "the `calendar` channels; see engine.apps.forecast",
                output="the next `horizon` values of the target")
     metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name,
-                       (lowest, ensemble_margin, contender, rival, margin))
+                       (lowest, lead, contender, rival, margin))
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
@@ -474,13 +473,11 @@ def print_table(m, report):
            + f" -> model: {m['chosen']}")
     rule = m["validation_rule"]
     if rule["ensemble_margin_se"] is not None:
-        need = ensemble_margin(len(NETWORKS))
         beat = f"{rule['lowest']} beats the {ENSEMBLE} by {-rule['ensemble_margin_se']:.2f} " \
-            "standard errors of the paired differences on the validation windows"
-        report(f"  ({beat}: " + (f"kept, over the {need:.2f} the best of {len(NETWORKS)} "
-                                 "networks needs" if rule["contender"] == rule["lowest"] else
-                                 f"under the {need:.2f} the best of {len(NETWORKS)} networks "
-                                 f"needs, so the {ENSEMBLE} is kept") + ")")
+            "standard errors of the paired differences on the validation windows, where the " \
+            f"best of {len(NETWORKS)} networks needs {ensemble_margin(len(NETWORKS)):.2f}"
+        report(f"  ({beat}: " + ("kept" if rule["contender"] == rule["lowest"] else
+                                 f"under that, so the {ENSEMBLE} is kept") + ")")
     if rule["rival"] is not None:
         beat = f"{rule['contender']} beats {rule['rival']} by {-rule['margin_se']:.2f} " \
             "standard errors on the validation windows"

@@ -71,6 +71,13 @@ FWD_VARIANTS = ("auto", "persistent", "graph", "fused", "gemm")
 PERSISTENT_MAX_CELLS = 32768
 FUSED_MAX_CELLS = 32768
 
+# Captured graphs kept (one per layer, direction, forward/backward and buffer set).
+GRAPH_CACHE_SIZE = 32
+# The simulator's persistent launch: one block of SIM_THREADS threads owning SIM_SLICES unit
+# slices (its cooperative grids have one block; Python threads make big blocks slow).
+SIM_SLICES = 3
+SIM_THREADS = 32
+
 
 def auto_wants_persistent(B, H):
     """Whether "auto" tries the persistent kernels for B rows and H units (where they fit)."""
@@ -80,12 +87,6 @@ def auto_wants_persistent(B, H):
 def auto_variant(B, H):
     """The per-step forward kernel "auto" takes for B rows and H units."""
     return "fused" if B * H <= FUSED_MAX_CELLS else "gemm"
-# Captured graphs kept (one per layer, direction, forward/backward and buffer set).
-GRAPH_CACHE_SIZE = 32
-# The simulator's persistent launch: one block of SIM_THREADS threads owning SIM_SLICES unit
-# slices (its cooperative grids have one block; Python threads make big blocks slow).
-SIM_SLICES = 3
-SIM_THREADS = 32
 
 
 def simulator_enabled():
