@@ -91,7 +91,10 @@ def _to_float(path, line, value, what):
     try:
         number = float(value)
     except ValueError:
-        _fail(path, line, f"non-numeric value {value!r} in {what}")
+        comma = re.fullmatch(r"[-+]?[\d.]*\d,\d[\d,.]*", value)
+        _fail(path, line, f"non-numeric value {value!r} in {what}"
+                          + (": numbers need a decimal point and no thousands separator, as "
+                             "1234.5" if comma else ""))
     if not abs(number) <= MAX_ABS_VALUE:
         _fail(path, line, f"value {value!r} in {what} is "
                           + ("not finite" if not np.isfinite(number)
@@ -137,11 +140,13 @@ class CsvTable:
 def read_csv_table(path):
     """Read a CSV file with a header row into a CsvTable of stripped strings.
 
-    UTF-8 or latin-1, optionally gzipped (``*.gz``).  Blank lines are skipped.  A row with a
-    different number of fields than the header raises.
+    UTF-8 or latin-1, optionally gzipped (``*.gz``).  Fields are separated by commas, or by
+    semicolons or tabs when the header row has those and no comma.  Blank lines are skipped.
+    A row with a different number of fields than the header raises.
     """
     path = Path(path)
-    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    text = _decode(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     header, header_line = None, 1
     rows, lines = [], []
     for row in _csv_rows(path, reader):
@@ -159,6 +164,18 @@ def read_csv_table(path):
     if header is None:
         _fail(path, 1, "empty file: expected a header row")
     return CsvTable(path, header, rows, lines, header_line)
+
+
+def _delimiter(text):
+    """The field separator the header row (the first line with text) shows: a comma, unless
+    it has none and has semicolons (as spreadsheets write CSV where the comma is the decimal
+    point) or tabs."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    if "," not in header:
+        for sep in ";\t":
+            if sep in header:
+                return sep
+    return ","
 
 
 # How the readers treat missing values, and the cells that are missing values.
@@ -228,8 +245,9 @@ def read_dated_series(path, column, date_column=None, min_length=2, missing="err
     """``read_csv_series`` and the dates of its rows: (values (T,), dates datetime64[D] (T,)
     or None).  ``date_column`` names the dates; without it a column named like a date
     (DATE_COLUMNS) is used when all its cells read as dates (DATE_FORMATS or
-    ``date_format``), and None is returned otherwise.  The dates are for display: the values
-    stay in file order."""
+    ``date_format``), and None is returned otherwise.  Rows are returned oldest first: a file
+    written newest first is turned round, and one whose dates go back anywhere else raises,
+    naming the line."""
     values, dates = read_dated_columns(path, [column], date_column, min_length, missing,
                                        date_format)
     return values[:, 0], dates
@@ -264,6 +282,22 @@ def read_dated_columns(path, columns, date_column=None, min_length=2, missing="e
         if date_column is not None:
             raise
         return values, None  # a column that only looks like dates: the plot counts steps
+    return _in_date_order(table.path, [table.lines[i] for i in rows], values, dates)
+
+
+def _in_date_order(path, lines, values, dates):
+    """(values, dates) oldest first: a file written newest first is turned round, and dates
+    that go back anywhere else stop with the line (a forecast of rows out of order would be
+    silently wrong).  A date may repeat: hourly rows read to the day, a clock put back."""
+    step = np.diff(dates)
+    back, forward = step < np.timedelta64(0), step > np.timedelta64(0)
+    if back.any() and not forward.any():
+        return values[::-1].copy(), dates[::-1].copy()
+    if back.any():
+        i = int(np.flatnonzero(back)[0]) + 1
+        _fail(path, lines[i], f"date {dates[i]} is before {dates[i - 1]} on line {lines[i - 1]}: "
+                              "rows must be in date order (oldest or newest first); sort the "
+                              "file, or give --date-format if the dates are misread")
     return values, dates
 
 

@@ -46,7 +46,7 @@ from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecas
                                      calendar_features, choose, detect_season, ensemble_margin,
                                      mase_scale, merge_networks, mix, prefer_ensemble,
                                      prefer_simple, seasonal_naive)
-from engine.apps.windows import chronological_split, make_windows
+from engine.apps.windows import chronological_split, make_windows, min_split_size
 
 EPOCHS = 60
 # The network candidates: what each sees (channels of forecasters.Normaliser) and corrects.
@@ -109,6 +109,12 @@ def input_columns(args):
     return target, [target] + [n for n in names if n != target]
 
 
+def min_length(args):
+    """The fewest values the run needs: a window and its horizon in each of the three
+    periods, or with --load one window and its horizon to measure the saved model on."""
+    return args.window + args.horizon - 1 + (1 if args.load else min_split_size())
+
+
 def load_series(args):
     """(values (T, C): the target, then the other --columns; name; dates (T,) or None; the
     column names): the CSV's columns, or the bundled sunspots (monthly from January 1749).
@@ -124,7 +130,7 @@ def load_series(args):
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
         values, dates = read_dated_columns(args.csv, columns, args.date_column,
-                                           args.window + args.horizon + 3, args.missing,
+                                           min_length(args), args.missing,
                                            args.date_format, "m" if args.calendar else "D")
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return values, f"{args.csv}:{target}{others}", dates, columns
@@ -460,9 +466,17 @@ def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rul
         "test_rmse_mean": {k: float(v.mean()) for k, v in rmse.items()},
         "test_mase": mase, "mase_scale": scale,
         "best_baseline": best,
-        "model_vs_best_baseline": float(rmse["model"].mean() / rmse[best].mean()),
+        "model_vs_best_baseline": error_ratio(rmse["model"].mean(), rmse[best].mean()),
         "winner_per_horizon": winners,
     }
+
+
+def error_ratio(model, baseline):
+    """model / baseline error: 1 when both are 0 (a constant series, forecast exactly by
+    both), inf when only the baseline's is."""
+    if baseline == 0:
+        return 1.0 if model == 0 else float("inf")
+    return float(model / baseline)
 
 
 def print_table(m, report):

@@ -28,6 +28,23 @@ def chronological_split(n, fractions=(0.7, 0.15, 0.15)):
     return slice(0, a), slice(a, b), slice(b, n)
 
 
+def min_split_size(fractions=(0.7, 0.15, 0.15)):
+    """The least n from which ``chronological_split(n, fractions)`` gives every part at least
+    one index (6 for the default): rounding makes some smaller n fail even when a larger one
+    works, so the answer is the first n after the last failure below 1 / min(fraction) + 3."""
+    limit = int(np.ceil(1 / min(fractions))) + 3
+    fails = [n for n in range(3, limit) if not _splits(n, fractions)]
+    return fails[-1] + 1 if fails else 3
+
+
+def _splits(n, fractions):
+    try:
+        chronological_split(n, fractions)
+    except ValueError:
+        return False
+    return True
+
+
 class StandardScaler:
     """Standardise to zero mean and unit variance, with statistics fitted on training data only.
 

@@ -348,3 +348,40 @@ def test_monthly_year_month_dates_are_read_from_a_column_named_month(tmp_path):
     with raises_at(bad, 2, "'1949-13'", "YYYY-MM"):
         ds.read_dated_series(bad, "value", date_column="month")
     assert ds.read_dated_series(bad, "value")[1] is None  # only looks like dates: steps
+
+
+def test_dated_rows_come_oldest_first_and_rows_out_of_order_are_refused(tmp_path):
+    """A file written newest first (as many exports are) is turned round with its dates; one
+    whose dates go back in the middle stops at that line, since a forecast of shuffled rows
+    would be silently wrong.  A repeated date (hourly rows read to the day) is allowed."""
+    newest = write(tmp_path, "n.csv", "date,y\n2000-01-03,3\n2000-01-02,\n2000-01-01,1\n")
+    values, dates = ds.read_dated_series(newest, "y", missing="interpolate")
+    np.testing.assert_array_equal(values, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(dates, np.array(["2000-01-01", "2000-01-02", "2000-01-03"],
+                                                  dtype="datetime64[D]"))
+    shuffled = write(tmp_path, "s.csv", "date,y\n2000-01-01,1\n2000-01-03,3\n2000-01-02,2\n")
+    with raises_at(shuffled, 4, "2000-01-02", "2000-01-03", "line 3", "date order"):
+        ds.read_dated_series(shuffled, "y")
+    hourly = write(tmp_path, "h.csv", "time,y\n2000-01-01 23:00,1\n2000-01-02 00:00,2\n"
+                                      "2000-01-02 01:00,3\n")
+    np.testing.assert_array_equal(ds.read_dated_series(hourly, "y")[0], [1.0, 2.0, 3.0])
+    values, dates = ds.read_dated_columns(hourly, ["y"], unit="m")
+    assert dates[-1] == np.datetime64("2000-01-02T01:00")
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_semicolon_and_tab_separated_files_are_read(sep, tmp_path):
+    path = write(tmp_path, "x.csv", f"date{sep}y{sep}z\n2000-01-01{sep}1.5{sep}a,b\n"
+                                    f"2000-01-02{sep}2.5{sep}c\n")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "y"), [1.5, 2.5])
+    comma = write(tmp_path, "c.csv", "y,z\n1,2\n")  # a comma in the header: comma-separated
+    assert ds.read_csv_table(comma).header == ["y", "z"]
+
+
+def test_a_decimal_or_thousands_comma_is_named_as_the_problem(tmp_path):
+    path = write(tmp_path, "e.csv", "date;y\n2000-01-01;1,5\n")
+    with raises_at(path, 2, "'1,5'", "decimal point"):
+        ds.read_csv_series(path, "y")
+    text = write(tmp_path, "t.csv", "y\nabc\n")
+    with pytest.raises(ValueError, match=r"'abc' in column 'y'$"):
+        ds.read_csv_series(text, "y")

@@ -280,3 +280,29 @@ def test_a_daily_cycle_that_leaves_its_training_range_is_forecast_from_where_it_
     rmse = m["test_rmse_mean"]
     assert rmse["ar-diff"] < 0.8 * rmse["ar48"], rmse
     assert m["model_vs_best_baseline"] < 1.0, (m["chosen"], rmse)
+
+
+def test_the_shortest_series_accepted_is_one_that_the_command_can_split(tmp_path):
+    """W + H + 5 values: six windows, the fewest that give each period one (four and five
+    round to an empty validation period).  One value fewer stops before any training, with
+    the count needed."""
+    W, H = 12, 4
+    args = forecast.parse_options(forecast.add_arguments, forecast.EPOCHS,
+                                  overrides=dict(window=W, horizon=H))
+    assert forecast.min_length(args) == W + H + 5
+    y = np.sin(np.arange(W + H + 5) / 3)
+    m = forecast.run(csv=str(_csv(tmp_path / "a.csv", y)), column="y", window=W, horizon=H,
+                     **TINY)
+    assert m["n_test"] == 1 and np.isfinite(m["test_rmse_mean"]["model"])
+    with pytest.raises(ValueError, match=rf"b.csv:{W + H + 5}: .*20 values, at least 21"):
+        forecast.run(csv=str(_csv(tmp_path / "b.csv", y[:-1])), column="y", window=W,
+                     horizon=H, **TINY)
+
+
+def test_a_constant_series_is_forecast_exactly_and_ties_its_baselines(tmp_path):
+    m = forecast.run(csv=str(_csv(tmp_path / "c.csv", np.full(80, 5.0))), column="y",
+                     window=12, horizon=4, **TINY)
+    assert m["test_rmse_mean"][m["best_baseline"]] == 0
+    assert m["model_vs_best_baseline"] == (1.0 if m["test_rmse_mean"]["model"] == 0
+                                           else float("inf"))
+    assert forecast.error_ratio(0.0, 0.0) == 1.0 and forecast.error_ratio(2.0, 4.0) == 0.5

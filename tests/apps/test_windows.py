@@ -51,6 +51,18 @@ def test_chronological_split_too_small():
         wn.chronological_split(4, (0.9, 0.05, 0.05))
 
 
+@pytest.mark.parametrize("fractions", [(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.9, 0.05, 0.05),
+                                       (0.34, 0.33, 0.33)])
+def test_min_split_size_is_where_every_larger_split_works(fractions):
+    m = wn.min_split_size(fractions)
+    with pytest.raises(ValueError):  # too small to split, or below 3 at all
+        wn.chronological_split(m - 1, fractions)
+    for n in range(m, m + 500):
+        assert all(s.stop > s.start for s in wn.chronological_split(n, fractions)), n
+    assert wn.min_split_size() == 6  # 4 is 3, 0, 1 and 5 is 4, 0, 1 by rounding
+
+
+
 # ---------------------------------------------------------------------------------------------
 # Scaler
 # ---------------------------------------------------------------------------------------------
