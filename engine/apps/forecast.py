@@ -8,7 +8,8 @@ split chronologically 70/15/15 by window.
 Forecasters (``engine.apps.forecasters``), all fitted on the training windows only:
 - baselines: persistence, seasonal naive (period ``--season`` or detected from the training
   values' autocorrelation) and a least-squares AR of the window;
-- candidates: the AR; ``ar-diff``, the AR of the changes (each window and its targets minus
+- candidates: the baselines (so the model can always fall back on the best of them);
+  ``ar-diff``, the AR of the changes (each window and its targets minus
   the window's last value, with a drift: it has no training mean to revert to, so a level the
   training period never reached is carried as it is); three LSTMs, each the average of
   ``--seeds`` networks: ``lstm`` sees the standardised values and corrects persistence,
@@ -28,8 +29,8 @@ model, with two exceptions, in this order.  A single network that beats the ense
 less than 1.85 standard errors of the paired differences (Diebold-Mariano's, with the H - 1
 lags that overlapping windows share) gives way to the ensemble: one standard error, plus the
 0.85 by which the best of three equally good networks leads by luck (``prefer_ensemble``).
-Then a network that beats the best linear candidate by less than one standard error gives way
-to the linear one (``prefer_simple``).  The test
+Then a network that beats the best linear candidate (a baseline, ``ar-diff`` or ``arx``) by
+less than one standard error gives way to the linear one (``prefer_simple``).  The test
 windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
@@ -54,7 +55,9 @@ NETWORKS = {"lstm": (("level",), "persistence"),
             "lstm-norm": (("change", "level"), "persistence"),
             "lstm+ar": (("change",), "ar")}
 ENSEMBLE = "ensemble"  # the mean of the three
-LINEAR = ("ar", "ar-diff", "arx")  # the candidates without a network
+# The candidates without a network, simplest first (a tie on validation goes to the first):
+# the baselines, then the fitted linear models.
+LINEAR = ("persistence", "seasonal", "ar", "ar-diff", "arx")
 SEASON = Number(int, low=0)
 
 
@@ -257,7 +260,11 @@ def run(args=None, **overrides):
     nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS}
     nets[ENSEMBLE] = mix(list(nets.values()), args.window)
     ar_diff = fit_level_free_ar(X[train], Y[train])
-    candidates, arx = {"ar": ar.predict(X), "ar-diff": ar_diff.predict(X)}, None
+    baselines = {"persistence": persistence_forecast(X, H)}
+    if season:
+        baselines["seasonal"] = seasonal_naive(X, H, season)
+    baselines["ar"] = ar.predict(X)
+    candidates, arx = {**baselines, "ar-diff": ar_diff.predict(X)}, None
     if Z is not None:
         design = with_covariates(X, Z, 2 * len(d["cycles"]))
         arx = fit_linear_ar(design[train], Y[train])
@@ -266,9 +273,6 @@ def run(args=None, **overrides):
     lowest, val_rmse = choose(candidates, Y, val)
     contender, lead = prefer_ensemble(lowest, candidates, Y, val, tuple(NETWORKS), ENSEMBLE)
     chosen, rival, margin = prefer_simple(contender, val_rmse, candidates, Y, val, LINEAR)
-    baselines = {"persistence": persistence_forecast(X, H), "ar": candidates["ar"]}
-    if season:
-        baselines[f"seasonal{season}"] = seasonal_naive(X, H, season)
     network = ENSEMBLE if chosen in LINEAR else chosen  # a linear model needs no weights
     net = nets[network]
     save_model(net.model, args, report, command="forecast", window=args.window, horizon=H,
@@ -348,6 +352,13 @@ def saved_forecaster(args, model, n_other=0, n_calendar=0):
     chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
     network = saved_value(args, model, "network", _choice(ENSEMBLE, *NETWORKS))
     ar = saved_value(args, model, "ar", lambda s: ar_from_state(s, W, H))
+    if chosen == "persistence":
+        return chosen, lambda X, Z: persistence_forecast(X, H)
+    if chosen == "seasonal":
+        season = saved_value(args, model, "season", SEASON)
+        if not 0 < season <= W:
+            raise AppError(f"{args.load}: metadata: season {season} must be in 1..{W}")
+        return chosen, lambda X, Z: seasonal_naive(X, H, season)
     if chosen == "ar":
         return chosen, lambda X, Z: ar.predict(X)
     if chosen == "ar-diff":
@@ -441,10 +452,10 @@ def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rul
     that rule leaves, its linear rival and the margin over it (``prefer_simple``)."""
     test, Y = d["split"][2], d["Y"][d["split"][2]]
     W = args.window
-    rename = {"ar": f"ar{W}"}
+    rename = {"ar": f"ar{W}", "seasonal": f"seasonal{season}"}
     rows = {"model": candidates[chosen][test],
             **{rename.get(k, k): v[test] for k, v in baselines.items()},
-            **{k: v[test] for k, v in candidates.items() if k != "ar"}}
+            **{k: v[test] for k, v in candidates.items() if k not in baselines}}
     rmse = {k: rmse_per_horizon(v, Y) for k, v in rows.items()}
     scale = mase_scale(d["train_values"], season)
     mase = {k: float(np.mean(np.abs(v - Y)) / scale) for k, v in rows.items()}

@@ -88,8 +88,9 @@ def test_forecast_user_csv(series_csv, tmp_path):
                      **FTINY)
     m = _files_ok(out, "forecast", ["test_rmse_per_horizon", "test_rmse_mean", "test_mase",
                                     "chosen", "val_rmse_mean", "winner_per_horizon"])
-    assert set(m["val_rmse_mean"]) == {"ar12", "ar-diff", "lstm", "lstm-norm", "lstm+ar",
-                                       "ensemble"}
+    seasonal = {f"seasonal{m['season']}"} if m["season"] else set()
+    simple = {"persistence", "ar12", "ar-diff"} | seasonal
+    assert set(m["val_rmse_mean"]) == simple | {"lstm", "lstm-norm", "lstm+ar", "ensemble"}
     rule = m["validation_rule"]  # the lowest, else the ensemble, else the linear rival
     assert rule["lowest"] == min(m["val_rmse_mean"], key=m["val_rmse_mean"].get)
     if rule["ensemble_margin_se"] is None:
@@ -98,12 +99,11 @@ def test_forecast_user_csv(series_csv, tmp_path):
         assert rule["lowest"] in ("lstm", "lstm-norm", "lstm+ar") and rule["contender"] == \
             (rule["lowest"] if rule["ensemble_margin_se"] <= -1.85 else "ensemble")
     if rule["rival"] is None:
-        assert m["chosen"] == rule["contender"] and rule["contender"] in ("ar12", "ar-diff")
+        assert m["chosen"] == rule["contender"] and rule["contender"] in simple
     else:
-        assert rule["rival"] in ("ar12", "ar-diff") and m["chosen"] == \
+        assert rule["rival"] in simple and m["chosen"] == \
             (rule["contender"] if rule["margin_se"] <= -1 else rule["rival"])
     assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
-    seasonal = {f"seasonal{m['season']}"} if m["season"] else set()
     assert set(m["baselines"]) == {"persistence", "ar12"} | seasonal
     assert all(len(v) == 3 for v in m["test_rmse_per_horizon"].values())
     assert set(m["winner_per_horizon"]) <= {"model", *m["baselines"]}
@@ -123,12 +123,14 @@ def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
     test = chronological_split(len(X))[2]
     args = forecast.parse_options(forecast.add_arguments, 1, None,
                                   {"load": str(path), "window": 12, "horizon": 3})
-    for chosen in ("ar", "ar-diff", "lstm", "lstm-norm", "lstm+ar", "ensemble"):  # as if
-        if chosen not in ("ar", "ar-diff") and chosen != meta["network"]:  # chosen
+    linear = ("persistence", "seasonal", "ar", "ar-diff")
+    for chosen in (*linear, "lstm", "lstm-norm", "lstm+ar", "ensemble"):  # as if chosen
+        if chosen not in linear and chosen != meta["network"] or \
+                chosen == "seasonal" and not meta["season"]:
             continue
         model.metadata = dict(meta, chosen=chosen)
         _, predict = forecast.saved_forecaster(args, model, 0)
-        key = {"ar": "ar12"}.get(chosen, chosen)
+        key = {"ar": "ar12", "seasonal": f"seasonal{meta['season']}"}.get(chosen, chosen)
         np.testing.assert_allclose(rmse_per_horizon(predict(X[test, :, 0], None), Y[test]),
                                    m["test_rmse_per_horizon"][key], rtol=1e-5)
 

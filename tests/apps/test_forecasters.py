@@ -3,8 +3,10 @@ and the choice on the validation period, which must never look at the test perio
 import numpy as np
 import pytest
 
+import engine
 from engine.apps import forecast
-from engine.apps.baselines import LinearAR
+from engine.apps.baselines import LinearAR, rmse_per_horizon
+from engine.apps.common import AppError
 from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
                                      detect_season, ensemble_margin, expected_best_of,
                                      margin_in_standard_errors, mase_scale, merge_networks, mix,
@@ -306,3 +308,44 @@ def test_a_constant_series_is_forecast_exactly_and_ties_its_baselines(tmp_path):
     assert m["model_vs_best_baseline"] == (1.0 if m["test_rmse_mean"]["model"] == 0
                                            else float("inf"))
     assert forecast.error_ratio(0.0, 0.0) == 1.0 and forecast.error_ratio(2.0, 4.0) == 0.5
+
+
+def test_the_baselines_are_candidates_so_a_level_shift_falls_back_to_persistence(tmp_path):
+    """A level that jumps during validation and stays: the AR fitted before the jump pulls
+    its forecasts back to the old level.  Persistence is the right forecast; it is a candidate
+    like the other baselines, so the validation period picks it and the model is exactly as
+    good as the best baseline."""
+    rng = np.random.default_rng(3)
+    t = np.arange(200)
+    y = np.where(t < 150, 0.0, 10.0) + rng.normal(0, 0.1, len(t))
+    m = forecast.run(csv=str(_csv(tmp_path / "s.csv", y)), column="y", window=12, horizon=4,
+                     **TINY)
+    assert m["chosen"] == "persistence", m["val_rmse_mean"]
+    assert m["model_vs_best_baseline"] == 1.0
+    rmse = m["test_rmse_mean"]
+    assert rmse["ar12"] > 5 * rmse["persistence"], rmse
+
+
+def test_a_saved_model_that_chose_a_baseline_forecasts_as_that_baseline(tmp_path):
+    """--load reproduces the test errors of persistence and of the seasonal naive forecast
+    (whose period the checkpoint keeps) when either is the saved choice."""
+    rng = np.random.default_rng(4)
+    t = np.arange(150)
+    y = 5 * np.sin(2 * np.pi * t / 6) + rng.normal(0, 0.3, len(t))
+    path = tmp_path / "m.npz"
+    m = forecast.run(csv=str(_csv(tmp_path / "s.csv", y)), column="y", window=12, horizon=3,
+                     save=str(path), **TINY)
+    assert m["season"] == 6
+    model = engine.load(path)
+    X, Y = make_windows(y, 12, 3)
+    test = chronological_split(len(X))[2]
+    args = forecast.parse_options(forecast.add_arguments, 1, None,
+                                  {"load": str(path), "window": 12, "horizon": 3})
+    for chosen, key in (("persistence", "persistence"), ("seasonal", "seasonal6")):
+        model.metadata = dict(model.metadata, chosen=chosen)
+        _, predict = forecast.saved_forecaster(args, model, 0)
+        got = rmse_per_horizon(predict(X[test, :, 0], None), Y[test])
+        np.testing.assert_allclose(got, m["test_rmse_per_horizon"][key], rtol=1e-12)
+    model.metadata = dict(model.metadata, chosen="seasonal", season=13)
+    with pytest.raises(AppError, match="season 13 must be in 1..12"):
+        forecast.saved_forecaster(args, model, 0)
