@@ -38,7 +38,8 @@ def _fail(path, line, problem):
 
 
 def _decode(path):
-    """The text of a file: gunzipped when ``*.gz``; UTF-8 (a BOM is dropped), else latin-1.
+    """The text of a file: gunzipped when ``*.gz``; UTF-16 when it starts with its BOM, else
+    UTF-8 (a BOM is dropped), else latin-1.
 
     Every byte string decodes as latin-1, so the fallback cannot fail; newlines are left as
     they are (csv handles '\r\n' itself).
@@ -54,6 +55,11 @@ def _decode(path):
             data = gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as e:  # truncated, or not gzip at all
             _fail(path, 1, f"cannot decompress: {e or 'the file ends early (truncated?)'}")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with its BOM, as Windows writes it
+        try:
+            return _text_or_fail(path, data.decode("utf-16"))
+        except UnicodeDecodeError as e:
+            _fail(path, 1, f"starts as UTF-16 but does not decode as it: {e.reason}")
     if b"\0" in data:
         _fail(path, _line_of(data, data.index(b"\0")),
               "NUL byte: this is a binary file, not text")
@@ -61,6 +67,11 @@ def _decode(path):
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
+    return _text_or_fail(path, text)
+
+
+def _text_or_fail(path, text):
+    """``text``, unless it holds as many control characters as binary data does."""
     controls = sum(text.count(chr(c)) for c in _BINARY_CONTROLS)
     if controls > max(8, len(text) // 100):
         _fail(path, 1, f"{controls} control characters in {len(text)}: this looks like a "

@@ -44,7 +44,8 @@ def add_arguments(p):
     p.add_argument("--sample", type=Number(int, low=0), default=300, metavar="N",
                    help="characters to generate (0: none)")
     p.add_argument("--temperature", type=POSITIVE, default=0.7)
-    p.add_argument("--prime", default="\n", help="text to start the sample from")
+    p.add_argument("--prime", default=None, help="text to start the sample from (default: a "
+                   "newline, or the text's first character in sorted order if it has none)")
     p.add_argument("--load", metavar="MODEL", help="generate from a saved model; no training")
 
 
@@ -175,6 +176,12 @@ def train(model, train_ids, val_ids, args, report):
 
 
 # ------------------------------------------------------------------------------- sampling
+def default_prime(vocab):
+    """A newline when the text has one (a sample then starts as a line does), else the
+    vocabulary's first character: a text on one line must still sample without --prime."""
+    return "\n" if "\n" in vocab.chars else vocab.chars[0]
+
+
 def prime_ids(vocab, prime):
     """The ids of ``prime``; AppError when it is empty or has a character the text lacks.
     ``run`` calls it before training, so a bad prime never costs a training run."""
@@ -187,10 +194,12 @@ def prime_ids(vocab, prime):
                        f"(for example --prime {vocab.chars[0]!r})") from e
 
 
-def sample(model, vocab, n, temperature=1.0, prime="\n", seed=0):
-    """``prime`` followed by n generated characters (softmax of logits / temperature)."""
+def sample(model, vocab, n, temperature=1.0, prime=None, seed=0):
+    """``prime`` (default ``default_prime``) followed by n generated characters (softmax of
+    logits / temperature)."""
     if not temperature > 0:
         raise AppError(f"--temperature must be > 0, got {temperature}")
+    prime = default_prime(vocab) if prime is None else prime
     ids = prime_ids(vocab, prime)
     rng = np.random.default_rng(seed)
     logits, states = step_logits(model, ids[None, :].astype(np.int64), None)
@@ -242,6 +251,8 @@ def run(args=None, **overrides):
 
     text, name = load_text(args)
     vocab, train_ids, val_ids = split_ids(text, args)
+    if args.prime is None:
+        args.prime = default_prime(vocab)
     if args.sample:
         prime_ids(vocab, args.prime)
     report(f"text: {name}, {len(text):,} characters, vocabulary {len(vocab)}, "
@@ -273,6 +284,8 @@ def run(args=None, **overrides):
 def generate_only(args, report):
     """--load: print --sample characters from the saved model; metrics hold the sample."""
     model, vocab = load_model(args)
+    if args.prime is None:
+        args.prime = default_prime(vocab)
     prime_ids(vocab, args.prime)
     text = sample(model, vocab, args.sample, args.temperature, args.prime, args.seed)
     if not args.quiet:

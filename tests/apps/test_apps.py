@@ -14,7 +14,8 @@ from engine.apps.baselines import rmse_per_horizon
 from engine.apps.cli import main
 from engine.apps.common import AppError
 from engine.apps.datasets import read_csv_series
-from engine.apps.windows import StandardScaler, chronological_split, make_windows
+from engine.apps.windows import (CharVocab, StandardScaler, chronological_split,
+                                 make_windows)
 
 TINY = dict(epochs=1, hidden=8, quiet=True)
 FTINY = dict(TINY, seeds=1)  # forecast trains one network per candidate
@@ -168,6 +169,16 @@ def test_text_user_file_and_sample(text_file, tmp_path):
     m = _files_ok(out, "text", ["heldout_nats_per_char", "heldout_bits_per_char", "history"])
     assert m["heldout_bits_per_char"] == pytest.approx(m["heldout_nats_per_char"] / np.log(2))
     assert len(m["sample"]) == 4 + 30 and m["sample"].startswith("The ")
+
+
+def test_a_text_on_one_line_samples_without_a_prime(tmp_path):
+    """The default prime is a newline only when the text has one; otherwise the text's
+    first character in sorted order, so a one-line file needs no --prime."""
+    path = tmp_path / "one.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog " * 20)
+    m = text.run(text=str(path), seq=20, batch_size=8, embed=4, sample=10, **TINY)
+    assert m["sample"][0] == " " and len(m["sample"]) == 11
+    assert text.default_prime(CharVocab.from_text("b\na")) == "\n"
 
 
 def test_heldout_nats_of_uniform_model_is_log_v(text_file):

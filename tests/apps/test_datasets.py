@@ -189,6 +189,23 @@ def test_read_text_utf8_and_newlines(tmp_path):
     assert ds.read_text(path) == "caf\u00e9\nna\u00efve\n"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_files_with_their_bom_are_text_and_tables(encoding, tmp_path):
+    """Windows Notepad's \"Unicode\" and Excel's \"Unicode text\" (tab-separated) are
+    UTF-16 with a byte-order mark; their NUL bytes must not make them binary."""
+    bom = b"\xfe\xff" if encoding.endswith("be") else b""  # utf-16 writes its own BOM
+    path = tmp_path / "u.txt"
+    path.write_bytes(bom + "caf\u00e9\nna\u00efve\n".encode(encoding))
+    assert ds.read_text(path) == "caf\u00e9\nna\u00efve\n"
+    table = tmp_path / "u.csv"
+    table.write_bytes(bom + "date\tvalue\r\n2000-01-01\t1.5\r\n2000-01-02\t2\r\n".encode(encoding))
+    np.testing.assert_array_equal(ds.read_csv_series(table, "value"), [1.5, 2.0])
+    odd = tmp_path / "odd.txt"
+    odd.write_bytes(b"\xff\xfe" + b"a\x00b")  # an odd byte count
+    with raises_at(odd, 1, "UTF-16"):
+        ds.read_text(odd)
+
+
 def test_read_text_latin1_fallback(tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes("caf\u00e9\n".encode("latin-1"))  # b'\xe9' alone is not valid UTF-8
