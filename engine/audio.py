@@ -64,7 +64,6 @@ import functools
 import math
 import os
 import struct
-import wave
 
 import numpy as np
 
@@ -89,66 +88,102 @@ RESAMPLE_HALF_TAPS = 10
 KAISER_BETA = 5.0
 # Elements of one (outputs, taps) gather in resample: 8 MB of float64.
 RESAMPLE_BLOCK = 1 << 20
-# Integer PCM by sample width in bytes: (dtype, offset, scale), value = (raw - offset) / scale.
-_PCM = {1: ("u1", 128.0, 128.0), 2: ("<i2", 0.0, 32768.0), 4: ("<i4", 0.0, 2.0 ** 31)}
-# What wave raises on a damaged file: its own Error, EOFError on a short header, struct.error
-# on a short fmt chunk, RuntimeError when a chunk size points past the end.
-_WAVE_ERRORS = (wave.Error, EOFError, struct.error, RuntimeError)
+# WAV sample encodings: (format code, bytes per sample) -> (dtype, offset, scale), value =
+# (raw - offset) / scale.  Code 1 is integer PCM (8-bit unsigned, the rest signed; 24-bit is
+# read into the top three bytes of an int32), code 3 IEEE float.
+_ENCODINGS = {(1, 1): ("u1", 128.0, 128.0), (1, 2): ("<i2", 0.0, 32768.0),
+              (1, 3): ("<i4", 0.0, 2.0 ** 31), (1, 4): ("<i4", 0.0, 2.0 ** 31),
+              (3, 4): ("<f4", 0.0, 1.0), (3, 8): ("<f8", 0.0, 1.0)}
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE  # the real code is the first two bytes of its SubFormat GUID
 
 
 # ------------------------------------------------------------------------------- reading
 
 def read_wav(source, name=None):
-    """Read an integer-PCM WAV file as mono float samples.
+    """Read a WAV file as mono float samples.
 
     source: a path (str or os.PathLike) or a binary file object (e.g. ``tarfile.extractfile``).
     name: the file's name in error messages; default the path, or the file object's ``name``.
 
     Returns ``(samples, rate)``: samples (N,) float32 in [-1, 1] (8-bit unsigned (x - 128) / 128,
-    16-bit x / 32768, 32-bit x / 2**31; several channels averaged), rate the sample rate in Hz
-    (int).  A data chunk cut short is read up to its last whole frame.
+    16-bit x / 32768, 24-bit x / 2**23, 32-bit x / 2**31; 32- and 64-bit float as stored,
+    clipped to [-1, 1] as playback would; several channels averaged), rate the sample rate in
+    Hz (int).  Plain and WAVE_FORMAT_EXTENSIBLE headers are read; chunks other than ``fmt ``
+    and ``data`` (LIST, fact, ...) are skipped.  A data chunk cut short is read up to its last
+    whole frame.
 
     Raises ValueError, its message starting with the name, for a file that is not a readable
-    WAV, a sample width other than 1, 2 or 4 bytes, or no samples.  A missing or unreadable
-    path raises the OSError of ``open``.
+    WAV, an encoding other than those above (compressed, 12-bit, ...), non-finite float samples
+    or no samples.  A missing or unreadable path raises the OSError of ``open``.
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
-            return _read_wav_file(f, os.fspath(source) if name is None else name)
+            return _read_wav_bytes(f.read(), os.fspath(source) if name is None else name)
     if name is None:
         name = getattr(source, "name", None)
         name = name if isinstance(name, str) else "<file object>"
-    return _read_wav_file(source, name)
+    return _read_wav_bytes(source.read(), name)
 
 
-def _read_wav_file(f, name):
-    """(samples, rate) from the open binary file ``f``; errors start with ``name``."""
-    try:
-        with wave.open(f, "rb") as w:
-            channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            if width not in _PCM:
-                raise ValueError(f"{name}: unsupported sample width {width} bytes "
-                                 f"({8 * width}-bit); read_wav takes 8-, 16- and 32-bit PCM")
-            raw = w.readframes(w.getnframes())
-    except _WAVE_ERRORS as e:
-        raise ValueError(f"{name}: not a readable WAV file ({e or type(e).__name__})") from e
-    if rate <= 0:
-        raise ValueError(f"{name}: sample rate {rate} Hz in the header is not positive")
-    samples = _decode_pcm(raw, width, channels)
+def _read_wav_bytes(data, name):
+    """(samples, rate) from the bytes of a WAV file; errors start with ``name``."""
+    fmt, body = _riff_chunks(data, name)
+    code, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
+    if code == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
+        code = struct.unpack_from("<H", fmt, 24)[0]
+    width = bits // 8 if bits % 8 == 0 else 0
+    if (code, width) not in _ENCODINGS:
+        raise ValueError(f"{name}: unsupported WAV encoding (format code {code}, {bits}-bit); "
+                         "read_wav takes 8-, 16-, 24- and 32-bit integer PCM and 32- and "
+                         "64-bit float")
+    if channels == 0 or rate == 0:
+        raise ValueError(f"{name}: not a readable WAV file ({channels} channels at {rate} Hz "
+                         "in the header)")
+    samples = _decode_samples(body, code, width, channels)
     if samples.size == 0:
         raise ValueError(f"{name}: no samples (the WAV file's data chunk is empty)")
-    return samples, int(rate)
+    if not np.isfinite(samples).all():
+        raise ValueError(f"{name}: non-finite float samples (NaN or infinity)")
+    return np.clip(samples, -1.0, 1.0).astype(np.float32), int(rate)
 
 
-def _decode_pcm(raw, width, channels):
-    """Interleaved little-endian PCM bytes -> (N,) float32 mono in [-1, 1]."""
+def _riff_chunks(data, name):
+    """The ``fmt `` chunk (at least 16 bytes) and the ``data`` chunk (as much of it as the file
+    holds) of a RIFF/WAVE file's bytes."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError(f"{name}: not a readable WAV file (it does not start with a "
+                         "RIFF/WAVE header)")
+    fmt = body = None
+    pos = 12
+    while pos + 8 <= len(data) and (fmt is None or body is None):
+        cid, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        chunk = data[pos + 8:pos + 8 + size]
+        if cid == b"fmt " and fmt is None:
+            fmt = chunk
+        elif cid == b"data" and body is None:
+            body = chunk
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    if fmt is None or len(fmt) < 16:
+        raise ValueError(f"{name}: not a readable WAV file (no complete fmt chunk)")
+    if body is None:
+        raise ValueError(f"{name}: not a readable WAV file (no data chunk)")
+    return fmt, body
+
+
+def _decode_samples(raw, code, width, channels):
+    """Interleaved little-endian samples -> (N,) float64 mono (not yet clipped)."""
     frame = width * channels
     raw = raw[:len(raw) // frame * frame]  # a truncated data chunk can end mid-frame
-    dtype, offset, scale = _PCM[width]
-    x = (np.frombuffer(raw, dtype).astype(np.float64) - offset) / scale
+    dtype, offset, scale = _ENCODINGS[(code, width)]
+    if width == 3:  # 24-bit: each sample into the top three bytes of an int32
+        wide = np.zeros((len(raw) // 3, 4), np.uint8)
+        wide[:, 1:] = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        raw = wide.tobytes()
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = (np.frombuffer(raw, dtype).astype(np.float64) - offset) / scale
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1)
-    return x.astype(np.float32)
+    return x
 
 
 # ----------------------------------------------------------------------------- resampling

@@ -6,6 +6,7 @@ import cmath
 import io
 import math
 import re
+import struct
 import wave
 from pathlib import Path
 
@@ -306,6 +307,42 @@ def test_read_wav_round_trips(rng, tmp_path, width, channels):
         assert np.abs(samples).max() <= 1.0
 
 
+def _riff(code, channels, rate, bits, samples, extensible=False, chunks=b""):
+    """The bytes of a WAV file written by hand: format ``code`` (1 PCM, 3 float, ...), in a
+    WAVE_FORMAT_EXTENSIBLE header when asked, with ``chunks`` (raw bytes) before the data."""
+    align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 0xFFFE if extensible else code, channels, rate, rate * align,
+                      align, bits)
+    if extensible:  # cbSize, valid bits, channel mask, SubFormat GUID (code first)
+        fmt += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", code) + bytes(14)
+    data = np.asarray(samples).tobytes()
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + chunks + b"data" + \
+        struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_read_wav_takes_24_bit_float_and_extensible_files_and_skips_other_chunks(rng):
+    """What recorders and editors write besides 16-bit PCM: 24-bit PCM, 32- and 64-bit float
+    (clipped to [-1, 1] as playback would), the extensible header, and LIST chunks (one of odd
+    length, padded) before the data."""
+    ints = rng.integers(-2 ** 23, 2 ** 23, size=(50, 2))
+    packed = ints.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]  # little-endian low bytes
+    want24 = (ints / 2.0 ** 23).mean(axis=1).astype(np.float32)
+    floats = rng.uniform(-1.5, 1.5, size=60)
+    want_f = np.clip(floats, -1, 1).astype(np.float32)
+    odd = b"LIST" + struct.pack("<I", 5) + b"INFOx" + b"\0"
+    cases = [(_riff(1, 2, 44100, 24, packed), want24, 44100),
+             (_riff(1, 2, 44100, 24, packed, extensible=True, chunks=odd), want24, 44100),
+             (_riff(3, 1, 16000, 32, floats.astype("<f4")), want_f, 16000),
+             (_riff(3, 1, 16000, 64, floats.astype("<f8"), extensible=True), want_f, 16000),
+             (_riff(1, 1, 8000, 16, (floats.clip(-1, 1) * 32000).astype("<i2"), chunks=odd),
+              (floats.clip(-1, 1) * 32000).astype("<i2") / np.float32(32768), 8000)]
+    for data, want, rate in cases:
+        samples, got_rate = read_wav(io.BytesIO(data), name="x.wav")
+        assert got_rate == rate and samples.dtype == np.float32
+        np.testing.assert_allclose(samples, want, rtol=0, atol=1e-7)
+
+
 def _raises_naming(label, problem, source, **kw):
     with pytest.raises(ValueError, match="^" + re.escape(label) + ": " + problem):
         read_wav(source, **kw)
@@ -315,8 +352,11 @@ def test_read_wav_errors_name_the_file(rng, tmp_path):
     cases = {"garbage.wav": (rng.integers(0, 256, 300, dtype=np.uint8).tobytes(), "not a"),
              "empty.wav": (b"", "not a"),
              "riff_only.wav": (b"RIFF\x24\x00\x00\x00WAVE", "not a"),
-             "pcm24.wav": (_wav_bytes(rng.integers(0, 256, 30, dtype=np.uint8), 3, 8000, 1),
-                           "unsupported sample width 3 bytes"),
+             "adpcm.wav": (_riff(2, 1, 8000, 4, rng.integers(0, 256, 30, dtype=np.uint8)),
+                           r"unsupported WAV encoding \(format code 2, 4-bit\)"),
+             "nan.wav": (_riff(3, 1, 8000, 32, np.array([0.5, np.nan], "<f4")),
+                         "non-finite float samples"),
+             "no_data.wav": (_riff(1, 1, 8000, 16, np.array([], "<i2"))[:-8], "not a"),
              "silent.wav": (_wav_bytes(np.array([], np.int16), 2, 8000, 1), "no samples")}
     for fname, (data, problem) in cases.items():
         path = tmp_path / fname
