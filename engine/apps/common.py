@@ -157,7 +157,8 @@ def add_common_arguments(parser, epochs):
     g.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
     g.add_argument("--out", metavar="DIR", default=None,
                    help="write plots (PNG) and metrics (JSON) into DIR")
-    g.add_argument("--quiet", action="store_true", help="no progress bars or report")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or report; a "
+                   "transcript or sample asked for is still printed")
     g.add_argument("--distributed", action="store_true",
                    help="train data-parallel on the ranks of an MPI job: mpiexec -n R python -m "
                         "engine COMMAND --distributed ...; reports, plots and --save from rank "

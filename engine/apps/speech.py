@@ -366,6 +366,8 @@ def transcribe(model, features, alphabet, x, args, report):
     """The beam transcript of --transcribe's recording ``x``."""
     _, beamed, _ = recognize(model, features, [x], args.beam)
     text = "".join(decode_text(beamed[0], alphabet))
+    if args.quiet:  # what was asked for is printed all the same, bare for scripts
+        print(text, flush=True)
     report(f"transcript of {args.transcribe} ({len(x) / RATE:.2f} s): {text!r}")
     return text
 

@@ -276,7 +276,8 @@ def run(args=None, **overrides):
     if args.sample:
         metrics["sample"] = sample(model, vocab, args.sample, args.temperature, args.prime,
                                    args.seed)
-        report(f"sample (temperature {args.temperature}):\n{metrics['sample']}")
+        report(f"sample (temperature {args.temperature}):")
+        print(metrics["sample"], flush=True)  # what was asked for, even under --quiet
     return write_outputs(args, "text", metrics, lambda plt, path: plot(plt, path, metrics),
                          report)
 
@@ -288,8 +289,7 @@ def generate_only(args, report):
         args.prime = default_prime(vocab)
     prime_ids(vocab, args.prime)
     text = sample(model, vocab, args.sample, args.temperature, args.prime, args.seed)
-    if not args.quiet:
-        print(text)
+    print(text, flush=True)  # what was asked for, even under --quiet
     return {"command": "text", "model": args.load, "sample": text,
             "temperature": args.temperature}
 

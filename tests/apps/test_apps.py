@@ -251,6 +251,8 @@ def test_cli_save_then_sample(text_file, tmp_path):
              "--temperature", "0.5")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("fox") and len(r.stdout.rstrip("\n")) >= 53 - 2
+    quiet = _cli("text", "--load", str(model), "--sample", "50", "--prime", "fox", "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout.startswith("fox")  # asked for: printed
     m = text.run(load=str(model), sample=50, prime="fox", quiet=True)
     assert len(m["sample"]) == 53
     assert not text.vocab_path(model).exists()  # the vocabulary lives in the checkpoint

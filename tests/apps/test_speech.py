@@ -50,7 +50,7 @@ def test_digits_run_reports_every_set_and_plots(tmp_path, few):
     assert (tmp_path / "speech.png").stat().st_size > 10_000
 
 
-def test_save_load_and_transcribe(tmp_path, fsdd, few):
+def test_save_load_and_transcribe(tmp_path, fsdd, few, capsys):
     path = tmp_path / "asr.npz"
     wav = write_wav(tmp_path / "three.wav", fsdd[30].samples)
     trained = speech.run(save=str(path), transcribe=str(wav), **TINY)
@@ -58,8 +58,10 @@ def test_save_load_and_transcribe(tmp_path, fsdd, few):
     applied = speech.run(load=str(path), quiet=True)
     assert applied["results"] == {k: {h: r[h] for h in ("greedy", "beam")}
                                   for k, r in trained["results"].items()}
+    capsys.readouterr()
     again = speech.run(load=str(path), transcribe=str(wav), quiet=True)
     assert again["transcript"] == trained["transcript"]
+    assert capsys.readouterr().out == again["transcript"] + "\n"  # quiet: the transcript alone
     # a recording at 16 kHz is resampled, and gives the transcript of its 8 kHz original
     up = write_wav(tmp_path / "up.wav", np.repeat(fsdd[30].samples, 2), rate=16000)
     assert isinstance(speech.run(load=str(path), transcribe=str(up), quiet=True)["transcript"],
