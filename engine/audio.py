@@ -94,6 +94,10 @@ RESAMPLE_BLOCK = 1 << 20
 _ENCODINGS = {(1, 1): ("u1", 128.0, 128.0), (1, 2): ("<i2", 0.0, 32768.0),
               (1, 3): ("<i4", 0.0, 2.0 ** 31), (1, 4): ("<i4", 0.0, 2.0 ** 31),
               (3, 4): ("<f4", 0.0, 1.0), (3, 8): ("<f8", 0.0, 1.0)}
+# The openings of audio files that are not WAV, to say what a file is when it is one of them.
+_OTHER_AUDIO = ((b"ID3", "MP3"), (b"\xff\xfb", "MP3"), (b"\xff\xf3", "MP3"),
+                (b"fLaC", "FLAC"), (b"OggS", "Ogg (Vorbis or Opus)"),
+                (b"FORM", "AIFF"), (b"RF64", "RF64 (a WAV over 4 GB)"))
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE  # the real code is the first two bytes of its SubFormat GUID
 
 
@@ -151,8 +155,10 @@ def _riff_chunks(data, name):
     """The ``fmt `` chunk (at least 16 bytes) and the ``data`` chunk (as much of it as the file
     holds) of a RIFF/WAVE file's bytes."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError(f"{name}: not a readable WAV file (it does not start with a "
-                         "RIFF/WAVE header)")
+        kind = next((k for magic, k in _OTHER_AUDIO if data.startswith(magic)), None)
+        raise ValueError(f"{name}: not a readable WAV file (" + (
+            f"this is {kind}: convert it to WAV first, e.g. ffmpeg -i FILE out.wav"
+            if kind else "it does not start with a RIFF/WAVE header") + ")")
     fmt = body = None
     pos = 12
     while pos + 8 <= len(data) and (fmt is None or body is None):

@@ -356,6 +356,8 @@ def test_read_wav_errors_name_the_file(rng, tmp_path):
                            r"unsupported WAV encoding \(format code 2, 4-bit\)"),
              "nan.wav": (_riff(3, 1, 8000, 32, np.array([0.5, np.nan], "<f4")),
                          "non-finite float samples"),
+             "song.mp3": (b"ID3\x04" + bytes(60), r"not a readable WAV file \(this is MP3: "
+                                                     "convert it to WAV first"),
              "no_data.wav": (_riff(1, 1, 8000, 16, np.array([], "<i2"))[:-8], "not a"),
              "silent.wav": (_wav_bytes(np.array([], np.int16), 2, 8000, 1), "no samples")}
     for fname, (data, problem) in cases.items():

@@ -81,8 +81,8 @@ def _bad_data(case, tmp_path):
     if case == "prime_not_in_text":
         path = tmp_path / "one_line.txt"
         path.write_text("the quick brown fox jumps over the lazy dog " * 40)
-        return ["text", "--text", str(path), "--seq", "20"], \
-            ["--prime", "'\\n'", "not in the vocabulary"]
+        return ["text", "--text", str(path), "--seq", "20", "--prime", "The"], \
+            ["--prime", "'T'", "not in the vocabulary"]
     if case == "folder_as_file":
         return ["text", "--text", str(tmp_path)], [f"{tmp_path}:1:", "folder"]
     raise AssertionError(case)
