@@ -193,6 +193,13 @@ class Report:
             print(text, flush=True)
 
 
+def print_result(args, text):
+    """Print what the command was asked for (a transcript, a sample) even under --quiet,
+    which drops only progress and the report; once, from rank 0, in a distributed run."""
+    if not (args.distributed and not root_rank()):
+        print(text, flush=True)
+
+
 def out_dir(args):
     """``Path(args.out)``, created, or None when no --out was given."""
     if args.out is None:

@@ -31,8 +31,8 @@ import numpy as np
 import engine
 from engine import audio
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
-                                add_load_argument, load_saved, parse_options, save_model,
-                                saved_value, user_data, write_outputs)
+                                add_load_argument, load_saved, parse_options, print_result,
+                                save_model, saved_value, user_data, write_outputs)
 from engine.apps.datasets import pad_sequences
 from engine.apps.speech_data import (check_fits, load_fsdd, make_strings, read_manifest,
                                      split_fsdd)
@@ -366,8 +366,8 @@ def transcribe(model, features, alphabet, x, args, report):
     """The beam transcript of --transcribe's recording ``x``."""
     _, beamed, _ = recognize(model, features, [x], args.beam)
     text = "".join(decode_text(beamed[0], alphabet))
-    if args.quiet:  # what was asked for is printed all the same, bare for scripts
-        print(text, flush=True)
+    if args.quiet:  # bare, for scripts; the report line below says it otherwise
+        print_result(args, text)
     report(f"transcript of {args.transcribe} ({len(x) / RATE:.2f} s): {text!r}")
     return text
 

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 import engine
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
-                                parse_options, save_model, user_data, write_outputs)
+                                parse_options, print_result, save_model, user_data,
+                               write_outputs)
 from engine.apps.datasets import load_devils_dictionary, read_text
 from engine import distributed
 from engine.apps.windows import CharVocab
@@ -277,7 +278,7 @@ def run(args=None, **overrides):
         metrics["sample"] = sample(model, vocab, args.sample, args.temperature, args.prime,
                                    args.seed)
         report(f"sample (temperature {args.temperature}):")
-        print(metrics["sample"], flush=True)  # what was asked for, even under --quiet
+        print_result(args, metrics["sample"])
     return write_outputs(args, "text", metrics, lambda plt, path: plot(plt, path, metrics),
                          report)
 
@@ -289,7 +290,7 @@ def generate_only(args, report):
         args.prime = default_prime(vocab)
     prime_ids(vocab, args.prime)
     text = sample(model, vocab, args.sample, args.temperature, args.prime, args.seed)
-    print(text, flush=True)  # what was asked for, even under --quiet
+    print_result(args, text)
     return {"command": "text", "model": args.load, "sample": text,
             "temperature": args.temperature}
 
