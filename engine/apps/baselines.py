@@ -83,6 +83,108 @@ def fit_level_free_ar(X_train, Y_train):
     return LinearAR(coef=coef, intercept=changes.intercept)
 
 
+@dataclass
+class HoltWinters:
+    """Additive Holt-Winters with a damped trend (ETS(A,Ad,A); ETS(A,Ad,N) without a season):
+    smoothing weights ``alpha`` (level), ``beta`` (trend), ``gamma`` (season), damping ``phi``
+    and the initial ``level``, ``trend`` and ``seasons`` (float64 (m,), empty without a season),
+    in statsmodels' parametrisation (``fit_holt_winters``).  Unlike the AR it carries a state
+    through the whole series, so it forecasts from a series' start, not from one window."""
+    alpha: float
+    beta: float
+    gamma: float
+    phi: float
+    level: float
+    trend: float
+    seasons: np.ndarray
+
+    def forecast_origins(self, series, window, horizon):
+        """(T - window + 1, horizon) float64: row i forecasts series[i + window:][:horizon]
+        from series[:i + window] alone, the state run from the series' start; row i is the
+        forecast after window i of ``make_windows`` and the last row the one after the end.
+
+        Per step: l' = alpha (y - s) + (1 - alpha)(l + phi b), b' = beta (l' - l) + (1 - beta)
+        phi b, and the season of y m steps on is gamma (y - l - phi b) + (1 - gamma) s; the
+        forecast h ahead is l + (phi + ... + phi^h) b + the latest season of that phase.  A
+        plain loop over the values: it runs once per series, not in a training loop."""
+        y = np.asarray(series, dtype=np.float64)
+        T, m = len(y), max(len(self.seasons), 1)
+        level, trend = np.empty(T + 1), np.empty(T + 1)
+        level[0], trend[0] = self.level, self.trend
+        season = np.zeros(T + m)  # season[k]: the seasonal term of value k
+        season[:len(self.seasons)] = self.seasons
+        a, b, g, phi = self.alpha, self.beta, self.gamma, self.phi
+        seasonal = len(self.seasons) > 0  # without a season, season stays 0
+        for i in range(T):
+            base = level[i] + phi * trend[i]
+            level[i + 1] = a * (y[i] - season[i]) + (1 - a) * base
+            trend[i + 1] = b * (level[i + 1] - level[i]) + (1 - b) * phi * trend[i]
+            if seasonal:
+                season[i + m] = g * (y[i] - base) + (1 - g) * season[i]
+        n = np.arange(window, T + 1)  # values seen at each origin
+        h = np.arange(1, horizon + 1)
+        damped = np.cumsum(phi ** h)
+        return (level[n, None] + damped * trend[n, None]
+                + season[n[:, None] + (h - 1) % m])
+
+    def state(self):
+        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "phi": self.phi,
+                "level": self.level, "trend": self.trend, "seasons": self.seasons.tolist()}
+
+    @classmethod
+    def from_state(cls, state, season):
+        """The HoltWinters ``state()`` described, checked: weights in [0, 1], damping in (0, 1],
+        finite initial states, ``season`` (0: none) initial seasons."""
+        try:
+            hw = cls(*(float(state[k]) for k in ("alpha", "beta", "gamma", "phi", "level",
+                                                 "trend")),
+                     np.asarray(state["seasons"], dtype=np.float64).reshape(-1))
+        except (TypeError, KeyError, ValueError):
+            raise ValueError("expected {alpha, beta, gamma, phi, level, trend: numbers, "
+                             "seasons: a list of numbers}") from None
+        weights = np.array([hw.alpha, hw.beta, hw.gamma])
+        if not ((0 <= weights) & (weights <= 1)).all() or not 0 < hw.phi <= 1 or \
+                not np.isfinite([hw.level, hw.trend, *hw.seasons]).all() or \
+                len(hw.seasons) != (season or 0):
+            raise ValueError(f"expected weights in [0, 1], damping in (0, 1], finite states and "
+                             f"{season or 0} seasons")
+        return hw
+
+
+def fit_holt_winters(train_values, season):
+    """HoltWinters fitted to ``train_values`` by statsmodels (``ExponentialSmoothing`` with a
+    damped additive trend, an additive season of ``season`` steps when given, initial states
+    estimated; Hyndman and Athanasopoulos, *Forecasting: principles and practice*, ch. 8), or
+    (None, why) when statsmodels is not installed or cannot fit the values (too few for the
+    season, say).  An optional baseline: ``pip install statsmodels``."""
+    try:
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+    except ImportError:
+        return None, "statsmodels is not installed"
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # convergence notes: the fit is a baseline, as it is
+            warnings.simplefilter("ignore")
+            fit = ExponentialSmoothing(np.asarray(train_values, dtype=np.float64),
+                                       trend="add", damped_trend=True,
+                                       seasonal="add" if season else None,
+                                       seasonal_periods=season or None,
+                                       initialization_method="estimated").fit()
+    except (ValueError, np.linalg.LinAlgError) as e:
+        return None, f"statsmodels could not fit it: {e}"
+    p = fit.params
+    seasons = np.asarray(p["initial_seasons"], dtype=np.float64) if season else np.zeros(0)
+    hw = HoltWinters(float(p["smoothing_level"]), float(p["smoothing_trend"]),
+                     float(p["smoothing_seasonal"]) if season else 0.0,
+                     float(p["damping_trend"]), float(p["initial_level"]),
+                     float(p["initial_trend"]), seasons)
+    if not np.isfinite([hw.alpha, hw.beta, hw.gamma, hw.phi, hw.level, hw.trend,
+                        *seasons]).all():
+        return None, "statsmodels' fit is not finite"
+    return hw, None
+
+
 def rmse_per_horizon(pred, true):
     """Root mean squared error over samples, one per horizon: (N, H), (N, H) -> (H,)."""
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)

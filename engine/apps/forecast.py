@@ -7,7 +7,9 @@ split chronologically 70/15/15 by window.
 
 Forecasters (``engine.apps.forecasters``), all fitted on the training windows only:
 - baselines: persistence, seasonal naive (period ``--season`` or detected from the training
-  values' autocorrelation) and a least-squares AR of the window;
+  values' autocorrelation), a least-squares AR of the window and, when statsmodels is
+  installed, ``ets``: exponential smoothing (damped Holt-Winters, additive season) run
+  through the series from its start;
 - candidates: the baselines (so the model can always fall back on the best of them);
   ``ar-diff``, the AR of the changes (each window and its targets minus
   the window's last value, with a drift: it has no training mean to revert to, so a level the
@@ -36,8 +38,8 @@ networks predict all H values at once) or recursive (a one-step network rolled f
 """
 import numpy as np
 
-from engine.apps.baselines import (LinearAR, fit_level_free_ar, fit_linear_ar,
-                                   persistence_forecast, rmse_per_horizon)
+from engine.apps.baselines import (HoltWinters, LinearAR, fit_holt_winters, fit_level_free_ar,
+                                   fit_linear_ar, persistence_forecast, rmse_per_horizon)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
                                 save_model, saved_value, user_data, write_outputs)
@@ -57,7 +59,7 @@ NETWORKS = {"lstm": (("level",), "persistence"),
 ENSEMBLE = "ensemble"  # the mean of the three
 # The candidates without a network, simplest first (a tie on validation goes to the first):
 # the baselines, then the fitted linear models.
-LINEAR = ("persistence", "seasonal", "ar", "ar-diff", "arx")
+LINEAR = ("persistence", "seasonal", "ar", "ets", "ar-diff", "arx")
 SEASON = Number(int, low=0)
 
 
@@ -264,6 +266,11 @@ def run(args=None, **overrides):
     if season:
         baselines["seasonal"] = seasonal_naive(X, H, season)
     baselines["ar"] = ar.predict(X)
+    ets, why = fit_holt_winters(d["train_values"], season)
+    if ets is None:
+        report(f"no exponential smoothing baseline: {why}")
+    else:
+        baselines["ets"] = ets.forecast_origins(series, args.window, H)[:len(X)]
     candidates, arx = {**baselines, "ar-diff": ar_diff.predict(X)}, None
     if Z is not None:
         design = with_covariates(X, Z, 2 * len(d["cycles"]))
@@ -278,7 +285,7 @@ def run(args=None, **overrides):
     save_model(net.model, args, report, command="forecast", window=args.window, horizon=H,
                mode=args.mode, chosen=chosen, network=network,
                normaliser=net.normaliser.state(), season=season, ar=ar_state(ar),
-               ar_diff=ar_state(ar_diff),
+               ar_diff=ar_state(ar_diff), ets=None if ets is None else ets.state(),
                arx=None if arx is None else ar_state(arx), columns=columns,
                calendar=d["cycles"],
                base_ar=ar_state(net.ar) if net.ar is not None else None,
@@ -342,6 +349,18 @@ def _cycles(value):
     return value
 
 
+def _season(value):
+    if value is not None:
+        SEASON(value)
+    return value
+
+
+def saved_holt_winters(args, model):
+    """The HoltWinters a checkpoint that chose ``ets`` keeps, checked against its season."""
+    season = saved_value(args, model, "season", _season)
+    return saved_value(args, model, "ets", lambda s: HoltWinters.from_state(s, season))
+
+
 def saved_forecaster(args, model, n_other=0, n_calendar=0):
     """(chosen, forecast function (X (N, W), Z (N, W, K) or None) -> (N, H)) from a
     checkpoint's metadata, for K = ``n_other`` channels of other inputs and ``n_calendar``
@@ -352,6 +371,8 @@ def saved_forecaster(args, model, n_other=0, n_calendar=0):
     chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
     network = saved_value(args, model, "network", _choice(ENSEMBLE, *NETWORKS))
     ar = saved_value(args, model, "ar", lambda s: ar_from_state(s, W, H))
+    if chosen == "ets":
+        raise ValueError("ets forecasts from the whole series: saved_holt_winters")
     if chosen == "persistence":
         return chosen, lambda X, Z: persistence_forecast(X, H)
     if chosen == "seasonal":
@@ -405,15 +426,21 @@ def apply_saved(args, report):
     values, name, dates, _ = load_series(args)
     if cycles and dates is None:
         raise AppError("the model reads the calendar: the data need dates (--date-column)")
-    chosen, predict = saved_forecaster(args, model, len(columns) - 1, 2 * len(cycles))
     series = values[:, 0]
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)
     X = X[:, :, 0]
-    every = covariate_windows(values, dates, args, cycles, ahead=0)  # the last one included
-    Z, last = (None, None) if every is None else (every[:len(X)], every[-1:])
-    future = predict(series[None, -args.window:], last)[0]
-    rmse = {"model": rmse_per_horizon(predict(X, Z), Y),
+    chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
+    if chosen == "ets":  # a state carried from the series' start, not a function of a window
+        origins = saved_holt_winters(args, model).forecast_origins(series, args.window,
+                                                                   args.horizon)
+        fitted, future = origins[:len(X)], origins[-1]
+    else:
+        chosen, predict = saved_forecaster(args, model, len(columns) - 1, 2 * len(cycles))
+        every = covariate_windows(values, dates, args, cycles, ahead=0)  # the last included
+        Z, last = (None, None) if every is None else (every[:len(X)], every[-1:])
+        fitted, future = predict(X, Z), predict(series[None, -args.window:], last)[0]
+    rmse = {"model": rmse_per_horizon(fitted, Y),
             "persistence": rmse_per_horizon(persistence_forecast(X, args.horizon), Y)}
     metrics = {"command": "forecast", "model": args.load, "chosen": chosen, "data": name,
                "window": args.window, "horizon": args.horizon, "n_windows": int(len(X)),

@@ -1,5 +1,8 @@
 """engine.apps.baselines: persistence, the least-squares AR (recovers a known process), errors per
 horizon, the return baselines and the classification metrics."""
+import sys
+import warnings
+
 import numpy as np
 import pytest
 
@@ -103,6 +106,75 @@ def test_level_free_ar_follows_a_series_out_of_its_training_range(rng):
                                                 Y[test]).mean()
               for fit in (bl.fit_linear_ar, bl.fit_level_free_ar)}
     assert errors["fit_level_free_ar"] < 0.5 * errors["fit_linear_ar"], errors
+
+
+def _holt_winters_loop(y, hw, n, horizon):
+    """The textbook equations written out (Hyndman and Athanasopoulos, section 8.3), one
+    origin at a time: the forecasts after y[:n]."""
+    m = len(hw.seasons)
+    level, trend, seasons = hw.level, hw.trend, list(hw.seasons)
+    for x in y[:n]:
+        s = seasons[-m] if m else 0.0
+        new = hw.alpha * (x - s) + (1 - hw.alpha) * (level + hw.phi * trend)
+        if m:
+            seasons.append(hw.gamma * (x - level - hw.phi * trend) + (1 - hw.gamma) * s)
+        trend = hw.beta * (new - level) + (1 - hw.beta) * hw.phi * trend
+        level = new
+    return [level + sum(hw.phi ** k for k in range(1, h + 1)) * trend
+            + (seasons[len(seasons) - m + (h - 1) % m] if m else 0.0)
+            for h in range(1, horizon + 1)]
+
+
+@pytest.mark.parametrize("season", [None, 12])
+def test_holt_winters_is_statsmodels_fit_run_through_the_series(season, rng):
+    """fit_holt_winters takes statsmodels' parameters; forecast_origins reproduces its fitted
+    values and its forecasts (except at whole seasons ahead, where statsmodels 0.15 reuses the
+    season before the last update: statsmodels issue 9538) and the textbook equations at every
+    origin, and an origin's forecast never reads a value after it."""
+    sm = pytest.importorskip("statsmodels.tsa.holtwinters")
+    t = np.arange(240)
+    y = 50 + 0.3 * t + 6 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1, len(t))
+    hw, why = bl.fit_holt_winters(y[:200], season)
+    assert why is None and 0 < hw.phi <= 1 and len(hw.seasons) == (season or 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.ExponentialSmoothing(y[:200], trend="add", damped_trend=True,
+                                      seasonal="add" if season else None,
+                                      seasonal_periods=season,
+                                      initialization_method="estimated").fit()
+    one_step = hw.forecast_origins(y[:200], 0, 1)
+    np.testing.assert_allclose(one_step[:200, 0], fit.fittedvalues, rtol=1e-10)
+    ahead = hw.forecast_origins(y[:200], 200, 15)[0]
+    whole = np.arange(1, 16) % 12 == 0 if season else np.zeros(15, bool)
+    np.testing.assert_allclose(ahead[~whole], fit.forecast(15)[~whole], rtol=1e-10)
+    every = hw.forecast_origins(y, 10, 5)
+    assert every.shape == (240 - 10 + 1, 5)
+    for n in (10, 137, 240):
+        np.testing.assert_allclose(every[n - 10], _holt_winters_loop(y, hw, n, 5), rtol=1e-10)
+        changed = y.copy()
+        changed[n:] += 100.0
+        np.testing.assert_array_equal(hw.forecast_origins(changed, 10, 5)[n - 10], every[n - 10])
+
+
+def test_holt_winters_state_round_trips_and_refuses_bad_states():
+    hw = bl.HoltWinters(0.3, 0.1, 0.2, 0.95, 10.0, 0.5, np.array([1.0, -1.0]))
+    again = bl.HoltWinters.from_state(hw.state(), 2)
+    np.testing.assert_array_equal(again.forecast_origins(np.arange(9.0), 3, 2),
+                                  hw.forecast_origins(np.arange(9.0), 3, 2))
+    for bad, season in ((dict(hw.state(), alpha=1.5), 2), (dict(hw.state(), phi=0.0), 2),
+                        (dict(hw.state(), level=float("nan")), 2), (hw.state(), 3),
+                        ({"alpha": 0.3}, 2), (dict(hw.state(), seasons="x"), 2)):
+        with pytest.raises(ValueError, match="expected"):
+            bl.HoltWinters.from_state(bad, season)
+
+
+def test_holt_winters_without_statsmodels_or_with_too_few_values_is_left_out(monkeypatch):
+    pytest.importorskip("statsmodels")
+    hw, why = bl.fit_holt_winters(np.arange(10.0), 12)  # under two seasons
+    assert hw is None and "could not fit" in why
+    monkeypatch.setitem(sys.modules, "statsmodels.tsa.holtwinters", None)
+    assert bl.fit_holt_winters(np.arange(100.0), None) == (None,
+                                                           "statsmodels is not installed")
 
 
 def test_rmse_per_horizon():
