@@ -1,6 +1,7 @@
 """The forecasting suite: ``forecast``'s default model against its baselines on real series.
 
-    python -m bench.forecast_suite [--series airline,nile,...] [--seed 0] [--out bench/results]
+    python -m bench.forecast_suite [--series airline,nile,...] [--seed 0] [--ets]
+                                   [--out bench/results]
 
 Each series (``bench/data/forecast/``, sources and licences in its PROVENANCE.md) goes through
 ``engine.apps.forecast.run`` unchanged, with the window and horizon below and a fixed seed;
@@ -43,11 +44,11 @@ WITHIN = 1.02  # no worse than the best baseline, within 2%
 SUNSPOTS_BEFORE = 20.62  # the single LSTM's test mean RMSE before issue 21
 
 
-def run_series(name, seed):
+def run_series(name, seed, ets=False):
     from engine.apps import forecast
 
     path, column, window, horizon, _ = SERIES[name]
-    options = dict(window=window, horizon=horizon, seed=seed, quiet=True)
+    options = dict(window=window, horizon=horizon, seed=seed, quiet=True, ets=ets)
     if path is not None:
         options.update(csv=str(DATA / path), column=column)
     start = time.perf_counter()
@@ -94,6 +95,9 @@ def main(argv=None):
     p.add_argument("--series", help=f"comma-separated subset of {', '.join(SERIES)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results")
+    p.add_argument("--ets", action="store_true", help="forecast --ets: exponential smoothing "
+                   "among the baselines and candidates (needs statsmodels); the files are "
+                   "named forecast-suite-ets-cpu-<machine>")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.series.split(",")] if args.series else list(SERIES)
     unknown = sorted(set(names) - set(SERIES))
@@ -103,7 +107,7 @@ def main(argv=None):
 
     results = {}
     for name in names:
-        m = results[name] = run_series(name, args.seed)
+        m = results[name] = run_series(name, args.seed, args.ets)
         print(f"{name}: chose {m['chosen']}, model / best baseline ({m['best_baseline']}) "
               f"{m['model_vs_best_baseline']:.3f}, {m['seconds']:.0f} s", flush=True)
     text = table(results)
@@ -113,10 +117,10 @@ def main(argv=None):
     print("\n" + "\n".join(lines))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"forecast-suite-cpu-{cpu_slug()}"
+    stem = f"forecast-suite{'-ets' if args.ets else ''}-cpu-{cpu_slug()}"
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (out / f"{stem}.json").write_text(json.dumps(
-        {"machine": machine_label(), "seed": args.seed, "results": results,
+        {"machine": machine_label(), "seed": args.seed, "ets": args.ets, "results": results,
          "targets": [{"target": t, "result": r, "pass": bool(ok)} for t, r, ok in checks]},
         indent=1) + "\n")
     return 0 if all(ok for *_, ok in checks) else 1

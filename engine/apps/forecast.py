@@ -7,9 +7,9 @@ split chronologically 70/15/15 by window.
 
 Forecasters (``engine.apps.forecasters``), all fitted on the training windows only:
 - baselines: persistence, seasonal naive (period ``--season`` or detected from the training
-  values' autocorrelation), a least-squares AR of the window and, when statsmodels is
-  installed, ``ets``: exponential smoothing (damped Holt-Winters, additive season) run
-  through the series from its start;
+  values' autocorrelation), a least-squares AR of the window and, when
+  given ``--ets`` (statsmodels installed), ``ets``: exponential smoothing (damped
+  Holt-Winters, additive season) run through the series from its start;
 - candidates: the baselines (so the model can always fall back on the best of them);
   ``ar-diff``, the AR of the changes (each window and its targets minus
   the window's last value, with a drift: it has no training mean to revert to, so a level the
@@ -82,6 +82,9 @@ def add_arguments(p):
     p.add_argument("--season", type=SEASON, default=None, help="seasonal period in steps, at "
                    "most the window, for the seasonal naive baseline; 0 for none (default: "
                    "detected from the training values' autocorrelation)")
+    p.add_argument("--ets", action="store_true", help="add exponential smoothing (damped "
+                   "Holt-Winters, fitted by statsmodels, which must be installed) to the "
+                   "baselines and the candidates")
     p.add_argument("--mode", choices=("direct", "recursive"), default="direct")
     p.add_argument("--hidden", type=SIZE, default=64, help="LSTM hidden size (default 64)")
     p.add_argument("--seeds", type=SIZE, default=3, help="networks averaged per candidate, "
@@ -112,6 +115,15 @@ def input_columns(args):
     if target not in names:
         raise AppError(f"--target {target!r} is not one of --columns {names}")
     return target, [target] + [n for n in names if n != target]
+
+
+def require_statsmodels():
+    """--ets needs statsmodels: an AppError before any data are read when it is missing."""
+    try:
+        import statsmodels  # noqa: F401
+    except ImportError:
+        raise AppError("--ets needs statsmodels: pip install statsmodels (or the package's "
+                       "[ets] extra)") from None
 
 
 def min_length(args):
@@ -248,6 +260,8 @@ def run(args=None, **overrides):
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)
+    if args.ets:
+        require_statsmodels()
     values, name, dates, columns = load_series(args)
     series = values[:, 0]
     d = prepare(values, dates, args, report)
@@ -266,10 +280,10 @@ def run(args=None, **overrides):
     if season:
         baselines["seasonal"] = seasonal_naive(X, H, season)
     baselines["ar"] = ar.predict(X)
-    ets, why = fit_holt_winters(d["train_values"], season)
-    if ets is None:
-        report(f"no exponential smoothing baseline: {why}")
-    else:
+    ets, why = fit_holt_winters(d["train_values"], season) if args.ets else (None, None)
+    if why:
+        report(f"--ets: no exponential smoothing: {why}")
+    if ets is not None:
         baselines["ets"] = ets.forecast_origins(series, args.window, H)[:len(X)]
     candidates, arx = {**baselines, "ar-diff": ar_diff.predict(X)}, None
     if Z is not None:

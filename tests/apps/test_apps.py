@@ -1,6 +1,5 @@
 """The four applications end to end on tiny settings: the Python entry, ``python -m engine``,
 user files they have never seen, bad data (exit 2 with FILE:LINE), save then sample."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -91,8 +90,7 @@ def test_forecast_user_csv(series_csv, tmp_path):
     m = _files_ok(out, "forecast", ["test_rmse_per_horizon", "test_rmse_mean", "test_mase",
                                     "chosen", "val_rmse_mean", "winner_per_horizon"])
     seasonal = {f"seasonal{m['season']}"} if m["season"] else set()
-    ets = {"ets"} if importlib.util.find_spec("statsmodels") else set()  # an optional baseline
-    simple = {"persistence", "ar12", "ar-diff"} | seasonal | ets
+    simple = {"persistence", "ar12", "ar-diff"} | seasonal
     assert set(m["val_rmse_mean"]) == simple | {"lstm", "lstm-norm", "lstm+ar", "ensemble"}
     rule = m["validation_rule"]  # the lowest, else the ensemble, else the linear rival
     assert rule["lowest"] == min(m["val_rmse_mean"], key=m["val_rmse_mean"].get)
@@ -107,7 +105,7 @@ def test_forecast_user_csv(series_csv, tmp_path):
         assert rule["rival"] in simple and m["chosen"] == \
             (rule["contender"] if rule["margin_se"] <= -1 else rule["rival"])
     assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
-    assert set(m["baselines"]) == {"persistence", "ar12"} | seasonal | ets
+    assert set(m["baselines"]) == {"persistence", "ar12"} | seasonal
     assert all(len(v) == 3 for v in m["test_rmse_per_horizon"].values())
     assert set(m["winner_per_horizon"]) <= {"model", *m["baselines"]}
 
