@@ -3,6 +3,7 @@
 Forecasting: X (N, W, 1) windows and Y (N, H) targets, as made by
 ``engine.apps.windows.make_windows``.
 """
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,8 +162,6 @@ def fit_holt_winters(train_values, season):
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
     except ImportError:
         return None, "statsmodels is not installed"
-    import warnings
-
     try:
         with warnings.catch_warnings():  # convergence notes: the fit is a baseline, as it is
             warnings.simplefilter("ignore")
