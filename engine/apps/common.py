@@ -196,7 +196,7 @@ class Report:
 def print_result(args, text):
     """Print what the command was asked for (a transcript, a sample) even under --quiet,
     which drops only progress and the report; once, from rank 0, in a distributed run."""
-    if not (args.distributed and not root_rank()):
+    if not args.distributed or root_rank():
         print(text, flush=True)
 
 
