@@ -54,6 +54,9 @@ def load_data(args):
         return Xtr, ytr, Xte, yte, [str(k + 1) for k in range(9)], "JapaneseVowels"
     with user_data():
         Xtr, ytr, names = read_labelled(args.train)
+        if len(np.unique(ytr)) < 2:
+            raise ValueError(f"{args.train}: every sequence has the label {names[ytr[0]]!r}; "
+                             "a classifier needs at least two classes to learn")
         Xte, yte, _ = read_labelled(args.test, class_names=names)
         if Xte[0].shape[1] != Xtr[0].shape[1]:
             raise ValueError(f"{args.test}: {Xte[0].shape[1]} features per step, but "

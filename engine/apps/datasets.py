@@ -144,8 +144,28 @@ class CsvTable:
         """Index of the column called ``name``; a missing one lists those available."""
         if name not in self.header:
             _fail(self.path, self.header_line,
-                  f"no column {name!r}; available columns: {self.header}")
+                  f"no column {name!r}; available columns: {self.header}{self.header_hint()}")
         return self.header.index(name)
+
+    def header_hint(self):
+        """A hint for an error about the header, when its cells look like values (a number
+        with a fraction, or a date) rather than names: the file probably has no header."""
+        values = [cell for cell in self.header if _looks_like_value(cell)]
+        if not values:
+            return ""
+        return (f" (the first row holds values such as {values[0]!r}, not column names: the "
+                "file needs a header row naming its columns)")
+
+
+def _looks_like_value(cell):
+    """True for a cell no one names a column: a number with a fraction or exponent, or a
+    date.  A whole number ('2019', '0') may well be a name."""
+    try:
+        number = float(cell)
+    except ValueError:
+        return any(re.fullmatch(pattern, cell.split()[0] if cell.split() else "")
+                   for _, pattern in DATE_FORMATS[:4])
+    return np.isfinite(number) and not re.fullmatch(r"[+-]?\d+", cell)
 
 
 def read_csv_table(path):
@@ -339,7 +359,7 @@ def _pick_column(table, given, preferred, what):
             return lowered.index(name)
     _fail(table.path, table.header_line,
           f"no {what} column found (looked for {list(preferred)}); "
-          f"available columns: {table.header}; name one explicitly")
+          f"available columns: {table.header}; name one explicitly{table.header_hint()}")
 
 
 # The date forms read without --date-format: ISO (also with '/'), US month/day/year and
@@ -617,6 +637,11 @@ def read_sequence_csv(path, class_names=None):
         _fail(table.path, table.header_line,
               f"{len(table.header)} columns {table.header}; expected sequence id, label, "
               "then at least one feature")
+    if table.rows and table.header[:2] == table.rows[0][:2]:
+        _fail(table.path, table.header_line,
+              f"the first row holds a step of sequence {table.header[0]!r} (label "
+              f"{table.header[1]!r}), not column names: the file needs a header row (sequence "
+              "id, label, then the features' names)")
     starts = [i for i, row in enumerate(table.rows) if i == 0 or row[0] != table.rows[i - 1][0]]
     seen, X, labels, lines = set(), [], [], []
     for a, b in zip(starts, starts[1:] + [len(table.rows)]):

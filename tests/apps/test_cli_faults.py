@@ -83,6 +83,12 @@ def _bad_data(case, tmp_path):
         path.write_text("the quick brown fox jumps over the lazy dog " * 40)
         return ["text", "--text", str(path), "--seq", "20", "--prime", "The"], \
             ["--prime", "'T'", "not in the vocabulary"]
+    if case == "one_class":
+        path = tmp_path / "seqs.csv"
+        path.write_text("id,label,f\n" + "".join(f"s{i},cat,{np.sin(i + t):.3f}\n"
+                                                 for i in range(20) for t in range(4)))
+        return ["classify", "--train", str(path), "--test", str(path)], \
+            [f"{path}:", "label 'cat'", "at least two classes"]
     if case == "folder_as_file":
         return ["text", "--text", str(tmp_path)], [f"{tmp_path}:1:", "folder"]
     raise AssertionError(case)
@@ -90,7 +96,7 @@ def _bad_data(case, tmp_path):
 
 @pytest.mark.parametrize("case", ["nan_cell", "inf_price", "huge_values", "truncated_gzip",
                                   "csv_field_too_long", "constant_prices", "binary_text",
-                                  "prime_not_in_text", "folder_as_file"])
+                                  "prime_not_in_text", "one_class", "folder_as_file"])
 def test_bad_data_exits_2_before_training(case, tmp_path, capsys):
     argv, words = _bad_data(case, tmp_path)
     assert main(argv + ["--quiet", "--epochs", "1"]) == 2

@@ -311,6 +311,9 @@ BAD_READ_SEQUENCE_CSV = [
                  ds.read_sequence_csv, id="non_numeric"),
     pytest.param("seq.csv", "id,label\n1,a\n", 1, ("sequence id, label",),
                  ds.read_sequence_csv, id="too_few_columns"),
+    pytest.param("seq.csv", "s1,up,0.5,1.5\ns1,up,2.5,3.5\ns2,down,1,2\n", 1,
+                 ("sequence 's1'", "needs a header row"), ds.read_sequence_csv,
+                 id="no_header_row"),
 ]
 
 
@@ -393,6 +396,25 @@ def test_semicolon_and_tab_separated_files_are_read(sep, tmp_path):
     np.testing.assert_array_equal(ds.read_csv_series(path, "y"), [1.5, 2.5])
     comma = write(tmp_path, "c.csv", "y,z\n1,2\n")  # a comma in the header: comma-separated
     assert ds.read_csv_table(comma).header == ["y", "z"]
+
+
+@pytest.mark.parametrize("first_row", ["2019-03-01,17.25", "17.25", "1.7e1,3"])
+def test_a_file_without_a_header_row_is_named_as_such(first_row, tmp_path):
+    """The first row is read as the header, so a file without one loses a value; the error
+    that follows (no such column) says that values stand where the names should."""
+    path = write(tmp_path, "s.csv", first_row + "\n" + first_row + "\n")
+    with raises_at(path, 1, "no column 'value'", "needs a header row"):
+        ds.read_csv_series(path, "value")
+    with raises_at(path, 1, "no date column", "needs a header row"):
+        ds.read_price_csv(path)
+
+
+def test_whole_numbers_and_words_in_a_header_are_names(tmp_path):
+    path = write(tmp_path, "s.csv", "year,2019,total\n1,2,3\n4,5,6\n")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "2019"), [2, 5])
+    with pytest.raises(ValueError) as e:
+        ds.read_csv_series(path, "value")
+    assert "header row" not in str(e.value)
 
 
 def test_a_decimal_or_thousands_comma_is_named_as_the_problem(tmp_path):
