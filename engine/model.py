@@ -218,7 +218,7 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
             lengths=None, tbptt=None, patience=None, validation_split=None, verbose=True,
-            on_batch=None, distributed=False):
+            on_batch=None, distributed=False, steps_per_epoch=None):
         """Train with mini-batches; returns {"loss": [...], "val_loss": [...]} per epoch.
 
         Args:
@@ -229,6 +229,11 @@ class Sequential:
             validation_data: optional (x_val, y_val) or (x_val, y_val, lengths_val).
             shuffle, seed: the order of epoch e is a permutation drawn from seed and the
                 model's epoch counter, so a resumed run sees the same batches.
+            steps_per_epoch: optional int >= 1, as Keras's: an epoch ends after this many
+                batches.  Fewer batches than the data hold make the epochs consecutive parts of
+                an endless stream of passes over the data (each pass a permutation drawn from
+                seed and the pass's number), so every sample is seen once per pass and the
+                epochs that early stopping counts stay the same size however large the data.
             lengths: optional (N,) ints in [1, T].
             tbptt: optional chunk length K (many_to_many only): each batch is cut into chunks
                 of K steps, with one update per chunk and (h, c) carried between chunks
@@ -259,7 +264,8 @@ class Sequential:
         ranks = as_ranks(distributed)
         if ranks is None or ranks.size == 1:
             return self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed, lengths,
-                             tbptt, patience, validation_split, verbose, on_batch)
+                             tbptt, patience, validation_split, verbose, on_batch,
+                             steps_per_epoch)
         try:
             self._ranks = ranks
             self._grad_buffer = GradientBuffer(self.layers, self.dtype, ranks, self.backend)
@@ -267,7 +273,7 @@ class Sequential:
             self._sync_from_root()
             history = self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed,
                                 lengths, tbptt, patience, validation_split,
-                                verbose and ranks.root, on_batch)
+                                verbose and ranks.root, on_batch, steps_per_epoch)
             history["allreduce_seconds"] = self._grad_buffer.seconds
             return history
         except TrainingDiverged:
@@ -289,11 +295,15 @@ class Sequential:
                 layer.set_random_state(ranks.broadcast(layer.random_state()))
 
     def _fit(self, x, y, epochs, batch_size, validation_data, shuffle, seed, lengths, tbptt,
-             patience, validation_split, verbose, on_batch):
+             patience, validation_split, verbose, on_batch, steps_per_epoch):
         x, y, lengths = self._check_data(x, y, lengths)
         epochs = check_int("epochs", epochs, 1)
         batch_size = check_int("batch_size", batch_size, 1)
         seed = None if seed is None else check_int("seed", seed, 0)
+        take = None if steps_per_epoch is None else \
+            check_int("steps_per_epoch", steps_per_epoch, 1) * batch_size
+        if take is not None and take < len(x) and shuffle and seed is None:
+            seed = int(np.random.default_rng().integers(2**31))  # one stream of passes
         if on_batch is not None and not callable(on_batch):
             raise TypeError(f"on_batch must be a callable loss -> bool, got "
                             f"{type(on_batch).__name__}")
@@ -308,7 +318,7 @@ class Sequential:
             validation_data = self._check_data(*_unpack_validation(validation_data))
         history = {"loss": []} if validation_data is None else {"loss": [], "val_loss": []}
         for _ in range(epochs):
-            order = _epoch_order(len(x), shuffle, seed, self.epoch)
+            order = _epoch_order(len(x), shuffle, seed, self.epoch, take)
             start = self._snapshot()
             try:
                 loss = self._train_epoch(x, y, lengths, order, batch_size, tbptt, verbose)
@@ -868,11 +878,23 @@ def _unpack_validation(data):
     return tuple(data) + (None,) * (3 - len(data))
 
 
-def _epoch_order(N, shuffle, seed, epoch):
-    """Sample order of one epoch: a permutation seeded by (seed, epoch) when seed is given."""
+def _epoch_order(N, shuffle, seed, epoch, take=None):
+    """Sample order of one epoch: all N samples, a permutation seeded by (seed, epoch) when
+    shuffling with a seed; or, with ``take`` < N, samples epoch * take onwards of the endless
+    stream of such passes (pass k seeded by (seed, k)), ``take`` of them."""
+    if take is None or take >= N:
+        return _pass_order(N, shuffle, seed, epoch)
+    start = epoch * take
+    first, last = start // N, (start + take - 1) // N
+    stream = np.concatenate([_pass_order(N, shuffle, seed, k) for k in range(first, last + 1)])
+    return stream[start - first * N:][:take]
+
+
+def _pass_order(N, shuffle, seed, number):
+    """One pass over N samples: in order, or a permutation seeded by (seed, number)."""
     if not shuffle:
         return np.arange(N)
-    rng = np.random.default_rng(None if seed is None else [int(seed), int(epoch)])
+    rng = np.random.default_rng(None if seed is None else [int(seed), int(number)])
     return rng.permutation(N)
 
 

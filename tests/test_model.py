@@ -197,6 +197,36 @@ def test_same_seed_same_run_bitwise(rng):
     assert other.fit(x, y, epochs=3, batch_size=8, seed=12, verbose=False) != runs[0][0]
 
 
+def test_steps_per_epoch_takes_the_data_in_turn_one_pass_at_a_time(rng, monkeypatch):
+    """Fewer batches than the data hold: each epoch is the next part of an endless stream of
+    shuffled passes, so every sample is trained on once per pass.  As many as the data hold,
+    or more: the usual epochs, batch for batch."""
+    x = rng.integers(0, 9, (10, 6))
+    y = rng.integers(0, 3, 10)
+    runs = []
+    for steps in (None, 3):  # 3 batches of 4 hold the 10 samples
+        m = _classifier(seed=7).compile("cross_entropy", Adam(0.01))
+        runs.append((m.fit(x, y, epochs=2, batch_size=4, seed=1, verbose=False,
+                           steps_per_epoch=steps), m.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    for k in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+
+    orders, train_epoch = [], Sequential._train_epoch
+    def spy(self, x, y, lengths, order, *rest):
+        orders.append(np.array(order))
+        return train_epoch(self, x, y, lengths, order, *rest)
+    monkeypatch.setattr(Sequential, "_train_epoch", spy)
+    m = _classifier().compile("cross_entropy", Adam(0.01))
+    history = m.fit(x, y, epochs=5, batch_size=2, steps_per_epoch=2, seed=3, verbose=False)
+    assert len(history["loss"]) == 5 and [len(o) for o in orders] == [4] * 5
+    stream = np.concatenate(orders)  # epoch 3 spans the two passes
+    assert sorted(stream[:10]) == sorted(stream[10:]) == list(range(10))
+    assert not np.array_equal(stream[:10], stream[10:])
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        m.fit(x, y, steps_per_epoch=0, verbose=False)
+
+
 def test_forget_bias_is_set_by_default(rng):
     lstm = LSTM(3, 4, num_layers=2, bidirectional=True, seed=0)
     Sequential([lstm, Dense(8, 1)])

@@ -291,16 +291,19 @@ def saved_value(args, model, key, check=None):
         raise AppError(f"{args.load}: metadata {key!r}: {e}") from None
 
 
-def fit_early_stopping(model, train, val, args, batch_size, patience, report, seed=None):
+def fit_early_stopping(model, train, val, args, batch_size, patience, report, seed=None,
+                       steps_per_epoch=None):
     """``model.fit`` on ``train`` = (x, y[, lengths]) for up to --epochs, with early stopping on
     ``val`` (same form): the weights of the epoch with the lowest validation loss are kept.
-    ``seed`` (default --seed) draws the batches.  Returns fit's history plus "seconds"."""
+    ``seed`` (default --seed) draws the batches; ``steps_per_epoch`` is fit's.  Returns fit's
+    history plus "seconds"."""
     x, y, lengths = (tuple(train) + (None,))[:3]
     start = time.perf_counter()
     history = model.fit(x, y, epochs=args.epochs, batch_size=batch_size,
                         validation_data=tuple(val), distributed=args.distributed,
                         seed=args.seed if seed is None else seed, lengths=lengths,
-                        patience=patience, verbose=not args.quiet)
+                        patience=patience, verbose=not args.quiet,
+                        steps_per_epoch=steps_per_epoch)
     history["seconds"] = time.perf_counter() - start
     report(f"kept the weights of epoch {history['best_epoch']} of {len(history['loss'])}")
     return history

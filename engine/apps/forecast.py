@@ -92,6 +92,9 @@ def add_arguments(p):
     p.add_argument("--lr", type=POSITIVE, default=3e-3, help="Adam learning rate")
     p.add_argument("--batch-size", type=COUNT, default=32)
     p.add_argument("--patience", type=COUNT, default=10, help="early-stopping patience, epochs")
+    p.add_argument("--epoch-windows", type=COUNT, default=None, metavar="N",
+                   help="train each epoch on N windows, taken in turn (default: all): a long "
+                        "series' run is shorter, its networks see fewer passes")
     p.add_argument("--missing", choices=MISSING_POLICIES, default="error",
                    help="missing values (empty, NA, NaN, ?): stop with an error naming the first "
                         "(default), drop their rows, or interpolate them linearly")
@@ -248,9 +251,18 @@ def train_network(kind, d, ar, args, report):
         model = build_network(len(norm.columns), args.hidden, k, args.lr, args.backend,
                               args.seed + 1000 * i)
         fit_early_stopping(model, (xs[train], ys[train]), (xs[val], ys[val]), args,
-                           args.batch_size, args.patience, report, seed=args.seed + i)
+                           args.batch_size, args.patience, report, seed=args.seed + i,
+                           steps_per_epoch=epoch_batches(args))
         models.append(model)
     return NetForecaster(merge_networks(models), norm, base.ar, args.mode)
+
+
+def epoch_batches(args):
+    """fit's steps_per_epoch: None (every training window each epoch), or enough batches for
+    --epoch-windows windows, which then come in turn from epoch to epoch."""
+    if args.epoch_windows is None:
+        return None
+    return -(-args.epoch_windows // args.batch_size)
 
 
 def run(args=None, **overrides):

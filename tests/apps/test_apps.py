@@ -110,6 +110,21 @@ def test_forecast_user_csv(series_csv, tmp_path):
     assert set(m["winner_per_horizon"]) <= {"model", *m["baselines"]}
 
 
+def test_forecast_epoch_windows_trains_each_epoch_on_that_many(series_csv, monkeypatch):
+    """--epoch-windows N: every epoch of every network trains on N windows (rounded up to
+    whole batches), fewer than the 102 training windows; without it, on all of them."""
+    sizes, train_epoch = [], engine.Sequential._train_epoch
+    def spy(self, x, y, lengths, order, *rest):
+        sizes.append(len(order))
+        return train_epoch(self, x, y, lengths, order, *rest)
+    monkeypatch.setattr(engine.Sequential, "_train_epoch", spy)
+    for windows, size in ((None, 102), (36, 40)):
+        sizes.clear()
+        forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, batch_size=8,
+                     epoch_windows=windows, **dict(FTINY, epochs=2))
+        assert sizes == [size] * 6  # 3 networks, 2 epochs each
+
+
 def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
     """The checkpoint alone (weights plus metadata) reproduces the app's test forecasts, for
     whichever forecaster the validation chose."""

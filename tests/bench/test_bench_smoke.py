@@ -5,6 +5,7 @@ numbers of a row are consistent with each other.
 """
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # bench/ is a top-level folder of the repository (not installed): pytest puts the repository
@@ -132,3 +133,19 @@ def test_speech_bench_times_the_same_network_in_both(tmp_path):
                               "--singles-every", "200", "--out", str(tmp_path)]) == 0
     result = json.loads(next(tmp_path.glob("speech-cpu-*.json")).read_text())
     assert result["speedup"] > 0 and cpu_isa() in result["machine"]
+
+
+def test_long_series_writes_five_years_hourly_that_forecast_reads(tmp_path):
+    """bench.long_series (the --epoch-windows figures): 43,800 hourly rows, in date order,
+    the same file every time."""
+    from bench import long_series
+    from engine.apps.datasets import read_dated_columns
+
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    for path in paths:
+        long_series.main([str(path)])
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    values, dates = read_dated_columns(paths[0], ["temp"], unit="m")
+    assert values.shape == (43_800, 1) and np.isfinite(values).all()
+    assert (np.diff(dates) == np.timedelta64(60, "m")).all()
+    assert 2 < values.std() < 20  # the cycles are there, not a constant
