@@ -277,6 +277,21 @@ def load_saved(args, command):
     return model
 
 
+def saved_setting(args, model, key, check, add_arguments):
+    """``saved_value`` of a setting the command line has too (--window, --horizon, ...): the
+    model fixes it, so a value given that is neither the option's default nor the saved one
+    is an AppError rather than silently replaced."""
+    value = saved_value(args, model, key, check)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    given = getattr(args, key)
+    if given != parser.get_default(key) and given != value:
+        option = "--" + key.replace("_", "-")
+        raise AppError(f"{option} {given}: {args.load} was trained with {option} {value}; "
+                       f"leave {option} out with --load")
+    return value
+
+
 def saved_value(args, model, key, check=None):
     """``model.metadata[key]``, checked by ``check`` (a Number, or a function raising
     ValueError/TypeError); AppError naming the file and the key otherwise."""

@@ -42,7 +42,7 @@ from engine.apps.baselines import (HoltWinters, LinearAR, fit_holt_winters, fit_
                                    fit_linear_ar, persistence_forecast, rmse_per_horizon)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
-                                save_model, saved_value, user_data, write_outputs)
+                                save_model, saved_setting, saved_value, user_data, write_outputs)
 from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_columns
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
@@ -435,20 +435,14 @@ def apply_saved(args, report):
     over every window of the series beside persistence, and the forecast of the next
     ``horizon`` values after its end."""
     model = load_saved(args, "forecast")
-    args.window = saved_value(args, model, "window", COUNT)
-    args.horizon = saved_value(args, model, "horizon", COUNT)
-    args.mode = saved_value(args, model, "mode", _mode)
+    for key, check in (("window", COUNT), ("horizon", COUNT), ("mode", _mode)):
+        setattr(args, key, saved_setting(args, model, key, check, add_arguments))
     # Checkpoints from before --columns and --calendar read one column and no calendar.
     columns = saved_value(args, model, "columns", _names) if "columns" in model.metadata \
         else [args.column or "series"]
     cycles = saved_value(args, model, "calendar", _cycles) if "calendar" in model.metadata \
         else []
-    if len(columns) > 1:  # the same inputs, by name
-        if args.csv is None:
-            raise AppError(f"{args.load} reads the columns {columns}: give --csv FILE with "
-                           "them")
-        args.columns, args.target, args.column = ",".join(columns), columns[0], None
-    args.calendar = bool(cycles)
+    saved_inputs(args, columns, cycles)
     values, name, dates, _ = load_series(args)
     if cycles and dates is None:
         raise AppError("the model reads the calendar: the data need dates (--date-column)")
@@ -481,6 +475,28 @@ def apply_saved(args, report):
            + ", ".join(f"{v:.4g}" for v in future))
     return write_outputs(args, "forecast", metrics,
                          lambda plt, path: plot_next(plt, path, series, future, metrics), report)
+
+
+def saved_inputs(args, columns, cycles):
+    """Set --columns/--target and --calendar to the inputs a saved model reads: its column
+    names when it reads several (a one-column model reads --column, whatever its name), and
+    its calendar.  Inputs given that the model does not read are an AppError."""
+    if len(columns) > 1:  # the same inputs, by name
+        if args.csv is None:
+            raise AppError(f"{args.load} reads the columns {columns}: give --csv FILE with "
+                           "them")
+        given = input_columns(args)[1]
+        if args.columns is not None and given != columns:
+            raise AppError(f"--columns {args.columns} --target {given[0]}: {args.load} reads "
+                           f"{columns[1:]} to forecast {columns[0]!r}; leave --columns and "
+                           "--target out with --load")
+        args.columns, args.target, args.column = ",".join(columns), columns[0], None
+    elif args.columns is not None:
+        raise AppError(f"--columns {args.columns}: {args.load} reads one column; give "
+                       "--column NAME")
+    if args.calendar and not cycles:
+        raise AppError(f"--calendar: {args.load} reads no calendar; leave --calendar out")
+    args.calendar = bool(cycles)
 
 
 def plot_next(plt, path, series, future, m):

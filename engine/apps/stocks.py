@@ -19,7 +19,7 @@ from engine.apps.baselines import (directional_accuracy, majority_direction_accu
                                    mse, zero_forecast)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
                                 fit_early_stopping, load_saved, parse_options, save_model,
-                                saved_value, user_data, write_outputs)
+                                saved_setting, saved_value, user_data, write_outputs)
 from engine.apps.datasets import MISSING_POLICIES, load_stocks, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
                                  realised_volatility)
@@ -123,7 +123,7 @@ def apply_saved(args, report):
     saved with it: MSE of both targets over every day of the series beside the zero-return
     and last-5-days baselines, and the prediction for the day after the last price."""
     model = load_saved(args, "stocks")
-    args.window = saved_value(args, model, "window", COUNT)
+    args.window = saved_setting(args, model, "window", COUNT, add_arguments)
     scale = saved_value(args, model, "input_scale", POSITIVE)
     sy = saved_value(args, model, "target_scaler", StandardScaler.from_state)
     prices = load_prices(args)

@@ -416,6 +416,28 @@ def test_load_refuses_another_commands_model_and_bad_metadata(series_csv, ts_fil
         assert f"{bad}: metadata {key!r}: " in err and words in err, err
 
 
+def test_load_refuses_settings_the_saved_model_fixes(series_csv, prices_csv, tmp_path, capsys):
+    """--window, --horizon, --mode and the inputs are the checkpoint's: another value given
+    with --load stops with the saved one named instead of being silently replaced; the saved
+    value itself, given again, is fine."""
+    f, s = tmp_path / "f.npz", tmp_path / "s.npz"
+    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **FTINY)
+    stocks.run(csv=str(prices_csv), window=10, save=str(s), **TINY)
+    data = ["--csv", str(series_csv), "--column", "level", "--quiet"]
+    for extra, words in [(["--window", "13"], f"--window 13: {f} was trained with --window 12"),
+                         (["--horizon", "4"], "trained with --horizon 3"),
+                         (["--mode", "recursive"], "trained with --mode direct"),
+                         (["--columns", "level,month", "--target", "level"], "reads one column"),
+                         (["--calendar"], "reads no calendar")]:
+        assert main(["forecast", "--load", str(f)] + data + extra) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err, err
+    assert main(["forecast", "--load", str(f), "--window", "12", "--horizon", "3"] + data) == 0
+    assert main(["stocks", "--load", str(s), "--csv", str(prices_csv), "--window", "25",
+                 "--quiet"]) == 2
+    assert f"--window 25: {s} was trained with --window 10" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------ data as users have it
 def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_csv, tmp_path,
                                                            capsys):
