@@ -256,9 +256,10 @@ class Sequential:
             distributed: True to train data-parallel on the ranks of an MPI job (``mpiexec -n
                 R python script.py``, every rank calling fit on the same data): the same
                 training as one process with the same global batches, to rounding (see
-                ``engine.distributed``); bars and reports from rank 0 only.  A single process
-                (no mpiexec) trains as usual.  The history then holds
-                "allreduce_seconds", the time this rank spent in the gradient allreduce.
+                ``engine.distributed``; without a seed, rank 0 draws one for every rank);
+                bars and reports from rank 0 only.  A single process (no mpiexec) trains as
+                usual.  The history then holds "allreduce_seconds", the time this rank spent
+                in the gradient allreduce.
         """
         self._require_compiled()
         ranks = as_ranks(distributed)
@@ -271,6 +272,8 @@ class Sequential:
             self._grad_buffer = GradientBuffer(self.layers, self.dtype, ranks, self.backend)
             threads_within_binding(ranks)
             self._sync_from_root()
+            if shuffle and seed is None:  # every rank must draw the same batches
+                seed = ranks.broadcast(int(np.random.default_rng().integers(2**31)))
             history = self._fit(x, y, epochs, batch_size, validation_data, shuffle, seed,
                                 lengths, tbptt, patience, validation_split,
                                 verbose and ranks.root, on_batch, steps_per_epoch)

@@ -110,6 +110,49 @@ def ctc_subsampled():
     return model, history
 
 
+def stream_of_passes():
+    """steps_per_epoch: 3 epochs of 2 batches of 4 over 11 samples, so the epochs run on
+    across passes; every rank draws the same parts of the same stream."""
+    rng, x, lengths = data(26, 11, 4, 2)
+    y = rng.normal(size=(11, 2))
+    model = engine.Sequential([engine.LSTM(2, 4, batch_first=True, dtype="float64", seed=27),
+                               engine.Dense(4, 2, dtype="float64", seed=28)],
+                              output="many_to_one")
+    model.compile("mse", engine.Adam(lr=2e-2))
+    history = model.fit(x, y, epochs=3, batch_size=4, seed=29, lengths=lengths,
+                        steps_per_epoch=2, verbose=False, distributed=True)
+    return model, history
+
+
+def unseeded_ranks_draw_alike():
+    """seed=None (with and without steps_per_epoch): each rank would draw its own order; the
+    ranks must use rank 0's.  No weights are compared (the seed is random): the history
+    records whether this rank's orders were rank 0's."""
+    from engine import model as model_module
+
+    orders, draw = [], model_module._epoch_order
+    def spy(*args):
+        orders.append(draw(*args))
+        return orders[-1]
+    model_module._epoch_order = spy
+    try:
+        rng, x, lengths = data(30, 9, 3, 2)
+        model = engine.Sequential([engine.LSTM(2, 3, batch_first=True, dtype="float64",
+                                               seed=31), engine.Dense(3, 1, dtype="float64")],
+                                  output="many_to_one").compile("mse", engine.SGD(0.01))
+        for steps in (None, 1):
+            model.fit(x, x[:, -1, :1], epochs=2, batch_size=4, lengths=lengths,
+                      steps_per_epoch=steps, verbose=False, distributed=True)
+    finally:
+        model_module._epoch_order = draw
+    me = ranks()
+    root = me.broadcast(orders)
+    alike = np.array([len(root) == len(orders) == 4 and all(map(np.array_equal, root, orders))],
+                     dtype=np.float64)
+    me.allreduce_(alike)  # rank 0 saves the results: it must hear of every rank
+    return None, {"same_orders_as_rank_0": alike[0] / me.size}
+
+
 def gpu_backend(backend="gpu"):
     """The GPU backend (the CUDA simulator without a GPU: tiny), gradients reduced through
     host memory; 7 samples in batches of 3.  ``backend="cpu"``: the same on the CPU."""
@@ -127,7 +170,8 @@ def gpu_backend(backend="gpu"):
 
 CASES = {"many_to_one_packed": many_to_one_packed, "many_to_many_masked": many_to_many_masked,
          "stacked_dropout": stacked_dropout, "truncated_bptt": truncated_bptt,
-         "ctc_subsampled": ctc_subsampled}
+         "ctc_subsampled": ctc_subsampled, "stream_of_passes": stream_of_passes,
+         "unseeded_ranks_draw_alike": unseeded_ranks_draw_alike}
 def gpu_backend_nccl_standin():
     """The GPU case with ENGINE_DIST_REDUCE=nccl: device buffers summed by
     engine.distributed.NcclReducer through tests/distributed/nccl_standin.py (MPI underneath);
@@ -166,7 +210,7 @@ def main(out):
     saved = {"ranks": me.size}
     for name, case in CASES.items():
         model, history = case()
-        for key, value in model.state_dict().items():
+        for key, value in ({} if model is None else model.state_dict()).items():
             saved[f"{name}/{key}"] = value
         for key, value in history.items():
             if key == "allreduce_seconds":  # a timing, only in distributed runs
