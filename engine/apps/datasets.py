@@ -271,6 +271,15 @@ def _series_column(table, column, min_length, missing):
     return keep, values
 
 
+def count_missing(path, columns):
+    """{column: its missing cells (empty, NA, NaN, ...)} in a CSV file, for the reports of
+    what ``missing="drop"`` or ``"interpolate"`` did to them."""
+    table = read_csv_table(path)
+    index = {name: table.column(name) for name in columns}
+    return {name: sum(row[j].strip().lower() in MISSING_TOKENS for row in table.rows)
+            for name, j in index.items()}
+
+
 def read_dated_series(path, column, date_column=None, min_length=2, missing="error",
                       date_format=None):
     """``read_csv_series`` and the dates of its rows: (values (T,), dates datetime64[D] (T,)

@@ -43,7 +43,8 @@ from engine.apps.baselines import (HoltWinters, LinearAR, fit_holt_winters, fit_
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
                                 save_model, saved_setting, saved_value, user_data, write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_columns
+from engine.apps.datasets import (MISSING_POLICIES, count_missing, load_sunspots,
+                                   read_dated_columns)
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -154,6 +155,20 @@ def load_series(args):
                                            args.date_format, "m" if args.calendar else "D")
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return values, f"{args.csv}:{target}{others}", dates, columns
+
+
+def report_missing(args, columns, report):
+    """Report how many values --missing drop/interpolate dropped or filled, per column;
+    returns those counts ({} when there were none or the policy is "error")."""
+    if args.csv is None or args.missing == "error":
+        return {}
+    with user_data():
+        counts = {c: n for c, n in count_missing(args.csv, columns).items() if n}
+    if counts:
+        done = "their rows dropped" if args.missing == "drop" else "interpolated linearly"
+        report("missing values: " + ", ".join(f"{n} in {c!r}" for c, n in counts.items())
+               + f", {done}")
+    return counts
 
 
 def covariate_windows(values, dates, args, cycles, ahead=None):
@@ -275,6 +290,7 @@ def run(args=None, **overrides):
     if args.ets:
         require_statsmodels()
     values, name, dates, columns = load_series(args)
+    missing = report_missing(args, columns, report)
     series = values[:, 0]
     d = prepare(values, dates, args, report)
     train, val, test = d["split"]
@@ -320,6 +336,8 @@ def run(args=None, **overrides):
                output="the next `horizon` values of the target")
     metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name,
                        (lowest, lead, contender, rival, margin))
+    if missing:
+        metrics["missing_values"] = missing
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
@@ -443,7 +461,8 @@ def apply_saved(args, report):
     cycles = saved_value(args, model, "calendar", _cycles) if "calendar" in model.metadata \
         else []
     saved_inputs(args, columns, cycles)
-    values, name, dates, _ = load_series(args)
+    values, name, dates, read = load_series(args)
+    report_missing(args, read, report)
     if cycles and dates is None:
         raise AppError("the model reads the calendar: the data need dates (--date-column)")
     series = values[:, 0]

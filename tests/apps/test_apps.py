@@ -449,6 +449,11 @@ def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_cs
     assert main(argv) == 2
     assert f"{series_csv}:6: missing value ''" in capsys.readouterr().err
     assert main(argv + ["--missing", "interpolate"]) == 0
+    for policy, done in [("interpolate", "interpolated linearly"), ("drop", "their rows dropped")]:
+        m = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3,
+                         missing=policy, **dict(FTINY, quiet=False))
+        assert m["missing_values"] == {"level": 1}
+        assert f"missing values: 1 in 'level', {done}" in capsys.readouterr().out
     rows = [line.split(",") for line in prices_csv.read_text().splitlines()[1:]]
     day_first = tmp_path / "day_first.csv"
     day_first.write_text("Date,Close\n" + "".join(
