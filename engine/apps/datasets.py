@@ -459,6 +459,12 @@ def read_price_csv(path, date_column=None, price_column=None, min_length=2, miss
                          date_col, price_col, min_length, missing, date_format)
 
 
+def price_column(path, price_column=None):
+    """The name of the column ``read_price_csv`` takes the prices from."""
+    table = read_csv_table(path)
+    return table.header[_pick_column(table, price_column, PRICE_COLUMNS, "price")]
+
+
 def load_stocks(ticker="AAPL"):
     """Daily adjusted close of one bundled ticker (Quandl WIKI prices, 2000-03-01 - 2013-03-01).
 

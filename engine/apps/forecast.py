@@ -42,9 +42,9 @@ from engine.apps.baselines import (HoltWinters, LinearAR, fit_holt_winters, fit_
                                    fit_linear_ar, persistence_forecast, rmse_per_horizon)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
-                                save_model, saved_setting, saved_value, user_data, write_outputs)
-from engine.apps.datasets import (MISSING_POLICIES, count_missing, load_sunspots,
-                                   read_dated_columns)
+                                report_missing, save_model, saved_setting, saved_value, user_data,
+                                write_outputs)
+from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_columns
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -155,20 +155,6 @@ def load_series(args):
                                            args.date_format, "m" if args.calendar else "D")
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return values, f"{args.csv}:{target}{others}", dates, columns
-
-
-def report_missing(args, columns, report):
-    """Report how many values --missing drop/interpolate dropped or filled, per column;
-    returns those counts ({} when there were none or the policy is "error")."""
-    if args.csv is None or args.missing == "error":
-        return {}
-    with user_data():
-        counts = {c: n for c, n in count_missing(args.csv, columns).items() if n}
-    if counts:
-        done = "their rows dropped" if args.missing == "drop" else "interpolated linearly"
-        report("missing values: " + ", ".join(f"{n} in {c!r}" for c, n in counts.items())
-               + f", {done}")
-    return counts
 
 
 def covariate_windows(values, dates, args, cycles, ahead=None):

@@ -18,9 +18,9 @@ import engine
 from engine.apps.baselines import (directional_accuracy, majority_direction_accuracy, mean_forecast,
                                    mse, zero_forecast)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
-                                fit_early_stopping, load_saved, parse_options, save_model,
-                                saved_setting, saved_value, user_data, write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_stocks, read_price_csv
+                                fit_early_stopping, load_saved, parse_options, report_missing,
+                                save_model, saved_setting, saved_value, user_data, write_outputs)
+from engine.apps.datasets import MISSING_POLICIES, load_stocks, price_column, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
                                  realised_volatility)
 
@@ -48,14 +48,18 @@ def add_arguments(p):
     add_load_argument(p)
 
 
-def load_prices(args):
-    """A PriceSeries from --csv, or the bundled --ticker."""
+def load_prices(args, report):
+    """(PriceSeries from --csv, or the bundled --ticker; the missing prices --missing dropped
+    or filled, reported)."""
     need = args.window + VOL_DAYS + 20
+    if not args.csv:
+        with user_data():
+            return load_stocks(args.ticker), {}
     with user_data():
-        if args.csv:
-            return read_price_csv(args.csv, args.date_column, args.price_column, need,
-                                  args.missing, args.date_format)
-        return load_stocks(args.ticker)
+        prices = read_price_csv(args.csv, args.date_column, args.price_column, need,
+                                args.missing, args.date_format)
+        column = price_column(args.csv, args.price_column) if args.missing != "error" else None
+    return prices, report_missing(args, [column], report) if column else {}
 
 
 def make_samples(prices, window):
@@ -85,7 +89,7 @@ def run(args=None, **overrides):
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)
-    prices = load_prices(args)
+    prices, missing = load_prices(args, report)
     X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
     with user_data(prices.name):
         train, val, test = chronological_split(len(X))
@@ -112,6 +116,8 @@ def run(args=None, **overrides):
     pred = sy.inverse_transform(model.predict(Xs[test]))
     metrics = evaluate(pred, Y, last_vol, (train, test), prices.name, history)
     metrics["window"] = args.window
+    if missing:
+        metrics["missing_values"] = missing
     print_report(metrics, report)
     plot_data = (dates[test], Y[test], pred, last_vol[test])
     return write_outputs(args, "stocks", metrics,
@@ -126,7 +132,7 @@ def apply_saved(args, report):
     args.window = saved_setting(args, model, "window", COUNT, add_arguments)
     scale = saved_value(args, model, "input_scale", POSITIVE)
     sy = saved_value(args, model, "target_scaler", StandardScaler.from_state)
-    prices = load_prices(args)
+    prices, _ = load_prices(args, report)
     X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
     pred = sy.inverse_transform(model.predict((X / scale).astype(np.float32)))
     r = log_returns(prices.close)[-args.window:]

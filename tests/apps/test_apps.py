@@ -454,6 +454,13 @@ def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_cs
                          missing=policy, **dict(FTINY, quiet=False))
         assert m["missing_values"] == {"level": 1}
         assert f"missing values: 1 in 'level', {done}" in capsys.readouterr().out
+    gappy = tmp_path / "gappy_prices.csv"
+    price_lines = prices_csv.read_text().splitlines()
+    price_lines[9] = price_lines[9].split(",")[0] + ",NA"
+    gappy.write_text("\n".join(price_lines) + "\n")
+    m = stocks.run(csv=str(gappy), missing="drop", window=10, **dict(TINY, quiet=False))
+    assert m["missing_values"] == {"Close": 1}
+    assert "missing values: 1 in 'Close', their rows dropped" in capsys.readouterr().out
     rows = [line.split(",") for line in prices_csv.read_text().splitlines()[1:]]
     day_first = tmp_path / "day_first.csv"
     day_first.write_text("Date,Close\n" + "".join(
