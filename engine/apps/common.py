@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.apps.datasets import count_missing
-
 
 class AppError(ValueError):
     """A problem with the user's data or options: the CLI prints the message and exits 2;
@@ -279,13 +277,10 @@ def load_saved(args, command):
     return model
 
 
-def report_missing(args, columns, report):
-    """Report how many values of --csv's ``columns`` --missing drop/interpolate dropped or
-    filled; returns those counts ({} when there were none or the policy is "error")."""
-    if args.csv is None or args.missing == "error":
-        return {}
-    with user_data():
-        counts = {c: n for c, n in count_missing(args.csv, columns).items() if n}
+def report_missing(args, counts, report):
+    """Report ``counts`` ({column: missing cells}, as the readers return them), the values
+    --missing drop/interpolate dropped or filled; returns the nonzero ones."""
+    counts = {c: n for c, n in counts.items() if n}
     if counts:
         done = "their rows dropped" if args.missing == "drop" else "interpolated linearly"
         report("missing values: " + ", ".join(f"{n} in {c!r}" for c, n in counts.items())

@@ -19,8 +19,9 @@ import gzip
 import io
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -215,7 +216,8 @@ MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "?"}
 
 
 def _fill_missing(path, lines, cells, what, missing):
-    """(kept row indices, float64 values) of ``cells`` under the ``missing`` policy."""
+    """(kept row indices, float64 values, how many cells were missing) of ``cells`` under the
+    ``missing`` policy."""
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     gaps = [i for i, cell in enumerate(cells) if cell.strip().lower() in MISSING_TOKENS]
@@ -227,11 +229,11 @@ def _fill_missing(path, lines, cells, what, missing):
     known = [i for i in range(len(cells)) if i not in gap]
     values = np.array([_to_float(path, lines[i], cells[i], what) for i in known], np.float64)
     if missing == "drop" or not gaps:
-        return np.array(known, np.int64), values
+        return np.array(known, np.int64), values, len(gaps)
     if not known:
         _fail(path, lines[0] if lines else 1, f"every value in {what} is missing")
     # Linear between the nearest known neighbours; the ends take the nearest known value.
-    return np.arange(len(cells)), np.interp(np.arange(len(cells)), known, values)
+    return np.arange(len(cells)), np.interp(np.arange(len(cells)), known, values), len(gaps)
 
 
 def _csv_rows(path, reader):
@@ -259,25 +261,16 @@ def read_csv_series(path, column, min_length=2, missing="error"):
 
 
 def _series_column(table, column, min_length, missing):
-    """(kept row indices, float64 values) of ``column`` under the ``missing`` policy, at
-    least ``min_length`` of them."""
+    """(kept row indices, float64 values, missing cells) of ``column`` under the ``missing``
+    policy, at least ``min_length`` values."""
     j = table.column(column)
-    keep, values = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
-                                 f"column {column!r}", missing)
+    keep, values, gaps = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
+                                       f"column {column!r}", missing)
     if len(values) < min_length:
         _fail(table.path, table.lines[-1] if table.lines else 1,
               f"series too short: column {column!r} has {len(values)} values, at least "
               f"{min_length} needed")
-    return keep, values
-
-
-def count_missing(path, columns):
-    """{column: its missing cells (empty, NA, NaN, ...)} in a CSV file, for the reports of
-    what ``missing="drop"`` or ``"interpolate"`` did to them."""
-    table = read_csv_table(path)
-    index = {name: table.column(name) for name in columns}
-    return {name: sum(row[j].strip().lower() in MISSING_TOKENS for row in table.rows)
-            for name, j in index.items()}
+    return keep, values, gaps
 
 
 def read_dated_series(path, column, date_column=None, min_length=2, missing="error",
@@ -299,21 +292,35 @@ def read_dated_columns(path, columns, date_column=None, min_length=2, missing="e
     (T, len(columns)), dates or None), as ``read_dated_series`` reads one.  Under
     ``missing="drop"`` a row is left out when any of the columns misses its value.  ``unit``
     "m" keeps the time of day (to the minute) where the cells have one."""
+    return read_dated_table(path, columns, date_column, min_length, missing, date_format,
+                            unit)[:2]
+
+
+class DatedTable(NamedTuple):
+    values: np.ndarray  # float64 (T, len(columns))
+    dates: object       # datetime64 (T,) or None
+    missing: dict       # {column: its missing cells, dropped or filled under ``missing``}
+
+
+def read_dated_table(path, columns, date_column=None, min_length=2, missing="error",
+                     date_format=None, unit="D"):
+    """``read_dated_columns``, with how many cells of each column were missing."""
     table = read_csv_table(path)
     parts = [_series_column(table, c, min_length, missing) for c in columns]
+    gaps = {c: part[2] for c, part in zip(columns, parts)}
     rows = parts[0][0]
-    for keep, _ in parts[1:]:
+    for keep, _, _ in parts[1:]:
         rows = np.intersect1d(rows, keep)
     if len(rows) < min_length:
         _fail(table.path, table.lines[-1] if table.lines else 1,
               f"too few rows: {len(rows)} have a value in every one of {list(columns)}, at "
               f"least {min_length} needed")
-    values = np.stack([v[np.isin(keep, rows)] for keep, v in parts], axis=1)
+    values = np.stack([v[np.isin(keep, rows)] for keep, v, _ in parts], axis=1)
     lowered = [name.lower() for name in table.header]
     guess = next((table.header[lowered.index(n)] for n in DATE_COLUMNS if n in lowered), None)
     name = date_column or guess
     if name is None:
-        return values, None
+        return DatedTable(values, None, gaps)
     d = table.column(name)
     try:
         dates = np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format,
@@ -321,8 +328,9 @@ def read_dated_columns(path, columns, date_column=None, min_length=2, missing="e
     except ValueError:
         if date_column is not None:
             raise
-        return values, None  # a column that only looks like dates: the plot counts steps
-    return _in_date_order(table.path, [table.lines[i] for i in rows], values, dates)
+        return DatedTable(values, None, gaps)  # only looks like dates: the plot counts steps
+    return DatedTable(*_in_date_order(table.path, [table.lines[i] for i in rows], values,
+                                      dates), gaps)
 
 
 def _in_date_order(path, lines, values, dates):
@@ -352,10 +360,12 @@ class PriceSeries:
     name:  the ticker, or the file name for a user's CSV
     dates: datetime64[D] (T,), strictly increasing
     close: float64 (T,), adjusted close (or the chosen price column), all > 0
+    missing: {price column: its missing cells, dropped or filled under ``missing``}
     """
     name: str
     dates: np.ndarray
     close: np.ndarray
+    missing: dict = field(default_factory=dict)
 
 
 def _pick_column(table, given, preferred, what):
@@ -424,8 +434,8 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)
     order = np.argsort(dates, kind="stable")
     cells = [rows_lines[i][0][price_col] for i in order]
-    keep, close = _fill_missing(path, lines[order].tolist(), cells, f"column {price_name!r}",
-                                missing)
+    keep, close, gaps = _fill_missing(path, lines[order].tolist(), cells,
+                                      f"column {price_name!r}", missing)
     dates, lines = dates[order[keep]], lines[order[keep]]  # in date order from here on
     bad = np.flatnonzero(~(close > 0))
     if bad.size:
@@ -438,7 +448,7 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     if len(close) < min_length:
         _fail(path, lines[-1] if len(lines) else 1,
               f"series too short: {len(close)} prices, at least {min_length} needed")
-    return PriceSeries(name, dates, close)
+    return PriceSeries(name, dates, close, {price_name: gaps})
 
 
 def read_price_csv(path, date_column=None, price_column=None, min_length=2, missing="error",
@@ -457,12 +467,6 @@ def read_price_csv(path, date_column=None, price_column=None, min_length=2, miss
     price_col = _pick_column(table, price_column, PRICE_COLUMNS, "price")
     return _price_series(table, list(zip(table.rows, table.lines)), table.path.stem,
                          date_col, price_col, min_length, missing, date_format)
-
-
-def price_column(path, price_column=None):
-    """The name of the column ``read_price_csv`` takes the prices from."""
-    table = read_csv_table(path)
-    return table.header[_pick_column(table, price_column, PRICE_COLUMNS, "price")]
 
 
 def load_stocks(ticker="AAPL"):

@@ -44,7 +44,7 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 add_load_argument, fit_early_stopping, load_saved, parse_options,
                                 report_missing, save_model, saved_setting, saved_value, user_data,
                                 write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_columns
+from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_table
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -138,23 +138,25 @@ def min_length(args):
 
 def load_series(args):
     """(values (T, C): the target, then the other --columns; name; dates (T,) or None; the
-    column names): the CSV's columns, or the bundled sunspots (monthly from January 1749).
-    The dates label the plots' x axis and make the --calendar inputs."""
+    column names; {column: missing cells that --missing dropped or filled}): the CSV's
+    columns, or the bundled sunspots (monthly from January 1749).  The dates label the plots'
+    x axis and make the --calendar inputs."""
     target, columns = input_columns(args)
     if args.csv is None:
         if args.columns or target:
             raise AppError("--column, --columns and --target name columns of --csv FILE")
         values = load_sunspots()
         dates = np.datetime64("1749-01") + np.arange(len(values))
-        return values[:, None], "sunspots (monthly)", dates, ["sunspots"]
+        return values[:, None], "sunspots (monthly)", dates, ["sunspots"], {}
     if target is None:
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
-        values, dates = read_dated_columns(args.csv, columns, args.date_column,
-                                           min_length(args), args.missing,
-                                           args.date_format, "m" if args.calendar else "D")
+        values, dates, missing = read_dated_table(args.csv, columns, args.date_column,
+                                                  min_length(args), args.missing,
+                                                  args.date_format,
+                                                  "m" if args.calendar else "D")
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
-    return values, f"{args.csv}:{target}{others}", dates, columns
+    return values, f"{args.csv}:{target}{others}", dates, columns, missing
 
 
 def covariate_windows(values, dates, args, cycles, ahead=None):
@@ -275,8 +277,8 @@ def run(args=None, **overrides):
         return apply_saved(args, report)
     if args.ets:
         require_statsmodels()
-    values, name, dates, columns = load_series(args)
-    missing = report_missing(args, columns, report)
+    values, name, dates, columns, missing = load_series(args)
+    missing = report_missing(args, missing, report)
     series = values[:, 0]
     d = prepare(values, dates, args, report)
     train, val, test = d["split"]
@@ -447,8 +449,8 @@ def apply_saved(args, report):
     cycles = saved_value(args, model, "calendar", _cycles) if "calendar" in model.metadata \
         else []
     saved_inputs(args, columns, cycles)
-    values, name, dates, read = load_series(args)
-    report_missing(args, read, report)
+    values, name, dates, _, missing = load_series(args)
+    report_missing(args, missing, report)
     if cycles and dates is None:
         raise AppError("the model reads the calendar: the data need dates (--date-column)")
     series = values[:, 0]

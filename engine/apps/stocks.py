@@ -20,7 +20,7 @@ from engine.apps.baselines import (directional_accuracy, majority_direction_accu
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
                                 fit_early_stopping, load_saved, parse_options, report_missing,
                                 save_model, saved_setting, saved_value, user_data, write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_stocks, price_column, read_price_csv
+from engine.apps.datasets import MISSING_POLICIES, load_stocks, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
                                  realised_volatility)
 
@@ -48,18 +48,14 @@ def add_arguments(p):
     add_load_argument(p)
 
 
-def load_prices(args, report):
-    """(PriceSeries from --csv, or the bundled --ticker; the missing prices --missing dropped
-    or filled, reported)."""
+def load_prices(args):
+    """A PriceSeries from --csv, or the bundled --ticker."""
     need = args.window + VOL_DAYS + 20
-    if not args.csv:
-        with user_data():
-            return load_stocks(args.ticker), {}
     with user_data():
-        prices = read_price_csv(args.csv, args.date_column, args.price_column, need,
-                                args.missing, args.date_format)
-        column = price_column(args.csv, args.price_column) if args.missing != "error" else None
-    return prices, report_missing(args, [column], report) if column else {}
+        if args.csv:
+            return read_price_csv(args.csv, args.date_column, args.price_column, need,
+                                  args.missing, args.date_format)
+        return load_stocks(args.ticker)
 
 
 def make_samples(prices, window):
@@ -89,7 +85,8 @@ def run(args=None, **overrides):
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)
-    prices, missing = load_prices(args, report)
+    prices = load_prices(args)
+    missing = report_missing(args, prices.missing, report)
     X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
     with user_data(prices.name):
         train, val, test = chronological_split(len(X))
@@ -132,7 +129,8 @@ def apply_saved(args, report):
     args.window = saved_setting(args, model, "window", COUNT, add_arguments)
     scale = saved_value(args, model, "input_scale", POSITIVE)
     sy = saved_value(args, model, "target_scaler", StandardScaler.from_state)
-    prices, _ = load_prices(args, report)
+    prices = load_prices(args)
+    report_missing(args, prices.missing, report)
     X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
     pred = sy.inverse_transform(model.predict((X / scale).astype(np.float32)))
     r = log_returns(prices.close)[-args.window:]
