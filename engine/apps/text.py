@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 import engine
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 parse_options, print_result, save_model, user_data,
-                               write_outputs)
+                                write_outputs)
 from engine.apps.datasets import load_devils_dictionary, read_text
 from engine import distributed
 from engine.apps.windows import CharVocab
@@ -252,9 +252,7 @@ def run(args=None, **overrides):
 
     text, name = load_text(args)
     vocab, train_ids, val_ids = split_ids(text, args)
-    if args.prime is None:
-        args.prime = default_prime(vocab)
-    if args.sample:
+    if args.sample and args.prime is not None:  # a bad prime stops before training
         prime_ids(vocab, args.prime)
     report(f"text: {name}, {len(text):,} characters, vocabulary {len(vocab)}, "
            f"held out {len(val_ids):,}; budget {args.minutes:g} min")
@@ -286,9 +284,6 @@ def run(args=None, **overrides):
 def generate_only(args, report):
     """--load: print --sample characters from the saved model; metrics hold the sample."""
     model, vocab = load_model(args)
-    if args.prime is None:
-        args.prime = default_prime(vocab)
-    prime_ids(vocab, args.prime)
     text = sample(model, vocab, args.sample, args.temperature, args.prime, args.seed)
     print_result(args, text)
     return {"command": "text", "model": args.load, "sample": text,
