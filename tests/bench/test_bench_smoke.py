@@ -149,3 +149,42 @@ def test_long_series_writes_five_years_hourly_that_forecast_reads(tmp_path):
     assert values.shape == (43_800, 1) and np.isfinite(values).all()
     assert (np.diff(dates) == np.timedelta64(60, "m")).all()
     assert 2 < values.std() < 20  # the cycles are there, not a constant
+
+
+def test_forecast_suite_over_seeds_writes_each_seed_and_the_spread(tmp_path, monkeypatch):
+    """--seed 0,1: the suite once per seed (each seed reaching run_series), each seed's
+    targets, the ratio at every seed and its mean; a failing seed fails the run."""
+    import json
+
+    from bench import forecast_suite
+
+    ratios = {("nile", 0): 0.98, ("nile", 1): 1.03, ("lynx", 0): 0.70, ("lynx", 1): 0.74}
+    calls = []
+
+    def fake_run(name, seed, ets=False):
+        calls.append((name, seed))
+        r = ratios[name, seed]
+        return {"test_rmse_mean": {"model": r, "ar": 1.0}, "test_mase": {"model": r, "ar": 1.0},
+                "baselines": ["ar"], "best_baseline": "ar", "model_vs_best_baseline": r,
+                "chosen": "lstm", "window": 20, "horizon": 5, "season": None, "seconds": 0.0}
+
+    monkeypatch.setattr(forecast_suite, "run_series", fake_run)
+    rc = forecast_suite.main(["--series", "nile,lynx", "--seed", "0,1", "--out", str(tmp_path)])
+    assert rc == 1  # nile at seed 1 is 1.03 of its best baseline
+    assert calls == [("nile", 0), ("lynx", 0), ("nile", 1), ("lynx", 1)]
+    md = next(tmp_path.glob("forecast-suite-seeds-0-1-cpu-*.md")).read_text()
+    assert "| nile | 0.980 | 1.030 | 1.005 |" in md and "| lynx | 0.700 | 0.740 | 0.720 |" in md
+    assert md.count("PASS  model <= 1.02") == 1 and md.count("FAIL  model <= 1.02") == 1
+    record = json.loads(next(tmp_path.glob("forecast-suite-seeds-0-1-cpu-*.json")).read_text())
+    assert [t["pass"] for t in record["seeds"]["1"]["targets"]] == [False, True]
+    assert record["seeds"]["0"]["results"]["lynx"]["model_vs_best_baseline"] == 0.70
+
+
+def test_forecast_suite_summary_puts_the_sunspots_beside_the_lstm_before_it():
+    from bench.forecast_suite import SUNSPOTS_BEFORE_BY_SEED, seed_summary
+
+    by_seed = {s: {"sunspots": {"model_vs_best_baseline": 0.85,
+                                "test_rmse_mean": {"model": 20.0 + s}}} for s in (0, 1)}
+    line = seed_summary(by_seed)[-1]
+    before = (SUNSPOTS_BEFORE_BY_SEED[0] + SUNSPOTS_BEFORE_BY_SEED[1]) / 2
+    assert "20.00 / 21.00 at seeds 0, 1, mean 20.50" in line and f"mean {before:.2f}" in line
