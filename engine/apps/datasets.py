@@ -392,12 +392,19 @@ _DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")  # hours and minutes of a _TIME
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time, "
                   "or YYYY-MM")
+# --date-format names for Unix time (UTC): the counts per second of its unit.
+EPOCH_FORMATS = {"epoch": 1, "epoch-ms": 1000}
+_UNIX_TIME = re.compile(r"\s*-?\d{9,13}(?:\.\d*)?\s*")  # how a bare Unix time looks
+_LAST_UNIX_SECOND = 253402300799  # 9999-12-31 23:59:59, the last second datetime64 prints
 
 
 def _parse_date(path, line, value, date_format=None, unit="D"):
-    """A date as datetime64[D]: in ``date_format`` (strptime's codes) when given, else in one
-    of DATE_FORMATS, a time of day after it ignored; with ``unit`` "m", datetime64[m] with
-    the time of day (hours and minutes; a time zone suffix is ignored)."""
+    """A date as datetime64[D]: in ``date_format`` (strptime's codes, or a name of
+    EPOCH_FORMATS for Unix time) when given, else in one of DATE_FORMATS, a time of day after
+    it ignored; with ``unit`` "m", datetime64[m] with the time of day (hours and minutes; a
+    time zone suffix is ignored)."""
+    if date_format in EPOCH_FORMATS:
+        return _parse_unix_time(path, line, value, date_format, unit)
     if date_format is not None:
         try:
             return np.datetime64(datetime.datetime.strptime(value.strip(), date_format), unit)
@@ -420,8 +427,26 @@ def _parse_date(path, line, value, date_format=None, unit="D"):
                 return np.datetime64(datetime.datetime.strptime(day, fmt), "D")
             except ValueError:
                 break  # the right shape but no such day (13/31/1999)
+    hint = ("; a Unix time? --date-format epoch (seconds) or epoch-ms (milliseconds)"
+            if _UNIX_TIME.fullmatch(value) else "")
     _fail(path, line, f"cannot read date {value!r}: expected {EXPECTED_DATES}, or give "
-                      "--date-format (for example --date-format %d/%m/%Y)")
+                      f"--date-format (for example --date-format %d/%m/%Y){hint}")
+
+
+def _parse_unix_time(path, line, value, date_format, unit):
+    """A Unix time (seconds or, for "epoch-ms", milliseconds since 1970-01-01 UTC, a fraction
+    allowed) as datetime64 of ``unit``, truncated to it."""
+    try:
+        count = float(value)
+    except ValueError:
+        count = float("nan")
+    seconds = count / EPOCH_FORMATS[date_format]
+    if not abs(seconds) <= _LAST_UNIX_SECOND:  # also NaN
+        what = "seconds" if EPOCH_FORMATS[date_format] == 1 else "milliseconds"
+        _fail(path, line, f"cannot read date {value!r} with --date-format {date_format}: "
+                          f"expected a number of {what} since 1970-01-01 UTC, up to the year "
+                          "9999")
+    return np.datetime64(int(np.floor(seconds)), "s").astype(f"datetime64[{unit}]")
 
 
 def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,

@@ -77,7 +77,8 @@ def add_arguments(p):
     p.add_argument("--date-column", metavar="NAME", help="dates for the plots' x axis "
                    "(default: a column named like Date, when its cells read as dates)")
     p.add_argument("--date-format", metavar="FMT", help="strptime format of the dates, e.g. "
-                   "%%d/%%m/%%Y (default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")
+                   "%%d/%%m/%%Y, or epoch / epoch-ms for Unix time in seconds / milliseconds "
+                   "(default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")
     p.add_argument("--window", type=COUNT, default=60, help="input window W (default 60)")
     p.add_argument("--horizon", type=COUNT, default=12, help="forecast horizon H (default 12)")
     p.add_argument("--season", type=SEASON, default=None, help="seasonal period in steps, at "

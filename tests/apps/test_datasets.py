@@ -389,6 +389,32 @@ def test_dated_rows_come_oldest_first_and_rows_out_of_order_are_refused(tmp_path
     assert dates[-1] == np.datetime64("2000-01-02T01:00")
 
 
+def test_unix_times_in_seconds_or_milliseconds_with_date_format_epoch(tmp_path):
+    """--date-format epoch / epoch-ms: Unix time (UTC), a fraction allowed, truncated to the
+    unit read; without it a bare Unix time is refused with the hint, and a count past the
+    year 9999 or not a number stops at its line."""
+    import datetime
+
+    rng = np.random.default_rng(5)
+    seconds = np.sort(rng.integers(-10**9, 4 * 10**9, 6))
+    utc = [datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=int(s)) for s in seconds]
+    want = np.array(utc, dtype="datetime64[m]")
+    for fmt, scale in (("epoch", 1), ("epoch-ms", 1000)):
+        rows = "".join(f"{s * scale + 0.25},{i}\n" for i, s in enumerate(seconds))
+        path = write(tmp_path, f"{fmt}.csv", "timestamp,y\n" + rows)
+        _, dates = ds.read_dated_columns(path, ["y"], date_format=fmt, unit="m")
+        np.testing.assert_array_equal(dates, want)
+        _, days = ds.read_dated_columns(path, ["y"], date_format=fmt)
+        np.testing.assert_array_equal(days, want.astype("datetime64[D]"))
+    bare = write(tmp_path, "bare.csv", "timestamp,y\n1614556800,1\n1614560400,2\n")
+    with raises_at(bare, 2, "'1614556800'", "--date-format epoch", "epoch-ms"):
+        ds.read_dated_columns(bare, ["y"], date_column="timestamp")
+    for cell in ("1e13", "soon", "nan"):
+        bad = write(tmp_path, "bad.csv", f"timestamp,y\n1614556800,1\n{cell},2\n")
+        with raises_at(bad, 3, repr(cell), "seconds since 1970-01-01 UTC"):
+            ds.read_dated_columns(bad, ["y"], date_column="timestamp", date_format="epoch")
+
+
 @pytest.mark.parametrize("sep", [";", "\t"])
 def test_semicolon_and_tab_separated_files_are_read(sep, tmp_path):
     path = write(tmp_path, "x.csv", f"date{sep}y{sep}z\n2000-01-01{sep}1.5{sep}a,b\n"
