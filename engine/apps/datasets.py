@@ -402,14 +402,17 @@ def _parse_date(path, line, value, date_format=None, unit="D"):
     """A date as datetime64[D]: in ``date_format`` (strptime's codes, or a name of
     EPOCH_FORMATS for Unix time) when given, else in one of DATE_FORMATS, a time of day after
     it ignored; with ``unit`` "m", datetime64[m] with the time of day (hours and minutes; a
-    time zone suffix is ignored)."""
+    time zone suffix or %z offset is ignored: the clock time as written)."""
     if date_format in EPOCH_FORMATS:
         return _parse_unix_time(path, line, value, date_format, unit)
     if date_format is not None:
         try:
-            return np.datetime64(datetime.datetime.strptime(value.strip(), date_format), unit)
+            parsed = datetime.datetime.strptime(value.strip(), date_format)
         except ValueError:
             _fail(path, line, f"cannot read date {value!r} with --date-format {date_format!r}")
+        # The clock time as written, as without --date-format: a %z offset is dropped, not
+        # applied (NumPy would convert to UTC, and the calendar inputs follow local time).
+        return np.datetime64(parsed.replace(tzinfo=None), unit)
     m = _DATE_AND_TIME.fullmatch(value)
     day = m.group(1) if m else value
     if unit != "D":

@@ -389,6 +389,21 @@ def test_dated_rows_come_oldest_first_and_rows_out_of_order_are_refused(tmp_path
     assert dates[-1] == np.datetime64("2000-01-02T01:00")
 
 
+def test_a_time_zone_offset_keeps_the_clock_time_with_or_without_date_format(tmp_path):
+    """The calendar inputs follow local time: '+05:00' is dropped, not converted to UTC, whether
+    the default reader or a --date-format with %z reads it (and NumPy warns of nothing)."""
+    import warnings
+
+    path = write(tmp_path, "z.csv", "time,y\n2021-03-01T23:30:00+05:00,1\n"
+                                    "2021-03-02T00:30:00+05:00,2\n")
+    want = np.array(["2021-03-01T23:30", "2021-03-02T00:30"], dtype="datetime64[m]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for fmt in (None, "%Y-%m-%dT%H:%M:%S%z"):
+            _, dates = ds.read_dated_columns(path, ["y"], date_format=fmt, unit="m")
+            np.testing.assert_array_equal(dates, want)
+
+
 def test_unix_times_in_seconds_or_milliseconds_with_date_format_epoch(tmp_path):
     """--date-format epoch / epoch-ms: Unix time (UTC), a fraction allowed, truncated to the
     unit read; without it a bare Unix time is refused with the hint, and a count past the
