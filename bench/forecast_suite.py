@@ -22,7 +22,7 @@ more than the targets' margins (the sunspots: 20.35 to 20.63 over seeds 0-2), so
 is part of the result.
 
 Quality, not speed: the figures depend on the CPU only through rounding, but the JSON names
-it.  Takes about 5 minutes a seed on 2 cores.
+it.  Takes about 6 minutes a seed on 2 cores.
 """
 import argparse
 import json
