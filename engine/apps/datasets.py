@@ -38,9 +38,23 @@ def _fail(path, line, problem):
     raise ValueError(f"{path}:{line}: {problem}")
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+# Binary files that users pass for a CSV or a text, by their first bytes: what to do instead.
+BINARY_KINDS = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx or OpenDocument sheet?); save the sheet as "
+                     "CSV, or unzip it"),
+    (b"\xd0\xcf\x11\xe0", "an old Office file (Excel .xls?); save the sheet as CSV"),
+    (b"PAR1", "a Parquet file; write it as CSV (pandas: read_parquet(...).to_csv(...))"),
+    (b"\x93NUMPY", "a NumPy .npy array; write it as CSV (numpy.savetxt)"),
+    (b"\x89HDF", "an HDF5 file; write the data set as CSV"),
+    (b"%PDF", "a PDF document; export its table or text first"),
+)
+
+
 def _decode(path):
-    """The text of a file: gunzipped when ``*.gz``; UTF-16 when it starts with its BOM, else
-    UTF-8 (a BOM is dropped), else latin-1.
+    """The text of a file: gunzipped when ``*.gz`` or gzip's magic number starts it; UTF-16
+    when it starts with its BOM, else UTF-8 (a BOM is dropped), else latin-1.  A binary file
+    is refused, naming its kind when BINARY_KINDS knows it.
 
     Every byte string decodes as latin-1, so the fallback cannot fail; newlines are left as
     they are (csv handles '\r\n' itself).
@@ -51,7 +65,7 @@ def _decode(path):
     if path.exists() and not path.is_file():
         _fail(path, 1, "is not a regular file (a pipe or a device?)")
     data = path.read_bytes()
-    if path.suffix == ".gz":
+    if path.suffix == ".gz" or data[:2] == GZIP_MAGIC:  # a .csv served gzipped reads too
         try:
             data = gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as e:  # truncated, or not gzip at all
@@ -62,8 +76,9 @@ def _decode(path):
         except UnicodeDecodeError as e:
             _fail(path, 1, f"starts as UTF-16 but does not decode as it: {e.reason}")
     if b"\0" in data:
-        _fail(path, _line_of(data, data.index(b"\0")),
-              "NUL byte: this is a binary file, not text")
+        kind = next((what for magic, what in BINARY_KINDS if data.startswith(magic)), None)
+        _fail(path, _line_of(data, data.index(b"\0")), "NUL byte: this is a binary file, not "
+                                                          "text" + (f": {kind}" if kind else ""))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

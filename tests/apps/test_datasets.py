@@ -206,6 +206,28 @@ def test_utf16_files_with_their_bom_are_text_and_tables(encoding, tmp_path):
         ds.read_text(odd)
 
 
+@pytest.mark.parametrize("magic, words", [
+    (b"PK\x03\x04", ("ZIP", "Excel", "CSV")), (b"\xd0\xcf\x11\xe0", ("Excel .xls", "CSV")),
+    (b"PAR1", ("Parquet", "to_csv")), (b"\x93NUMPY", ("NumPy .npy", "savetxt")),
+    (b"\x89HDF", ("HDF5",)), (b"%PDF", ("PDF",)), (b"\x01\x02", ())])
+def test_a_binary_file_is_refused_naming_what_it_looks_like(magic, words, tmp_path):
+    """An Excel workbook, a Parquet file, ... given for a CSV: the NUL-byte error says what the
+    file looks like and what to do; an unknown binary file gets the plain error."""
+    body = np.random.default_rng(3).integers(14, 256, 64, np.uint8).tobytes()  # no NUL or EOL
+    path = tmp_path / "data.csv"
+    path.write_bytes(magic + body + b"\0\0")
+    with raises_at(path, 1, "NUL byte: this is a binary file, not text", *words) as err:
+        ds.read_csv_table(path)
+    if not words:
+        assert str(err.value).endswith("not text")
+
+
+def test_a_gzipped_file_is_read_whatever_its_name(tmp_path):
+    path = tmp_path / "served.csv"
+    path.write_bytes(gzip.compress(b"date,y\n2000-01-01,1.5\n2000-01-02,2.5\n"))
+    np.testing.assert_array_equal(ds.read_csv_series(path, "y"), [1.5, 2.5])
+
+
 def test_read_text_latin1_fallback(tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes("caf\u00e9\n".encode("latin-1"))  # b'\xe9' alone is not valid UTF-8
