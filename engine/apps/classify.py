@@ -20,7 +20,8 @@ from engine.apps.baselines import accuracy, confusion_matrix, majority_class
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
                                 load_saved, parse_options, save_model, saved_value, user_data,
                                 write_outputs)
-from engine.apps.datasets import load_japanese_vowels, pad_sequences, read_sequence_csv, read_ts
+from engine.apps.datasets import (ONE_ROW_PER_STEP, load_japanese_vowels, pad_sequences,
+                                  read_sequence_csv, read_ts)
 from engine.apps.windows import StandardScaler
 
 EPOCHS = 40
@@ -54,14 +55,31 @@ def load_data(args):
         return Xtr, ytr, Xte, yte, [str(k + 1) for k in range(9)], "JapaneseVowels"
     with user_data():
         Xtr, ytr, names = read_labelled(args.train)
-        if len(np.unique(ytr)) < 2:
-            raise ValueError(f"{args.train}: every sequence has the label {names[ytr[0]]!r}; "
-                             "a classifier needs at least two classes to learn")
+        check_training_set(args.train, Xtr, ytr, names)
         Xte, yte, _ = read_labelled(args.test, class_names=names)
         if Xte[0].shape[1] != Xtr[0].shape[1]:
             raise ValueError(f"{args.test}: {Xte[0].shape[1]} features per step, but "
                              f"{args.train} has {Xtr[0].shape[1]}")
     return Xtr, ytr, Xte, yte, [str(n) for n in names], f"{args.train} / {args.test}"
+
+
+def check_training_set(path, X, y, names):
+    """ValueError for training sequences no classifier can learn from, and for the shape a
+    file in the wrong layout takes: one class; every sequence a single step (a file with one
+    sequence per row, as the UCR archive's CSVs, read as one row per step); every class seen
+    once (a label that is a measurement, not a class)."""
+    counts = np.bincount(y, minlength=len(names))
+    if np.count_nonzero(counts) < 2:
+        raise ValueError(f"{path}: every sequence has the label {names[y[0]]!r}; a classifier "
+                         "needs at least two classes to learn")
+    if all(len(x) == 1 for x in X):
+        raise ValueError(f"{path}: each of the {len(X)} sequences is a single step; "
+                         f"{ONE_ROW_PER_STEP}")
+    if counts.max() < 2:
+        raise ValueError(f"{path}: each of the {len(X)} sequences has a label of its own (for "
+                         f"example {names[y[0]]!r}, {names[y[1]]!r}); a classifier learns a "
+                         "class from several examples: is the label a measurement to predict "
+                         "rather than a class?")
 
 
 def prepare(X, scaler):

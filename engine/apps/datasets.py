@@ -685,6 +685,12 @@ def read_ts(path, class_names=None):
     return X, y, names
 
 
+# What the sequence CSV reader wants, for the errors a file laid out otherwise runs into.
+ONE_ROW_PER_STEP = ("this reader wants one row per time step (sequence id, label, features); a "
+                    "file with one sequence per row (label, then its values, as the UCR "
+                    "archive's CSVs) must be written as one row per step, or as a .ts file")
+
+
 def read_sequence_csv(path, class_names=None):
     """Labelled multivariate sequences from a CSV file with one row per time step.
 
@@ -709,8 +715,10 @@ def read_sequence_csv(path, class_names=None):
     for a, b in zip(starts, starts[1:] + [len(table.rows)]):
         seq_id, label, line = table.rows[a][0], table.rows[a][1], table.lines[a]
         if seq_id in seen:
+            wide = a == len(seen)  # every sequence so far one row: one sequence per row?
             _fail(table.path, line, f"sequence {seq_id!r} continues after other sequences: "
-                                    "the rows of one sequence must be contiguous")
+                                    "the rows of one sequence must be contiguous"
+                                    + (f"; {ONE_ROW_PER_STEP}" if wide else ""))
         seen.add(seq_id)
         for row, row_line in zip(table.rows[a:b], table.lines[a:b]):
             if row[1] != label:

@@ -89,6 +89,29 @@ def _bad_data(case, tmp_path):
                                                  for i in range(20) for t in range(4)))
         return ["classify", "--train", str(path), "--test", str(path)], \
             [f"{path}:", "label 'cat'", "at least two classes"]
+    if case == "one_sequence_per_row":  # the UCR archive's layout: label, then the values
+        rng = np.random.default_rng(1)
+        path = tmp_path / "wide.csv"
+        path.write_text("label," + ",".join(f"t{t}" for t in range(12)) + "\n" + "".join(
+            f"{i % 3}," + ",".join(f"{v:.3f}" for v in rng.standard_normal(12)) + "\n"
+            for i in range(30)))
+        return ["classify", "--train", str(path), "--test", str(path)], \
+            [f"{path}:5:", "sequence '0' continues", "one row per time step", "UCR"]
+    if case == "one_step_sequences":  # the same layout, every first cell different
+        rng = np.random.default_rng(3)
+        path = tmp_path / "wide.csv"
+        path.write_text("id,label,f\n" + "".join(
+            f"r{i},{'ab'[i % 2]},{v:.3f}\n" for i, v in enumerate(rng.standard_normal(30))))
+        return ["classify", "--train", str(path), "--test", str(path)], \
+            [f"{path}:", "30 sequences is a single step", "one row per time step", "UCR"]
+    if case == "label_is_a_measurement":
+        rng = np.random.default_rng(2)
+        path = tmp_path / "scores.csv"
+        path.write_text("id,score,f\n" + "".join(
+            f"s{i},{score:.4f},{v:.3f}\n" for i, score in enumerate(rng.standard_normal(20))
+            for v in rng.standard_normal(5)))
+        return ["classify", "--train", str(path), "--test", str(path)], \
+            [f"{path}:", "20 sequences has a label of its own", "measurement"]
     if case == "folder_as_file":
         return ["text", "--text", str(tmp_path)], [f"{tmp_path}:1:", "folder"]
     raise AssertionError(case)
@@ -96,7 +119,9 @@ def _bad_data(case, tmp_path):
 
 @pytest.mark.parametrize("case", ["nan_cell", "inf_price", "huge_values", "truncated_gzip",
                                   "csv_field_too_long", "constant_prices", "binary_text",
-                                  "prime_not_in_text", "one_class", "folder_as_file"])
+                                  "prime_not_in_text", "one_class", "one_sequence_per_row",
+                                  "one_step_sequences", "label_is_a_measurement",
+                                  "folder_as_file"])
 def test_bad_data_exits_2_before_training(case, tmp_path, capsys):
     argv, words = _bad_data(case, tmp_path)
     assert main(argv + ["--quiet", "--epochs", "1"]) == 2
