@@ -38,11 +38,14 @@ def add_arguments(p):
     add_load_argument(p)
 
 
+def read_labelled_by(path):
+    """The reader of a .ts or .csv file, chosen by the suffix."""
+    return read_sequence_csv if Path(path).suffix.lower() in (".csv", ".gz") else read_ts
+
+
 def read_labelled(path, class_names=None):
     """(X list of (T_i, F), y, names) from a .ts or .csv file (chosen by the suffix)."""
-    suffix = Path(path).suffix.lower()
-    reader = read_sequence_csv if suffix in (".csv", ".gz") else read_ts
-    return reader(path, class_names=class_names)
+    return read_labelled_by(path)(path, class_names=class_names)
 
 
 def load_data(args):
@@ -73,8 +76,9 @@ def check_training_set(path, X, y, names):
         raise ValueError(f"{path}: every sequence has the label {names[y[0]]!r}; a classifier "
                          "needs at least two classes to learn")
     if all(len(x) == 1 for x in X):
-        raise ValueError(f"{path}: each of the {len(X)} sequences is a single step; "
-                         f"{ONE_ROW_PER_STEP}")
+        why = ONE_ROW_PER_STEP if read_labelled_by(path) is read_sequence_csv else \
+            "a sequence classifier needs sequences of several steps"
+        raise ValueError(f"{path}: each of the {len(X)} sequences is a single step; {why}")
     if counts.max() < 2:
         raise ValueError(f"{path}: each of the {len(X)} sequences has a label of its own (for "
                          f"example {names[y[0]]!r}, {names[y[1]]!r}); a classifier learns a "

@@ -104,6 +104,14 @@ def _bad_data(case, tmp_path):
             f"r{i},{'ab'[i % 2]},{v:.3f}\n" for i, v in enumerate(rng.standard_normal(30))))
         return ["classify", "--train", str(path), "--test", str(path)], \
             [f"{path}:", "30 sequences is a single step", "one row per time step", "UCR"]
+    if case == "one_step_ts":  # a .ts file has no other layout to suggest
+        rng = np.random.default_rng(4)
+        path = tmp_path / "steps.ts"
+        path.write_text("@problemName x\n@univariate true\n@classLabel true a b\n@data\n"
+                        + "".join(f"{v:.3f}:{'ab'[i % 2]}\n"
+                                  for i, v in enumerate(rng.standard_normal(20))))
+        return ["classify", "--train", str(path), "--test", str(path)], \
+            [f"{path}:", "20 sequences is a single step", "several steps"]
     if case == "label_is_a_measurement":
         rng = np.random.default_rng(2)
         path = tmp_path / "scores.csv"
@@ -120,7 +128,7 @@ def _bad_data(case, tmp_path):
 @pytest.mark.parametrize("case", ["nan_cell", "inf_price", "huge_values", "truncated_gzip",
                                   "csv_field_too_long", "constant_prices", "binary_text",
                                   "prime_not_in_text", "one_class", "one_sequence_per_row",
-                                  "one_step_sequences", "label_is_a_measurement",
+                                  "one_step_sequences", "one_step_ts", "label_is_a_measurement",
                                   "folder_as_file"])
 def test_bad_data_exits_2_before_training(case, tmp_path, capsys):
     argv, words = _bad_data(case, tmp_path)
