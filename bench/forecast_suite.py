@@ -166,12 +166,12 @@ def main(argv=None):
     lines, checks = [f"machine: {machine_label()}"], {}
     for seed, results in by_seed.items():
         checks[seed] = targets(results)
-        lines += ["", f"seed {seed}:" if len(by_seed) > 1 else "", table(results), ""] + [
+        lines += ["", f"seed {seed}:"] if len(by_seed) > 1 else [""]
+        lines += [table(results), ""] + [
             f"{'PASS' if ok else 'FAIL'}  {what}: {got}" for what, got, ok in checks[seed]]
     if len(by_seed) > 1:
         lines += ["", "model / best baseline, test mean RMSE, by seed:", ""]
         lines += seed_summary(by_seed)
-    lines = [line for i, line in enumerate(lines) if line or lines[i - 1]]  # no double blanks
     print("\n" + "\n".join(lines))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -407,8 +407,8 @@ _DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")  # hours and minutes of a _TIME
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time, "
                   "or YYYY-MM")
-# --date-format names for Unix time (UTC): the counts per second of its unit.
-EPOCH_FORMATS = {"epoch": 1, "epoch-ms": 1000}
+# --date-format names for Unix time (UTC): (counts per second, what a count is).
+EPOCH_FORMATS = {"epoch": (1, "seconds"), "epoch-ms": (1000, "milliseconds")}
 _UNIX_TIME = re.compile(r"\s*-?\d{9,13}(?:\.\d*)?\s*")  # how a bare Unix time looks
 _LAST_UNIX_SECOND = 253402300799  # 9999-12-31 23:59:59, the last second datetime64 prints
 
@@ -458,9 +458,9 @@ def _parse_unix_time(path, line, value, date_format, unit):
         count = float(value)
     except ValueError:
         count = float("nan")
-    seconds = count / EPOCH_FORMATS[date_format]
+    per_second, what = EPOCH_FORMATS[date_format]
+    seconds = count / per_second
     if not abs(seconds) <= _LAST_UNIX_SECOND:  # also NaN
-        what = "seconds" if EPOCH_FORMATS[date_format] == 1 else "milliseconds"
         _fail(path, line, f"cannot read date {value!r} with --date-format {date_format}: "
                           f"expected a number of {what} since 1970-01-01 UTC, up to the year "
                           "9999")
