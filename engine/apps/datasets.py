@@ -275,17 +275,21 @@ def read_csv_series(path, column, min_length=2, missing="error"):
     return _series_column(read_csv_table(path), column, min_length, missing)[1]
 
 
-def _series_column(table, column, min_length, missing):
+def _series_column(table, column, min_length, missing, purpose=None):
     """(kept row indices, float64 values, missing cells) of ``column`` under the ``missing``
-    policy, at least ``min_length`` values."""
+    policy, at least ``min_length`` values (``purpose``: why so many, for the error)."""
     j = table.column(column)
     keep, values, gaps = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
                                        f"column {column!r}", missing)
     if len(values) < min_length:
         _fail(table.path, table.lines[-1] if table.lines else 1,
               f"series too short: column {column!r} has {len(values)} values, at least "
-              f"{min_length} needed")
+              f"{min_length} needed{_why(purpose)}")
     return keep, values, gaps
+
+
+def _why(purpose):
+    return f" ({purpose})" if purpose else ""
 
 
 def read_dated_series(path, column, date_column=None, min_length=2, missing="error",
@@ -318,10 +322,11 @@ class DatedTable(NamedTuple):
 
 
 def read_dated_table(path, columns, date_column=None, min_length=2, missing="error",
-                     date_format=None, unit="D"):
-    """``read_dated_columns``, with how many cells of each column were missing."""
+                     date_format=None, unit="D", purpose=None):
+    """``read_dated_columns``, with how many cells of each column were missing; ``purpose``
+    says why ``min_length`` values are needed when there are fewer."""
     table = read_csv_table(path)
-    parts = [_series_column(table, c, min_length, missing) for c in columns]
+    parts = [_series_column(table, c, min_length, missing, purpose) for c in columns]
     gaps = {c: part[2] for c, part in zip(columns, parts)}
     rows = parts[0][0]
     for keep, _, _ in parts[1:]:
@@ -329,7 +334,7 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
     if len(rows) < min_length:
         _fail(table.path, table.lines[-1] if table.lines else 1,
               f"too few rows: {len(rows)} have a value in every one of {list(columns)}, at "
-              f"least {min_length} needed")
+              f"least {min_length} needed{_why(purpose)}")
     values = np.stack([v[np.isin(keep, rows)] for keep, v, _ in parts], axis=1)
     lowered = [name.lower() for name in table.header]
     guess = next((table.header[lowered.index(n)] for n in DATE_COLUMNS if n in lowered), None)

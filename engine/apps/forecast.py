@@ -3,7 +3,8 @@ on a validation period.
 
 Data: the bundled monthly sunspots, or column ``--column`` of ``--csv FILE``.  Windows of
 ``--window`` values and the ``--horizon`` values after each are made over the whole series and
-split chronologically 70/15/15 by window.
+split chronologically 70/15/15 by window; the last H - 1 validation windows, whose targets
+reach into the test period, are left out, so nothing chosen or stopped on sees a test value.
 
 Forecasters (``engine.apps.forecasters``), all fitted on the training windows only:
 - baselines: persistence, seasonal naive (period ``--season`` or detected from the training
@@ -132,9 +133,16 @@ def require_statsmodels():
 
 
 def min_length(args):
-    """The fewest values the run needs: a window and its horizon in each of the three
-    periods, or with --load one window and its horizon to measure the saved model on."""
-    return args.window + args.horizon - 1 + (1 if args.load else min_split_size())
+    """(the fewest values the run needs, why): windows enough for the three periods, the
+    validation period holding one window whose targets all come before the test period, or
+    with --load one window and its horizon to measure the saved model on."""
+    span = args.window + args.horizon - 1
+    if args.load:
+        return span + 1, f"one window of {args.window} and the {args.horizon} values after it"
+    n = min_split_size(gap=args.horizon - 1)
+    return span + n, (f"{n} windows of {args.window} + {args.horizon} values: training, "
+                      "validation and test windows, no validation target in the test period; "
+                      "a shorter --window or --horizon needs fewer")
 
 
 def load_series(args):
@@ -152,10 +160,10 @@ def load_series(args):
     if target is None:
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
-        values, dates, missing = read_dated_table(args.csv, columns, args.date_column,
-                                                  min_length(args), args.missing,
-                                                  args.date_format,
-                                                  "m" if args.calendar else "D")
+        needed, why = min_length(args)
+        values, dates, missing = read_dated_table(args.csv, columns, args.date_column, needed,
+                                                  args.missing, args.date_format,
+                                                  "m" if args.calendar else "D", why)
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return values, f"{args.csv}:{target}{others}", dates, columns, missing
 
@@ -200,7 +208,7 @@ def prepare(values, dates, args, report):
     (inputs and targets; for fitting scales and the season) and the calendar cycles."""
     with user_data("forecast"):
         X, Y = make_windows(values[:, 0], args.window, args.horizon)
-        split = chronological_split(len(X))
+        split = chronological_split(len(X), gap=args.horizon - 1)
     train_end = split[0].stop - 1 + args.window + args.horizon
     cycles = find_cycles(args, dates, train_end, report)
     return dict(X=X[:, :, 0], Y=Y, Z=covariate_windows(values, dates, args, cycles),
@@ -285,7 +293,9 @@ def run(args=None, **overrides):
     train, val, test = d["split"]
     report(f"forecast: {name}, {len(series)} values, window {args.window}, horizon "
            f"{args.horizon} ({args.mode}); windows train/val/test "
-           f"{train.stop}/{val.stop - val.start}/{test.stop - test.start}")
+           f"{_count(train)}/{_count(val)}/{_count(test)}" + (
+               f" (the {args.horizon - 1} between validation and test left out: their "
+               "targets are in the test period)" if args.horizon > 1 else ""))
     season = find_season(args, d["train_values"], report)
     X, Y, Z, H = d["X"], d["Y"], d["Z"], args.horizon
     ar = fit_linear_ar(X[train], Y[train])
@@ -549,6 +559,7 @@ def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rul
                             "contender": rename.get(rule[2], rule[2]),
                             "rival": rename.get(rule[3], rule[3]), "margin_se": rule[4]},
         "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
+        "n_train": _count(d["split"][0]), "n_val": _count(d["split"][1]),
         "n_test": int(len(Y)), "baselines": contest[1:],
         "test_rmse_per_horizon": {k: v.tolist() for k, v in rmse.items()},
         "test_rmse_mean": {k: float(v.mean()) for k, v in rmse.items()},
@@ -557,6 +568,10 @@ def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rul
         "model_vs_best_baseline": error_ratio(rmse["model"].mean(), rmse[best].mean()),
         "winner_per_horizon": winners,
     }
+
+
+def _count(part):
+    return part.stop - part.start
 
 
 def error_ratio(model, baseline):

@@ -9,37 +9,46 @@ import numpy as np
 from engine.checks import check_int
 
 
-def chronological_split(n, fractions=(0.7, 0.15, 0.15)):
+def chronological_split(n, fractions=(0.7, 0.15, 0.15), gap=0):
     """Split ``range(n)`` into consecutive train, validation and test slices, in that order.
 
     The boundaries are ``round(n * f_train)`` and ``round(n * (f_train + f_val))``; the test
-    slice takes the rest, so no index is lost.  Every part must be non-empty.
+    slice takes the rest.  The validation slice stops ``gap`` indices short of the test slice:
+    samples whose targets run ``gap`` steps past their index (windows with a horizon H: gap
+    H - 1) then leave every target of the test period unseen by whatever the validation
+    chooses or stops on ("purging", Lopez de Prado 2018; sklearn's ``TimeSeriesSplit(gap=)``).
+    The training slice runs up to the validation slice: the validation period is not the test
+    period, and its first targets are still ones the training period has seen, as when a model
+    is refitted on the latest data.  Every part must be non-empty.
     Returns (train, val, test) as slice objects, e.g. ``series[train]``.
     """
     n = check_int("n", n, 3)
+    gap = check_int("gap", gap, 0)
     f = np.asarray(fractions, dtype=np.float64)
     if f.shape != (3,) or np.any(f <= 0) or not np.isclose(f.sum(), 1.0):
         raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {fractions}")
     a = int(round(n * f[0]))
     b = int(round(n * (f[0] + f[1])))
-    if not 0 < a < b < n:
-        raise ValueError(f"n={n} is too small to split by {tuple(fractions)}: "
-                         f"sizes would be {a}, {b - a}, {n - b}")
-    return slice(0, a), slice(a, b), slice(b, n)
+    if not 0 < a < b - gap < n - gap:
+        sizes = ", ".join(str(max(0, k)) for k in (a, b - gap - a, n - b))
+        raise ValueError(f"n={n} is too small to split by {tuple(fractions)} with a gap of "
+                         f"{gap}: sizes would be {sizes}")
+    return slice(0, a), slice(a, b - gap), slice(b, n)
 
 
-def min_split_size(fractions=(0.7, 0.15, 0.15)):
-    """The least n from which ``chronological_split(n, fractions)`` gives every part at least
-    one index (6 for the default): rounding makes some smaller n fail even when a larger one
-    works, so the answer is the first n after the last failure below 1 / min(fraction) + 3."""
-    limit = int(np.ceil(1 / min(fractions))) + 3
-    fails = [n for n in range(3, limit) if not _splits(n, fractions)]
+def min_split_size(fractions=(0.7, 0.15, 0.15), gap=0):
+    """The least n from which ``chronological_split(n, fractions, gap)`` gives every part at
+    least one index (6 for the default): rounding makes some smaller n fail even when a larger
+    one works, so the answer is the first n after the last failure below a bound past which
+    every part holds ``gap`` + 1 indices whatever the rounding."""
+    limit = int(np.ceil((gap + 2) / min(fractions))) + 3
+    fails = [n for n in range(3, limit) if not _splits(n, fractions, gap)]
     return fails[-1] + 1 if fails else 3
 
 
-def _splits(n, fractions):
+def _splits(n, fractions, gap):
     try:
-        chronological_split(n, fractions)
+        chronological_split(n, fractions, gap)
     except ValueError:
         return False
     return True

@@ -236,17 +236,18 @@ TINY = dict(epochs=3, hidden=4, seeds=1, quiet=True)
 
 
 def test_the_choice_never_looks_at_the_test_period(tmp_path):
-    """Shuffling every value only the test windows see changes no validation error and not
-    the choice; the test errors do change (the shuffle reached the test period)."""
+    """Shuffling the test period, every value a test window forecasts, changes no validation
+    error and not the choice; the test errors do change (the shuffle reached the test
+    period).  The test windows' inputs reach back before it, as a forecast's do."""
     rng = np.random.default_rng(7)
     t = np.arange(300)
     y = np.sin(t / 5) * 3 + 0.02 * t + rng.normal(0, 0.3, len(t))
     W, H = 12, 4
     first = forecast.run(csv=str(_csv(tmp_path / "a.csv", y)), column="y", window=W,
                          horizon=H, **TINY)
-    test = chronological_split(len(make_windows(y, W, H)[0]))[2]
+    test = chronological_split(len(make_windows(y, W, H)[0]), gap=H - 1)[2]
     shuffled = y.copy()
-    tail = slice(test.start + W + H - 1, None)  # no validation window reaches these
+    tail = slice(test.start + W, None)  # the first test window's first target on
     shuffled[tail] = rng.permutation(shuffled[tail])
     second = forecast.run(csv=str(_csv(tmp_path / "b.csv", shuffled)), column="y", window=W,
                           horizon=H, **TINY)
@@ -287,18 +288,19 @@ def test_a_daily_cycle_that_leaves_its_training_range_is_forecast_from_where_it_
 
 
 def test_the_shortest_series_accepted_is_one_that_the_command_can_split(tmp_path):
-    """W + H + 5 values: six windows, the fewest that give each period one (four and five
-    round to an empty validation period).  One value fewer stops before any training, with
-    the count needed."""
+    """W + H - 1 + 26 values for H = 4: 26 windows, the fewest that leave the validation
+    period one window once its last H - 1, whose targets reach into the test period, are
+    dropped.  One value fewer stops before any training, with the count needed and why."""
     W, H = 12, 4
     args = forecast.parse_options(forecast.add_arguments, forecast.EPOCHS,
                                   overrides=dict(window=W, horizon=H))
-    assert forecast.min_length(args) == W + H + 5
-    y = np.sin(np.arange(W + H + 5) / 3)
+    assert forecast.min_length(args)[0] == W + H - 1 + 26
+    y = np.sin(np.arange(W + H - 1 + 26) / 3)
     m = forecast.run(csv=str(_csv(tmp_path / "a.csv", y)), column="y", window=W, horizon=H,
                      **TINY)
-    assert m["n_test"] == 1 and np.isfinite(m["test_rmse_mean"]["model"])
-    with pytest.raises(ValueError, match=rf"b.csv:{W + H + 5}: .*20 values, at least 21"):
+    assert (m["n_val"], m["n_test"]) == (1, 4) and np.isfinite(m["test_rmse_mean"]["model"])
+    with pytest.raises(ValueError, match=rf"b.csv:{W + H + 25}: .*40 values, at least 41 "
+                                         r"needed \(26 windows of 12 \+ 4 values: training, "):
         forecast.run(csv=str(_csv(tmp_path / "b.csv", y[:-1])), column="y", window=W,
                      horizon=H, **TINY)
 

@@ -51,6 +51,38 @@ def test_chronological_split_too_small():
         wn.chronological_split(4, (0.9, 0.05, 0.05))
 
 
+@pytest.mark.parametrize("T, W, H", [(200, 12, 4), (431, 60, 12), (97, 5, 1), (300, 20, 17)])
+def test_a_gap_of_h_minus_1_keeps_the_validation_targets_out_of_the_test_period(T, W, H):
+    """Windows of a series of distinct values (its indices): with gap H - 1 no validation
+    target is a test target, and one validation window more would make one; the training and
+    test windows are those of no gap."""
+    X, Y = wn.make_windows(np.arange(T), W, H)
+    train, val, test = wn.chronological_split(len(X), gap=H - 1)
+    plain = wn.chronological_split(len(X))
+    assert (train, test, val.start) == (plain[0], plain[2], plain[1].start)
+    assert Y[val].max() < Y[test].min()
+    assert Y[val.start:val.stop + 1].max() >= Y[test].min()
+
+
+def test_chronological_split_gap_sizes_and_errors():
+    assert wn.chronological_split(100, gap=4) == (slice(0, 70), slice(70, 81), slice(85, 100))
+    with pytest.raises(ValueError, match="too small.*gap of 11: sizes would be 47, 0, 10"):
+        wn.chronological_split(67, gap=11)
+    with pytest.raises(ValueError, match="gap must be >= 0"):
+        wn.chronological_split(100, gap=-1)
+    with pytest.raises(TypeError, match="gap must be an int"):
+        wn.chronological_split(100, gap=1.0)
+
+
+@pytest.mark.parametrize("gap", [1, 4, 11, 47])
+def test_min_split_size_with_a_gap_is_where_every_larger_split_works(gap):
+    m = wn.min_split_size(gap=gap)
+    with pytest.raises(ValueError, match="too small"):
+        wn.chronological_split(m - 1, gap=gap)
+    for n in range(m, m + 500):
+        assert all(s.stop > s.start for s in wn.chronological_split(n, gap=gap)), n
+
+
 @pytest.mark.parametrize("fractions", [(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.9, 0.05, 0.05),
                                        (0.34, 0.33, 0.33)])
 def test_min_split_size_is_where_every_larger_split_works(fractions):
