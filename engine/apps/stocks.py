@@ -4,7 +4,8 @@ Data: a bundled ticker (``--ticker AAPL``; also IBM, MSFT, GOOG, FB) or ``--csv 
 date and a price column (Yahoo/Quandl/Stooq exports work as they are).  Each sample is the
 last ``--window`` log returns (two channels: r and |r|, scaled by the training std); the
 targets are the next day's return r[t+1] and the realised volatility
-sqrt(r[t+1]^2 + ... + r[t+5]^2) of the next 5 days.  Samples are split 70/15/15 in time.
+sqrt(r[t+1]^2 + ... + r[t+5]^2) of the next 5 days.  Samples are split 70/15/15 in time,
+less the last 4 validation samples, whose volatility targets reach into the test days.
 
 Baselines on the same test days: zero and historical-mean return; historical-mean and
 last-5-days (persistence) volatility; the majority direction.  An edge is claimed only when
@@ -22,10 +23,14 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_loa
                                 save_model, saved_setting, saved_value, user_data, write_outputs)
 from engine.apps.datasets import MISSING_POLICIES, load_stocks, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
-                                 realised_volatility)
+                                 min_split_size, realised_volatility)
 
 EPOCHS = 30
 VOL_DAYS = 5
+# A sample's volatility target covers VOL_DAYS returns, so the last VOL_DAYS - 1 validation
+# samples' targets would be test days: they are left out (chronological_split's gap).
+GAP = VOL_DAYS - 1
+MIN_SAMPLES = max(20, min_split_size(gap=GAP))
 T_EDGE = 2.0
 
 
@@ -65,9 +70,9 @@ def make_samples(prices, window):
     r = log_returns(prices.close)
     vol = realised_volatility(r, VOL_DAYS)      # vol[i] covers r[i : i+5]
     ends = np.arange(window - 1, len(r) - VOL_DAYS)  # window r[t-W+1 .. t], target day t+1
-    if len(ends) < 20:
+    if len(ends) < MIN_SAMPLES:
         raise AppError(f"{prices.name}: {len(prices.close)} prices are too few for window "
-                       f"{window} (need at least {window + VOL_DAYS + 21})")
+                       f"{window} (need at least {window + VOL_DAYS + MIN_SAMPLES})")
     idx = ends[:, None] + np.arange(-window + 1, 1)
     X = np.stack([r[idx], np.abs(r[idx])], axis=2)
     return X, r[ends + 1], vol[ends + 1], vol[ends - VOL_DAYS + 1], prices.dates[ends + 2]
@@ -90,7 +95,7 @@ def run(args=None, **overrides):
     missing = report_missing(args, prices.missing, report)
     X, y_ret, y_vol, last_vol, dates = make_samples(prices, args.window)
     with user_data(prices.name):
-        train, val, test = chronological_split(len(X))
+        train, val, test = chronological_split(len(X), gap=GAP)
     if not np.any(X[train, :, 0]):
         raise AppError(f"{args.csv or prices.name}: the prices are constant over the training days "
                        f"({prices.dates[0]} .. {dates[train.stop - 1]}): no returns to learn from")

@@ -169,6 +169,28 @@ def test_stocks_user_csv(prices_csv, tmp_path):
     assert {"lstm", "majority", "edge"} <= set(ret["directional_accuracy"])
 
 
+def test_stocks_validation_targets_stop_before_the_test_days(prices_csv, monkeypatch):
+    """Sample k's targets are the returns k + W .. k + W + 4 (the next day's and the 5-day
+    volatility's), so the validation samples stop GAP = 4 before the test samples: the last
+    validation target (early stopping reads it) is the day before the first test target."""
+    from engine.apps.datasets import read_price_csv
+    from engine.apps.windows import chronological_split, log_returns
+    W = 10
+    prices = read_price_csv(str(prices_csv))
+    r = log_returns(prices.close)
+    X, y_ret, y_vol, _, _ = stocks.make_samples(prices, W)
+    k = np.arange(len(X))
+    np.testing.assert_allclose(y_ret, r[k + W])
+    np.testing.assert_allclose(y_vol, np.sqrt([np.sum(r[i + W:i + W + 5] ** 2) for i in k]))
+    _, val, test = chronological_split(len(X), gap=stocks.GAP)
+    assert (val.stop - 1 + W + stocks.VOL_DAYS - 1) + 1 == test.start + W
+    gaps = []
+    monkeypatch.setattr(stocks, "chronological_split",
+                        lambda n, gap=0: gaps.append(gap) or chronological_split(n, gap=gap))
+    stocks.run(csv=str(prices_csv), window=W, **TINY)
+    assert gaps == [4]
+
+
 def test_stocks_edge_needs_significance():
     rng = np.random.default_rng(3)
     true = rng.normal(0, 1, 500)
