@@ -28,13 +28,14 @@ networks then read those channels too, and ``arx``, the AR on every input's wind
 candidates; the baselines stay on the target alone.
 
 The candidate with the lowest mean RMSE over the horizons on the validation windows is the
-model, with two exceptions, in this order.  A single network that beats the ensemble there by
-less than 1.85 standard errors of the paired differences (Diebold-Mariano's, with the H - 1
-lags that overlapping windows share) gives way to the ensemble: one standard error, plus the
-0.85 by which the best of three equally good networks leads by luck (``prefer_ensemble``).
-Then a network that beats the best linear candidate (a baseline, ``ar-diff`` or ``arx``) by
-less than one standard error gives way to the linear one (``prefer_simple``).  The test
-windows, which come last, only measure it.  Modes: direct (default: the
+model, with two exceptions, in this order.  Both measure a lead in standard errors of the
+paired differences (Diebold-Mariano's, with the H - 1 lags that overlapping windows share and
+Harvey, Leybourne and Newbold's small-sample correction).  A single network that beats the
+ensemble there by less than 1.85 gives way to the ensemble: one standard error, plus the 0.85
+by which the best of three equally good networks leads by luck (``prefer_ensemble``).  Then a
+network that beats the best linear candidate (a baseline, ``ar-diff`` or ``arx``) by less
+than one standard error is averaged with it: the model is the mean of the two (``partner``).
+The test windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
 import numpy as np
@@ -49,8 +50,8 @@ from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_tab
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
-                                     mase_scale, merge_networks, mix, prefer_ensemble,
-                                     prefer_simple, seasonal_naive)
+                                     mase_scale, merge_networks, mix, partner,
+                                     prefer_ensemble, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows, min_split_size
 
 EPOCHS = 60
@@ -320,11 +321,12 @@ def run(args=None, **overrides):
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     lowest, val_rmse = choose(candidates, Y, val)
     contender, lead = prefer_ensemble(lowest, candidates, Y, val, tuple(NETWORKS), ENSEMBLE)
-    chosen, rival, margin = prefer_simple(contender, val_rmse, candidates, Y, val, LINEAR)
-    network = ENSEMBLE if chosen in LINEAR else chosen  # a linear model needs no weights
+    mate, rival, margin = partner(contender, val_rmse, candidates, Y, val, LINEAR)
+    parts = [contender] + ([mate] if mate else [])  # the model is their mean
+    network = ENSEMBLE if contender in LINEAR else contender  # a linear model needs no weights
     net = nets[network]
     save_model(net.model, args, report, command="forecast", window=args.window, horizon=H,
-               mode=args.mode, chosen=chosen, network=network,
+               mode=args.mode, chosen=contender, partner=mate, network=network,
                normaliser=net.normaliser.state(), season=season, ar=ar_state(ar),
                ar_diff=ar_state(ar_diff), ets=None if ets is None else ets.state(),
                arx=None if arx is None else ar_state(arx), columns=columns,
@@ -333,14 +335,14 @@ def run(args=None, **overrides):
                input="the last `window` values of each of `columns` (the target first) and "
                      "the `calendar` channels; see engine.apps.forecast",
                output="the next `horizon` values of the target")
-    metrics = evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name,
+    d["pred"] = np.mean([candidates[k] for k in parts], axis=0)[test]
+    metrics = evaluate(d, candidates, baselines, parts, val_rmse, season, args, name,
                        (lowest, lead, contender, rival, margin))
     if missing:
         metrics["missing_values"] = missing
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
-    d["pred"] = candidates[chosen][test]
     print_table(metrics, report)
     return write_outputs(args, "forecast", metrics,
                          lambda plt, path: plot(plt, path, series, dates, d, metrics), report)
@@ -404,14 +406,15 @@ def saved_holt_winters(args, model):
     return saved_value(args, model, "ets", lambda s: HoltWinters.from_state(s, season))
 
 
-def saved_forecaster(args, model, n_other=0, n_calendar=0):
+def saved_forecaster(args, model, n_other=0, n_calendar=0, chosen=None):
     """(chosen, forecast function (X (N, W), Z (N, W, K) or None) -> (N, H)) from a
     checkpoint's metadata, for K = ``n_other`` channels of other inputs and ``n_calendar``
-    calendar channels after them."""
+    calendar channels after them: the saved choice's, or ``chosen``'s (its partner's)."""
     n_covariates = n_other + n_calendar
     W, H = args.window, args.horizon
     mode = saved_value(args, model, "mode", _mode)
-    chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
+    if chosen is None:
+        chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
     network = saved_value(args, model, "network", _choice(ENSEMBLE, *NETWORKS))
     ar = saved_value(args, model, "ar", lambda s: ar_from_state(s, W, H))
     if chosen == "ets":
@@ -468,16 +471,20 @@ def apply_saved(args, report):
     with user_data("forecast"):
         X, Y = make_windows(series, args.window, args.horizon)
     X = X[:, :, 0]
-    chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
-    if chosen == "ets":  # a state carried from the series' start, not a function of a window
-        origins = saved_holt_winters(args, model).forecast_origins(series, args.window,
-                                                                   args.horizon)
-        fitted, future = origins[:len(X)], origins[-1]
-    else:
-        chosen, predict = saved_forecaster(args, model, len(columns) - 1, 2 * len(cycles))
-        every = covariate_windows(values, dates, args, cycles, ahead=0)  # the last included
-        Z, last = (None, None) if every is None else (every[:len(X)], every[-1:])
-        fitted, future = predict(X, Z), predict(series[None, -args.window:], last)[0]
+    parts = saved_parts(args, model)
+    every = covariate_windows(values, dates, args, cycles, ahead=0)  # the last included
+    Z, last = (None, None) if every is None else (every[:len(X)], every[-1:])
+    fitted, future = 0.0, 0.0
+    for part in parts:  # the model is their mean
+        if part == "ets":  # a state carried from the series' start, not a function of a window
+            origins = saved_holt_winters(args, model).forecast_origins(series, args.window,
+                                                                       args.horizon)
+            got, ahead = origins[:len(X)], origins[-1]
+        else:
+            _, predict = saved_forecaster(args, model, len(columns) - 1, 2 * len(cycles), part)
+            got, ahead = predict(X, Z), predict(series[None, -args.window:], last)[0]
+        fitted, future = fitted + got / len(parts), future + ahead / len(parts)
+    chosen = " + ".join(parts)
     rmse = {"model": rmse_per_horizon(fitted, Y),
             "persistence": rmse_per_horizon(persistence_forecast(X, args.horizon), Y)}
     metrics = {"command": "forecast", "model": args.load, "chosen": chosen, "data": name,
@@ -493,6 +500,24 @@ def apply_saved(args, report):
            + ", ".join(f"{v:.4g}" for v in future))
     return write_outputs(args, "forecast", metrics,
                          lambda plt, path: plot_next(plt, path, series, future, metrics), report)
+
+
+def saved_parts(args, model):
+    """[chosen] or [chosen, partner]: the forecasters a checkpoint's model is the mean of.
+    Checkpoints from before partners have none."""
+    chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
+    mate = saved_value(args, model, "partner", _partner) if "partner" in model.metadata \
+        else None
+    if mate is not None and chosen in LINEAR:
+        raise AppError(f"{args.load}: metadata: a partner ({mate!r}) goes with a network, "
+                       f"not with {chosen!r}")
+    return [chosen] + ([mate] if mate else [])
+
+
+def _partner(value):
+    if value is not None and value not in LINEAR:
+        raise ValueError(f"expected null or one of {LINEAR}, got {value!r}")
+    return value
 
 
 def saved_inputs(args, columns, cycles):
@@ -532,15 +557,16 @@ def plot_next(plt, path, series, future, m):
     plt.close(fig)
 
 
-def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rule):
-    """Test RMSE per horizon and MASE for the model (the chosen candidate), each baseline and
-    each candidate; which of the model and the baselines won each horizon; and ``rule``: the
-    lowest on validation, its margin over the ensemble (``prefer_ensemble``), the contender
-    that rule leaves, its linear rival and the margin over it (``prefer_simple``)."""
+def evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule):
+    """Test RMSE per horizon and MASE for the model (d["pred"], the mean of the candidates
+    ``parts``), each baseline and each candidate; which of the model and the baselines won
+    each horizon; and ``rule``: the lowest on validation, its margin over the ensemble
+    (``prefer_ensemble``), the contender that rule leaves, its linear rival and the margin
+    over it (``partner``)."""
     test, Y = d["split"][2], d["Y"][d["split"][2]]
     W = args.window
     rename = {"ar": f"ar{W}", "seasonal": f"seasonal{season}"}
-    rows = {"model": candidates[chosen][test],
+    rows = {"model": d["pred"],
             **{rename.get(k, k): v[test] for k, v in baselines.items()},
             **{k: v[test] for k, v in candidates.items() if k not in baselines}}
     rmse = {k: rmse_per_horizon(v, Y) for k, v in rows.items()}
@@ -553,11 +579,13 @@ def evaluate(d, candidates, baselines, chosen, val_rmse, season, args, name, rul
     return {
         "command": "forecast", "data": name, "window": W, "horizon": args.horizon,
         "mode": args.mode, "season": season, "seeds": args.seeds,
-        "chosen": rename.get(chosen, chosen),
+        "chosen": " + ".join(rename.get(k, k) for k in parts),
         "validation_rule": {"lowest": rename.get(rule[0], rule[0]),
                             "ensemble_margin_se": rule[1],
                             "contender": rename.get(rule[2], rule[2]),
-                            "rival": rename.get(rule[3], rule[3]), "margin_se": rule[4]},
+                            "rival": rename.get(rule[3], rule[3]), "margin_se": rule[4],
+                            "partner": None if len(parts) < 2 else
+                            rename.get(parts[1], parts[1])},
         "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
         "n_train": _count(d["split"][0]), "n_val": _count(d["split"][1]),
         "n_test": int(len(Y)), "baselines": contest[1:],
@@ -598,8 +626,8 @@ def print_table(m, report):
     if rule["rival"] is not None:
         beat = f"{rule['contender']} beats {rule['rival']} by {-rule['margin_se']:.2f} " \
             "standard errors on the validation windows"
-        report(f"  ({beat}: " + ("kept" if rule["contender"] == m["chosen"] else
-                                 f"under 1, so the simpler {m['chosen']} is kept") + ")")
+        report(f"  ({beat}: " + ("kept alone" if rule["partner"] is None else
+                                 "under 1, so the model is the mean of the two") + ")")
     names = ["model"] + m["baselines"]
     report(f"test RMSE per horizon (data units), model = {m['chosen']}:")
     report("   h " + "".join(f"{n:>13s}" for n in names) + "  winner")

@@ -341,24 +341,28 @@ def choose(forecasts, Y, val):
 def margin_in_standard_errors(a, b, Y):
     """How many standard errors forecasts ``a`` beat ``b`` by on targets Y (N, H): the mean of
     the per-window differences of squared errors (mean over the horizons), over its standard
-    error; negative when ``a`` does better.  NaN with fewer than two windows.
+    error; negative when ``a`` does better.
 
     This is the Diebold-Mariano statistic (Diebold and Mariano 1995): windows one step apart
     share H - 1 targets, so their differences are correlated, and the standard error is
     Newey and West's over H - 1 lags (Bartlett weights, never negative), not the i.i.d. one,
-    which would be too small and call a tie a win."""
+    which would be too small and call a tie a win.  With few windows that standard error is
+    still too small, so the statistic is scaled by Harvey, Leybourne and Newbold's (1997)
+    small-sample correction, sqrt((N + 1 - 2H + H (H - 1) / N) / N) = sqrt((N - H)(N - H + 1))
+    / N (0.50 for 9 windows of 5 steps, 0.97 for 447 of 12).  N <= H windows cannot tell the
+    two apart: 0."""
     d = np.mean((a - Y) ** 2, axis=1) - np.mean((b - Y) ** 2, axis=1)
-    n = len(d)
-    if n < 2:
-        return float("nan")
+    n, h = Y.shape
+    if n <= h or n < 2:
+        return 0.0
     e = d - d.mean()
-    lags = min(Y.shape[1] - 1, n - 1)
+    lags = min(h - 1, n - 1)
     var = e @ e / n + 2 * sum((1 - k / (lags + 1)) * (e[k:] @ e[:-k]) / n
                               for k in range(1, lags + 1))
     se = float(np.sqrt(max(var, 0.0) / n))
     if se == 0:
         return 0.0 if d.mean() == 0 else float(np.copysign(np.inf, d.mean()))
-    return float(d.mean() / se)
+    return float(d.mean() / se * np.sqrt((n - h) * (n - h + 1)) / n)
 
 
 def expected_best_of(m):
@@ -378,14 +382,12 @@ def prefer_ensemble(name, forecasts, Y, val, singles, ensemble):
     The best of m networks on the validation windows is the one luck favoured most there (the
     winner's curse: by ``expected_best_of(m)`` standard errors when all are equally good), a
     lead the test period does not repeat; the ensemble was picked from nothing.  So a single
-    network must win by that much plus the one standard error of ``prefer_simple``'s rule.
+    network must win by that much plus the one standard error of ``partner``'s rule.
     ``margin`` is ``margin_in_standard_errors(name, ensemble)``; None when the rule does not
-    apply (``name`` not a single network, no ensemble, fewer than two validation windows)."""
+    apply (``name`` not a single network, or no ensemble)."""
     if name not in singles or ensemble not in forecasts:
         return name, None
     margin = margin_in_standard_errors(forecasts[name][val], forecasts[ensemble][val], Y[val])
-    if np.isnan(margin):
-        return name, None
     return (name if margin <= -ensemble_margin(len(singles)) else ensemble), margin
 
 
@@ -395,22 +397,23 @@ def ensemble_margin(m):
     return 1.0 + expected_best_of(m)
 
 
-def prefer_simple(name, errors, forecasts, Y, val, simple):
-    """(chosen, rival, margin): the validation's choice ``name``, or its rival, the best of the
-    ``simple`` candidates by their validation mean RMSE ``errors`` (``choose``'s), when ``name``
-    is not one of them and beats it by less than one standard error of the paired differences
-    (the one-standard-error rule: a network that merely ties with a linear model on the
-    validation windows is a gamble on the test period).  ``margin`` is
+def partner(name, errors, forecasts, Y, val, simple):
+    """(partner, rival, margin) for the validation's choice ``name``: its rival is the best of
+    the ``simple`` candidates by their validation mean RMSE ``errors`` (``choose``'s), and the
+    partner is that rival when ``name`` is not simple and beats it by less than one standard
+    error of the paired differences, None otherwise.  The model is then the mean of ``name``
+    and its partner: the validation windows cannot tell them apart, a network that merely ties
+    with a linear model there is a gamble on the test period, and the mean of two forecasts
+    errs less than the worse of them on any period (its squared error is at most the mean of
+    theirs), where one alone may be the worse.  ``margin`` is
     ``margin_in_standard_errors(name, rival)``; rival and margin are None when the rule does
-    not apply (``name`` simple, no simple candidate, fewer than two validation windows)."""
+    not apply (``name`` simple, or no simple candidate)."""
     plain = {k: errors[k] for k in simple if k in errors and np.isfinite(errors[k])}
     if name in simple or not plain:
-        return name, None, None
+        return None, None, None
     rival = min(plain, key=plain.get)
     margin = margin_in_standard_errors(forecasts[name][val], forecasts[rival][val], Y[val])
-    if np.isnan(margin):
-        return name, None, None
-    return (name if margin <= -1 else rival), rival, margin
+    return (None if margin <= -1 else rival), rival, margin
 
 
 def mase_scale(train_values, period):
@@ -425,4 +428,4 @@ def mase_scale(train_values, period):
 
 __all__ = ["autocorrelation", "detect_season", "seasonal_naive", "Normaliser", "NetForecaster",
            "build_network", "merge_networks", "mix", "calendar_cycles", "calendar_features",
-           "choose", "margin_in_standard_errors", "prefer_simple", "mase_scale"]
+           "choose", "margin_in_standard_errors", "prefer_ensemble", "partner", "mase_scale"]

@@ -102,9 +102,15 @@ def test_forecast_user_csv(series_csv, tmp_path):
     if rule["rival"] is None:
         assert m["chosen"] == rule["contender"] and rule["contender"] in simple
     else:
-        assert rule["rival"] in simple and m["chosen"] == \
-            (rule["contender"] if rule["margin_se"] <= -1 else rule["rival"])
-    assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
+        assert rule["rival"] in simple and rule["partner"] == \
+            (None if rule["margin_se"] <= -1 else rule["rival"])
+    parts = [rule["contender"]] + ([rule["partner"]] if rule["partner"] else [])
+    assert m["chosen"] == " + ".join(parts)
+    if len(parts) == 1:
+        assert m["test_rmse_mean"]["model"] == m["test_rmse_mean"][m["chosen"]]
+    else:  # the mean of two errs less than the worse of them at every horizon
+        worse = np.max([m["test_rmse_per_horizon"][k] for k in parts], axis=0)
+        assert np.all(np.array(m["test_rmse_per_horizon"]["model"]) <= worse + 1e-12)
     assert set(m["baselines"]) == {"persistence", "ar12"} | seasonal
     assert all(len(v) == 3 for v in m["test_rmse_per_horizon"].values())
     assert set(m["winner_per_horizon"]) <= {"model", *m["baselines"]}
@@ -149,6 +155,37 @@ def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
         key = {"ar": "ar12", "seasonal": f"seasonal{meta['season']}"}.get(chosen, chosen)
         np.testing.assert_allclose(rmse_per_horizon(predict(X[test, :, 0], None), Y[test]),
                                    m["test_rmse_per_horizon"][key], rtol=1e-5)
+
+
+def test_a_saved_model_with_a_partner_forecasts_the_mean_of_the_two(series_csv, tmp_path):
+    """A checkpoint whose network was averaged with a linear partner replays that mean on the
+    series given to --load (every window and the next forecast); a partner beside a linear
+    choice, or one that is no linear candidate, is refused."""
+    path = tmp_path / "f.npz"
+    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(path),
+                 **FTINY)
+    model = engine.load(path)
+    network = model.metadata["network"]
+    model.metadata = dict(model.metadata, chosen=network, partner="ar-diff")
+    model.save(path)
+    applied = forecast.run(load=str(path), csv=str(series_csv), column="level", quiet=True)
+    assert applied["chosen"] == f"{network} + ar-diff"
+    series = read_csv_series(series_csv, "level")
+    X, Y = make_windows(series, 12, 3)
+    args = forecast.parse_options(forecast.add_arguments, 1, None,
+                                  {"load": str(path), "window": 12, "horizon": 3})
+    every = np.vstack([X[:, :, 0], series[None, -12:]])
+    mean = np.mean([forecast.saved_forecaster(args, model, 0, 0, k)[1](every, None)
+                    for k in (network, "ar-diff")], axis=0)
+    np.testing.assert_allclose(applied["rmse_mean"]["model"],
+                               rmse_per_horizon(mean[:-1], Y).mean(), rtol=1e-9)
+    np.testing.assert_allclose(applied["next_forecast"], mean[-1], rtol=1e-9)
+    for meta, problem in ((dict(chosen="ar", partner="ar-diff"), "goes with a network"),
+                          (dict(chosen=network, partner="lstm"), "partner")):
+        model.metadata = dict(model.metadata, **meta)
+        model.save(path)
+        with pytest.raises(AppError, match=problem):
+            forecast.run(load=str(path), csv=str(series_csv), column="level", quiet=True)
 
 
 def test_forecast_recursive_matches_horizon(series_csv):
