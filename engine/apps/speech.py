@@ -359,6 +359,10 @@ def read_recording(args, report):
     if rate != RATE:
         report(f"{args.transcribe}: {rate} Hz, resampled to {RATE} Hz")
         x = audio.resample(x, rate, RATE)
+    if audio.frame_count(len(x), RATE) < 2:  # one frame minus its own mean is all zeros
+        raise AppError(f"{args.transcribe}: {1000 * len(x) / RATE:.1f} ms of audio, no longer "
+                       "than one 25 ms analysis frame: nothing to transcribe (a spoken digit "
+                       "takes a few tenths of a second)")
     return x
 
 

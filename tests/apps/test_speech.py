@@ -105,6 +105,24 @@ def test_bad_options_stop_before_training(argv, words, monkeypatch, capsys):
     assert words in capsys.readouterr().err
 
 
+def test_a_recording_of_one_frame_or_less_stops_before_training(tmp_path, fsdd, monkeypatch,
+                                                                capsys):
+    """25 ms (200 samples at 8 kHz) is one analysis frame, which the recording's own mean
+    makes all zeros: an error, not an empty transcript.  One sample more is two frames."""
+    def fit(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr(engine.Sequential, "fit", fit)
+    for n in (1, 120, 200):
+        write_wav(tmp_path / "short.wav", fsdd[0].samples[:n])
+        assert main(["speech", "--quiet", "--transcribe", str(tmp_path / "short.wav")]) == 2
+        assert f"short.wav: {n / 8:.1f} ms of audio, no longer than one 25 ms analysis frame" \
+            in capsys.readouterr().err
+    write_wav(tmp_path / "short.wav", fsdd[0].samples[:201])
+    args = speech.parse_options(speech.add_arguments, 1, None,
+                                {"transcribe": str(tmp_path / "short.wav"), "quiet": True})
+    assert len(speech.read_recording(args, lambda line: None)) == 201
+
+
 def test_features_state_round_trip_and_encoding(fsdd):
     features = speech.Features.fit([r.samples for r in fsdd[:20]])
     again = speech.Features.from_state(features.state())
