@@ -172,12 +172,30 @@ def test_forecast_suite_over_seeds_writes_each_seed_and_the_spread(tmp_path, mon
     rc = forecast_suite.main(["--series", "nile,lynx", "--seed", "0,1", "--out", str(tmp_path)])
     assert rc == 1  # nile at seed 1 is 1.03 of its best baseline
     assert calls == [("nile", 0), ("lynx", 0), ("nile", 1), ("lynx", 1)]
-    md = next(tmp_path.glob("forecast-suite-seeds-0-1-cpu-*.md")).read_text()
-    assert "| nile | 0.980 | 1.030 | 1.005 |" in md and "| lynx | 0.700 | 0.740 | 0.720 |" in md
+    md = next(tmp_path.glob("forecast-suite-nile-lynx-seeds-0-1-cpu-*.md")).read_text()
+    assert "| nile | 0.980 | 1.030 | 1.005 | 1.030 | 1 |" in md
+    assert "| lynx | 0.700 | 0.740 | 0.720 | 0.740 | 0 |" in md
     assert md.count("PASS  model <= 1.02") == 1 and md.count("FAIL  model <= 1.02") == 1
-    record = json.loads(next(tmp_path.glob("forecast-suite-seeds-0-1-cpu-*.json")).read_text())
+    record = json.loads(next(tmp_path.glob("forecast-suite-nile-lynx-seeds-0-1-cpu-*.json"))
+                        .read_text())
     assert [t["pass"] for t in record["seeds"]["1"]["targets"]] == [False, True]
     assert record["seeds"]["0"]["results"]["lynx"]["model_vs_best_baseline"] == 0.70
+
+
+def test_forecast_suite_seeds_take_ranges_and_name_their_files():
+    import argparse
+
+    from bench.forecast_suite import SERIES, file_stem, seeds_argument
+
+    assert seeds_argument("0-3,7") == [0, 1, 2, 3, 7] and seeds_argument("5") == [5]
+    for bad in ("3-1", "a", "1,1", "0-2,2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seeds_argument(bad)
+    assert file_stem(list(SERIES), [0], False) == "forecast-suite"
+    assert file_stem(list(SERIES), [0, 1, 2], True) == "forecast-suite-ets-seeds-0-1-2"
+    assert file_stem(["lynx", "nile"], list(range(20)), False) == \
+        "forecast-suite-lynx-nile-seeds-0-to-19"
+    assert file_stem(["nile"], [0, 2, 4, 6], False) == "forecast-suite-nile-seeds-0-2-4-6"
 
 
 def test_forecast_suite_summary_puts_the_sunspots_beside_the_lstm_before_it():
