@@ -353,7 +353,7 @@ def margin_in_standard_errors(a, b, Y):
     two apart: 0."""
     d = np.mean((a - Y) ** 2, axis=1) - np.mean((b - Y) ** 2, axis=1)
     n, h = Y.shape
-    if n <= h or n < 2:
+    if n <= h:
         return 0.0
     e = d - d.mean()
     lags = min(h - 1, n - 1)
