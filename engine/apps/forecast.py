@@ -618,16 +618,17 @@ def print_table(m, report):
            + f" -> model: {m['chosen']}")
     rule = m["validation_rule"]
     if rule["ensemble_margin_se"] is not None:
-        beat = f"{rule['lowest']} beats the {ENSEMBLE} by {-rule['ensemble_margin_se']:.2f} " \
-            "standard errors of the paired differences on the validation windows, where the " \
+        beat = _lead(rule["lowest"], f"the {ENSEMBLE}", rule["ensemble_margin_se"]) + \
+            " standard errors of the paired differences on the validation windows, where the " \
             f"best of {len(NETWORKS)} networks needs {ensemble_margin(len(NETWORKS)):.2f}"
         report(f"  ({beat}: " + ("kept" if rule["contender"] == rule["lowest"] else
-                                 f"under that, so the {ENSEMBLE} is kept") + ")")
+                                 f"short of that, so the {ENSEMBLE} takes its place") + ")")
     if rule["rival"] is not None:
-        beat = f"{rule['contender']} beats {rule['rival']} by {-rule['margin_se']:.2f} " \
-            "standard errors on the validation windows"
+        beat = _lead(rule["contender"], rule["rival"], rule["margin_se"]) + \
+            " standard errors on the validation windows"
         report(f"  ({beat}: " + ("kept alone" if rule["partner"] is None else
-                                 "under 1, so the model is the mean of the two") + ")")
+                                 "short of a lead of 1, so the model is the mean of "
+                                 "the two") + ")")
     names = ["model"] + m["baselines"]
     report(f"test RMSE per horizon (data units), model = {m['chosen']}:")
     report("   h " + "".join(f"{n:>13s}" for n in names) + "  winner")
@@ -641,6 +642,11 @@ def print_table(m, report):
         f"{k} {m['test_rmse_mean'][k]:.4g}" for k in others))
     report(f"model / best baseline ({m['best_baseline']}): {m['model_vs_best_baseline']:.3f} "
            "in mean RMSE")
+
+
+def _lead(a, b, margin):
+    """'a beats b by X' for a margin below 0 (a does better), 'a trails b by X' otherwise."""
+    return f"{a} {'beats' if margin < 0 else 'trails'} {b} by {abs(margin):.2f}"
 
 
 def plot(plt, path, series, dates, d, m):

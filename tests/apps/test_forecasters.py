@@ -270,6 +270,30 @@ def test_prefer_ensemble_discounts_the_luck_of_the_best_of_several_networks():
     assert prefer_ensemble("b", {"b": b}, Y, val, singles, "ensemble") == ("b", None)
 
 
+def test_the_report_says_which_way_each_lead_goes_and_what_it_decided():
+    lines = []
+    m = {"val_rmse_mean": {"ar-diff": 2.5, "lstm": 2.4, "ensemble": 2.7},
+         "chosen": "ensemble + ar-diff", "baselines": [], "horizon": 0,
+         "test_rmse_per_horizon": {"model": []}, "test_rmse_mean": {"model": 1.0},
+         "test_mase": {"model": 1.0}, "winner_per_horizon": [], "best_baseline": "model",
+         "model_vs_best_baseline": 1.0,
+         "validation_rule": {"lowest": "lstm", "ensemble_margin_se": -0.93,
+                             "contender": "ensemble", "rival": "ar-diff", "margin_se": 0.51,
+                             "partner": "ar-diff"}}
+    forecast.print_table(m, lines.append)
+    text = "\n".join(lines)
+    assert "lstm beats the ensemble by 0.93 standard errors" in text
+    assert "short of that, so the ensemble takes its place" in text
+    assert "ensemble trails ar-diff by 0.51 standard errors on the validation windows: short " \
+        "of a lead of 1, so the model is the mean of the two" in text
+    m["validation_rule"].update(ensemble_margin_se=-2.5, contender="lstm", margin_se=-3.0,
+                                partner=None)
+    lines.clear()
+    forecast.print_table(m, lines.append)
+    assert "lstm beats the ensemble by 2.50 standard errors" in lines[1] and "kept)" in lines[1]
+    assert "lstm beats ar-diff by 3.00 standard errors" in lines[2] and "kept alone" in lines[2]
+
+
 TINY = dict(epochs=3, hidden=4, seeds=1, quiet=True)
 
 
