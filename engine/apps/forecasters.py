@@ -356,9 +356,7 @@ def margin_in_standard_errors(a, b, Y):
     if n <= h:
         return 0.0
     e = d - d.mean()
-    lags = min(h - 1, n - 1)
-    var = e @ e / n + 2 * sum((1 - k / (lags + 1)) * (e[k:] @ e[:-k]) / n
-                              for k in range(1, lags + 1))
+    var = e @ e / n + 2 * sum((1 - k / h) * (e[k:] @ e[:-k]) / n for k in range(1, h))
     se = float(np.sqrt(max(var, 0.0) / n))
     if se == 0:
         return 0.0 if d.mean() == 0 else float(np.copysign(np.inf, d.mean()))

@@ -30,7 +30,7 @@ VOL_DAYS = 5
 # A sample's volatility target covers VOL_DAYS returns, so the last VOL_DAYS - 1 validation
 # samples' targets would be test days: they are left out (chronological_split's gap).
 GAP = VOL_DAYS - 1
-MIN_SAMPLES = max(20, min_split_size(gap=GAP))
+MIN_SAMPLES = min_split_size(gap=GAP)  # 32: the validation keeps one sample
 T_EDGE = 2.0
 
 

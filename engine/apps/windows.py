@@ -29,7 +29,7 @@ def chronological_split(n, fractions=(0.7, 0.15, 0.15), gap=0):
         raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {fractions}")
     a = int(round(n * f[0]))
     b = int(round(n * (f[0] + f[1])))
-    if not 0 < a < b - gap < n - gap:
+    if not (0 < a < b - gap and b < n):
         sizes = ", ".join(str(max(0, k)) for k in (a, b - gap - a, n - b))
         raise ValueError(f"n={n} is too small to split by {tuple(fractions)} with a gap of "
                          f"{gap}: sizes would be {sizes}")
