@@ -25,6 +25,8 @@ from engine.apps.datasets import (ONE_ROW_PER_STEP, load_japanese_vowels, pad_se
 from engine.apps.windows import StandardScaler
 
 EPOCHS = 40
+# The options only training reads (--load names any given: they change nothing).
+TRAINING = ("train", "hidden", "bidirectional", "lr", "batch_size", "seed")
 
 
 def add_arguments(p):
@@ -103,7 +105,7 @@ def build_model(args, F, C):
 
 def run(args=None, **overrides):
     """Train for --epochs on the training set, evaluate on the test set; returns metrics."""
-    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    args = parse_options(add_arguments, EPOCHS, args, overrides, TRAINING)
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)

@@ -165,10 +165,16 @@ def add_common_arguments(parser, epochs):
                         "0 (needs pip install 'lstm-engine[mpi]'; alone it runs as one process)")
 
 
-def parse_options(add_arguments, epochs, args=None, overrides=None):
+# The common options that only training reads.
+COMMON_TRAINING = ("epochs", "save", "distributed")
+
+
+def parse_options(add_arguments, epochs, args=None, overrides=None, training=()):
     """The Namespace ``run`` uses: ``args`` as given (or the defaults), then ``overrides``
     (keyword arguments named like the options, dashes as underscores) applied on top, all
-    checked (``check_options``) before any data is read or any training starts."""
+    checked (``check_options``) before any data is read or any training starts.  With --load,
+    the options that only training reads (``training`` and COMMON_TRAINING) change nothing: any
+    given away from its default is named on stderr, so that it is not thought to apply."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     add_common_arguments(parser, epochs)
@@ -179,7 +185,20 @@ def parse_options(add_arguments, epochs, args=None, overrides=None):
             raise TypeError(f"unknown option {key!r}")
         setattr(args, key, value)
     check_options(parser, args)
+    if getattr(args, "load", None):
+        warn_ignored(args, parser, COMMON_TRAINING + tuple(training))
     return args
+
+
+def warn_ignored(args, parser, training):
+    """Print ``warning: --load ...`` on stderr naming the ``training`` options given away from
+    their defaults."""
+    given = [f"--{key.replace('_', '-')}" for key in training
+             if getattr(args, key) != parser.get_default(key)]
+    if given:
+        print(f"warning: --load {args.load}: {', '.join(given)} ignored: only training reads "
+              f"{'it' if len(given) == 1 else 'them'}, and the saved model fixes what it "
+              "needs", file=sys.stderr)
 
 
 class Report:
@@ -258,7 +277,8 @@ def save_model(model, args, report, **metadata):
 def add_load_argument(parser):
     """--load MODEL: apply a model that ``--save`` wrote instead of training one."""
     parser.add_argument("--load", metavar="MODEL", help="apply a model saved by --save to the "
-                        "data (no training: the training options are ignored)")
+                        "data (no training: training options given with it are ignored, "
+                        "with a warning naming them)")
 
 
 def load_saved(args, command):

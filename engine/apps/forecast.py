@@ -55,6 +55,9 @@ from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecas
 from engine.apps.windows import chronological_split, make_windows, min_split_size
 
 EPOCHS = 60
+# The options only training reads (--load names any given: they change nothing).
+TRAINING = ("ets", "season", "hidden", "seeds", "lr", "batch_size", "patience", "epoch_windows",
+            "seed")
 # The network candidates: what each sees (channels of forecasters.Normaliser) and corrects.
 NETWORKS = {"lstm": (("level",), "persistence"),
             "lstm-norm": (("change", "level"), "persistence"),
@@ -281,7 +284,7 @@ def epoch_batches(args):
 def run(args=None, **overrides):
     """Fit every forecaster, choose on the validation windows, measure on the test windows
     and return the metrics dict (see the module doc)."""
-    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    args = parse_options(add_arguments, EPOCHS, args, overrides, TRAINING)
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)

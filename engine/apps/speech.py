@@ -41,6 +41,8 @@ from engine.layers import Subsample
 from engine.model import PAD
 
 EPOCHS = 20
+# The options only training reads (--load names any given: they change nothing).
+TRAINING = ("hidden", "lr", "batch_size", "strings", "singles")
 RATE = 8000  # Hz: FSDD's rate; a user's recordings are read at it
 N_MELS = 40
 STACK = 2  # frames stacked before each LSTM: 10 ms -> 20 ms -> 40 ms per step
@@ -243,7 +245,7 @@ def check_sources(args):
 # ---------------------------------------------------------------------------- run
 def run(args=None, **overrides):
     """Train for --epochs, then test; returns the metrics dict."""
-    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    args = parse_options(add_arguments, EPOCHS, args, overrides, TRAINING)
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)

@@ -26,6 +26,8 @@ from engine.apps.windows import (StandardScaler, chronological_split, log_return
                                  min_split_size, realised_volatility)
 
 EPOCHS = 30
+# The options only training reads (--load names any given: they change nothing).
+TRAINING = ("hidden", "lr", "batch_size", "patience", "seed")
 VOL_DAYS = 5
 # A sample's volatility target covers VOL_DAYS returns, so the last VOL_DAYS - 1 validation
 # samples' targets would be test days: they are left out (chronological_split's gap).
@@ -87,7 +89,7 @@ def build_model(args):
 
 def run(args=None, **overrides):
     """Train on returns, compare with the baselines on the test days; returns the metrics."""
-    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    args = parse_options(add_arguments, EPOCHS, args, overrides, TRAINING)
     report = Report(args.quiet)
     if args.load:
         return apply_saved(args, report)

@@ -29,6 +29,8 @@ from engine import distributed
 from engine.apps.windows import CharVocab
 
 EPOCHS = 200
+# The options only training reads (--load names any given: they change nothing).
+TRAINING = ("text", "minutes", "hidden", "layers", "embed", "batch_size", "seq", "lr")
 
 
 def add_arguments(p):
@@ -245,7 +247,7 @@ def load_model(args):
 # ------------------------------------------------------------------------------- command
 def run(args=None, **overrides):
     """Train (or --load) a character model; returns the metrics dict."""
-    args = parse_options(add_arguments, EPOCHS, args, overrides)
+    args = parse_options(add_arguments, EPOCHS, args, overrides, TRAINING)
     report = Report(args.quiet)
     if args.load:
         return generate_only(args, report)

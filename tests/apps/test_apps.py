@@ -451,6 +451,31 @@ def test_every_command_applies_its_saved_model(series_csv, prices_csv, ts_files,
     assert len(applied["predicted"]) == 9 and set(applied["predicted"]) <= {"a", "b", "c"}
 
 
+def test_load_names_the_training_options_it_ignores(series_csv, ts_files, tmp_path, capsys):
+    """--load trains nothing: training options given beside it are named on stderr (and the
+    result is the saved model's, as without them); options --load reads, or none, print
+    nothing."""
+    f = tmp_path / "f.npz"
+    forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(f), **FTINY)
+    data = dict(load=str(f), csv=str(series_csv), column="level", quiet=True)
+    capsys.readouterr()
+    plain = forecast.run(**data)
+    assert capsys.readouterr().err == ""
+    given = forecast.run(**data, hidden=32, epochs=5, ets=True)
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: --load {f}: --epochs, --ets, --hidden ignored: "), err
+    assert "--csv" not in err and "--column" not in err
+    assert given["next_forecast"] == plain["next_forecast"]
+
+    c = tmp_path / "c.npz"
+    train, test = ts_files
+    classify.run(train=str(train), test=str(test), save=str(c), **TINY)
+    capsys.readouterr()
+    classify.run(load=str(c), test=str(test), train=str(train), quiet=True)
+    err = capsys.readouterr().err
+    assert "--train" in err and "ignored" in err and "--test" not in err
+
+
 def test_load_refuses_another_commands_model_and_bad_metadata(series_csv, ts_files, tmp_path,
                                                               capsys):
     c = tmp_path / "c.npz"
