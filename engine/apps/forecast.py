@@ -32,9 +32,11 @@ model, with two exceptions, in this order.  Both measure a lead in standard erro
 paired differences (Diebold-Mariano's, with the H - 1 lags that overlapping windows share and
 Harvey, Leybourne and Newbold's small-sample correction).  A single network that beats the
 ensemble there by less than 1.85 gives way to the ensemble: one standard error, plus the 0.85
-by which the best of three equally good networks leads by luck (``prefer_ensemble``).  Then a
-network that beats the best linear candidate (a baseline, ``ar-diff`` or ``arx``) by less
-than one standard error is averaged with it: the model is the mean of the two (``partner``).
+by which the best of three equally good networks leads by luck (``prefer_ensemble``).  Then
+each step up from the baselines must win by one standard error, or the model is the mean of
+the two (``partner``): a fitted linear model (``ar-diff``, ``arx``) against the best baseline,
+and a network against the linear rival, which is the best fitted linear model when it beat
+the best baseline by that much, and the best baseline otherwise (``linear_rival``).
 The test windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
@@ -50,8 +52,8 @@ from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_tab
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
-                                     mase_scale, merge_networks, mix, partner,
-                                     prefer_ensemble, seasonal_naive)
+                                     linear_rival, mase_scale, merge_networks, mix,
+                                     partner, prefer_ensemble, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows, min_split_size
 
 EPOCHS = 60
@@ -65,7 +67,9 @@ NETWORKS = {"lstm": (("level",), "persistence"),
 ENSEMBLE = "ensemble"  # the mean of the three
 # The candidates without a network, simplest first (a tie on validation goes to the first):
 # the baselines, then the fitted linear models.
-LINEAR = ("persistence", "seasonal", "ar", "ets", "ar-diff", "arx")
+BASELINES = ("persistence", "seasonal", "ar", "ets")
+FITTED = ("ar-diff", "arx")
+LINEAR = BASELINES + FITTED
 SEASON = Number(int, low=0)
 
 
@@ -324,7 +328,10 @@ def run(args=None, **overrides):
     candidates.update({k: n.predict(X, H, Z) for k, n in nets.items()})
     lowest, val_rmse = choose(candidates, Y, val)
     contender, lead = prefer_ensemble(lowest, candidates, Y, val, tuple(NETWORKS), ENSEMBLE)
-    mate, rival, margin = partner(contender, val_rmse, candidates, Y, val, LINEAR)
+    linear, base, fitted, fitted_lead = linear_rival(val_rmse, candidates, Y, val, BASELINES,
+                                                     FITTED)
+    rival = None if contender in BASELINES else base if contender in FITTED else linear
+    mate, margin = partner(contender, rival, candidates, Y, val) if rival else (None, None)
     parts = [contender] + ([mate] if mate else [])  # the model is their mean
     network = ENSEMBLE if contender in LINEAR else contender  # a linear model needs no weights
     net = nets[network]
@@ -340,7 +347,7 @@ def run(args=None, **overrides):
                output="the next `horizon` values of the target")
     d["pred"] = np.mean([candidates[k] for k in parts], axis=0)[test]
     metrics = evaluate(d, candidates, baselines, parts, val_rmse, season, args, name,
-                       (lowest, lead, contender, rival, margin))
+                       (lowest, lead, base, fitted, fitted_lead, contender, rival, margin))
     if missing:
         metrics["missing_values"] = missing
     if dates is not None:
@@ -506,14 +513,17 @@ def apply_saved(args, report):
 
 
 def saved_parts(args, model):
-    """[chosen] or [chosen, partner]: the forecasters a checkpoint's model is the mean of.
-    Checkpoints from before partners have none."""
+    """[chosen] or [chosen, partner]: the forecasters a checkpoint's model is the mean of, as
+    ``run`` pairs them (a baseline stands alone, a fitted linear model's partner is a
+    baseline, a network's any linear candidate).  Checkpoints from before partners have
+    none."""
     chosen = saved_value(args, model, "chosen", _choice(*LINEAR, ENSEMBLE, *NETWORKS))
     mate = saved_value(args, model, "partner", _partner) if "partner" in model.metadata \
         else None
-    if mate is not None and chosen in LINEAR:
-        raise AppError(f"{args.load}: metadata: a partner ({mate!r}) goes with a network, "
-                       f"not with {chosen!r}")
+    if mate is not None and (chosen in BASELINES or chosen in FITTED and mate in FITTED):
+        allowed = "a baseline" if chosen in FITTED else "nothing"
+        raise AppError(f"{args.load}: metadata: {chosen!r} is averaged with {allowed}, not "
+                       f"with a partner {mate!r}")
     return [chosen] + ([mate] if mate else [])
 
 
@@ -564,8 +574,8 @@ def evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule
     """Test RMSE per horizon and MASE for the model (d["pred"], the mean of the candidates
     ``parts``), each baseline and each candidate; which of the model and the baselines won
     each horizon; and ``rule``: the lowest on validation, its margin over the ensemble
-    (``prefer_ensemble``), the contender that rule leaves, its linear rival and the margin
-    over it (``partner``)."""
+    (``prefer_ensemble``), the best baseline and the best fitted linear candidate's margin over
+    it (``linear_rival``), the contender, its rival and its margin over that (``partner``)."""
     test, Y = d["split"][2], d["Y"][d["split"][2]]
     W = args.window
     rename = {"ar": f"ar{W}", "seasonal": f"seasonal{season}"}
@@ -585,8 +595,10 @@ def evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule
         "chosen": " + ".join(rename.get(k, k) for k in parts),
         "validation_rule": {"lowest": rename.get(rule[0], rule[0]),
                             "ensemble_margin_se": rule[1],
-                            "contender": rename.get(rule[2], rule[2]),
-                            "rival": rename.get(rule[3], rule[3]), "margin_se": rule[4],
+                            "val_baseline": rename.get(rule[2], rule[2]),
+                            "fitted": rule[3], "fitted_margin_se": rule[4],
+                            "contender": rename.get(rule[5], rule[5]),
+                            "rival": rename.get(rule[6], rule[6]), "margin_se": rule[7],
                             "partner": None if len(parts) < 2 else
                             rename.get(parts[1], parts[1])},
         "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
@@ -626,6 +638,13 @@ def print_table(m, report):
             f"best of {len(NETWORKS)} networks needs {ensemble_margin(len(NETWORKS)):.2f}"
         report(f"  ({beat}: " + ("kept" if rule["contender"] == rule["lowest"] else
                                  f"short of that, so the {ENSEMBLE} takes its place") + ")")
+    if rule["fitted"] is not None and rule["contender"] in (ENSEMBLE, *NETWORKS):
+        beat = _lead(rule["fitted"], rule["val_baseline"], rule["fitted_margin_se"]) + \
+            " standard errors on the validation windows"
+        report(f"  ({beat}: " + (f"so {rule['fitted']} is the linear rival"
+                                 if rule["fitted_margin_se"] <= -1 else
+                                 f"short of a lead of 1, so {rule['val_baseline']} is the "
+                                 "linear rival") + ")")
     if rule["rival"] is not None:
         beat = _lead(rule["contender"], rule["rival"], rule["margin_se"]) + \
             " standard errors on the validation windows"

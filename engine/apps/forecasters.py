@@ -395,23 +395,38 @@ def ensemble_margin(m):
     return 1.0 + expected_best_of(m)
 
 
-def partner(name, errors, forecasts, Y, val, simple):
-    """(partner, rival, margin) for the validation's choice ``name``: its rival is the best of
-    the ``simple`` candidates by their validation mean RMSE ``errors`` (``choose``'s), and the
-    partner is that rival when ``name`` is not simple and beats it by less than one standard
-    error of the paired differences, None otherwise.  The model is then the mean of ``name``
-    and its partner: the validation windows cannot tell them apart, a network that merely ties
-    with a linear model there is a gamble on the test period, and the mean of two forecasts
-    errs less than the worse of them on any period (its squared error is at most the mean of
-    theirs), where one alone may be the worse.  ``margin`` is
-    ``margin_in_standard_errors(name, rival)``; rival and margin are None when the rule does
-    not apply (``name`` simple, or no simple candidate)."""
-    plain = {k: errors[k] for k in simple if k in errors and np.isfinite(errors[k])}
-    if name in simple or not plain:
-        return None, None, None
-    rival = min(plain, key=plain.get)
+def linear_rival(errors, forecasts, Y, val, baselines, fitted):
+    """(rival, base, best, margin): ``base`` is the best of the ``baselines`` by their validation
+    mean RMSE ``errors`` (``choose``'s); the rival is the best of the ``fitted`` linear
+    candidates (the AR of the changes, the ARX) when it beats ``base`` by at least one standard
+    error of the paired differences, and ``base`` otherwise: a fitted model that merely ties
+    with a baseline on the validation windows is no surer a yardstick than the baseline.
+    ``best`` is the best fitted candidate and ``margin`` its
+    ``margin_in_standard_errors`` over ``base``; both None without a fitted candidate."""
+    base = _lowest(errors, baselines)
+    best = _lowest(errors, fitted)
+    if best is None:
+        return base, base, None, None
+    margin = margin_in_standard_errors(forecasts[best][val], forecasts[base][val], Y[val])
+    return (best if margin <= -1 else base), base, best, margin
+
+
+def _lowest(errors, names):
+    """The one of ``names`` with the lowest finite error; None when there is none."""
+    finite = {k: errors[k] for k in names if k in errors and np.isfinite(errors[k])}
+    return min(finite, key=finite.get) if finite else None
+
+
+def partner(name, rival, forecasts, Y, val):
+    """(partner, margin): ``rival`` when ``name`` beats it by less than one standard error of
+    the paired differences on the validation windows, None when by more.  The model is then
+    the mean of ``name`` and its partner: the validation windows cannot tell them apart, a
+    more complex model that merely ties with a simpler one is a gamble on the test period, and
+    the mean of two forecasts errs less than the worse of them on any period (its squared
+    error is at most the mean of theirs), where one alone may be the worse.  ``margin`` is
+    ``margin_in_standard_errors(name, rival)``."""
     margin = margin_in_standard_errors(forecasts[name][val], forecasts[rival][val], Y[val])
-    return (None if margin <= -1 else rival), rival, margin
+    return (None if margin <= -1 else rival), margin
 
 
 def mase_scale(train_values, period):
@@ -426,4 +441,5 @@ def mase_scale(train_values, period):
 
 __all__ = ["autocorrelation", "detect_season", "seasonal_naive", "Normaliser", "NetForecaster",
            "build_network", "merge_networks", "mix", "calendar_cycles", "calendar_features",
-           "choose", "margin_in_standard_errors", "prefer_ensemble", "partner", "mase_scale"]
+           "choose", "margin_in_standard_errors", "prefer_ensemble", "linear_rival", "partner",
+           "mase_scale"]

@@ -99,11 +99,16 @@ def test_forecast_user_csv(series_csv, tmp_path):
     else:
         assert rule["lowest"] in ("lstm", "lstm-norm", "lstm+ar") and rule["contender"] == \
             (rule["lowest"] if rule["ensemble_margin_se"] <= -1.85 else "ensemble")
-    if rule["rival"] is None:
-        assert m["chosen"] == rule["contender"] and rule["contender"] in simple
+    baselines = {"persistence", "ar12"} | seasonal
+    assert rule["val_baseline"] == min(baselines, key=m["val_rmse_mean"].get)
+    assert rule["fitted"] == "ar-diff"  # the only fitted linear candidate here
+    linear = "ar-diff" if rule["fitted_margin_se"] <= -1 else rule["val_baseline"]
+    if rule["contender"] in baselines:
+        assert rule["rival"] is None and m["chosen"] == rule["contender"]
     else:
-        assert rule["rival"] in simple and rule["partner"] == \
-            (None if rule["margin_se"] <= -1 else rule["rival"])
+        assert rule["rival"] == (rule["val_baseline"] if rule["contender"] == "ar-diff" else
+                                 linear)
+        assert rule["partner"] == (None if rule["margin_se"] <= -1 else rule["rival"])
     parts = [rule["contender"]] + ([rule["partner"]] if rule["partner"] else [])
     assert m["chosen"] == " + ".join(parts)
     if len(parts) == 1:
@@ -159,8 +164,9 @@ def test_forecast_saved_model_carries_its_preprocessing(series_csv, tmp_path):
 
 def test_a_saved_model_with_a_partner_forecasts_the_mean_of_the_two(series_csv, tmp_path):
     """A checkpoint whose network was averaged with a linear partner replays that mean on the
-    series given to --load (every window and the next forecast); a partner beside a linear
-    choice, or one that is no linear candidate, is refused."""
+    series given to --load (every window and the next forecast), and so does a fitted linear
+    model averaged with a baseline; a partner beside a baseline, a fitted partner beside a
+    fitted choice, or one that is no linear candidate, is refused."""
     path = tmp_path / "f.npz"
     forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, save=str(path),
                  **FTINY)
@@ -180,7 +186,15 @@ def test_a_saved_model_with_a_partner_forecasts_the_mean_of_the_two(series_csv, 
     np.testing.assert_allclose(applied["rmse_mean"]["model"],
                                rmse_per_horizon(mean[:-1], Y).mean(), rtol=1e-9)
     np.testing.assert_allclose(applied["next_forecast"], mean[-1], rtol=1e-9)
-    for meta, problem in ((dict(chosen="ar", partner="ar-diff"), "goes with a network"),
+    model.metadata = dict(model.metadata, chosen="ar-diff", partner="ar")
+    model.save(path)
+    applied = forecast.run(load=str(path), csv=str(series_csv), column="level", quiet=True)
+    mean = np.mean([forecast.saved_forecaster(args, model, 0, 0, k)[1](every, None)
+                    for k in ("ar-diff", "ar")], axis=0)
+    assert applied["chosen"] == "ar-diff + ar"
+    np.testing.assert_allclose(applied["next_forecast"], mean[-1], rtol=1e-9)
+    for meta, problem in ((dict(chosen="ar", partner="ar-diff"), "averaged with nothing"),
+                          (dict(chosen="ar-diff", partner="arx"), "averaged with a baseline"),
                           (dict(chosen=network, partner="lstm"), "partner")):
         model.metadata = dict(model.metadata, **meta)
         model.save(path)

@@ -12,7 +12,7 @@ from engine.apps.common import AppError
 from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
                                      detect_season, ensemble_margin, expected_best_of,
                                      margin_in_standard_errors, mase_scale, merge_networks, mix,
-                                     partner, prefer_ensemble, seasonal_naive)
+                                     linear_rival, partner, prefer_ensemble, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
 
@@ -186,28 +186,47 @@ def test_windows_that_share_targets_widen_the_standard_error():
     assert np.sign(got) == np.sign(naive) and abs(got) < 0.7 * abs(naive)
 
 
-def test_a_network_that_ties_with_a_linear_model_is_averaged_with_it():
-    """The one-standard-error rule: a network whose lower validation error is inside the noise
-    of the paired differences gets the best linear candidate as its partner (the model is
-    their mean); a clear win stands alone; a linear choice has no partner."""
+def test_a_model_that_ties_with_a_simpler_one_is_averaged_with_it():
+    """The one-standard-error rule: a model whose lower validation error is inside the noise of
+    the paired differences gets its rival as a partner (the model is their mean); a clear win
+    stands alone; and with 4 windows of 4 steps nothing can win."""
     rng = np.random.default_rng(9)
     Y = rng.normal(size=(200, 4))
     val = slice(0, 100)
     noise = rng.normal(0, 1.0, Y.shape)
-    linear = Y + noise
-    f = {"ar": linear, "ar-diff": Y + rng.normal(0, 1.3, Y.shape),
+    f = {"ar": Y + noise, "ar-diff": Y + rng.normal(0, 1.3, Y.shape),
          "tie": Y + noise * 0.999 + rng.normal(0, 0.05, Y.shape),  # 0.1% lower, noisily
          "clear": Y + 0.5 * noise}
     for name in ("tie", "clear"):
         assert choose({k: f[k] for k in ("ar", "ar-diff", name)}, Y, val)[0] == name
+    mate, margin = partner("tie", "ar", f, Y, val)
+    assert mate == "ar" and -1 < margin < 0
+    mate, margin = partner("clear", "ar", f, Y, val)
+    assert mate is None and margin < -5
+    assert partner("clear", "ar", f, Y, slice(0, 4))[0] == "ar"  # 4 windows of 4
+
+
+def test_a_fitted_linear_model_is_the_rival_only_when_it_clearly_beats_the_best_baseline():
+    """linear_rival: the best baseline by validation error, replaced by the best fitted linear
+    candidate only when that one leads it by one standard error or more."""
+    rng = np.random.default_rng(4)
+    Y = rng.normal(size=(200, 4))
+    val = slice(0, 120)
+    noise = rng.normal(0, 1.0, Y.shape)
+    f = {"persistence": Y + rng.normal(0, 2.0, Y.shape), "ar": Y + noise,
+         "ar-diff": Y + noise * 0.999 + rng.normal(0, 0.05, Y.shape),  # ties with the AR
+         "arx": Y + 0.5 * noise}  # clearly better
     errors = choose(f, Y, val)[1]
-    mate, rival, margin = partner("tie", errors, f, Y, val, ("ar", "ar-diff"))
-    assert (mate, rival) == ("ar", "ar") and -1 < margin < 0
-    mate, rival, margin = partner("clear", errors, f, Y, val, ("ar", "ar-diff"))
-    assert (mate, rival) == (None, "ar") and margin < -5
-    assert partner("ar-diff", errors, f, Y, val, ("ar", "ar-diff")) == (None, None, None)
-    assert partner("tie", errors, f, Y, val, ()) == (None, None, None)
-    assert partner("clear", errors, f, Y, slice(0, 4), ("ar",))[0] == "ar"  # 4 windows of 4
+    baselines = ("persistence", "seasonal", "ar")
+    rival, base, best, margin = linear_rival(errors, f, Y, val, baselines, ("ar-diff",))
+    assert (rival, base, best) == ("ar", "ar", "ar-diff") and abs(margin) < 1
+    rival, base, best, margin = linear_rival(errors, f, Y, val, baselines, ("ar-diff", "arx"))
+    assert (rival, base, best) == ("arx", "ar", "arx") and margin < -5
+    assert linear_rival(errors, f, Y, val, baselines, ()) == ("ar", "ar", None, None)
+    worse = dict(f, **{"ar-diff": Y + 1.5 * noise})
+    errors = choose(worse, Y, val)[1]
+    rival, _, best, margin = linear_rival(errors, worse, Y, val, baselines, ("ar-diff",))
+    assert (rival, best) == ("ar", "ar-diff") and margin > 1
 
 
 def test_the_mean_of_two_forecasts_errs_less_than_the_worse_on_any_period():
@@ -278,12 +297,16 @@ def test_the_report_says_which_way_each_lead_goes_and_what_it_decided():
          "test_mase": {"model": 1.0}, "winner_per_horizon": [], "best_baseline": "model",
          "model_vs_best_baseline": 1.0,
          "validation_rule": {"lowest": "lstm", "ensemble_margin_se": -0.93,
+                             "val_baseline": "ar24", "fitted": "ar-diff",
+                             "fitted_margin_se": -1.7,
                              "contender": "ensemble", "rival": "ar-diff", "margin_se": 0.51,
                              "partner": "ar-diff"}}
     forecast.print_table(m, lines.append)
     text = "\n".join(lines)
     assert "lstm beats the ensemble by 0.93 standard errors" in text
     assert "short of that, so the ensemble takes its place" in text
+    assert "ar-diff beats ar24 by 1.70 standard errors on the validation windows: so ar-diff " \
+        "is the linear rival" in text
     assert "ensemble trails ar-diff by 0.51 standard errors on the validation windows: short " \
         "of a lead of 1, so the model is the mean of the two" in text
     m["validation_rule"].update(ensemble_margin_se=-2.5, contender="lstm", margin_se=-3.0,
@@ -291,7 +314,18 @@ def test_the_report_says_which_way_each_lead_goes_and_what_it_decided():
     lines.clear()
     forecast.print_table(m, lines.append)
     assert "lstm beats the ensemble by 2.50 standard errors" in lines[1] and "kept)" in lines[1]
-    assert "lstm beats ar-diff by 3.00 standard errors" in lines[2] and "kept alone" in lines[2]
+    assert "lstm beats ar-diff by 3.00 standard errors" in lines[3] and "kept alone" in lines[3]
+    m["validation_rule"].update(fitted_margin_se=-0.4, rival="ar24")
+    lines.clear()
+    forecast.print_table(m, lines.append)
+    assert "ar-diff beats ar24 by 0.40 standard errors on the validation windows: short of a " \
+        "lead of 1, so ar24 is the linear rival" in lines[2]
+    m["validation_rule"].update(ensemble_margin_se=None, lowest="ar-diff", contender="ar-diff",
+                                margin_se=-0.4, partner="ar24")
+    lines.clear()
+    forecast.print_table(m, lines.append)  # no rival line: the contender is linear itself
+    assert len([x for x in lines if x.startswith("  (")]) == 1
+    assert "ar-diff beats ar24 by 0.40" in lines[1] and "mean of the two" in lines[1]
 
 
 TINY = dict(epochs=3, hidden=4, seeds=1, quiet=True)
