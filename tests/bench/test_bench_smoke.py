@@ -206,3 +206,44 @@ def test_forecast_suite_summary_puts_the_sunspots_beside_the_lstm_before_it():
     line = seed_summary(by_seed)[-1]
     before = (SUNSPOTS_BEFORE_BY_SEED[0] + SUNSPOTS_BEFORE_BY_SEED[1]) / 2
     assert "20.00 / 21.00 at seeds 0, 1, mean 20.50" in line and f"mean {before:.2f}" in line
+
+
+def test_forecast_heldout_writes_readable_series_and_marks_the_runs_over_the_bound(
+        tmp_path, monkeypatch):
+    """The held-out series are files forecast reads (the CO2 stand-in with gaps, the hourly
+    ones hourly, the closes split-adjusted and positive), drawn the same every time; the
+    report marks each run over 1.02 in both ratios and counts them."""
+    from bench import forecast_heldout
+    from engine.apps.datasets import read_dated_table
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    files = forecast_heldout.write_series(tmp_path / "a")
+    again = forecast_heldout.write_series(tmp_path / "b")
+    for name in ("co2-weekly", "temperature-hourly", "smooth-hourly", "retail", "demand",
+                 "random-walk-weekly", "AAPL", "IBM"):
+        path, column = files[name]
+        assert path.read_text() == again[name][0].read_text()
+        values, _, _ = read_dated_table(path, [column], None, 100, "interpolate", None, "m",
+                                        "")
+        assert np.isfinite(values).all() and values.std() > 0 and len(values) >= 360
+        assert name in ("random-walk-weekly", "temperature-hourly") or values.min() >= 0
+    co2 = files["co2-weekly"][0].read_text().splitlines()
+    assert sum(line.endswith(",") for line in co2) > 20  # gaps, for --missing interpolate
+    _, dates, _ = read_dated_table(files["smooth-hourly"][0], ["value"], None, 100, "error",
+                                   None, "m", "")
+    assert (np.diff(dates) == np.timedelta64(60, "m")).all()
+
+    def fake_run(name, path, column, seed):
+        r = {"pop": 1.08, "retail": 0.95}[name] + seed / 100
+        return {"chosen": "ensemble", "model_vs_best_baseline": r, "vs_val_baseline": r - 0.05,
+                "val_baseline": "ar", "seconds": 0.0}
+
+    monkeypatch.setattr(forecast_heldout, "run_one", fake_run)
+    monkeypatch.setattr(forecast_heldout, "write_series",
+                        lambda folder: {"pop": ("p.csv", "v"), "retail": ("r.csv", "v")})
+    forecast_heldout.main(["--series", "pop,retail", "--seed", "0,1", "--out", str(tmp_path)])
+    md = next(tmp_path.glob("forecast-heldout-pop-retail-seeds-0-1-cpu-*.md")).read_text()
+    assert "| **1.080** / **1.090** | **1.030** / **1.040** |" in md
+    assert "| 0.950 / 0.960 | 0.900 / 0.910 |" in md
+    assert "runs over 1.02 x the best baseline: 2 of 4 (seeds 0, 1)" in md
