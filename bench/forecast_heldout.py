@@ -219,7 +219,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "forecast-heldout"
-    if names != list(SERIES):
+    if args.series:  # a subset names its series (without statsmodels, the rest is the default)
         stem += "-" + "-".join(names)
     if len(by_seed) > 1:
         stem += "-seeds-" + "-".join(map(str, by_seed))
