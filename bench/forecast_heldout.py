@@ -28,7 +28,6 @@ validation period misleads every choice (realinv: a regime change between the tw
 About 6 minutes a seed on 2 cores.
 """
 import argparse
-import gzip
 import json
 import sys
 import tempfile
@@ -37,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.forecast_suite import WITHIN, seeds_argument
+from bench.forecast_suite import WITHIN, file_stem, seeds_argument, series_subset
+from engine.apps.datasets import load_stocks
 
-STOCKS = Path(__file__).parent.parent / "engine" / "apps" / "data" / "stocks.csv.gz"
 MACRO = ("realcons", "realinv", "cpi", "m1", "pop", "tbilrate", "infl")
 # name: (window, horizon, kind)
 SERIES = {
@@ -79,18 +78,12 @@ def write_series(folder):
             files[name] = _write(folder / f"{name}.csv", "value", m[name].to_numpy(), dates)
         spots = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy()
         files["sunspots-yearly"] = _write(folder / "sunspots-yearly.csv", "value", spots)
-    for ticker in ("AAPL", "IBM"):
-        files[ticker] = _write(folder / f"{ticker}.csv", "value", *_closes(ticker))
+    for ticker in ("AAPL", "IBM"):  # the adjusted close, as stocks reads it
+        prices = load_stocks(ticker)
+        files[ticker] = _write(folder / f"{ticker}.csv", "value", prices.close, prices.dates)
     for name, (values, dates) in synthetic().items():
         files[name] = _write(folder / f"{name}.csv", "value", values, dates)
     return files
-
-
-def _closes(ticker):
-    with gzip.open(STOCKS, "rt", encoding="utf-8") as f:
-        rows = [line.strip().split(",") for line in f][1:]
-    rows = [r for r in rows if r[0] == ticker]
-    return np.array([float(r[7]) for r in rows]), [r[1] for r in rows]  # adjusted for splits
 
 
 def synthetic():
@@ -196,10 +189,7 @@ def main(argv=None):
                    "0,1,2 or 0-2")
     p.add_argument("--out", default="bench/results")
     args = p.parse_args(argv)
-    names = [s.strip() for s in args.series.split(",")] if args.series else list(SERIES)
-    unknown = sorted(set(names) - set(SERIES))
-    if unknown:
-        p.error(f"unknown series {unknown}; choose from {', '.join(SERIES)}")
+    names = series_subset(p, args.series, SERIES)
     from bench.report import cpu_slug, machine_label
 
     with tempfile.TemporaryDirectory() as folder:
@@ -218,12 +208,9 @@ def main(argv=None):
     print("\n" + "\n".join(lines))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "forecast-heldout"
-    if args.series:  # a subset names its series (without statsmodels, the rest is the default)
-        stem += "-" + "-".join(names)
-    if len(by_seed) > 1:
-        stem += "-seeds-" + "-".join(map(str, by_seed))
-    stem += f"-cpu-{cpu_slug()}"
+    # A subset names its series; without statsmodels the rest keeps the default name.
+    every = SERIES if args.series else names
+    stem = f"{file_stem(names, list(by_seed), False, 'forecast-heldout', every)}-cpu-{cpu_slug()}"
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     record = {"machine": machine_label(),
               "seeds": {str(s): r for s, r in by_seed.items()}}

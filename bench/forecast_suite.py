@@ -149,6 +149,16 @@ def run_suite(names, seed, ets):
     return results
 
 
+def series_subset(parser, text, known):
+    """The names of --series (comma-separated), or all of ``known`` when not given; an unknown
+    one is the parser's usage error."""
+    names = [s.strip() for s in text.split(",")] if text else list(known)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        parser.error(f"unknown series {unknown}; choose from {', '.join(known)}")
+    return names
+
+
 def _seed_range(item):
     first, dash, last = item.strip().partition("-")
     first, last = int(first), int(last) if dash else int(first)
@@ -157,12 +167,12 @@ def _seed_range(item):
     return range(first, last + 1)
 
 
-def file_stem(names, seeds, ets):
-    """forecast-suite[-ets][-SERIES...][-seeds-S...]: the series when not the whole suite, the
-    seeds when several (a run of more than three as A-to-B), so runs never overwrite each
-    other's files."""
-    stem = "forecast-suite" + ("-ets" if ets else "")
-    if list(names) != list(SERIES):
+def file_stem(names, seeds, ets, prefix="forecast-suite", every=SERIES):
+    """PREFIX[-ets][-SERIES...][-seeds-S...]: the series when not all of ``every``, the seeds
+    when several (a run of more than three as A-to-B), so runs never overwrite each other's
+    files."""
+    stem = prefix + ("-ets" if ets else "")
+    if list(names) != list(every):
         stem += "-" + "-".join(names)
     if len(seeds) > 3 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
         stem += f"-seeds-{seeds[0]}-to-{seeds[-1]}"
@@ -182,10 +192,7 @@ def main(argv=None):
                    "among the baselines and candidates (needs statsmodels); the files are "
                    "named forecast-suite-ets-cpu-<machine>")
     args = p.parse_args(argv)
-    names = [s.strip() for s in args.series.split(",")] if args.series else list(SERIES)
-    unknown = sorted(set(names) - set(SERIES))
-    if unknown:
-        p.error(f"unknown series {unknown}; choose from {', '.join(SERIES)}")
+    names = series_subset(p, args.series, SERIES)
     from bench.report import cpu_slug, machine_label
 
     by_seed = {seed: run_suite(names, seed, args.ets) for seed in args.seed}
