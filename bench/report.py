@@ -50,8 +50,10 @@ def cpu_isa(flags=None):
     return "SSE" if "sse2" in flags else "unknown"
 
 
-# AMD's family 25 (0x19) holds Zen 3 and Zen 4 parts, told apart by model number.
+# AMD's family 25 (0x19) holds Zen 3 and Zen 4 parts, told apart by model number; family 23
+# (0x17) Zen, Zen+ (Pinnacle Ridge 0x08, Picasso 0x18) and Zen 2 (0x30 and up).
 _ZEN4_MODELS_25 = (range(0x10, 0x20), range(0x60, 0x80), range(0xA0, 0xB0))
+_ZEN_PLUS_MODELS_23 = (0x08, 0x18)
 
 
 def cpu_core(info=None):
@@ -65,7 +67,8 @@ def cpu_core(info=None):
     name = None
     if info.get("vendor_id") == "AuthenticAMD":
         if family == 23:
-            name = "Zen 2" if model >= 0x30 else "Zen/Zen+"
+            name = "Zen 2" if model >= 0x30 else "Zen+" if model in _ZEN_PLUS_MODELS_23 \
+                else "Zen"
         elif family == 25:
             name = "Zen 4" if any(model in r for r in _ZEN4_MODELS_25) else "Zen 3"
         elif family == 26:

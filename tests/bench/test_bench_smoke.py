@@ -247,3 +247,18 @@ def test_forecast_heldout_writes_readable_series_and_marks_the_runs_over_the_bou
     assert "| **1.080** / **1.090** | **1.030** / **1.040** |" in md
     assert "| 0.950 / 0.960 | 0.900 / 0.910 |" in md
     assert "runs over 1.02 x the best baseline: 2 of 4 (seeds 0, 1)" in md
+
+
+def test_results_files_name_the_amd_core():
+    from bench.report import cpu_core
+
+    def core(family, model):
+        return cpu_core({"vendor_id": "AuthenticAMD", "cpu family": str(family),
+                         "model": str(model)})
+
+    assert core(23, 1) == "Zen (family 23, model 1)"  # EPYC Naples
+    assert core(23, 8).startswith("Zen+ ") and core(23, 0x31).startswith("Zen 2 ")
+    assert core(25, 1).startswith("Zen 3 ") and core(25, 0x11).startswith("Zen 4 ")
+    assert core(26, 2).startswith("Zen 5 ")
+    assert cpu_core({"vendor_id": "GenuineIntel", "cpu family": "6", "model": "85"}) == \
+        "family 6, model 85"
