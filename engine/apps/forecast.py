@@ -36,7 +36,8 @@ by which the best of three equally good networks leads by luck (``prefer_ensembl
 each step up from the baselines must win by one standard error, or the model is the mean of
 the two (``partner``): a fitted linear model (``ar-diff``, ``arx``) against the best baseline,
 and a network against the linear rival, which is the best fitted linear model when it beat
-the best baseline by that much, and the best baseline otherwise (``linear_rival``).
+the best baseline by that much, and the best baseline otherwise (``linear_rival``).  A single
+network needs 1.85 there too, for the same luck.
 The test windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
@@ -331,7 +332,8 @@ def run(args=None, **overrides):
     linear, base, fitted, fitted_lead = linear_rival(val_rmse, candidates, Y, val, BASELINES,
                                                      FITTED)
     rival = None if contender in BASELINES else base if contender in FITTED else linear
-    mate, margin = partner(contender, rival, candidates, Y, val) if rival else (None, None)
+    need = ensemble_margin(len(NETWORKS)) if contender in NETWORKS else 1.0
+    mate, margin = partner(contender, rival, candidates, Y, val, need) if rival else (None, None)
     parts = [contender] + ([mate] if mate else [])  # the model is their mean
     network = ENSEMBLE if contender in LINEAR else contender  # a linear model needs no weights
     net = nets[network]
@@ -347,7 +349,8 @@ def run(args=None, **overrides):
                output="the next `horizon` values of the target")
     d["pred"] = np.mean([candidates[k] for k in parts], axis=0)[test]
     metrics = evaluate(d, candidates, baselines, parts, val_rmse, season, args, name,
-                       (lowest, lead, base, fitted, fitted_lead, contender, rival, margin))
+                       (lowest, lead, base, fitted, fitted_lead, contender, rival, margin,
+                        need if rival else None))
     if missing:
         metrics["missing_values"] = missing
     if dates is not None:
@@ -599,6 +602,7 @@ def evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule
                             "fitted": rule[3], "fitted_margin_se": rule[4],
                             "contender": rename.get(rule[5], rule[5]),
                             "rival": rename.get(rule[6], rule[6]), "margin_se": rule[7],
+                            "needed_se": rule[8],
                             "partner": None if len(parts) < 2 else
                             rename.get(parts[1], parts[1])},
         "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
@@ -648,8 +652,9 @@ def print_table(m, report):
     if rule["rival"] is not None:
         beat = _lead(rule["contender"], rule["rival"], rule["margin_se"]) + \
             " standard errors on the validation windows"
+        need = rule.get("needed_se") or 1.0
         report(f"  ({beat}: " + ("kept alone" if rule["partner"] is None else
-                                 "short of a lead of 1, so the model is the mean of "
+                                 f"short of a lead of {need:.3g}, so the model is the mean of "
                                  "the two") + ")")
     names = ["model"] + m["baselines"]
     report(f"test RMSE per horizon (data units), model = {m['chosen']}:")

@@ -417,16 +417,18 @@ def _lowest(errors, names):
     return min(finite, key=finite.get) if finite else None
 
 
-def partner(name, rival, forecasts, Y, val):
-    """(partner, margin): ``rival`` when ``name`` beats it by less than one standard error of
-    the paired differences on the validation windows, None when by more.  The model is then
-    the mean of ``name`` and its partner: the validation windows cannot tell them apart, a
-    more complex model that merely ties with a simpler one is a gamble on the test period, and
-    the mean of two forecasts errs less than the worse of them on any period (its squared
-    error is at most the mean of theirs), where one alone may be the worse.  ``margin`` is
+def partner(name, rival, forecasts, Y, val, need=1.0):
+    """(partner, margin): ``rival`` when ``name`` beats it by less than ``need`` standard
+    errors of the paired differences on the validation windows (one; ``ensemble_margin(m)``
+    for the best of m single networks, whose lead is that much luck, as in
+    ``prefer_ensemble``), None when by more.  The model is then the mean of ``name`` and its
+    partner: the validation windows cannot tell them apart, a more complex model that merely
+    ties with a simpler one is a gamble on the test period, and the mean of two forecasts
+    errs less than the worse of them on any period (its squared error is at most the mean of
+    theirs), where one alone may be the worse.  ``margin`` is
     ``margin_in_standard_errors(name, rival)``."""
     margin = margin_in_standard_errors(forecasts[name][val], forecasts[rival][val], Y[val])
-    return (None if margin <= -1 else rival), margin
+    return (None if margin <= -need else rival), margin
 
 
 def mase_scale(train_values, period):

@@ -108,7 +108,10 @@ def test_forecast_user_csv(series_csv, tmp_path):
     else:
         assert rule["rival"] == (rule["val_baseline"] if rule["contender"] == "ar-diff" else
                                  linear)
-        assert rule["partner"] == (None if rule["margin_se"] <= -1 else rule["rival"])
+        single = rule["contender"] in ("lstm", "lstm-norm", "lstm+ar")  # the best of 3
+        assert rule["needed_se"] == pytest.approx(1.85 if single else 1.0, abs=0.005)
+        assert rule["partner"] == (None if rule["margin_se"] <= -rule["needed_se"] else
+                                   rule["rival"])
     parts = [rule["contender"]] + ([rule["partner"]] if rule["partner"] else [])
     assert m["chosen"] == " + ".join(parts)
     if len(parts) == 1:

@@ -204,6 +204,11 @@ def test_a_model_that_ties_with_a_simpler_one_is_averaged_with_it():
     mate, margin = partner("clear", "ar", f, Y, val)
     assert mate is None and margin < -5
     assert partner("clear", "ar", f, Y, slice(0, 4))[0] == "ar"  # 4 windows of 4
+    # A lead between 1 and the needed one (1.85 for the best of three networks) is a tie.
+    close = {"ar": f["ar"], "close": Y + noise * 0.994 + rng.normal(0, 0.05, Y.shape)}
+    mate, margin = partner("close", "ar", close, Y, val)
+    assert mate is None and -ensemble_margin(3) < margin <= -1
+    assert partner("close", "ar", close, Y, val, need=ensemble_margin(3)) == ("ar", margin)
 
 
 def test_a_fitted_linear_model_is_the_rival_only_when_it_clearly_beats_the_best_baseline():
@@ -315,6 +320,12 @@ def test_the_report_says_which_way_each_lead_goes_and_what_it_decided():
     forecast.print_table(m, lines.append)
     assert "lstm beats the ensemble by 2.50 standard errors" in lines[1] and "kept)" in lines[1]
     assert "lstm beats ar-diff by 3.00 standard errors" in lines[3] and "kept alone" in lines[3]
+    m["validation_rule"].update(margin_se=-1.5, needed_se=ensemble_margin(3), partner="ar-diff")
+    lines.clear()
+    forecast.print_table(m, lines.append)  # the best of three networks needs 1.85 here too
+    assert "lstm beats ar-diff by 1.50 standard errors on the validation windows: short of a " \
+        "lead of 1.85, so the model is the mean of the two" in lines[3]
+    m["validation_rule"].update(margin_se=-3.0, needed_se=None, partner=None)
     m["validation_rule"].update(fitted_margin_se=-0.4, rival="ar24")
     lines.clear()
     forecast.print_table(m, lines.append)
