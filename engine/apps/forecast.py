@@ -72,6 +72,8 @@ BASELINES = ("persistence", "seasonal", "ar", "ets")
 FITTED = ("ar-diff", "arx")
 LINEAR = BASELINES + FITTED
 SEASON = Number(int, low=0)
+# The entries of the metrics' validation_rule that name a candidate (printed as ar24, ...).
+RULE_NAMES = ("lowest", "val_baseline", "contender", "rival")
 
 
 def add_arguments(p):
@@ -348,9 +350,10 @@ def run(args=None, **overrides):
                      "the `calendar` channels; see engine.apps.forecast",
                output="the next `horizon` values of the target")
     d["pred"] = np.mean([candidates[k] for k in parts], axis=0)[test]
-    metrics = evaluate(d, candidates, baselines, parts, val_rmse, season, args, name,
-                       (lowest, lead, base, fitted, fitted_lead, contender, rival, margin,
-                        need if rival else None))
+    rule = {"lowest": lowest, "ensemble_margin_se": lead, "val_baseline": base,
+            "fitted": fitted, "fitted_margin_se": fitted_lead, "contender": contender,
+            "rival": rival, "margin_se": margin, "needed_se": need if rival else None}
+    metrics = evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule)
     if missing:
         metrics["missing_values"] = missing
     if dates is not None:
@@ -576,9 +579,10 @@ def plot_next(plt, path, series, future, m):
 def evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule):
     """Test RMSE per horizon and MASE for the model (d["pred"], the mean of the candidates
     ``parts``), each baseline and each candidate; which of the model and the baselines won
-    each horizon; and ``rule``: the lowest on validation, its margin over the ensemble
-    (``prefer_ensemble``), the best baseline and the best fitted linear candidate's margin over
-    it (``linear_rival``), the contender, its rival and its margin over that (``partner``)."""
+    each horizon; and ``rule`` ({key: value}, ``run``'s): the lowest on validation, its margin
+    over the ensemble (``prefer_ensemble``), the best baseline and the best fitted linear
+    candidate's margin over it (``linear_rival``), the contender, its rival, its margin over
+    that and the margin it needed (``partner``)."""
     test, Y = d["split"][2], d["Y"][d["split"][2]]
     W = args.window
     rename = {"ar": f"ar{W}", "seasonal": f"seasonal{season}"}
@@ -596,13 +600,8 @@ def evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule
         "command": "forecast", "data": name, "window": W, "horizon": args.horizon,
         "mode": args.mode, "season": season, "seeds": args.seeds,
         "chosen": " + ".join(rename.get(k, k) for k in parts),
-        "validation_rule": {"lowest": rename.get(rule[0], rule[0]),
-                            "ensemble_margin_se": rule[1],
-                            "val_baseline": rename.get(rule[2], rule[2]),
-                            "fitted": rule[3], "fitted_margin_se": rule[4],
-                            "contender": rename.get(rule[5], rule[5]),
-                            "rival": rename.get(rule[6], rule[6]), "margin_se": rule[7],
-                            "needed_se": rule[8],
+        "validation_rule": {**{k: rename.get(v, v) if k in RULE_NAMES else v
+                               for k, v in rule.items()},
                             "partner": None if len(parts) < 2 else
                             rename.get(parts[1], parts[1])},
         "val_rmse_mean": {rename.get(k, k): v for k, v in val_rmse.items()},
