@@ -27,7 +27,6 @@ picked a baseline by validation would get.  Where the latter also exceeds 1.02 t
 validation period misleads every choice (realinv: a regime change between the two periods).
 About 6 minutes a seed on 2 cores.
 """
-import argparse
 import json
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.forecast_suite import WITHIN, file_stem, seeds_argument, series_subset
+from bench.forecast_suite import WITHIN, file_stem, series_parser, series_subset
 from engine.apps.datasets import load_stocks
 
 MACRO = ("realcons", "realinv", "cpi", "m1", "pop", "tbilrate", "infl")
@@ -182,12 +181,7 @@ def _marked(ratio):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.forecast_heldout",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--series", help=f"comma-separated subset of {', '.join(SERIES)}")
-    p.add_argument("--seed", type=seeds_argument, default=[0], help="a seed, or several as "
-                   "0,1,2 or 0-2")
-    p.add_argument("--out", default="bench/results")
+    p = series_parser("bench.forecast_heldout", __doc__, SERIES)
     args = p.parse_args(argv)
     names = series_subset(p, args.series, SERIES)
     from bench.report import cpu_slug, machine_label

@@ -181,13 +181,19 @@ def file_stem(names, seeds, ets, prefix="forecast-suite", every=SERIES):
     return stem
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.forecast_suite",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--series", help=f"comma-separated subset of {', '.join(SERIES)}")
+def series_parser(module, doc, known):
+    """The parser of a forecast bench: --series (a subset of ``known``), --seed and --out."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}",
+                                description=" ".join(doc.split("\n\n")[0].split()))
+    p.add_argument("--series", help=f"comma-separated subset of {', '.join(known)}")
     p.add_argument("--seed", type=seeds_argument, default=[0], help="a seed, or several "
-                   "as 0,1,2 or 0-19 (the suite once per seed, and the spread)")
+                   "as 0,1,2 or 0-19 (each series once per seed)")
     p.add_argument("--out", default="bench/results")
+    return p
+
+
+def main(argv=None):
+    p = series_parser("bench.forecast_suite", __doc__, SERIES)
     p.add_argument("--ets", action="store_true", help="forecast --ets: exponential smoothing "
                    "among the baselines and candidates (needs statsmodels); the files are "
                    "named forecast-suite-ets-cpu-<machine>")
