@@ -1,10 +1,20 @@
 """Test helpers, imported as ``tests.helpers`` everywhere: every tolerance table, a multi-layer
 LSTM built from ``kernels.reference`` layers, finite differences and random weights."""
 import numpy as np
+import pytest
 
 import engine
+from engine.kernels.isa import ENGINE_GEMM
 from engine.kernels.reference import (lstm_bwd_packed_reference, lstm_bwd_reference,
                                       lstm_fwd_packed_reference, lstm_fwd_reference)
+
+# The engine GEMM and the time loops built on it run only on targets with it
+# (kernels.isa.ENGINE_GEMM: AVX2, AVX-512); elsewhere float32 products go to BLAS and nothing
+# calls these kernels, so their tests (``pytestmark = NEEDS_ENGINE_GEMM``) would compile and
+# check dead code for such a target: minutes of compiling when tests/test_isa_paths.py runs
+# the generic path on an AVX2 machine.
+NEEDS_ENGINE_GEMM = pytest.mark.skipif(not ENGINE_GEMM, reason="no engine GEMM on this target: "
+                                       "float32 products run on BLAS, never on these kernels")
 
 # ---------------------------------------------------------------------------- tolerances
 # Per dtype, used as np.testing.assert_allclose(actual, expected, **TOL[dtype]).

@@ -6,7 +6,9 @@ from numba import njit
 
 from engine.kernels.gemm import (KC, NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
                                  matmul_into, pack, pack_weights, panels, six_row_tiles)
-from tests.helpers import GEMM_TOL, rel_err
+from tests.helpers import GEMM_TOL, NEEDS_ENGINE_GEMM, rel_err
+
+pytestmark = NEEDS_ENGINE_GEMM
 
 F32 = np.float32
 _STREAMED = int((STREAM_C_BYTES / 4) ** 0.5) + 6  # an output too large for the caches

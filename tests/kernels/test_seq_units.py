@@ -8,7 +8,9 @@ from engine.kernels.gemm import pack_weights
 from engine.kernels.reference import lstm_bwd_packed_reference, lstm_fwd_packed_reference
 from engine.kernels.seq_rows import lstm_seq_fwd_rows
 from engine.kernels.seq_units import UNITS, lstm_seq_bwd_units, lstm_seq_fwd_units, pack_gates
-from tests.helpers import TOL, UNITS_BWD_TOL, random_weights, rel_err
+from tests.helpers import NEEDS_ENGINE_GEMM, TOL, UNITS_BWD_TOL, random_weights, rel_err
+
+pytestmark = NEEDS_ENGINE_GEMM
 
 F32 = np.float32
 
