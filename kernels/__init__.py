@@ -58,6 +58,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import time
 
 try:
     import fcntl
@@ -159,8 +160,91 @@ def _under_cache_lock(method, exclusive):
     return locked
 
 
+# How long a process waits for another one compiling the same function and signature before
+# it compiles them itself, as it would without the lock (a compile takes up to about a minute
+# on a 2-core first-generation Zen).
+COMPILE_WAIT_S = 300.0
+_lock_files = {}  # cache directory -> descriptor of its compile.lock, open for the process's life
+_held = set()     # (descriptor, byte) this process holds
+
+
+@contextlib.contextmanager
+def compile_lock(cache_dir, key):
+    """Hold the byte of ``cache_dir/compile.lock`` that ``key`` hashes to while this process
+    compiles what ``key`` names.  Another process about to compile the same waits, then finds
+    the machine code in the cache instead of compiling it a second time beside the first.
+
+    POSIX record locks, one byte per key, so one file serves every function and signature.
+    They belong to the process (a nested ``compile_lock`` of a held key holds nothing more)
+    and drop when it exits, however it ends.  A lock that cannot be had within
+    ``COMPILE_WAIT_S``, or a directory where the file cannot be created, only costs the
+    duplicate compile this saves.
+    """
+    fd = _lock_file(cache_dir)
+    byte = int(hashlib.sha256(repr(key).encode()).hexdigest()[:10], 16)  # below 2**40
+    got = fd is not None and (fd, byte) not in _held and _lock_byte(fd, byte)
+    if got:
+        _held.add((fd, byte))
+    try:
+        yield
+    finally:
+        if got:
+            _held.discard((fd, byte))
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, byte)
+
+
+def _lock_file(cache_dir):
+    if fcntl is None:
+        return None
+    if cache_dir not in _lock_files:
+        try:  # never closed: closing any descriptor of the file drops the process's locks on it
+            os.makedirs(cache_dir, exist_ok=True)
+            _lock_files[cache_dir] = os.open(os.path.join(cache_dir, "compile.lock"),
+                                             os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            _lock_files[cache_dir] = None
+    return _lock_files[cache_dir]
+
+
+def _lock_byte(fd, byte):
+    deadline, pause = time.monotonic() + COMPILE_WAIT_S, 0.01
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
+            return True
+        except OSError:  # held by another process (EACCES or EAGAIN); or locks unsupported
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(2 * pause, 0.2)
+
+
+def _compiling_once(compile):
+    """``Dispatcher.compile`` under ``compile_lock`` for every function with an on-disk cache,
+    keyed on what Numba's cache index keys the machine code on: the function, the argument
+    types and the target (CPU name and features)."""
+    from numba.core import caching, sigutils
+    from numba.core.compiler_lock import global_compiler_lock
+
+    @functools.wraps(compile)
+    def once(self, sig):
+        if not isinstance(self._cache, caching.Cache):
+            return compile(self, sig)
+        with global_compiler_lock:  # one thread of the process compiles at a time, as in compile
+            args, _ = sigutils.normalize_signature(sig)
+            if tuple(args) in self.overloads:
+                return compile(self, sig)
+            key = (self._cache._cache_file._index_name, tuple(args),
+                   self.targetctx.codegen().magic_tuple())
+            with compile_lock(self._cache.cache_path, key):
+                return compile(self, sig)
+    once.compiling_once = True
+    return once
+
+
 def guard_numba_cache():
-    """Make Numba's on-disk cache safe for processes that compile at the same time.
+    """Make Numba's on-disk cache safe for processes that compile at the same time, and have
+    them compile each function and signature once between them.
 
     Numba's ``IndexDataCacheFile.save`` reads a function's index, takes the first free data
     file number and writes the index back, unlocked.  Two processes adding different
@@ -169,14 +253,20 @@ def guard_numba_cache():
     code of the other.  CI saw it: ``gemm`` called with a bias row ran the code compiled for
     ``bias=None`` and ignored the bias.  Saving under an exclusive lock on the cache directory,
     and loading under a shared one, closes that window (``tests/kernels/test_cache.py``).
+    Processes started together from a fresh install (``make test``'s halves, the ranks of an
+    MPI run) also ask for the same kernels at about the same time, and each compiled all of
+    them: ``compile_lock`` makes one compile and the others load (from a fresh clone on a
+    2-core first-generation Zen, the suite's two halves compiled 89 of the same signatures,
+    about 75 s each).
     It applies to every ``cache=True`` function of the process, the user's own included.
     """
-    from numba.core import caching
+    from numba.core import caching, dispatcher
     cls = caching.IndexDataCacheFile
-    if getattr(cls.save, "under_cache_lock", False):
-        return
-    cls.save = _under_cache_lock(cls.save, exclusive=True)
-    cls.load = _under_cache_lock(cls.load, exclusive=False)
+    if not getattr(cls.save, "under_cache_lock", False):
+        cls.save = _under_cache_lock(cls.save, exclusive=True)
+        cls.load = _under_cache_lock(cls.load, exclusive=False)
+    if not getattr(dispatcher.Dispatcher.compile, "compiling_once", False):
+        dispatcher.Dispatcher.compile = _compiling_once(dispatcher.Dispatcher.compile)
 
 
 guard_numba_cache()

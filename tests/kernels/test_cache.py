@@ -140,3 +140,80 @@ def test_processes_adding_signatures_at_once_keep_each_ones_code(tmp_path):
     index = caching.IndexDataCacheFile(str(tmp_path), "m.f-1.py311", "stamp")
     loaded = {(w, k): index.load(("sig", w, k)) for w in range(4) for k in range(8)}
     assert loaded == {(w, k): f"code of {w}.{k}" for w in range(4) for k in range(8)}
+
+
+_COMPILER = """\
+import os, sys, time
+import numpy as np
+import engine.kernels  # noqa: F401  (guards Numba's cache, as importing engine does)
+from pk.heavy import f
+open(sys.argv[1] + ".ready", "w").close()
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+f(np.arange(5.0))
+print(sum(f.stats.cache_misses.values()), sum(f.stats.cache_hits.values()))
+"""
+
+
+def test_processes_compiling_the_same_signature_at_once_compile_it_once(tmp_path):
+    """Two processes ask for the same new signature together: one compiles it, the other waits
+    and loads it from the cache (Numba alone compiles it in both)."""
+    pk = tmp_path / "pk"
+    pk.mkdir()
+    _write(pk / "__init__.py", "")
+    _write(pk / "heavy.py", """\
+        import numpy as np
+        from numba import njit
+        @njit(cache=True)
+        def f(x):
+            s = 0.0
+            for i in range(x.size):
+                s += np.sin(x[i]) * np.cos(x[:i + 1]).sum()
+            return s + np.linalg.norm(x) + np.sort(x)[-1]
+        """)
+    _write(tmp_path / "compiler.py", _COMPILER)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), REPO])
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "compiler.py"),
+                               str(tmp_path / f"p{k}"), str(go)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in range(2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"p{k}.ready").exists() for k in range(2)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    go.touch()
+    counts = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        counts.append(tuple(int(n) for n in out.split()))
+    assert sorted(counts) == [(0, 1), (1, 0)], counts  # (compiled, loaded) per process
+
+
+def test_a_compile_lock_held_too_long_is_passed_by(tmp_path, monkeypatch):
+    """A process that holds a signature's lock past COMPILE_WAIT_S (hung, or a compile longer
+    than any kernel's) only makes the next one compile it too, as Numba alone would."""
+    key = ("m.f-1.py311.nbi", ("float64",), ("x86_64", "cpu", ""))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from engine.kernels import compile_lock\n"
+         f"with compile_lock({str(tmp_path)!r}, {key!r}):\n"
+         "    print('held', flush=True); time.sleep(60)"],
+        env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(kernels, "COMPILE_WAIT_S", 0.3)
+        start = time.monotonic()
+        with kernels.compile_lock(str(tmp_path), key):
+            waited = time.monotonic() - start
+        assert 0.3 <= waited < 5, waited
+        start = time.monotonic()
+        with kernels.compile_lock(str(tmp_path), key[:2] + (("x86_64", "other", ""),)):
+            assert time.monotonic() - start < 0.3  # another target's key is free
+    finally:
+        holder.kill()
+        holder.wait()
+    start = time.monotonic()
+    with kernels.compile_lock(str(tmp_path), key):  # dropped with the process that held it
+        assert time.monotonic() - start < 0.3
