@@ -55,6 +55,7 @@ a 2-core AMD EPYC Zen 5 with AVX-512 (2026-11); ``python -m bench.kernels`` re-r
 kernel-level ones on the machine at hand.
 """
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -212,9 +213,9 @@ def _lock_byte(fd, byte):
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
             return True
-        except OSError:  # held by another process (EACCES or EAGAIN); or locks unsupported
-            if time.monotonic() > deadline:
-                return False
+        except OSError as e:  # EACCES, EAGAIN: another process holds it
+            if e.errno not in (errno.EACCES, errno.EAGAIN) or time.monotonic() > deadline:
+                return False  # or no record locks here (ENOLCK on some network file systems)
             time.sleep(pause)
             pause = min(2 * pause, 0.2)
 
