@@ -1,5 +1,5 @@
-"""Numba's on-disk cache of the kernels is dropped when any kernel source changes, and stays
-right when several processes compile into it at once.
+"""Numba's on-disk cache of the kernels is dropped when any kernel source changes, stays
+right when several processes compile into it at once, and has them compile each kernel once.
 
 Numba itself only checks the file that defines a cached function: edit a function it calls
 (kernels/gates.py for every cell) and the caller's cached machine code runs the old version.
