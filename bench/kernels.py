@@ -31,7 +31,6 @@ Figures of variants no longer in the code are history, labelled with the machine
 """
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -121,7 +120,7 @@ def main(argv=None):
     threads = args.threads or available_cores()
     pin_threads(threads)  # before NumPy, SciPy and Numba load
     from bench import kernel_cases
-    from bench.report import cpu_core, cpu_isa, cpu_model, machine_label
+    from bench.report import cpu_slug, machine_label
 
     tee = sys.stdout = _Tee(sys.stdout)
     try:
@@ -133,9 +132,7 @@ def main(argv=None):
     finally:
         sys.stdout = tee.out
     if args.save:
-        slug = re.sub(r"[^a-z0-9]+", "-", " ".join(
-            [cpu_model(), cpu_core().split(" (")[0], cpu_isa()]).lower()).strip("-")
-        path = os.path.join(RESULTS, f"kernels-cpu-{slug}.txt")
+        path = os.path.join(RESULTS, f"kernels-cpu-{cpu_slug()}.txt")
         with open(path, "w") as f:
             f.write("".join(tee.parts))
         print(f"wrote {path}")

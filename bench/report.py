@@ -93,10 +93,18 @@ def machine_label():
             f"{kernel_path()}")
 
 
+def device_slug(*names):
+    """Names of a device as results files spell them: lower case, dashes, without the
+    trademark marks and filler words of CPU model names ("Intel(R) Xeon(R) Processor" ->
+    intel-xeon), at most 60 characters."""
+    text = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@ *[0-9.]+ *ghz", " ", " ".join(names),
+                  flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "unknown"
+
+
 def cpu_slug():
     """The CPU as results files name it, e.g. amd-epyc-zen-3-avx2."""
-    device = " ".join([cpu_model(), cpu_core().split(" (")[0], cpu_isa()])
-    return re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")[:60] or "unknown"
+    return device_slug(cpu_model(), cpu_core().split(" (")[0], cpu_isa())
 
 
 def machine_info(backend):
@@ -391,9 +399,8 @@ def output_stem(res):
     """The results file of a run: one per machine kind (CPU model, core, vector ISA; or GPU),
     so a later run on the same kind of machine replaces it."""
     info, args = res["info"], res["args"]
-    device = info.get("gpu") or " ".join(
-        [info["cpu_model"], info.get("cpu_core", "").split(" (")[0], info.get("cpu_isa", "")])
-    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")[:60] or "unknown"
+    slug = device_slug(info["gpu"]) if info.get("gpu") else device_slug(
+        info["cpu_model"], info.get("cpu_core", "").split(" (")[0], info.get("cpu_isa", ""))
     stem = f"{info['backend']}-{slug}"
     if args["grid"] != "issue":
         stem += f"-{args['grid']}grid"

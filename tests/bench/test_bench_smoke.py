@@ -262,3 +262,14 @@ def test_results_files_name_the_amd_core():
     assert core(26, 2).startswith("Zen 5 ")
     assert cpu_core({"vendor_id": "GenuineIntel", "cpu family": "6", "model": "85"}) == \
         "family 6, model 85"
+
+
+def test_results_files_drop_the_marks_of_cpu_names():
+    from bench.report import device_slug
+
+    assert device_slug("Intel(R) Xeon(R) Processor", "family 6, model 167", "AVX-512") == \
+        "intel-xeon-family-6-model-167-avx-512"
+    assert device_slug("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", "family 6, model 158",
+                       "AVX2") == "intel-core-i7-8700-family-6-model-158-avx2"
+    assert device_slug("AMD EPYC Processor", "Zen 3", "AVX2") == "amd-epyc-zen-3-avx2"
+    assert device_slug("NVIDIA H200") == "nvidia-h200"
