@@ -40,8 +40,10 @@ another machine.  ``python -m bench.kernels gemm tiles`` checks the kernel and i
 float64 NumPy and times them side by side (the GEMM against NumPy's SGEMM) on the machine at
 hand.
 """
+import functools
+
 import numpy as np
-from numba import literal_unroll, njit, prange
+from numba import literal_unroll, njit, prange, types
 from numba.extending import overload
 
 from . import KERNEL
@@ -386,14 +388,20 @@ def pack_rows(a, i0, i1, ap):
             store_upto(ap, k, r, load_upto(at, k, i0 + r, m), m)
 
 
-@njit(parallel=True, **KERNEL)
 def gemm(a, b, c, accumulate, parts, bias=None):
-    """c = a @ b + (c if accumulate else bias).  a (M,K) and b (K,N) any strides; c (M,N) with
-    contiguous rows; bias a (1,N) row or None.
+    """c = a @ b + (c if accumulate else bias).  a (M,K) and b (K,N) float32, any strides; c
+    (M,N) float32 with contiguous rows; bias a float32 (1,N) row or None.
 
     b is packed KC rows at a time (KC_TN when a is strided); the rows of c are split into
-    ``parts`` blocks run by prange.
+    ``parts`` blocks run by prange.  Compiled for ``GEMM_SIGNATURES`` only (``_one_layout``).
     """
+    _one_layout()
+    _gemm(a, b, c, accumulate, parts, bias)
+
+
+@njit(parallel=True, **KERNEL)
+def _gemm(a, b, c, accumulate, parts, bias):
+    """``gemm``."""
     K, N = a.shape[1], b.shape[1]
     kcb = KC_TN if a.strides[1] != a.itemsize else KC
     bp = np.empty((panels(N), min(kcb, max(K, 1)), NR), np.float32)
@@ -417,10 +425,38 @@ def gemm(a, b, c, accumulate, parts, bias=None):
 
 def pack_weights(w):
     """A weight matrix (K, N) packed once for ``matmul_into``: (panels(N), K, NR) float32."""
+    _one_layout()
     K, N = w.shape
     bp = np.empty((panels(N), K, NR), np.float32)
     pack(w, 0, K, bp)
     return bp
+
+
+# The argument types ``gemm`` and ``pack`` are compiled for: inputs of any layout, read-only, and
+# an output of any layout.  Numba compiles a function once per combination of argument types,
+# and an array's type holds its layout (C, F or neither) and whether it is writeable: callers
+# pass x, W.T, dz.T, slices, and the read-only arrays layers hand each other (engine.grad), so
+# ``gemm`` alone came to 12 specialisations in ``make test`` and 4 in a small model's first
+# ``fit``, each 1.5-2 s of compiling (plus ``pack``'s), for the same machine code: the kernels
+# read strides at run time (kernels.simd).  Measured side by side on a 2-core Intel Xeon
+# (AVX-512), the products of M and a 2048^2 one ran at the same rate either way.
+_INPUT = types.Array(types.float32, 2, "A", readonly=True)
+_OUTPUT = types.Array(types.float32, 2, "A")
+GEMM_SIGNATURES = [(_INPUT, _INPUT, _OUTPUT, types.boolean, types.intp, bias)
+                   for bias in (types.none, _INPUT)]
+PACK_SIGNATURES = [(_INPUT, types.intp, types.intp, types.Array(types.float32, 3, "C"))]
+
+
+@functools.cache
+def _one_layout():
+    """Compile ``gemm`` and ``pack`` for their signatures above (from the cache when it has
+    them), once, on first use, and stop Numba compiling them for anything else: a call with
+    another layout, or with writeable inputs, is converted to these types, which costs
+    nothing at run time (a call passes pointers and strides either way)."""
+    for kernel, signatures in ((pack, PACK_SIGNATURES), (_gemm, GEMM_SIGNATURES)):
+        for sig in signatures:
+            kernel.compile(sig)
+        kernel.disable_compile()
 
 
 def matmul_into(a, w, out):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from engine.kernels import gemm as gemm_module
 from engine.kernels.gemm import (KC, NR, PACK_A_PANELS, PARALLEL_PACK_PANELS, STREAM_C_BYTES, gemm,
                                  matmul_into, pack, pack_weights, panels, six_row_tiles)
 from tests.helpers import GEMM_TOL, NEEDS_ENGINE_GEMM, rel_err
@@ -60,6 +61,29 @@ def test_gemm_takes_transposed_views(rng, M, K, N, a_step):
     c = np.full((M, N), np.nan, F32)
     gemm(a_t.T, w.T, c, False, 2, None)
     assert rel_err(c, a_t.T.astype(np.float64) @ w.T) < GEMM_TOL
+
+
+def test_every_layout_runs_on_the_same_two_compiled_versions(rng):
+    """x, W.T, dz.T, slices, read-only arrays: no new compile for any of them (each took
+    1.5-2 s), and the right product from each."""
+    a = rng.standard_normal((40, 24)).astype(F32)
+    b = rng.standard_normal((24, 30)).astype(F32)
+    sealed_a, sealed_b = a.copy(), b.copy()
+    sealed_a.flags.writeable = sealed_b.flags.writeable = False
+    bias = rng.standard_normal((1, 30)).astype(F32)
+    c = np.empty((40, 30), F32)
+    gemm(a, b, c, False, 1, None)
+    packs = len(pack.overloads)
+    for x in (a, np.asfortranarray(a), sealed_a, np.repeat(a, 2, axis=1)[:, ::2]):
+        for w in (b, np.asfortranarray(b), sealed_b, np.ascontiguousarray(b.T).T[:, :]):
+            for out in (c, np.zeros((40, 31), F32)[:, :30]):
+                for bias_row in (None, bias):
+                    gemm(x, w, out, False, 2, bias_row)
+                    want = a.astype(np.float64) @ b + (0 if bias_row is None else bias_row)
+                    assert rel_err(out, want) < GEMM_TOL
+            pack_weights(w)
+    assert len(gemm_module._gemm.overloads) == len(gemm_module.GEMM_SIGNATURES) == 2
+    assert len(pack.overloads) == packs
 
 
 def test_gemm_does_not_write_outside_its_rows_and_columns(rng):
