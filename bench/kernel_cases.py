@@ -219,7 +219,7 @@ def split(repeats, H=256, batches=(12, 20, 28, 36, 64), parts=2):
 @njit(cache=False)
 def _repeat_fwd(kernel, reps, x, rec, c_prev, t, lengths, act, h, c, gates):
     for _ in range(reps):
-        kernel(x, rec, c_prev, t, lengths, act, h, c, gates)
+        kernel(x, rec, c_prev, t, lengths, act, h, c, gates, True)
 
 
 @njit(cache=False)
@@ -243,7 +243,7 @@ def step(repeats, B=32, H=256, reps=50):
     for name, kernel in (("scalar rows", lstm_step_fwd_scalar),
                          (f"{LANES}-lane vectors", lstm_step_fwd_vec)):
         o = outs[name] = tuple(np.empty(s, F32) for s in ((B, H), (B, H), (B, G)))
-        kernel(pre, zero, c_prev, 0, lengths, act, *o)
+        kernel(pre, zero, c_prev, 0, lengths, act, *o, True)
         for got, want in zip(o, (h_ref, c_ref, g_ref)):
             check_close(f"forward {name}", got, want, CELL_RTOL)
         calls[name] = lambda k=kernel, o=o: _repeat_fwd(k, reps, pre, zero, c_prev, 0, lengths,

@@ -23,7 +23,7 @@ def test_step_fwd_matches_reference(rng, act):
     h, c, gates = np.empty((B, H)), np.empty((B, H)), np.empty((B, 4 * H))
     lengths = np.full(B, 1, np.int64)
     lstm_step_fwd(x @ w_ih.T + b_ih + b_hh, h_prev @ w_hh.T, c_prev, 0, lengths,
-                      ACTIVATIONS[act], h, c, gates)
+                      ACTIVATIONS[act], h, c, gates, True)
     np.testing.assert_allclose(h, h_ref, **close)
     np.testing.assert_allclose(c, c_ref, **close)
     np.testing.assert_allclose(gates, gates_ref, **close)
@@ -44,8 +44,8 @@ def test_vector_step_fwd_equals_the_row_loop(rng, H, act, store_gates):
     for kernel in (lstm_step_fwd_vec, lstm_step_fwd_scalar, lstm_step_fwd):
         h, c, gates = np.full((B, H), np.nan, np.float32), np.full((B, H), np.nan, np.float32), \
             np.full((B, G), np.nan, np.float32)
-        kernel(x, rec, c_prev, 1, lengths, ACTIVATIONS[act] | ACT_FAST, h, c,
-               gates if store_gates else None)
+        kernel(x, rec, c_prev, 1, lengths, ACTIVATIONS[act] | ACT_FAST, h, c, gates,
+               store_gates)
         outs.append((h, c, gates))
     for got in (outs[0], outs[2]):
         for a, b in zip(got, outs[1]):
