@@ -63,9 +63,9 @@ def test_gemm_takes_transposed_views(rng, M, K, N, a_step):
     assert rel_err(c, a_t.T.astype(np.float64) @ w.T) < GEMM_TOL
 
 
-def test_every_layout_runs_on_the_same_two_compiled_versions(rng):
-    """x, W.T, dz.T, slices, read-only arrays: no new compile for any of them (each took
-    1.5-2 s), and the right product from each."""
+def test_every_layout_runs_on_one_compiled_version(rng):
+    """x, W.T, dz.T, slices, read-only arrays, with and without a bias: no new compile for any
+    of them (each took 1.5-2 s), and the right product from each."""
     a = rng.standard_normal((40, 24)).astype(F32)
     b = rng.standard_normal((24, 30)).astype(F32)
     sealed_a, sealed_b = a.copy(), b.copy()
@@ -82,7 +82,7 @@ def test_every_layout_runs_on_the_same_two_compiled_versions(rng):
                     want = a.astype(np.float64) @ b + (0 if bias_row is None else bias_row)
                     assert rel_err(out, want) < GEMM_TOL
             pack_weights(w)
-    assert len(gemm_module._gemm.overloads) == len(gemm_module.GEMM_SIGNATURES) == 2
+    assert len(gemm_module._gemm.overloads) == 1
     assert len(pack.overloads) == packs
 
 
