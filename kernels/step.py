@@ -144,9 +144,8 @@ def _step_fwd_variant(xproj_t, rec, c_prev, t, lengths, act, h, c, gates, keep):
 
 def _simd_ready(*arrays):
     """At compile time, from Numba types: whether ``kernels.simd`` takes all these arrays
-    (float32, C layout); None arguments are skipped."""
-    return all(isinstance(a, types.NoneType) or (a.dtype == types.float32 and a.layout == "C")
-               for a in arrays)
+    (float32, C layout)."""
+    return all(a.dtype == types.float32 and a.layout == "C" for a in arrays)
 
 
 @overload(_step_fwd_variant, jit_options=KERNEL)
