@@ -40,7 +40,7 @@ another machine.  ``python -m bench.kernels gemm tiles`` checks the kernel and i
 float64 NumPy and times them side by side (the GEMM against NumPy's SGEMM) on the machine at
 hand.
 """
-import functools
+import threading
 
 import numpy as np
 from numba import literal_unroll, njit, prange, types
@@ -451,15 +451,25 @@ GEMM_SIGNATURE = (_INPUT, _INPUT, types.Array(types.float32, 2, "A"), types.bool
 PACK_SIGNATURE = (_INPUT, types.intp, types.intp, types.Array(types.float32, 3, "C"))
 
 
-@functools.cache
+_compiled = threading.Event()
+_compiling = threading.Lock()
+
+
 def _one_layout():
     """Compile ``gemm`` and ``pack`` for their signatures above (from the cache when it has
     them), once, on first use, and stop Numba compiling them for anything else: a call with
     another layout, or with writeable inputs, is converted to these types, which costs
-    nothing at run time (a call passes pointers and strides either way)."""
-    for kernel, signature in ((pack, PACK_SIGNATURE), (_gemm, GEMM_SIGNATURE)):
-        kernel.compile(signature)
-        kernel.disable_compile()
+    nothing at run time (a call passes pointers and strides either way).  Threads that call
+    first together wait for one of them (a disabled dispatcher refuses ``compile``)."""
+    if _compiled.is_set():
+        return
+    with _compiling:
+        if _compiled.is_set():
+            return
+        for kernel, signature in ((pack, PACK_SIGNATURE), (_gemm, GEMM_SIGNATURE)):
+            kernel.compile(signature)
+            kernel.disable_compile()
+        _compiled.set()
 
 
 def matmul_into(a, w, out):

@@ -1,5 +1,9 @@
 """kernels.gemm: the float32 GEMM against float64 NumPy: plain, accumulating and biased
 products, transposed views, packing layouts, and matmul_into inside @njit code."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numba import njit
@@ -123,3 +127,25 @@ def test_packed_and_plain_matmul_into_agree(rng):
         matmul_into(a, bp, c2)
     both(a, w, bp, c1, c2)
     assert rel_err(c2, c1.astype(np.float64)) < GEMM_TOL
+
+
+def test_threads_that_call_gemm_first_together_all_get_the_product(tmp_path):
+    """The first call compiles and then locks the kernel's types; threads that make it at the
+    same time wait for that rather than fail (a fresh process with an empty cache, so that the
+    others arrive while the first compiles)."""
+    script = tmp_path / "first_calls.py"
+    script.write_text(
+        "import threading, numpy as np\n"
+        "from engine.kernels.gemm import gemm\n"
+        "rng = np.random.default_rng(0)\n"
+        "a, b = rng.standard_normal((2, 20, 20)).astype(np.float32)\n"
+        "outs = [np.zeros((20, 20), np.float32) for _ in range(4)]\n"
+        "threads = [threading.Thread(target=gemm, args=(a, b, c, False, 1)) for c in outs]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "assert all(np.allclose(c, a @ b, atol=1e-4) for c in outs), 'a thread failed'\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Exception" not in done.stderr, done.stderr[-2000:]
