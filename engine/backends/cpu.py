@@ -67,8 +67,8 @@ class CPUBackend(Backend):
         # One row: BLAS's GEMV reads b once, where kernels.gemm would first pack all of it
         # (Zen 5: K = 256, N = 1024: 47 -> 13 us).  From 2 rows on kernels.gemm is twice as fast.
         if M > 1 and ENGINE_GEMM and out.dtype == np.float32 and a.dtype == b.dtype == np.float32:
-            gemm(a, b, out, False, parts,
-                 None if bias is None else np.ascontiguousarray(bias).reshape(1, N))
+            gemm(a, b, out, False, parts,  # compiled for float32 only (kernels.gemm)
+                 None if bias is None else np.ascontiguousarray(bias, np.float32).reshape(1, N))
             return out
         if a.T.flags.c_contiguous and not a.flags.c_contiguous:
             blas_gemm_tn(a.T, np.ascontiguousarray(b), out, parts)

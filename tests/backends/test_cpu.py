@@ -60,3 +60,18 @@ def test_single_short_sequence_packs_no_weights(rng, monkeypatch):
         out, _ = m(rng.standard_normal((T, 1, 5)).astype(np.float32))
         m.backward(rng.standard_normal(out.shape).astype(np.float32))
         assert sorted(set(packed)) == expected, T
+
+
+@pytest.mark.parametrize("bias_dtype", [None, np.float32, np.float64])
+@pytest.mark.parametrize("b_layout", ["C", "W.T"])
+def test_matmul_takes_any_layout_and_bias_dtype(rng, b_layout, bias_dtype):
+    """The float32 product runs on one compiled GEMM (kernels.gemm); a float64 bias row is
+    cast for it rather than refused."""
+    a = rng.standard_normal((9, 7)).astype(np.float32)
+    w = rng.standard_normal((11, 7)).astype(np.float32)
+    b = np.ascontiguousarray(w.T) if b_layout == "C" else w.T
+    bias = None if bias_dtype is None else rng.standard_normal(11).astype(bias_dtype)
+    out = backends.CPUBackend().matmul(a, b, bias=bias)
+    want = a.astype(np.float64) @ b + (0 if bias is None else bias)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
