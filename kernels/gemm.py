@@ -233,17 +233,20 @@ def _start_vectors(bias, c, j):
 
 # ---------------------------------------------------------------------------- micro-kernels
 @njit(inline="always", **KERNEL)
-def _prefetch_panel(panel, k):
-    """Ask for the panel's row PREFETCH_K ahead when a row is several cache lines (AVX-512's
-    64 columns: four lines a k-step; an AVX2 row is one line, and its loops compile as
-    before).  A 256-row panel is 64 KB, past a 48 KB L1, so the tiles stream it from L2; on a
-    2-core Intel Xeon (AVX-512) that stream fell behind the FMAs: the tile on one panel 165-171
-    -> 189-193 GFLOP/s, and side by side, separate checkouts, alternating processes: M
-    forward 0.936x (paired median, 16 runs), L forward 0.929x (10), M training step 0.991x
-    (12).  Not measured on the AMD cores (on the Zen 5 ``k_loop4`` had measured no gain)."""
-    if NR > LINE:
-        for q in range(0, NR, LINE):
-            prefetch(panel, k + PREFETCH_K, q, 0)
+def _prefetch_row(panel, k):
+    """Ask for each cache line of the panel's row PREFETCH_K rows ahead."""
+    for q in range(0, NR, LINE):
+        prefetch(panel, k + PREFETCH_K, q, 0)
+
+
+# The 6- and 4-row tiles prefetch their panel too where a panel row is several cache lines
+# (AVX-512's 64 columns: four lines a k-step; an AVX2 row is one line, and its loops compile as
+# before).  A 256-row panel is 64 KB, past a 48 KB L1, so the tiles stream it from L2; on a
+# 2-core Intel Xeon (AVX-512) that stream fell behind the FMAs: the tile on one panel 165-171 ->
+# 189-193 GFLOP/s, and side by side, separate checkouts, alternating processes: M forward
+# 0.936x (paired median, 16 runs), L forward 0.929x (10), M training step 0.991x (12).  Not
+# measured on the AMD cores (on the Zen 5 ``k_loop4`` had measured no gain).
+PREFETCH_TILES = NR > LINE
 
 
 @njit(**KERNEL)
@@ -259,7 +262,8 @@ def k_loop6(a, i, panel, kc, acc):
     AVX-512 shape, spilled to 25."""
     r0, r1, r2, r3, r4, r5 = acc
     for k in range(kc):
-        _prefetch_panel(panel, k)
+        if PREFETCH_TILES:
+            _prefetch_row(panel, k)
         b = panel_row(panel, k)
         r0 = fma_row(splat(a[i, k]), b, r0)
         r1 = fma_row(splat(a[i + 1, k]), b, r1)
@@ -275,7 +279,8 @@ def k_loop4(a, i, panel, kc, acc):
     """``k_loop6`` for four rows."""
     r0, r1, r2, r3 = acc
     for k in range(kc):
-        _prefetch_panel(panel, k)
+        if PREFETCH_TILES:
+            _prefetch_row(panel, k)
         b = panel_row(panel, k)
         r0 = fma_row(splat(a[i, k]), b, r0)
         r1 = fma_row(splat(a[i + 1, k]), b, r1)
@@ -290,10 +295,9 @@ def k_loop1(a, i, panel, kc, r):
     panel from L2 (B = 1: W_hh), faster than the hardware prefetcher fetches it; asking for
     the lines PREFETCH_K rows ahead took the B1 time loops from 0.62 to 0.47 ms (Zen 5).  (In
     ``k_loop4``, with four times the FMAs per line, prefetching measured no gain on the Zen 5;
-    ``k_loop6`` and ``k_loop4`` now prefetch too, ``_prefetch_panel``.)"""
+    ``k_loop6`` and ``k_loop4`` now prefetch too on AVX-512, ``PREFETCH_TILES``.)"""
     for k in range(kc):
-        for q in range(0, NR, LINE):  # each cache line of the panel row PREFETCH_K ahead
-            prefetch(panel, k + PREFETCH_K, q, 0)
+        _prefetch_row(panel, k)
         r = fma_row(splat(a[i, k]), panel_row(panel, k), r)
     return r
 
