@@ -19,9 +19,7 @@ Forecasters (``engine.apps.forecasters``), all fitted on the training windows on
   ``lstm-norm`` sees each window relative to its last value besides and corrects persistence,
   ``lstm+ar`` sees only the relative window and corrects the AR (the AR carries the level, so
   a trend cannot take the network out of the range it was trained on); and ``ensemble``, the
-  mean of the three.  The networks that read levels (``lstm``, ``lstm-norm`` and so the
-  ensemble) answer only windows within the range of the training values; ``lstm+ar``
-  answers the windows that reach outside it (``forecasters.LevelGuard``).
+  mean of the three.
 
 Several inputs: ``--columns A,B,C --target A`` forecasts A from windows of all three, and
 ``--calendar`` adds the calendar of each step (hour of day, day of week, day of year: the
@@ -52,11 +50,11 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 report_missing, save_model, saved_setting, saved_value, user_data,
                                 write_outputs)
 from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_table
-from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, LevelGuard,
-                                     NetForecaster, Normaliser, build_network, calendar_cycles,
+from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
+                                     Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
-                                     guard_levels, linear_rival, mase_scale, merge_networks,
-                                     mix, partner, prefer_ensemble, seasonal_naive)
+                                     linear_rival, mase_scale, merge_networks, mix,
+                                     partner, prefer_ensemble, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows, min_split_size
 
 EPOCHS = 60
@@ -68,7 +66,6 @@ NETWORKS = {"lstm": (("level",), "persistence"),
             "lstm-norm": (("change", "level"), "persistence"),
             "lstm+ar": (("change",), "ar")}
 ENSEMBLE = "ensemble"  # the mean of the three
-LEVEL_FREE = "lstm+ar"  # answers the windows outside the training range for those reading levels
 # The candidates without a network, simplest first (a tie on validation goes to the first):
 # the baselines, then the fitted linear models.
 BASELINES = ("persistence", "seasonal", "ar", "ets")
@@ -283,26 +280,6 @@ def train_network(kind, d, ar, args, report):
     return NetForecaster(merge_networks(models), norm, base.ar, args.mode)
 
 
-def guard(nets, d, window, report):
-    """(nets, outside): the networks that read levels guarded by the level-free one
-    (``forecasters.guard_levels``: windows reaching outside the training values' range go to
-    LEVEL_FREE), and how many validation and test windows reach outside it."""
-    train_values = d["train_values"]
-    low, high = float(np.min(train_values)), float(np.max(train_values))
-    free = nets[LEVEL_FREE]
-    nets = {k: guard_levels(n, free, low, high, window) if n.normaliser.level is not None
-            else n for k, n in nets.items()}
-    far = nets[ENSEMBLE].guard.outside(d["X"])
-    _, val, test = d["split"]
-    outside = {"validation": int(far[val].sum()), "test": int(far[test].sum())}
-    if far[val.start:].any():
-        report(f"level guard: {outside['validation']} of {_count(val)} validation and "
-               f"{outside['test']} of {_count(test)} test windows reach outside the training "
-               f"values [{low:.4g}, {high:.4g}]: {LEVEL_FREE} forecasts those for the networks "
-               "that read levels")
-    return nets, outside
-
-
 def epoch_batches(args):
     """fit's steps_per_epoch: None (every training window each epoch), or enough batches for
     --epoch-windows windows, which then come in turn from epoch to epoch."""
@@ -336,7 +313,6 @@ def run(args=None, **overrides):
     step_ar = ar if args.mode == "direct" else fit_linear_ar(X[train], Y[train, :1])
     nets = {kind: train_network(kind, d, step_ar, args, report) for kind in NETWORKS}
     nets[ENSEMBLE] = mix(list(nets.values()), args.window)
-    nets, outside = guard(nets, d, args.window, report)
     ar_diff = fit_level_free_ar(X[train], Y[train])
     baselines = {"persistence": persistence_forecast(X, H)}
     if season:
@@ -370,7 +346,6 @@ def run(args=None, **overrides):
                arx=None if arx is None else ar_state(arx), columns=columns,
                calendar=d["cycles"],
                base_ar=ar_state(net.ar) if net.ar is not None else None,
-               guard=guard_state(net.guard),
                input="the last `window` values of each of `columns` (the target first) and "
                      "the `calendar` channels; see engine.apps.forecast",
                output="the next `horizon` values of the target")
@@ -379,7 +354,6 @@ def run(args=None, **overrides):
             "fitted": fitted, "fitted_margin_se": fitted_lead, "contender": contender,
             "rival": rival, "margin_se": margin, "needed_se": need if rival else None}
     metrics = evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule)
-    metrics["outside_training_range"] = outside
     if missing:
         metrics["missing_values"] = missing
     if dates is not None:
@@ -407,28 +381,6 @@ def ar_from_state(state, window, outputs):
         raise ValueError(f"expected finite coef ({window}, {outputs}) and intercept "
                          f"({outputs},), got shapes {coef.shape} and {intercept.shape}")
     return LinearAR(coef=coef, intercept=intercept)
-
-
-def guard_state(guard):
-    """A LevelGuard as JSON metadata (None for none)."""
-    if guard is None:
-        return None
-    return {"low": guard.low, "high": guard.high, "ar": ar_state(guard.ar)}
-
-
-def guard_from_state(state, window, outputs):
-    """The LevelGuard ``guard_state`` described (None for null), checked: a finite range,
-    low <= high, and an AR of ``window`` inputs and ``outputs`` outputs."""
-    if state is None:
-        return None
-    try:
-        low, high, ar = float(state["low"]), float(state["high"]), state["ar"]
-    except (TypeError, KeyError, ValueError):
-        raise ValueError("expected null or {'low': number, 'high': number, 'ar': {...}}, got "
-                         f"{str(state)[:80]}") from None
-    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-        raise ValueError(f"expected finite low <= high, got {low} and {high}")
-    return LevelGuard(low, high, ar_from_state(ar, window, outputs))
 
 
 def _mode(value):
@@ -509,14 +461,7 @@ def saved_forecaster(args, model, n_other=0, n_calendar=0, chosen=None):
     if (0 if norm.covariates is None else len(norm.covariates[0])) != n_covariates:
         raise AppError(f"{args.load}: metadata: the normaliser's covariates do not match "
                        f"{n_covariates} covariate channel(s) of its columns and calendar")
-    # Checkpoints from before the level guard have none.
-    level_guard = saved_value(args, model, "guard", lambda s: guard_from_state(s, W, k)) \
-        if "guard" in model.metadata else None
-    outputs = model.layers[-1].out_features
-    if outputs != k * (1 if level_guard is None else 2):
-        raise AppError(f"{args.load}: metadata: a network of {outputs} outputs for "
-                       f"{'a guarded ' if level_guard else ''}{mode} forecasts of horizon {H}")
-    net = NetForecaster(model, norm, base_ar, mode, level_guard)
+    net = NetForecaster(model, norm, base_ar, mode)
     return chosen, lambda X, Z: net.predict(X, H, Z)
 
 

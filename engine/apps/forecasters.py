@@ -176,33 +176,13 @@ def _positive_std(x):
     return s if np.isfinite(s) and s > 0 else 1.0
 
 
-@dataclass
-class LevelGuard:
-    """The range of levels [low, high] a network that reads them was trained on (the training
-    values'), and the base ``ar`` of the level-free network that answers every window reaching
-    outside it.  A network sees a level it never saw as an input it cannot interpret (tanh
-    saturates): on a series that trends out of its training range such networks erred 2 to
-    10 times as much as the AR (``bench.forecast_heldout``), and the windows that reach
-    furthest out come last, in the test period, so the validation period under-rates them."""
-    low: float
-    high: float
-    ar: LinearAR
-
-    def outside(self, X):
-        """(N,) bool: the windows X (N, W) with a value outside [low, high]."""
-        return ((X < self.low) | (X > self.high)).any(axis=1)
-
-
 class NetForecaster:
     """base(X) + output_scale * network(inputs(X)), where the base is persistence (``ar`` None)
     or a fitted LinearAR.  Direct mode predicts all H values at once; recursive mode predicts
-    one and feeds it back H times.  With a ``guard`` (``guard_levels``) the network has two
-    sets of k outputs, its own and a level-free fallback's, and a window reaching outside the
-    guard's range gets ``guard.ar``'s base plus the second set."""
+    one and feeds it back H times."""
 
-    def __init__(self, model, normaliser, ar, mode, guard=None):
+    def __init__(self, model, normaliser, ar, mode):
         self.model, self.normaliser, self.ar, self.mode = model, normaliser, ar, mode
-        self.guard = guard
 
     def base(self, X, k):
         if self.ar is None:
@@ -213,13 +193,7 @@ class NetForecaster:
         """The next k values (k = H direct, 1 recursive) for windows X (N, W) and covariate
         windows Z (N, W, K) when the normaliser has covariates."""
         out = np.asarray(self.model.predict(self.normaliser.inputs(X, Z)), dtype=np.float64)
-        out = self.normaliser.output_scale * out
-        if self.guard is None:
-            return self.base(X, out.shape[1]) + out
-        k = out.shape[1] // 2
-        inside = self.base(X, k) + out[:, :k]
-        outside = self.guard.ar.predict(X)[:, :k] + out[:, k:]
-        return np.where(self.guard.outside(X)[:, None], outside, inside)
+        return self.base(X, out.shape[1]) + self.normaliser.output_scale * out
 
     def predict(self, X, horizon, Z=None):
         """(N, W[, 1]) windows [and (N, W, K) covariate windows] -> (N, horizon) forecasts
@@ -245,42 +219,34 @@ def build_network(inputs, hidden, outputs, lr, backend, seed):
     return model.compile("mse", engine.Adam(lr=lr), clip_norm=1.0)
 
 
-def merge_networks(models, weights=None, columns=None, lr=1e-3, groups=None):
+def merge_networks(models, weights=None, columns=None, lr=1e-3):
     """One network whose output is ``sum_j weights[j] * models[j](x[..., columns[j]])``
     (default: the mean, every member reading the leading channels), exactly: the members'
     LSTMs side by side in one LSTM as wide as all of them, with block-diagonal recurrent
     weights and each member's input weights on its own columns, and one Dense weighting their
-    outputs.  The members are LSTM -> Dense pairs with equal output sizes k.  With ``groups``
-    (one index per member) the sum is per group, and the groups' outputs are stacked: k
-    outputs for group 0, then k for group 1, ...  A seed ensemble, or a mix of candidates,
-    is then one checkpoint and one forward."""
-    n = len(models)
-    weights = np.full(n, 1 / n) if weights is None else weights
-    groups = [0] * n if groups is None else list(groups)
+    outputs.  The members are LSTM -> Dense pairs with equal hidden and output sizes.  A seed
+    ensemble, or a mix of candidates, is then one checkpoint and one forward."""
+    k = len(models)
+    weights = np.full(k, 1 / k) if weights is None else weights
     if columns is None:
         columns = [list(range(m.layers[0].input_size)) for m in models]
-    sizes = [m.layers[0].hidden_size for m in models]
-    start = np.concatenate([[0], np.cumsum(sizes)])
-    k, total = models[0].layers[1].out_features, int(start[-1])
-    n_in = max(max(c) for c in columns) + 1
-    wide = build_network(n_in, total, k * (max(groups) + 1), lr, models[0].layers[0].backend, 0)
-    w_ih, w_hh = np.zeros((4 * total, n_in)), np.zeros((4 * total, total))
-    b_ih, b_hh = np.zeros(4 * total), np.zeros(4 * total)
-    w_out, b_out = np.zeros((k * (max(groups) + 1), total)), np.zeros(k * (max(groups) + 1))
-    for j, m in enumerate(models):
-        s, h, mine = m.state_dict(), sizes[j], slice(start[j], start[j + 1])
+    lstm, dense = models[0].layers
+    h, n_in = lstm.hidden_size, max(max(c) for c in columns) + 1
+    wide = build_network(n_in, k * h, dense.out_features, lr, lstm.backend, 0)
+    w_ih, w_hh = np.zeros((4 * k * h, n_in)), np.zeros((4 * k * h, k * h))
+    b_ih, b_hh = np.zeros(4 * k * h), np.zeros(4 * k * h)
+    states = [m.state_dict() for m in models]
+    for j, s in enumerate(states):
         for g in range(4):  # gate blocks i, f, g, o: member j's units go to slot j of each
-            rows, src = slice(g * total + start[j], g * total + start[j + 1]), \
-                slice(g * h, (g + 1) * h)
+            rows, src = slice((g * k + j) * h, (g * k + j + 1) * h), slice(g * h, (g + 1) * h)
             w_ih[rows.start:rows.stop, columns[j]] = s["0.weight_ih_l0"][src]
-            w_hh[rows, mine] = s["0.weight_hh_l0"][src]
+            w_hh[rows, j * h:(j + 1) * h] = s["0.weight_hh_l0"][src]
             b_ih[rows], b_hh[rows] = s["0.bias_ih_l0"][src], s["0.bias_hh_l0"][src]
-        out = slice(groups[j] * k, (groups[j] + 1) * k)
-        w_out[out, mine] = weights[j] * s["1.weight"]
-        b_out[out] += weights[j] * s["1.bias"]
-    wide.load_state_dict({"0.weight_ih_l0": w_ih, "0.weight_hh_l0": w_hh,
-                          "0.bias_ih_l0": b_ih, "0.bias_hh_l0": b_hh,
-                          "1.weight": w_out, "1.bias": b_out})
+    wide.load_state_dict({
+        "0.weight_ih_l0": w_ih, "0.weight_hh_l0": w_hh, "0.bias_ih_l0": b_ih,
+        "0.bias_hh_l0": b_hh,
+        "1.weight": np.concatenate([w * s["1.weight"] for w, s in zip(weights, states)], 1),
+        "1.bias": np.sum([w * s["1.bias"] for w, s in zip(weights, states)], axis=0)})
     return wide
 
 
@@ -290,54 +256,33 @@ def mix(forecasters, window):
     their output scales folded into the weights.  In recursive mode it is the mean one-step
     forecast that is rolled forward."""
     n = len(forecasters)
+    coefs, intercepts = [], []
     k = forecasters[0].model.layers[1].out_features
-    bases = [as_linear_ar(f.ar, window, k) for f in forecasters]
-    ar = LinearAR(coef=np.mean([b.coef for b in bases], axis=0),
-                  intercept=np.mean([b.intercept for b in bases], axis=0))
-    norm, columns = shared_inputs([f.normaliser for f in forecasters])
-    model = merge_networks([f.model for f in forecasters],
-                           [f.normaliser.output_scale / n for f in forecasters], columns)
-    return NetForecaster(model, norm, ar, forecasters[0].mode)
-
-
-def guard_levels(forecaster, fallback, low, high, window):
-    """``forecaster`` (which reads levels) for the windows whose values all lie in [low, high],
-    the range it was trained on, and ``fallback`` (a level-free NetForecaster) for the others,
-    as one NetForecaster: both networks side by side in one, their outputs stacked."""
-    norm, columns = shared_inputs([forecaster.normaliser, fallback.normaliser])
-    model = merge_networks([forecaster.model, fallback.model],
-                           [forecaster.normaliser.output_scale, fallback.normaliser.output_scale],
-                           columns, groups=[0, 1])
-    ar = as_linear_ar(fallback.ar, window, fallback.model.layers[1].out_features)
-    return NetForecaster(model, norm, forecaster.ar, forecaster.mode,
-                         LevelGuard(float(low), float(high), ar))
-
-
-def as_linear_ar(ar, window, k):
-    """``ar``, or persistence (``ar`` None) as the LinearAR that repeats the window's last
-    value k times."""
-    if ar is not None:
-        return ar
-    coef = np.zeros((window, k))
-    coef[-1] = 1.0
-    return LinearAR(coef=coef, intercept=np.zeros(k))
-
-
-def shared_inputs(norms):
-    """(normaliser, columns): one Normaliser holding every channel that one of ``norms`` reads
-    (output scale 1: the members' scales go into the merged network's weights), and where each
-    member's channels sit in it.  ValueError when two members scale a channel differently."""
+    for f in forecasters:
+        if f.ar is None:
+            coef = np.zeros((window, k))
+            coef[-1] = 1.0
+            coefs.append(coef)
+            intercepts.append(np.zeros(k))
+        else:
+            coefs.append(f.ar.coef)
+            intercepts.append(f.ar.intercept)
+    ar = LinearAR(coef=np.mean(coefs, axis=0), intercept=np.mean(intercepts, axis=0))
+    norms = [f.normaliser for f in forecasters]
     scales = {x.input_scale for x in norms if x.input_scale is not None}
     levels = {x.level for x in norms if x.level is not None}
     covariates = {x.covariates for x in norms if x.covariates is not None}
     if len(scales) > 1 or len(levels) > 1 or len(covariates) > 1:
-        raise ValueError("the members' input channels are scaled differently")
+        raise ValueError("mix: the members' input channels are scaled differently")
     columns = [x.columns for x in norms]
     used = sorted(set().union(*columns))  # drop a channel no member reads
     norm = Normaliser(scales.pop() if 0 in used else None, 1.0,
                       levels.pop() if 1 in used else None,
                       covariates.pop() if covariates else None)
-    return norm, [[used.index(c) for c in cols] for cols in columns]
+    model = merge_networks([f.model for f in forecasters],
+                           [x.output_scale / n for x in norms],
+                           [[used.index(c) for c in cols] for cols in columns])
+    return NetForecaster(model, norm, ar, forecasters[0].mode)
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,8 +441,7 @@ def mase_scale(train_values, period):
     return s if s > 0 else 1.0
 
 
-__all__ = ["autocorrelation", "detect_season", "seasonal_naive", "Normaliser", "LevelGuard",
-           "NetForecaster", "build_network", "merge_networks", "mix", "guard_levels",
-           "as_linear_ar", "shared_inputs", "calendar_cycles", "calendar_features",
+__all__ = ["autocorrelation", "detect_season", "seasonal_naive", "Normaliser", "NetForecaster",
+           "build_network", "merge_networks", "mix", "calendar_cycles", "calendar_features",
            "choose", "margin_in_standard_errors", "prefer_ensemble", "linear_rival", "partner",
            "mase_scale"]

@@ -11,9 +11,8 @@ from engine.apps.baselines import LinearAR, rmse_per_horizon
 from engine.apps.common import AppError
 from engine.apps.forecasters import (NetForecaster, Normaliser, build_network, choose,
                                      detect_season, ensemble_margin, expected_best_of,
-                                     guard_levels, margin_in_standard_errors, mase_scale,
-                                     merge_networks, mix, linear_rival, partner, prefer_ensemble,
-                                     seasonal_naive)
+                                     margin_in_standard_errors, mase_scale, merge_networks, mix,
+                                     linear_rival, partner, prefer_ensemble, seasonal_naive)
 from engine.apps.windows import chronological_split, make_windows
 
 
@@ -96,81 +95,6 @@ def test_mix_is_the_mean_of_its_forecasters(mode):
     np.testing.assert_allclose(both.step(X), want, rtol=1e-5, atol=1e-5)
     if mode == "direct":
         np.testing.assert_allclose(both.predict(X, H), want, rtol=1e-5, atol=1e-5)
-
-
-def test_merge_networks_stacks_the_outputs_of_groups_of_members_of_any_width():
-    members = [_trained(2, 5, 3, 0), _trained(1, 7, 3, 1), _trained(2, 3, 3, 2)]
-    weights = np.array([0.4, -1.2, 0.9])
-    x = np.random.default_rng(8).normal(size=(6, 9, 2)).astype(np.float32)
-    columns = [[0, 1], [1], [1, 0]]
-    out = [w * m.predict(x[:, :, c]) for w, m, c in zip(weights, members, columns)]
-    wide = merge_networks(members, weights, columns, groups=[1, 0, 1])
-    assert wide.layers[0].hidden_size == 15
-    np.testing.assert_allclose(wide.predict(x), np.hstack([out[1], out[0] + out[2]]),
-                               atol=2e-5)
-
-
-@pytest.mark.parametrize("mode", ["direct", "recursive"])
-def test_a_guarded_network_hands_windows_outside_its_training_range_to_the_level_free_one(mode):
-    """Windows with any value outside [low, high] get the level-free forecaster's forecast,
-    the others the guarded one's, exactly as each alone gives them; in recursive mode the
-    guard sees each step's window, forecasts included."""
-    rng = np.random.default_rng(9)
-    W, H = 8, 3
-    k = H if mode == "direct" else 1
-    X = rng.normal(0, 1, size=(40, W)).cumsum(axis=1)
-    ar = LinearAR(coef=rng.normal(0, 0.3, (W, k)), intercept=rng.normal(size=k))
-    levels = NetForecaster(_trained(2, 4, k, 10), Normaliser(1.3, 0.9, (0.5, 2.0)), None, mode)
-    free = NetForecaster(_trained(1, 5, k, 11), Normaliser(1.3, 0.4), ar, mode)
-    low, high = -2.0, 2.5
-    guarded = guard_levels(levels, free, low, high, W)
-    outside = ((X < low) | (X > high)).any(axis=1)
-    assert 5 < outside.sum() < 35  # both kinds of window are there
-    want = np.where(outside[:, None], free.step(X), levels.step(X))
-    np.testing.assert_allclose(guarded.step(X), want, rtol=1e-5, atol=1e-5)
-    got = guarded.predict(X, H)
-    for i in range(len(X)):  # one window at a time, rolled forward by hand
-        x, row = X[i:i + 1], []
-        for h in range(H if mode == "recursive" else 1):
-            inside = (x.min() >= low) & (x.max() <= high)
-            row.append((levels if inside else free).step(x))
-            x = np.concatenate([x[:, 1:], row[-1][:, :1]], axis=1)
-        np.testing.assert_allclose(got[i], np.hstack(row)[0], rtol=1e-5, atol=1e-5)
-
-
-def test_a_trend_leaving_the_training_range_is_forecast_without_the_levels(tmp_path):
-    """On a series that trends out of its training range every test window reaches outside
-    it, so the networks that read levels forecast as lstm+ar does there, and the report counts
-    those windows.  The saved model (the ensemble's weights) replays the test errors through
-    --load's code, guard included, and a checkpoint whose guard is broken is refused."""
-    rng = np.random.default_rng(12)
-    t = np.arange(260)
-    y = 0.08 * t + np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.2, len(t))
-    W, H = 24, 4
-    path = tmp_path / "f.npz"
-    m = forecast.run(csv=str(_csv(tmp_path / "s.csv", y)), column="y", window=W, horizon=H,
-                     save=str(path), **TINY)
-    assert m["outside_training_range"]["test"] == m["n_test"]
-    assert 0 < m["outside_training_range"]["validation"] <= m["n_val"]
-    rmse = m["test_rmse_per_horizon"]
-    for name in ("lstm", "lstm-norm", "ensemble"):
-        np.testing.assert_allclose(rmse[name], rmse["lstm+ar"], rtol=1e-5)
-    model = engine.load(path)
-    assert model.metadata["network"] == "ensemble" and model.metadata["guard"]
-    X, Y = make_windows(y, W, H)
-    test = chronological_split(len(X), gap=H - 1)[2]
-    args = forecast.parse_options(forecast.add_arguments, 1, None,
-                                  {"load": str(path), "window": W, "horizon": H})
-    model.metadata = dict(model.metadata, chosen="ensemble")
-    _, predict = forecast.saved_forecaster(args, model, 0)
-    np.testing.assert_allclose(rmse_per_horizon(predict(X[test, :, 0], None), Y[test]),
-                               rmse["ensemble"], rtol=1e-5)
-    good = model.metadata["guard"]
-    for bad in ({**good, "low": good["high"] + 1}, {**good, "high": float("nan")},
-                {**good, "ar": {"coef": [[0.0]], "intercept": [0.0]}}, {"low": 0}, None):
-        model.metadata = dict(model.metadata, guard=bad)
-        with pytest.raises(AppError, match="guard" if bad else "outputs"):
-            forecast.saved_forecaster(args, model, 0)
 
 
 def test_normaliser_state_round_trips_and_refuses_bad_states():
