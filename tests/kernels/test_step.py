@@ -23,7 +23,7 @@ def test_step_fwd_matches_reference(rng, act):
     h, c, gates = np.empty((B, H)), np.empty((B, H)), np.empty((B, 4 * H))
     lengths = np.full(B, 1, np.int64)
     lstm_step_fwd(x @ w_ih.T + b_ih + b_hh, h_prev @ w_hh.T, c_prev, 0, lengths,
-                      ACTIVATIONS[act], h, c, gates, True)
+                  ACTIVATIONS[act], h, c, gates, True)
     np.testing.assert_allclose(h, h_ref, **close)
     np.testing.assert_allclose(c, c_ref, **close)
     np.testing.assert_allclose(gates, gates_ref, **close)
