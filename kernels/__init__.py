@@ -73,13 +73,16 @@ ACT_RELU = 1
 ACT_FAST = 2
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
 
-# Options of every CPU @njit kernel: cached compilation, NumPy's error model (Numba's
-# ZeroDivisionError check would keep LLVM from vectorising the pointwise loops), and of the
-# fast-math flags only "contract": a * b + c may become one fused multiply-add (one rounding
-# instead of two, never less exact).  The rational tanh's polynomials then take half the
-# instructions (measured: the forward cell update at M 11.4 -> 9.2 us a step).  No flag that
-# assumes finite values or reorders sums.
-KERNEL = dict(cache=True, error_model="numpy", fastmath={"contract"})
+# Options of every CPU @njit kernel: cached compilation and NumPy's error model (Numba's
+# ZeroDivisionError check would keep LLVM from vectorising the pointwise loops).  No fast-math
+# flag, not even "contract": with it LLVM chose per compiled copy which product of
+# f * c + i * g to fuse, and Numba runs whichever copy of a function loaded first (a function
+# called from several kernels is compiled into each), so a network trained in a process that
+# compiled its kernels differed in the last bits from one that loaded them from the cache,
+# and a long training run grew that into a different model (tests/test_kernel_cache.py).  The
+# fused multiply-adds are written out instead (kernels.simd: fma, muladd), one rounding
+# wherever the target has FMA.
+KERNEL = dict(cache=True, error_model="numpy")
 
 
 def drop_stale_cache(package_dir):

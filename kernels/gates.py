@@ -12,8 +12,9 @@ of libm's: it is branch-free, so LLVM vectorises the CPU pointwise loops, which 
 with calls to ``tanhf``/``expf`` (llvmlite's wheels have no SVML).  ``act`` is loop-invariant,
 so LLVM unswitches the test out of the kernels' inner loops.
 
-The functions carry the kernels' options (``kernels.KERNEL``, FMA contraction included), so a
-call from Python rounds as the kernels that inline them do.
+Each product that feeds a sum is written as ``muladd`` (``kernels.simd``): one rounding on
+CPUs with FMA, chosen by the target and not by the code around it, so the kernels that inline
+these functions and a call from Python round alike (``kernels.KERNEL``).
 
 Constants are float32 values exactly representable in float64 (1, 0.5, 0): float32 arithmetic
 stays float32 and float64 arithmetic is unchanged (a float64 literal would silently promote
@@ -25,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from . import KERNEL
+from .simd import muladd
 
 _0 = np.float32(0.0)
 _1 = np.float32(1.0)
@@ -47,14 +49,21 @@ def tanh_fast(x):
     """float32 tanh as a branch-free rational function (for ACT_FAST)."""
     x = max(min(x, _CLAMP), -_CLAMP)
     x2 = x * x
-    p = ((((((P0 * x2 + P1) * x2 + P2) * x2 + P3) * x2 + P4) * x2 + P5) * x2 + P6) * x
-    q = ((Q0 * x2 + Q1) * x2 + Q2) * x2 + Q3
-    return p / q
+    p = muladd(P0, x2, P1)  # Horner's rule, one rounding a step
+    p = muladd(p, x2, P2)
+    p = muladd(p, x2, P3)
+    p = muladd(p, x2, P4)
+    p = muladd(p, x2, P5)
+    p = muladd(p, x2, P6)
+    q = muladd(Q0, x2, Q1)
+    q = muladd(q, x2, Q2)
+    q = muladd(q, x2, Q3)
+    return p * x / q
 
 
 @njit(inline="always", **KERNEL)
 def sigmoid_fast(x):
-    return _HALF * tanh_fast(_HALF * x) + _HALF  # exact identity, fast tanh
+    return muladd(_HALF, tanh_fast(_HALF * x), _HALF)  # exact identity, fast tanh
 
 
 @njit(inline="always", **KERNEL)
@@ -91,7 +100,7 @@ def cell_act_grad(y, act):
     """d act(x)/dx written in terms of y = act(x)."""
     if act & 1:
         return _1 if y > _0 else _0
-    return _1 - y * y
+    return muladd(-y, y, _1)
 
 
 @njit(inline="always", **KERNEL)
@@ -103,7 +112,7 @@ def lstm_cell_fwd_fast(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     f = sigmoid_fast(f_pre)
     g = cell_act_fast(g_pre, act)
     o = sigmoid_fast(o_pre)
-    c = f * c_prev + i * g
+    c = muladd(f, c_prev, i * g)
     h = o * cell_act_fast(c, act)
     return i, f, g, o, c, h
 
@@ -117,7 +126,7 @@ def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
     f = sigmoid(f_pre, act)
     g = cell_act(g_pre, act)
     o = sigmoid(o_pre, act)
-    c = f * c_prev + i * g
+    c = muladd(f, c_prev, i * g)
     h = o * cell_act(c, act)
     return i, f, g, o, c, h
 
@@ -126,7 +135,7 @@ def lstm_cell_fwd(i_pre, f_pre, g_pre, o_pre, c_prev, act):
 def _cell_bwd(i, f, g, o, a, a_grad, g_grad, c_prev, dh, dc):
     """The backward's arithmetic, given a = act(c), a_grad = act'(c) and g_grad = act'(g_pre)
     (both written in terms of the activation's output)."""
-    dc_total = dc + dh * o * a_grad
+    dc_total = muladd(dh * o, a_grad, dc)
     di_pre = dc_total * g * i * (_1 - i)
     df_pre = dc_total * c_prev * f * (_1 - f)
     dg_pre = dc_total * i * g_grad
@@ -139,7 +148,7 @@ def lstm_cell_bwd_fast(i, f, g, o, c, c_prev, dh, dc):
     """``lstm_cell_bwd`` for act == ACT_FAST (tanh cell, fast tanh): only arithmetic, so it also
     runs on ``kernels.simd`` vectors."""
     a = tanh_fast(c)
-    return _cell_bwd(i, f, g, o, a, _1 - a * a, _1 - g * g, c_prev, dh, dc)
+    return _cell_bwd(i, f, g, o, a, muladd(-a, a, _1), muladd(-g, g, _1), c_prev, dh, dc)
 
 
 @njit(inline="always", **KERNEL)

@@ -17,13 +17,17 @@ accumulator registers, no memory traffic, as long as the target has that many.
                            on Zen 5, any masked store on AMD's AVX2 parts, which microcode it)
     splat(x)               x in every lane
     prefetch(a, i, j, w)   hint that a[i, j]'s cache line is read (w=0) or written (w=1) soon
-    fma(x, y, acc)         x * y + acc, one rounding where the target has FMA (llvm.fmuladd)
+    fma(x, y, acc)         x * y + acc, one rounding where the target has FMA (llvm.fmuladd);
+                           also on float32 and float64 scalars
     fma4(x, b, r)          fma over a tuple of four vectors b and accumulators r
     x + y, x - y, x * y, x / y, -x, min(x, y), max(x, y)   lane by lane; a scalar operand
                            (float or int) is splat first
+    muladd(x, y, z)        x * y + z on vectors or scalars (a scalar beside a vector is splat):
+                           ``fma`` on the CPU, written out on a GPU (kernels.gates)
 """
 import operator
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -195,17 +199,24 @@ def splat(typingctx, x):
     return f32xL(x), codegen
 
 
+_FMA_TYPES = {f32xL: (f"v{LANES}f32", _VEC), types.float32: ("f32", ir.FloatType()),
+              types.float64: ("f64", ir.DoubleType())}
+
+
 @intrinsic
 def fma(typingctx, x, y, acc):
-    if not (x == y == acc == f32xL):
+    if not (x == y == acc and x in _FMA_TYPES):
         return None
+    suffix, ty = _FMA_TYPES[x]
 
     def codegen(context, builder, sig, args):
         # fmuladd: fused on targets with FMA (every AVX2 and AVX-512 CPU), a multiply and an
-        # add elsewhere, where llvm.fma would call the C library's fmaf lane by lane.
-        fn = _intrinsic_fn(builder, f"llvm.fmuladd.v{LANES}f32", _VEC, [_VEC] * 3)
+        # add elsewhere, where llvm.fma would call the C library's fmaf lane by lane.  The
+        # target decides, not the code around the call, so every compiled copy of a function
+        # rounds alike (kernels.KERNEL: why there is no "contract" flag).
+        fn = _intrinsic_fn(builder, f"llvm.fmuladd.{suffix}", ty, [ty] * 3)
         return builder.call(fn, args)
-    return f32xL(x, y, acc), codegen
+    return x(x, y, acc), codegen
 
 
 # ---------------------------------------------------------------------------- arithmetic
@@ -227,14 +238,7 @@ def _vector_op(emit):
 
 
 def _arith(instr):
-    return _vector_op(lambda builder, x, y: _contract(getattr(builder, instr)(x, y)))
-
-
-def _contract(instruction):
-    """The "contract" fast-math flag of the scalar kernels (kernels.KERNEL): a product that
-    feeds a sum may become one FMA."""
-    instruction.flags.append("contract")
-    return instruction
+    return _vector_op(lambda builder, x, y: getattr(builder, instr)(x, y))
 
 
 def _select(predicate):
@@ -272,6 +276,43 @@ for _fn, _op in ((operator.add, _add), (operator.sub, _sub), (operator.mul, _mul
 def _neg(x):
     if x == f32xL:
         return lambda x: _sub(splat(0.0), x)
+
+
+# ---------------------------------------------------------------------------- muladd
+def muladd(x, y, z):
+    """x * y + z for scalars or vectors, in the cell math that CPU and GPU kernels share
+    (kernels.gates).  On the CPU it is ``fma``: one rounding on FMA targets, in every
+    compiled copy of the caller alike (kernels.KERNEL).  On a GPU it is written out, and
+    NVVM fuses it as it fuses every product that feeds a sum."""
+    return x * y + z
+
+
+@overload(muladd, target="generic")
+def _muladd_generic(x, y, z):
+    return lambda x, y, z: x * y + z
+
+
+@overload(muladd, target="cpu")
+def _muladd_cpu(x, y, z):
+    args = (x, y, z)
+    if f32xL in args and all(t == f32xL or _is_scalar(t) for t in args):
+        return lambda x, y, z: fma(_vector(x), _vector(y), _vector(z))
+    if all(isinstance(t, types.Float) for t in args):
+        if types.float64 in args:
+            return lambda x, y, z: fma(np.float64(x), np.float64(y), np.float64(z))
+        return lambda x, y, z: fma(np.float32(x), np.float32(y), np.float32(z))
+
+
+def _vector(x):
+    """x as a vector: itself, or a scalar in every lane."""
+
+
+@overload(_vector)
+def _vector_impl(x):
+    if x == f32xL:
+        return lambda x: x
+    if _is_scalar(x):
+        return lambda x: splat(x)
 
 
 # ---------------------------------------------------------------------------- whole or part

@@ -5,6 +5,7 @@ Numba itself only checks the file that defines a cached function: edit a functio
 (kernels/gates.py for every cell) and the caller's cached machine code runs the old version.
 """
 import errno
+import json
 import multiprocessing
 import os
 import subprocess
@@ -230,3 +231,49 @@ def test_a_filesystem_without_record_locks_compiles_at_once(tmp_path, monkeypatc
     start = time.monotonic()
     with kernels.compile_lock(str(tmp_path), ("m.f-1.py311.nbi", ("float64",), ())):
         assert time.monotonic() - start < 0.3
+
+
+_TRAIN_STEP = """\
+import hashlib, json, sys
+import numpy as np
+import engine
+from engine.kernels import gemm, seq_rows, seq_units, step
+
+seed = int(sys.argv[1])
+rng = np.random.default_rng(seed)
+digest = hashlib.sha256()
+for B in (2, 5, 9):  # seq_units one row at a time, its 4-row tiles; seq_rows
+    lstm = engine.LSTM(3, 64, batch_first=True)
+    lstm.load_state_dict({k: rng.normal(0, 0.3, v.shape).astype(np.float32)
+                          for k, v in lstm.state_dict().items()})
+    x = rng.normal(0, 1, (B, 24, 3)).astype(np.float32)
+    out, (h, c) = lstm.forward(x)
+    dx = lstm.backward(rng.normal(0, 1, out.shape).astype(np.float32))[0]
+    for a in (out, h, c, dx, *(lstm.grads[k] for k in sorted(lstm.grads))):
+        digest.update(np.ascontiguousarray(a).tobytes())
+stats = [f.stats for m in (gemm, seq_rows, seq_units, step) for f in vars(m).values()
+         if hasattr(f, "stats")]
+print(json.dumps({"digest": digest.hexdigest(),
+                  "compiled": sum(sum(s.cache_misses.values()) for s in stats),
+                  "loaded": sum(sum(s.cache_hits.values()) for s in stats)}))
+"""
+
+
+def test_a_step_computes_the_same_whether_its_kernels_compile_or_load(tmp_path, rng):
+    """The same forward and backward, in a process that compiles the kernels into an empty
+    cache and in one that loads them from it, give the same bits.  With the "contract"
+    fast-math flag they did not (B = 2 differed from step 1 on): LLVM fused the other product
+    of f * c + i * g in the copy of the cell compiled into each caller, and which copy runs
+    depends on what the process loaded first (kernels.KERNEL)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    seed = str(rng.integers(1 << 30))
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", _TRAIN_STEP, seed], env=env,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    compiled, loaded = run(), run()
+    assert compiled["compiled"] > 0 and compiled["loaded"] == 0
+    assert loaded["loaded"] > 0 and loaded["compiled"] == 0
+    assert loaded["digest"] == compiled["digest"]
