@@ -79,7 +79,7 @@ ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
 # f * c + i * g to fuse, and Numba runs whichever copy of a function loaded first (a function
 # called from several kernels is compiled into each), so a network trained in a process that
 # compiled its kernels differed in the last bits from one that loaded them from the cache,
-# and a long training run grew that into a different model (tests/test_kernel_cache.py).  The
+# and a long training run grew that into a different model (tests/kernels/test_cache.py).  The
 # fused multiply-adds are written out instead (kernels.simd: fma, muladd), one rounding
 # wherever the target has FMA.
 KERNEL = dict(cache=True, error_model="numpy")
@@ -91,7 +91,7 @@ def drop_stale_cache(package_dir):
 
     Numba checks only the timestamp of the file that defines a cached function, not of the
     files it calls into: after an edit to ``gates.py`` the cached kernels of ``cpu.py`` would
-    keep running the old cell math (``tests/test_kernel_cache.py`` shows it on a two-file
+    keep running the old cell math (``tests/kernels/test_cache.py`` shows it on a two-file
     package).  Here the cache is keyed on every source of the package instead.  It must run
     before the first kernel call (loading from the cache happens then, not at import).  The
     check and the drop hold the cache's lock (``cache_lock``), so of several processes started
