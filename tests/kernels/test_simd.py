@@ -1,12 +1,14 @@
 """kernels.simd: the LANES-lane vector type (kernels.isa) runs kernels.gates unchanged, lane by
 lane, and its whole-or-part moves touch exactly the lanes they are given."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from numba import njit
 
-from engine.kernels import ACT_FAST
+from engine.kernels import ACT_FAST, isa
 from engine.kernels.gates import lstm_cell_fwd_fast
-from engine.kernels.simd import LANES, load, load_upto, store, store_upto
+from engine.kernels.simd import LANES, load, load_upto, muladd, store, store_upto
 from tests.helpers import FAST_CELL_TOL
 
 F32 = np.float32
@@ -49,3 +51,59 @@ def test_whole_or_part_moves_touch_only_their_lanes(rng, n):
     want = np.full((1, 3 * LANES), 7.0, F32)
     want[0, 3:3 + n] = src[0, 3:3 + n]
     np.testing.assert_array_equal(dst, want)
+
+
+@njit
+def _muladd_scalars(x, y, z, out):
+    for k in range(x.size):
+        out[k] = muladd(x[k], y[k], z[k])
+
+
+@njit
+def _muladd_vectors(x, y, z, s, out):
+    """Row r: muladd of the rows as vectors, and of x's row with the scalar s[r] splat."""
+    for r in range(x.shape[0]):
+        store(out, 2 * r, 0, muladd(load(x, r, 0), load(y, r, 0), load(z, r, 0)))
+        store(out, 2 * r + 1, 0, muladd(load(x, r, 0), s[r], load(z, r, 0)))
+
+
+def _product_errors(x, y):
+    """(z, e): z = -round(x * y) and e = x * y + z exactly (the product's rounding error),
+    rounded once to x's dtype.  A fused multiply-add of (x, y, z) gives e; a multiply and an
+    add give 0."""
+    z = -(x * y)
+    e = [float(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c)))
+         for a, b, c in zip(x.ravel(), y.ravel(), z.ravel())]
+    return z, np.array(e).astype(x.dtype).reshape(x.shape)
+
+
+def _check_rounding(out, e, fused):
+    """One rounding (e) where the target has FMA, else e or the two roundings' 0."""
+    if fused:
+        np.testing.assert_array_equal(out, e)
+    else:
+        assert np.all((out == e) | (out == 0))
+
+
+def test_muladd_rounds_once_where_the_target_has_fma(rng):
+    """muladd (the cell math's x * y + z, kernels.gates) is one fused multiply-add on scalars
+    of both float dtypes and on vectors, a scalar splat beside them, so every compiled copy
+    of the cell rounds alike (kernels.KERNEL).  The AVX2 and AVX-512 paths have FMA; on
+    another target it may be a multiply and an add."""
+    fused = isa.ISA in ("avx512", "avx2")
+    for dtype in (np.float32, np.float64):
+        x, y = (rng.uniform(0.5, 2.0, 64).astype(dtype) for _ in range(2))
+        z, e = _product_errors(x, y)
+        assert np.count_nonzero(e) > 48  # the test can tell one rounding from two
+        out = np.empty_like(x)
+        _muladd_scalars(x, y, z, out)
+        _check_rounding(out, e, fused)
+    x, y = (rng.uniform(0.5, 2.0, (4, LANES)).astype(F32) for _ in range(2))
+    s = y[:, 0].copy()
+    out = np.empty((8, LANES), F32)
+    z, e = _product_errors(x, y)
+    _muladd_vectors(x, y, z, s, out)
+    _check_rounding(out[0::2], e, fused)
+    z, e = _product_errors(x, np.repeat(s[:, None], LANES, axis=1))
+    _muladd_vectors(x, y, z, s, out)
+    _check_rounding(out[1::2], e, fused)
