@@ -60,11 +60,12 @@ def _muladd_scalars(x, y, z, out):
 
 
 @njit
-def _muladd_vectors(x, y, z, s, out):
-    """Row r: muladd of the rows as vectors, and of x's row with the scalar s[r] splat."""
+def _muladd_vectors(x, y, z, s, z_s, out, out_s):
+    """Row r: muladd of the rows as vectors (out), and of x's row with the scalar s[r] splat
+    (out_s)."""
     for r in range(x.shape[0]):
-        store(out, 2 * r, 0, muladd(load(x, r, 0), load(y, r, 0), load(z, r, 0)))
-        store(out, 2 * r + 1, 0, muladd(load(x, r, 0), s[r], load(z, r, 0)))
+        store(out, r, 0, muladd(load(x, r, 0), load(y, r, 0), load(z, r, 0)))
+        store(out_s, r, 0, muladd(load(x, r, 0), s[r], load(z_s, r, 0)))
 
 
 def _product_errors(x, y):
@@ -100,10 +101,9 @@ def test_muladd_rounds_once_where_the_target_has_fma(rng):
         _check_rounding(out, e, fused)
     x, y = (rng.uniform(0.5, 2.0, (4, LANES)).astype(F32) for _ in range(2))
     s = y[:, 0].copy()
-    out = np.empty((8, LANES), F32)
     z, e = _product_errors(x, y)
-    _muladd_vectors(x, y, z, s, out)
-    _check_rounding(out[0::2], e, fused)
-    z, e = _product_errors(x, np.repeat(s[:, None], LANES, axis=1))
-    _muladd_vectors(x, y, z, s, out)
-    _check_rounding(out[1::2], e, fused)
+    z_s, e_s = _product_errors(x, np.repeat(s[:, None], LANES, axis=1))
+    out, out_s = np.empty_like(x), np.empty_like(x)
+    _muladd_vectors(x, y, z, s, z_s, out, out_s)
+    _check_rounding(out, e, fused)
+    _check_rounding(out_s, e_s, fused)
