@@ -57,13 +57,28 @@ def _training_pair(X_train, Y_train):
 def fit_linear_ar(X_train, Y_train):
     """Least-squares AR(W) with intercept, one output per horizon (no recursion).
 
-    X_train: (N, W) or (N, W, 1); Y_train: (N, H) or (N,).  Solved by np.linalg.lstsq, so a
-    rank-deficient design still gets the minimum-norm solution.
+    X_train: (N, W) or (N, W, 1); Y_train: (N, H) or (N,).  Solved by np.linalg.lstsq on
+    centred and scaled columns, so a rank-deficient design still gets the minimum-norm
+    solution and the fit does not depend on the data's units (``_standardise``).
     """
     X, Y = _training_pair(X_train, Y_train)
-    design = np.hstack([X, np.ones((len(X), 1))])
-    beta, *_ = np.linalg.lstsq(design, Y, rcond=None)
-    return LinearAR(coef=beta[:-1], intercept=beta[-1])
+    (mx, sx), (my, sy) = _standardise(X), _standardise(Y)
+    beta, *_ = np.linalg.lstsq((X - mx) / sx, (Y - my) / sy, rcond=None)
+    coef = beta / sx[:, None] * sy
+    return LinearAR(coef=coef, intercept=my - mx @ coef)
+
+
+def _standardise(A):
+    """Each column's mean and standard deviation (1 where a column is constant).
+
+    lstsq drops the directions whose singular values fall below a cut-off relative to the
+    largest (rcond), so raw columns far apart in scale lose the smaller ones: values around
+    1e-15 beside the intercept's column of ones were fitted as their mean alone, and a level
+    of 1e12 that varies by 1 buried the variation.  Centred columns of unit spread make the
+    fit the same in any units, with the intercept recovered from the means.
+    """
+    std = A.std(axis=0)
+    return A.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
 def fit_level_free_ar(X_train, Y_train):

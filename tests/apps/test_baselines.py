@@ -59,6 +59,30 @@ def test_linear_ar_beats_persistence_on_mean_reverting_series(rng):
     assert np.all(ar < persistence)
 
 
+@pytest.mark.parametrize("fit", [bl.fit_linear_ar, bl.fit_level_free_ar])
+@pytest.mark.parametrize("scale, offset", [(1e-30, 0.0), (1e-15, 0.0), (1e25, 0.0),
+                                           (1.0, 1e9), (1e-3, 5.0)])
+def test_linear_ars_fit_the_same_in_any_units(fit, scale, offset, rng):
+    """The same series in other units (scale * x + offset) gets the same forecasts in those
+    units: lstsq's cut-off is relative, so raw values around 1e-15 beside the intercept's
+    column of ones, or a level of 1e9 varying by 1, once lost their variation to it."""
+    t = np.arange(800)
+    x = simulate_ar(rng, np.array([0.9]), 0.0, T=800) + 3 * np.sin(2 * np.pi * t / 12)
+    X, Y = make_windows(x, window=24, horizon=3)
+    expected = fit(X[:500], Y[:500]).predict(X[500:])
+    got = fit(scale * X[:500] + offset, scale * Y[:500] + offset).predict(scale * X[500:] + offset)
+    np.testing.assert_allclose((got - offset) / scale, expected, rtol=0, atol=1e-6 * np.ptp(x))
+
+
+def test_linear_ar_keeps_an_input_in_far_smaller_units(rng):
+    """Several inputs (the ARX): a second input in units 1e14 times smaller than the first
+    still gets its weight."""
+    a, b = rng.normal(size=(2, 300))
+    y = 0.5 * a + 2.0 * b + rng.normal(0, 0.01, size=300)
+    model = bl.fit_linear_ar(np.stack([a, 1e-14 * b], axis=1), y)
+    np.testing.assert_allclose(model.coef[:, 0] * [1, 1e-14], [0.5, 2.0], atol=0.01)
+
+
 def test_linear_ar_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="3 windows but Y_train 2"):
         bl.fit_linear_ar(np.zeros((3, 2)), np.zeros((2, 1)))
