@@ -365,6 +365,23 @@ def test_the_choice_never_looks_at_the_test_period(tmp_path):
     assert second["test_rmse_mean"]["model"] != first["test_rmse_mean"]["model"]
 
 
+@pytest.mark.parametrize("scale", [1e-20, 1e20])
+def test_the_command_chooses_the_same_in_any_units(scale, tmp_path):
+    """The same series in other units gets the same choice and the same errors in those units:
+    the networks read standardised values and the linear fits solve on standardised columns.
+    Float32 networks may round differently, so the errors agree to 1e-3, not to the bit."""
+    rng = np.random.default_rng(4)
+    t = np.arange(300)
+    y = 20 + np.cumsum(rng.normal(0, 0.5, len(t))) + 3 * np.sin(2 * np.pi * t / 12)
+    runs = [forecast.run(csv=str(_csv(tmp_path / f"{k}.csv", k * y)), column="y", window=24,
+                         horizon=4, **TINY) for k in (1.0, scale)]
+    assert runs[1]["chosen"] == runs[0]["chosen"]
+    for name, value in runs[0]["val_rmse_mean"].items():
+        assert runs[1]["val_rmse_mean"][name] / scale == pytest.approx(value, rel=1e-3), name
+    assert runs[1]["model_vs_best_baseline"] == pytest.approx(runs[0]["model_vs_best_baseline"],
+                                                              rel=1e-3)
+
+
 @pytest.mark.parametrize("shape", ["trend", "sine"])
 def test_default_command_forecasts_a_pure_trend_and_a_pure_sine(shape, tmp_path):
     t = np.arange(150, dtype=np.float64)
