@@ -73,9 +73,10 @@ def _standardise(A):
 
     lstsq drops the directions whose singular values fall below a cut-off relative to the
     largest (rcond), so raw columns far apart in scale lose the smaller ones: values around
-    1e-15 beside the intercept's column of ones were fitted as their mean alone, and a level
-    of 1e12 that varies by 1 buried the variation.  Centred columns of unit spread make the
-    fit the same in any units, with the intercept recovered from the means.
+    1e-15 beside the intercept's column of ones were fitted as their mean alone (rank 1), and
+    values around 1e25, or a level of 1e9 that varies by 1, lost the intercept (the fit's
+    coefficients then summed to 1: no mean to revert to).  Centred columns of unit spread make
+    the fit the same in any units, with the intercept recovered from the means.
     """
     std = A.std(axis=0)
     return A.mean(axis=0), np.where(std > 0, std, 1.0)
