@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.apps.windows import StandardScaler
+
 
 def _as_windows(X):
     """(N, W) or (N, W, 1) -> float64 (N, W)."""
@@ -58,28 +60,19 @@ def fit_linear_ar(X_train, Y_train):
     """Least-squares AR(W) with intercept, one output per horizon (no recursion).
 
     X_train: (N, W) or (N, W, 1); Y_train: (N, H) or (N,).  Solved by np.linalg.lstsq on
-    centred and scaled columns, so a rank-deficient design still gets the minimum-norm
-    solution and the fit does not depend on the data's units (``_standardise``).
+    standardised columns, so a rank-deficient design still gets the minimum-norm solution and
+    the fit does not depend on the data's units.  lstsq drops the directions whose singular
+    values fall below a cut-off relative to the largest (rcond), so raw columns far apart in
+    scale lose the smaller ones: values around 1e-15 beside the intercept's column of ones
+    were fitted as their mean alone (rank 1), and values around 1e25, or a level of 1e9 that
+    varies by 1, lost the intercept (the coefficients then summed to 1: no mean to revert
+    to).  The intercept is recovered from the means.
     """
     X, Y = _training_pair(X_train, Y_train)
-    (mx, sx), (my, sy) = _standardise(X), _standardise(Y)
-    beta, *_ = np.linalg.lstsq((X - mx) / sx, (Y - my) / sy, rcond=None)
-    coef = beta / sx[:, None] * sy
-    return LinearAR(coef=coef, intercept=my - mx @ coef)
-
-
-def _standardise(A):
-    """Each column's mean and standard deviation (1 where a column is constant).
-
-    lstsq drops the directions whose singular values fall below a cut-off relative to the
-    largest (rcond), so raw columns far apart in scale lose the smaller ones: values around
-    1e-15 beside the intercept's column of ones were fitted as their mean alone (rank 1), and
-    values around 1e25, or a level of 1e9 that varies by 1, lost the intercept (the fit's
-    coefficients then summed to 1: no mean to revert to).  Centred columns of unit spread make
-    the fit the same in any units, with the intercept recovered from the means.
-    """
-    std = A.std(axis=0)
-    return A.mean(axis=0), np.where(std > 0, std, 1.0)
+    sx, sy = StandardScaler().fit(X), StandardScaler().fit(Y)
+    beta, *_ = np.linalg.lstsq(sx.transform(X), sy.transform(Y), rcond=None)
+    coef = beta / sx.scale_[:, None] * sy.scale_
+    return LinearAR(coef=coef, intercept=sy.mean_ - sx.mean_ @ coef)
 
 
 def fit_level_free_ar(X_train, Y_train):
