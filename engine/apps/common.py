@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.apps.datasets import MISSING_POLICIES, missing_code
+
 
 class AppError(ValueError):
     """A problem with the user's data or options: the CLI prints the message and exits 2;
@@ -73,6 +75,28 @@ class Number:
         if not math.isfinite(number) or low_bad or (self.high is not None and number > self.high):
             raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {value!r}")
         return number
+
+
+class Numbers(Number):
+    """An argparse ``type`` for finite numbers separated by commas ("-999.99,9999"), as a
+    tuple of floats; from Python, a number or a sequence of numbers."""
+
+    def __init__(self):
+        super().__init__(float)
+
+    def describe(self):
+        return "finite numbers separated by commas, as -999.99,9999"
+
+    def __call__(self, value):
+        if isinstance(value, str):
+            items = value.split(",")
+        elif isinstance(value, (list, tuple)):
+            items = value
+        else:
+            items = [value]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {value!r}")
+        return tuple(super(Numbers, self).__call__(item) for item in items)
 
 
 POSITIVE = Number(float, low=0, low_open=True)  # learning rates, budgets, temperatures
@@ -306,6 +330,34 @@ def report_missing(args, counts, report):
         report("missing values: " + ", ".join(f"{n} in {c!r}" for c, n in counts.items())
                + f", {done}")
     return counts
+
+
+def add_missing_arguments(parser):
+    """--missing and --na-values: what marks a missing value in the user's CSV, and what to do
+    with one."""
+    parser.add_argument("--missing", choices=MISSING_POLICIES, default="error",
+                        help="missing values (empty, NA, NaN, ?, --na-values): stop with an "
+                             "error naming the first (default), drop their rows, or "
+                             "interpolate them linearly")
+    parser.add_argument("--na-values", type=Numbers(), default=None, metavar="V[,V...]",
+                        help="numbers that mark a missing value in the file: --na-values "
+                             "-999.99, or --na-values=-999.99,-9999 for several (with the =, "
+                             "a list that starts with - is not read as an option)")
+
+
+def warn_missing_codes(args, values, columns):
+    """Print ``warning: ...`` on stderr for each column of ``values`` (T, C) holding a number
+    that looks like a missing-value code (``missing_code``) that --na-values does not name:
+    it would be read as data."""
+    for name, column in zip(columns, np.asarray(values).reshape(len(values), -1).T):
+        code = missing_code(column)
+        if code is None:
+            continue
+        value, count, low, high = code
+        print(f"warning: {args.csv}: column {name!r} holds {value:g} in {count} "
+              f"row{'s' if count > 1 else ''}, far outside its other values ({low:g} to "
+              f"{high:g}): if that marks missing values, give --na-values {value:g} (with "
+              "--missing drop or interpolate)", file=sys.stderr)
 
 
 def saved_setting(args, model, key, check, add_arguments):

@@ -155,6 +155,7 @@ class CsvTable:
     rows: list
     lines: list
     header_line: int = 1
+    na_values: tuple = ()  # numbers that mark a missing cell, beside MISSING_TOKENS
 
     def column(self, name):
         """Index of the column called ``name``; a missing one lists those available."""
@@ -184,40 +185,65 @@ def _looks_like_value(cell):
     return np.isfinite(number) and not re.fullmatch(r"[+-]?\d+", cell)
 
 
-def read_csv_table(path):
+def read_csv_table(path, na_values=()):
     """Read a CSV file with a header row into a CsvTable of stripped strings.
 
     UTF-8 or latin-1, optionally gzipped (``*.gz``).  Fields are separated by commas, or by
-    semicolons or tabs when the header row has those and no comma.  Blank lines are skipped.
-    A row with a different number of fields than the header raises.
+    semicolons or tabs when the header row has those and no comma.  Blank lines are skipped,
+    and so are lines starting with ``#`` before the header (notes, as NOAA's and many
+    instruments' files open with), unless the header is one of them: when the first other
+    line holds values, the last such line with as many fields, its ``#`` dropped, names the
+    columns (``numpy.savetxt(header=...)`` writes the header so).  A row with a different
+    number of fields than the header raises.  ``na_values``: numbers that mark missing cells
+    (such as -999.99), beside MISSING_TOKENS.
     """
     path = Path(path)
     text = _decode(path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     header, header_line = None, 1
-    rows, lines = [], []
+    comments, rows, lines = [], [], []
     for row in _csv_rows(path, reader):
         line = reader.line_num
         if not any(field.strip() for field in row):
             continue
         row = [field.strip() for field in row]
-        if header is None:
-            header, header_line = row, line
+        if header is None and row[0].startswith("#"):
+            comments.append((row, line))
+        elif header is None:
+            header, header_line = _header(row, line, comments)
+            if header is not row:  # the header was a comment: this row is data
+                rows.append(row)
+                lines.append(line)
         elif len(row) != len(header):
             _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
         else:
             rows.append(row)
             lines.append(line)
     if header is None:
-        _fail(path, 1, "empty file: expected a header row")
-    return CsvTable(path, header, rows, lines, header_line)
+        _fail(path, 1, "empty file: expected a header row"
+                       + (" (lines starting with # are comments)" if comments else ""))
+    return CsvTable(path, header, rows, lines, header_line, tuple(na_values))
+
+
+def _header(row, line, comments):
+    """(header, its line) for ``row``, the first line after the ``comments`` (rows and lines
+    of the ``#`` lines before it): the row itself, unless it holds values and a comment has
+    as many fields, the last of which then names the columns."""
+    if comments and any(_looks_like_value(cell) for cell in row):
+        for comment, comment_line in reversed(comments):
+            if len(comment) == len(row):
+                return [comment[0].lstrip("#").strip()] + comment[1:], comment_line
+    return row, line
 
 
 def _delimiter(text):
-    """The field separator the header row (the first line with text) shows: a comma, unless
+    """The field separator the header row (the first line with text not starting with ``#``)
+    shows: a comma, unless
     it has none and has semicolons (as spreadsheets write CSV where the comma is the decimal
     point) or tabs."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
+    texts = [line for line in text.splitlines() if line.strip()]
+    header = next((line for line in texts if not line.lstrip().startswith("#")),
+                  texts[0] if texts else "")
     if "," not in header:
         for sep in ";\t":
             if sep in header:
@@ -230,12 +256,14 @@ MISSING_POLICIES = ("error", "drop", "interpolate")
 MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "?"}
 
 
-def _fill_missing(path, lines, cells, what, missing):
+def _fill_missing(path, lines, cells, what, missing, na_values=()):
     """(kept row indices, float64 values, how many cells were missing) of ``cells`` under the
-    ``missing`` policy."""
+    ``missing`` policy; a cell is missing when MISSING_TOKENS holds it or it is one of the
+    numbers ``na_values``."""
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
-    gaps = [i for i, cell in enumerate(cells) if cell.strip().lower() in MISSING_TOKENS]
+    gaps = [i for i, cell in enumerate(cells)
+            if cell.strip().lower() in MISSING_TOKENS or _number_in(cell, na_values)]
     if gaps and missing == "error":
         _fail(path, lines[gaps[0]], f"missing value {cells[gaps[0]]!r} in {what} ({len(gaps)} "
                                     "missing in all): give --missing drop or --missing "
@@ -251,6 +279,38 @@ def _fill_missing(path, lines, cells, what, missing):
     return np.arange(len(cells)), np.interp(np.arange(len(cells)), known, values), len(gaps)
 
 
+def missing_code(values):
+    """(value, rows, low, high) when ``values`` hold a number written with nines alone (-99,
+    999.9, -9999, -999.99: the codes that data sets write for a missing value) that lies
+    farther outside the range [low, high] of the other values than that range is wide; None
+    otherwise.  Such a number is read as data unless named by ``na_values``."""
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        return None
+    for value in (values.min(), values.max()):  # only an extreme lies outside the others
+        digits = f"{abs(value):.10g}".replace(".", "")
+        if len(digits) < 2 or set(digits) != {"9"}:
+            continue
+        others = values[values != value]
+        if others.size < 2:
+            continue
+        low, high = others.min(), others.max()
+        if max(low - value, value - high) > high - low:
+            return float(value), int((values == value).sum()), float(low), float(high)
+    return None
+
+
+def _number_in(cell, numbers):
+    """True when ``cell`` reads as a number equal to one of ``numbers`` ('-999.990' is
+    -999.99)."""
+    if not numbers:
+        return False
+    try:
+        return float(cell) in numbers
+    except ValueError:
+        return False
+
+
 def _csv_rows(path, reader):
     """The rows of ``reader``; the csv module's errors (a field over its size limit, a NUL)
     as ``FILE:LINE: problem``."""
@@ -263,16 +323,17 @@ def _csv_rows(path, reader):
             _fail(path, reader.line_num, f"not readable as CSV: {e}")
 
 
-def read_csv_series(path, column, min_length=2, missing="error"):
+def read_csv_series(path, column, min_length=2, missing="error", na_values=()):
     """A univariate numeric series: column ``column`` of a CSV file with a header row.
 
     Returns float64 (T,), in file order.  Raises ValueError naming the file and line for a
     missing column (listing those available), a non-numeric cell (quoted), or fewer than
-    ``min_length`` values.  Missing values (empty cells, NA, NaN, null, ?) follow ``missing``
-    (``MISSING_POLICIES``): "error" names the first one's line and their count, "drop" leaves
-    their rows out, "interpolate" fills them linearly from their neighbours.
+    ``min_length`` values.  Missing values (empty cells, NA, NaN, null, ?, and the numbers
+    ``na_values``) follow ``missing`` (``MISSING_POLICIES``): "error" names the first one's
+    line and their count, "drop" leaves their rows out, "interpolate" fills them linearly
+    from their neighbours.
     """
-    return _series_column(read_csv_table(path), column, min_length, missing)[1]
+    return _series_column(read_csv_table(path, na_values), column, min_length, missing)[1]
 
 
 def _series_column(table, column, min_length, missing, purpose=None):
@@ -280,7 +341,7 @@ def _series_column(table, column, min_length, missing, purpose=None):
     policy, at least ``min_length`` values (``purpose``: why so many, for the error)."""
     j = table.column(column)
     keep, values, gaps = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
-                                       f"column {column!r}", missing)
+                                       f"column {column!r}", missing, table.na_values)
     if len(values) < min_length:
         _fail(table.path, table.lines[-1] if table.lines else 1,
               f"series too short: column {column!r} has {len(values)} values, at least "
@@ -322,10 +383,11 @@ class DatedTable(NamedTuple):
 
 
 def read_dated_table(path, columns, date_column=None, min_length=2, missing="error",
-                     date_format=None, unit="D", purpose=None):
+                     date_format=None, unit="D", purpose=None, na_values=()):
     """``read_dated_columns``, with how many cells of each column were missing; ``purpose``
-    says why ``min_length`` values are needed when there are fewer."""
-    table = read_csv_table(path)
+    says why ``min_length`` values are needed when there are fewer; ``na_values`` as
+    ``read_csv_table``."""
+    table = read_csv_table(path, na_values)
     parts = [_series_column(table, c, min_length, missing, purpose) for c in columns]
     gaps = {c: part[2] for c, part in zip(columns, parts)}
     rows = parts[0][0]
@@ -483,7 +545,7 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     order = np.argsort(dates, kind="stable")
     cells = [rows_lines[i][0][price_col] for i in order]
     keep, close, gaps = _fill_missing(path, lines[order].tolist(), cells,
-                                      f"column {price_name!r}", missing)
+                                      f"column {price_name!r}", missing, table.na_values)
     dates, lines = dates[order[keep]], lines[order[keep]]  # in date order from here on
     bad = np.flatnonzero(~(close > 0))
     if bad.size:
@@ -500,7 +562,7 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
 
 
 def read_price_csv(path, date_column=None, price_column=None, min_length=2, missing="error",
-                   date_format=None):
+                   date_format=None, na_values=()):
     """A daily price series from a CSV file with a header row, sorted by date.
 
     date_column:  default the first column named like Date / Datetime / Timestamp / Time / Day
@@ -510,7 +572,7 @@ def read_price_csv(path, date_column=None, price_column=None, min_length=2, miss
     must be positive, missing ones follow ``missing`` (``read_csv_series``); a date may not
     repeat.  Returns a PriceSeries named after the file.
     """
-    table = read_csv_table(path)
+    table = read_csv_table(path, na_values)
     date_col = _pick_column(table, date_column, DATE_COLUMNS, "date")
     price_col = _pick_column(table, price_column, PRICE_COLUMNS, "price")
     return _price_series(table, list(zip(table.rows, table.lines)), table.path.stem,

@@ -46,10 +46,11 @@ import numpy as np
 from engine.apps.baselines import (HoltWinters, LinearAR, fit_holt_winters, fit_level_free_ar,
                                    fit_linear_ar, persistence_forecast, rmse_per_horizon)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
-                                add_load_argument, fit_early_stopping, load_saved, parse_options,
-                                report_missing, save_model, saved_setting, saved_value, user_data,
+                                add_load_argument, add_missing_arguments, fit_early_stopping,
+                                load_saved, parse_options, report_missing, save_model,
+                                saved_setting, saved_value, user_data, warn_missing_codes,
                                 write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_sunspots, read_dated_table
+from engine.apps.datasets import load_sunspots, read_dated_table
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -109,9 +110,7 @@ def add_arguments(p):
     p.add_argument("--epoch-windows", type=COUNT, default=None, metavar="N",
                    help="train each epoch on N windows, taken in turn (default: all): a long "
                         "series' run is shorter, its networks see fewer passes")
-    p.add_argument("--missing", choices=MISSING_POLICIES, default="error",
-                   help="missing values (empty, NA, NaN, ?): stop with an error naming the first "
-                        "(default), drop their rows, or interpolate them linearly")
+    add_missing_arguments(p)
     add_load_argument(p)
 
 
@@ -174,7 +173,9 @@ def load_series(args):
         needed, why = min_length(args)
         values, dates, missing = read_dated_table(args.csv, columns, args.date_column, needed,
                                                   args.missing, args.date_format,
-                                                  "m" if args.calendar else "D", why)
+                                                  "m" if args.calendar else "D", why,
+                                                  args.na_values or ())
+    warn_missing_codes(args, values, columns)
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return values, f"{args.csv}:{target}{others}", dates, columns, missing
 

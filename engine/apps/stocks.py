@@ -19,9 +19,10 @@ import engine
 from engine.apps.baselines import (directional_accuracy, majority_direction_accuracy, mean_forecast,
                                    mse, zero_forecast)
 from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_load_argument,
-                                fit_early_stopping, load_saved, parse_options, report_missing,
-                                save_model, saved_setting, saved_value, user_data, write_outputs)
-from engine.apps.datasets import MISSING_POLICIES, load_stocks, read_price_csv
+                                add_missing_arguments, fit_early_stopping, load_saved,
+                                parse_options, report_missing, save_model, saved_setting,
+                                saved_value, user_data, warn_missing_codes, write_outputs)
+from engine.apps.datasets import load_stocks, read_price_csv
 from engine.apps.windows import (StandardScaler, chronological_split, log_returns,
                                  min_split_size, realised_volatility)
 
@@ -50,9 +51,7 @@ def add_arguments(p):
     p.add_argument("--lr", type=POSITIVE, default=1e-3)
     p.add_argument("--batch-size", type=COUNT, default=64)
     p.add_argument("--patience", type=COUNT, default=6)
-    p.add_argument("--missing", choices=MISSING_POLICIES, default="error",
-                   help="missing values (empty, NA, NaN, ?): stop with an error naming the first "
-                        "(default), drop their rows, or interpolate them linearly")
+    add_missing_arguments(p)
     add_load_argument(p)
 
 
@@ -61,8 +60,10 @@ def load_prices(args):
     need = args.window + VOL_DAYS + 20
     with user_data():
         if args.csv:
-            return read_price_csv(args.csv, args.date_column, args.price_column, need,
-                                  args.missing, args.date_format)
+            prices = read_price_csv(args.csv, args.date_column, args.price_column, need,
+                                    args.missing, args.date_format, args.na_values or ())
+            warn_missing_codes(args, prices.close, list(prices.missing))
+            return prices
         return load_stocks(args.ticker)
 
 

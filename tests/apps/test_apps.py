@@ -540,6 +540,33 @@ def test_load_refuses_settings_the_saved_model_fixes(series_csv, prices_csv, tmp
 
 
 # ------------------------------------------------------------------------ data as users have it
+def test_forecast_reads_a_noaa_style_file_and_its_missing_value_code(series_csv, tmp_path,
+                                                                     capsys):
+    """Notes starting with # before the header, -999.99 for a missing value: read as data
+    with a warning naming --na-values, and as missing with it."""
+    lines = series_csv.read_text().splitlines()
+    for i in (7, 40, 41):
+        lines[i] = lines[i].split(",")[0] + ",-999.99"
+    noaa = tmp_path / "noaa.csv"
+    noaa.write_text("# Weekly averages, in ppm\n#\n" + "\n".join(lines) + "\n")
+    argv = dict(csv=str(noaa), column="level", window=12, horizon=3, **FTINY)
+    forecast.run(**argv)
+    err = capsys.readouterr().err
+    assert (f"warning: {noaa}: column 'level' holds -999.99 in 3 rows, far outside its other "
+            "values" in err and "give --na-values -999.99" in err), err
+    m = forecast.run(na_values=-999.99, missing="interpolate", **argv)
+    assert m["missing_values"] == {"level": 3} and "warning" not in capsys.readouterr().err
+    assert main(["forecast", "--csv", str(noaa), "--column", "level", "--na-values",
+                 "-999.99"]) == 2
+    assert f"{noaa}:10: missing value '-999.99'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse's own exit, status 2
+        main(["forecast", "--csv", str(noaa), "--column", "level", "--na-values=-999.99,none"])
+    assert exc.value.code == 2
+    assert "--na-values: expected finite numbers separated by commas" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--na-values: expected finite numbers"):
+        forecast.run(na_values=[float("nan")], **argv)
+
+
 def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_csv, tmp_path,
                                                            capsys):
     lines = series_csv.read_text().splitlines()

@@ -364,6 +364,65 @@ def test_missing_values_error_drop_or_interpolate(tmp_path):
         ds.read_csv_series(path, "v", missing="zero")
 
 
+def test_na_values_mark_missing_numbers_as_written_or_not(tmp_path):
+    path = write(tmp_path, "s.csv", "t,v\n0,1.5\n1,-999.99\n2,4.5\n3,-999.990\n4,-99\n"
+                                    "5,7.5\n")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "v"),  # read as data by default
+                                  [1.5, -999.99, 4.5, -999.99, -99.0, 7.5])
+    with raises_at(path, 3, "missing value '-999.99'", "2 missing in all", "--missing"):
+        ds.read_csv_series(path, "v", na_values=(-999.99,))
+    np.testing.assert_array_equal(
+        ds.read_csv_series(path, "v", missing="drop", na_values=(-999.99, -99.0)), [1.5, 4.5, 7.5])
+    np.testing.assert_allclose(
+        ds.read_csv_series(path, "v", missing="interpolate", na_values=(-999.99,)),
+        [1.5, 3.0, 4.5, -47.25, -99.0, 7.5])
+    prices = write(tmp_path, "p.csv", "Date,Close\n2020-01-02,10\n2020-01-01,-1\n"
+                                      "2020-01-03,12\n")
+    np.testing.assert_array_equal(ds.read_price_csv(prices, missing="drop",
+                                                    na_values=(-1.0,)).close, [10.0, 12.0])
+
+
+@pytest.mark.parametrize("values, code", [
+    ([315.2, -999.99, 316.0, 317.5, -999.99], (-999.99, 2, 315.2, 317.5)),
+    ([3.0, 1.0, 9999.0, 2.0], (9999.0, 1, 1.0, 3.0)),
+    ([0.5, -99.9, 0.7, 0.6], (-99.9, 1, 0.5, 0.7)),
+    ([10.0, 20.0, 99.0, 60.0], None),     # outside, but by less than the others' range
+    ([97.0, 98.0, 99.0, 99.9], None),     # within the others' range
+    ([0.5, 0.999, 0.7], None),            # nines after a zero: a value, not a code
+    ([1.0, 2.0, 9.0], None),              # one nine
+    ([-99.0, -99.0], None),               # nothing else to compare with
+    ([], None)])
+def test_missing_code_spots_nines_far_outside_the_other_values(values, code):
+    assert ds.missing_code(np.array(values)) == code
+
+
+def test_comment_lines_before_the_header_are_skipped(tmp_path):
+    noaa = write(tmp_path, "co2.csv", "# ------\n# USE OF NOAA GML DATA, please cite\n#\n"
+                                      "year,month,average\n1974,5,333.37\n1974,6,332.95\n")
+    np.testing.assert_array_equal(ds.read_csv_series(noaa, "average"), [333.37, 332.95])
+    with raises_at(noaa, 4, "no column 'co2'", "'average'"):  # the header's own line
+        ds.read_csv_series(noaa, "co2")
+    ragged = write(tmp_path, "r.csv", noaa.read_text() + "1974,7\n")
+    with raises_at(ragged, 7, "2 fields, but the header has 3"):
+        ds.read_csv_series(ragged, "average")
+    with raises_at(tmp_path / "c.csv", 1, "empty file", "lines starting with # are comments"):
+        ds.read_csv_series(write(tmp_path, "c.csv", "# only notes\n"), "v")
+    tabs = write(tmp_path, "t.tsv", "# a note, with a comma\nyear\tv\n1\t2.5\n2\t3.5\n")
+    np.testing.assert_array_equal(ds.read_csv_series(tabs, "v"), [2.5, 3.5])
+
+
+def test_a_header_written_as_a_comment_names_the_columns(tmp_path):
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(5, 2))
+    path = tmp_path / "saved.csv"
+    np.savetxt(path, data, delimiter=",", header="x,level", comments="# ")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "level"), data[:, 1])
+    np.savetxt(path, data, delimiter=",", header="made by a script\nx,level")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "x"), data[:, 0])
+    names = write(tmp_path, "n.csv", "# a,b\nx,level\n1,2.5\n2,3.5\n")  # the names row wins
+    np.testing.assert_array_equal(ds.read_csv_series(names, "level"), [2.5, 3.5])
+
+
 def test_price_dates_in_common_forms_and_missing_prices_in_date_order(tmp_path):
     path = write(tmp_path, "p.csv", "Date,Close\n01/06/1999 16:00,4\n1/4/1999,2\n"
                                     "01/05/1999,\n")
