@@ -29,8 +29,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 
 # Column names tried, in order, when read_price_csv is not told which column to use.
 DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "day", "week", "month", "quarter")
-PRICE_COLUMNS = ("adj close", "adj_close", "adjclose", "adjusted close", "adjusted_close",
-                 "close", "price", "value")
+# Names match ignoring case, spaces, underscores, hyphens and dots ("Date Time", "Adj. Close").
+PRICE_COLUMNS = ("adj close", "adjusted close", "close", "price", "value")
 
 
 def _fail(path, line, problem):
@@ -398,8 +398,8 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
               f"too few rows: {len(rows)} have a value in every one of {list(columns)}, at "
               f"least {min_length} needed{_why(purpose)}")
     values = np.stack([v[np.isin(keep, rows)] for keep, v, _ in parts], axis=1)
-    lowered = [name.lower() for name in table.header]
-    guess = next((table.header[lowered.index(n)] for n in DATE_COLUMNS if n in lowered), None)
+    guess = _guess_column(table.header, DATE_COLUMNS)
+    guess = None if guess is None else table.header[guess]
     name = date_column or guess
     if name is None:
         return DatedTable(values, None, gaps)
@@ -450,14 +450,27 @@ class PriceSeries:
     missing: dict = field(default_factory=dict)
 
 
+def _plain_name(name):
+    """A column name as the guesses compare it: lower case, no spaces, underscores, hyphens
+    or dots ("Date Time" and "date_time" are "datetime")."""
+    return re.sub(r"[\s_.\-]", "", name.lower())
+
+
+def _guess_column(header, preferred):
+    """The index of the first name of ``preferred`` in ``header`` (compared as _plain_name),
+    or None."""
+    plain = [_plain_name(name) for name in header]
+    return next((plain.index(_plain_name(n)) for n in preferred if _plain_name(n) in plain),
+                None)
+
+
 def _pick_column(table, given, preferred, what):
-    """The index of ``given``, or of the first header matching ``preferred`` (case-insensitive)."""
+    """The index of ``given``, or of the first header matching ``preferred`` (_plain_name)."""
     if given is not None:
         return table.column(given)
-    lowered = [name.lower() for name in table.header]
-    for name in preferred:
-        if name in lowered:
-            return lowered.index(name)
+    guess = _guess_column(table.header, preferred)
+    if guess is not None:
+        return guess
     _fail(table.path, table.header_line,
           f"no {what} column found (looked for {list(preferred)}); "
           f"available columns: {table.header}; name one explicitly{table.header_hint()}")

@@ -151,6 +151,17 @@ def test_read_price_csv_defaults_and_sorting(tmp_path):
     np.testing.assert_array_equal(p.close, [4.0, 4.5, 5.0])  # Adj Close preferred over Close
 
 
+@pytest.mark.parametrize("date, price", [("date_time", "adj_close"), ("Date Time", "Adj. Close"),
+                                         ("TIMESTAMP", "adjusted-close")])
+def test_date_and_price_columns_are_found_however_the_name_is_written(tmp_path, date, price):
+    path = write(tmp_path, "p.csv", f"{date},Close,{price}\n01.01.2009 00:10:00,9,4\n"
+                                    "02.01.2009 00:10:00,9,4.5\n")
+    np.testing.assert_array_equal(ds.read_price_csv(path).close, [4.0, 4.5])
+    values, dates = ds.read_dated_series(path, "Close")
+    np.testing.assert_array_equal(dates, np.array(["2009-01-01", "2009-01-02"],
+                                                  dtype="datetime64[D]"))
+
+
 def test_read_price_csv_explicit_columns_and_times(tmp_path):
     path = write(tmp_path, "p.csv", "when,px\n2020-01-01 16:00:00,3\n2020-01-02 16:00:00,4\n")
     p = ds.read_price_csv(path, date_column="when", price_column="px")
