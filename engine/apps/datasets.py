@@ -717,13 +717,32 @@ def _ts_data_line(path, line, text, n_channels):
         _fail(path, line, "no ':' in the line: expected channels then ':' and the label")
     if n_channels is not None and len(channels) != n_channels:
         _fail(path, line, f"{len(channels)} channels, expected {n_channels}")
-    arrays = [_floats(path, line, ch, f"channel {c + 1}") for c, ch in enumerate(channels)]
+    arrays = [_channel(path, line, ch, c + 1) for c, ch in enumerate(channels)]
     lengths = [len(a) for a in arrays]
     if min(lengths) != max(lengths):
         c = int(np.argmax(np.array(lengths) != lengths[0]))
         _fail(path, line, f"inconsistent channel lengths: channel 1 has {lengths[0]} values, "
                           f"channel {c + 1} has {lengths[c]}")
     return np.stack(arrays, axis=1), label.strip()
+
+
+def _channel(path, line, text, number):
+    """One channel of a .ts data line as float64.  Missing values ('?', NaN, as files with
+    '@missing true' write them) at its end are padding to a common length and are dropped;
+    one before a value stops with its step, as the classifier needs every value."""
+    tokens = [token.strip() for token in text.split(",")]
+    end = len(tokens)
+    while end and tokens[end - 1].lower() in MISSING_TOKENS:
+        end -= 1
+    gap = next((t for t in range(end) if tokens[t].lower() in MISSING_TOKENS), None)
+    if gap is not None:
+        _fail(path, line, f"missing value {tokens[gap]!r} at step {gap + 1} of channel "
+                          f"{number}: the classifier needs every value of a sequence (only "
+                          "missing values at its end, padding, are dropped); fill the gaps "
+                          "first, for example by linear interpolation")
+    if not end:
+        _fail(path, line, f"channel {number} has no values")
+    return _floats(path, line, ",".join(tokens[:end]), f"channel {number}")
 
 
 def read_ts(path, class_names=None):
@@ -734,9 +753,12 @@ def read_ts(path, class_names=None):
     The class list is ``class_names`` when given (pass the training set's for a test set),
     else the one declared by '@classLabel true ...', else the distinct labels found.
 
+    Missing values ('?', NaN) at the end of a channel are padding and are dropped.
+
     Returns (X, y, class_names): X a list of N float64 arrays (T_i, C); y int64 (N,) indices
     into class_names.  Raises ValueError naming file and line for a missing '@data', a wrong
-    channel count, channels of unequal length, a non-numeric value or an unknown label.
+    channel count, channels of unequal length, a missing value before a channel's end, a
+    non-numeric value or an unknown label.
     """
     path = Path(path)
     header, X, labels, lines = _TsHeader(), [], [], []

@@ -286,6 +286,19 @@ def test_read_ts_test_set_uses_train_classes(tmp_path):
         ds.read_ts(path, class_names=["z"])
 
 
+def test_read_ts_drops_missing_values_padding_a_channel_and_names_a_gap(tmp_path):
+    path = write(tmp_path, "toy.ts", "@missing true\n@data\n1.5,2,?,NaN:4,5,?,?:a\n7:9,nan:b\n")
+    X, y, _ = ds.read_ts(path)
+    np.testing.assert_array_equal(X[0], [[1.5, 4], [2, 5]])
+    np.testing.assert_array_equal(X[1], [[7, 9]])
+    path = write(tmp_path, "toy.ts", "@missing true\n@data\n1.5,2,?,NaN:4,5,?,?:a\n7,?:9,10:b\n")
+    gap = write(tmp_path, "gap.ts", "@missing true\n@data\n1,2:3,4:a\n1,?,3:4,5,6:b\n")
+    with raises_at(gap, 4, "missing value '?' at step 2 of channel 1", "fill the gaps"):
+        ds.read_ts(gap)
+    with raises_at(path, 4, "channel 1 has 1 values, channel 2 has 2"):  # padding dropped
+        ds.read_ts(path)
+
+
 # Bad files for read_ts: (name, content, line reported, words in the message, call)
 BAD_READ_TS = [
     pytest.param("toy.ts", TS_HEADER + "1,2:3,4:a\n1,2:3,4:d\n",
