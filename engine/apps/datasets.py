@@ -398,21 +398,69 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
               f"too few rows: {len(rows)} have a value in every one of {list(columns)}, at "
               f"least {min_length} needed{_why(purpose)}")
     values = np.stack([v[np.isin(keep, rows)] for keep, v, _ in parts], axis=1)
-    guess = _guess_column(table.header, DATE_COLUMNS)
-    guess = None if guess is None else table.header[guess]
-    name = date_column or guess
-    if name is None:
-        return DatedTable(values, None, gaps)
-    d = table.column(name)
-    try:
-        dates = np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format,
-                                      unit) for i in rows], dtype=f"datetime64[{unit}]")
-    except ValueError:
-        if date_column is not None:
-            raise
-        return DatedTable(values, None, gaps)  # only looks like dates: the plot counts steps
+    if date_column is not None:
+        dates = _column_dates(table, table.column(date_column), rows, date_format, unit)
+    else:
+        dates = _guessed_dates(table, rows, date_format, unit)
+        if dates is None:  # nothing reads as dates: the plot counts steps
+            return DatedTable(values, None, gaps)
     return DatedTable(*_in_date_order(table.path, [table.lines[i] for i in rows], values,
                                       dates), gaps)
+
+
+def _column_dates(table, d, rows, date_format, unit):
+    """The dates of column ``d`` in ``rows``, datetime64[unit]; a cell that is no date
+    raises."""
+    return np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format,
+                                 unit) for i in rows], dtype=f"datetime64[{unit}]")
+
+
+def _guessed_dates(table, rows, date_format, unit):
+    """The dates of ``rows`` from a column named like a date (DATE_COLUMNS) whose cells all
+    read as dates, else from columns year and month (with day and hour, when there), or year
+    and quarter, holding whole numbers in range; None when neither is there."""
+    guess = _guess_column(table.header, DATE_COLUMNS)
+    if guess is not None:
+        try:
+            return _column_dates(table, guess, rows, date_format, unit)
+        except ValueError:
+            pass  # only looks like dates (a month column of 1 to 12, say)
+    return _split_dates(table, rows, unit)
+
+
+# Columns that hold the parts of a date, each with its range.
+DATE_PARTS = {"year": (1, 9999), "quarter": (1, 4), "month": (1, 12), "day": (1, 31),
+              "hour": (0, 23)}
+
+
+def _split_dates(table, rows, unit):
+    """datetime64[unit] of ``rows`` from the columns year and month (day, hour optional) or
+    year and quarter, as NOAA's and statsmodels' tables write dates; None when the columns
+    are not there or a cell is not a whole number in its range (or no such day)."""
+    parts = {}
+    for name in DATE_PARTS:
+        j = _guess_column(table.header, [name])
+        if j is None:
+            continue
+        try:
+            cells = np.array([table.rows[i][j] for i in rows], dtype=np.float64)
+        except ValueError:
+            return None
+        low, high = DATE_PARTS[name]
+        if not ((cells == np.round(cells)) & (cells >= low) & (cells <= high)).all():
+            return None
+        parts[name] = cells.astype(np.int64)
+    if "year" not in parts or ("month" not in parts and "quarter" not in parts):
+        return None
+    month = parts["month"] if "month" in parts else 3 * parts["quarter"] - 2
+    months = (parts["year"] - 1970) * 12 + month - 1
+    start = months.astype("datetime64[M]").astype("datetime64[D]")
+    days = start + (parts.get("day", 1) - 1)
+    if (days.astype("datetime64[M]") != start.astype("datetime64[M]")).any():
+        return None  # no such day (31 April)
+    if unit == "D":
+        return days
+    return days.astype(f"datetime64[{unit}]") + parts.get("hour", 0) * np.timedelta64(60, "m")
 
 
 def _in_date_order(path, lines, values, dates):

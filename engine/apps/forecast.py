@@ -88,7 +88,8 @@ def add_arguments(p):
                    "(hour of day, day of week, day of year: the cycles the dates' step shows) "
                    "as inputs; needs dates")
     p.add_argument("--date-column", metavar="NAME", help="dates for the plots' x axis "
-                   "(default: a column named like Date, when its cells read as dates)")
+                   "(default: a column named like Date, when its cells read as dates, else "
+                   "columns year and month, with day and hour, or year and quarter)")
     p.add_argument("--date-format", metavar="FMT", help="strptime format of the dates, e.g. "
                    "%%d/%%m/%%Y, or epoch / epoch-ms for Unix time in seconds / milliseconds "
                    "(default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")

@@ -162,6 +162,39 @@ def test_date_and_price_columns_are_found_however_the_name_is_written(tmp_path, 
                                                   dtype="datetime64[D]"))
 
 
+def test_dates_from_year_month_day_columns(tmp_path):
+    noaa = write(tmp_path, "w.csv", "Year,month,DAY,decimal,average\n2019,12,29,2019.99,411.8\n"
+                                    "2020,1,5,2020.01,412.3\n2020,1,12,2020.03,413.1\n")
+    values, dates = ds.read_dated_series(noaa, "average")
+    np.testing.assert_array_equal(values, [411.8, 412.3, 413.1])
+    np.testing.assert_array_equal(dates, np.array(["2019-12-29", "2020-01-05", "2020-01-12"],
+                                                  dtype="datetime64[D]"))
+    macro = write(tmp_path, "m.csv", "year,quarter,gdp\n1960.0,4.0,3\n1961.0,1.0,4\n")
+    np.testing.assert_array_equal(ds.read_dated_series(macro, "gdp")[1],
+                                  np.array(["1960-10-01", "1961-01-01"], dtype="datetime64[D]"))
+    hourly = write(tmp_path, "h.csv", "year,month,day,hour,t\n2020,3,1,22,1.5\n"
+                                      "2020,3,1,23,1.25\n2020,3,2,0,1.0\n")
+    _, dates = ds.read_dated_columns(hourly, ["t"], unit="m")
+    np.testing.assert_array_equal(dates, np.array(["2020-03-01T22:00", "2020-03-01T23:00",
+                                                   "2020-03-02T00:00"], dtype="datetime64[m]"))
+    newest_first = write(tmp_path, "n.csv", "year,month,v\n2020,2,7\n2020,1,5\n2019,12,3\n")
+    np.testing.assert_array_equal(ds.read_dated_series(newest_first, "v")[0], [3, 5, 7])
+    stacked = write(tmp_path, "s.csv", "year,month,v\n2020,1,7\n2020,2,5\n2020,1,3\n")
+    with raises_at(stacked, 4, "rows must be in date order"):
+        ds.read_dated_series(stacked, "v")
+
+
+@pytest.mark.parametrize("text", [
+    "month,v\n1,2\n2,3\n",                  # no year
+    "year,month,v\n2020,13,2\n2021,1,3\n",   # no month 13
+    "year,month,day,v\n2020,4,30,2\n2020,4,31,3\n",  # no 31 April
+    "year,month,v\n2020,1.5,2\n2020,2,3\n",  # not a whole number
+    "year,month,v\n2020,x,2\n2020,2,3\n"])
+def test_columns_that_are_no_dates_give_none(tmp_path, text):
+    values, dates = ds.read_dated_series(write(tmp_path, "x.csv", text), "v")
+    assert dates is None and values.tolist() == [2.0, 3.0]
+
+
 def test_read_price_csv_explicit_columns_and_times(tmp_path):
     path = write(tmp_path, "p.csv", "when,px\n2020-01-01 16:00:00,3\n2020-01-02 16:00:00,4\n")
     p = ds.read_price_csv(path, date_column="when", price_column="px")
