@@ -156,6 +156,14 @@ class CsvTable:
     lines: list
     header_line: int = 1
     na_values: tuple = ()  # numbers that mark a missing cell, beside MISSING_TOKENS
+    decimal_comma: bool = False  # fields split on semicolons: 1.234,5 is 1234.5
+
+    def numbers(self, cells):
+        """``cells`` as float() reads numbers: with ``decimal_comma``, a number written with a
+        decimal comma (and dots between groups of thousands) in the decimal-point form."""
+        if not self.decimal_comma:
+            return list(cells)
+        return [_DECIMAL_COMMA.sub(_decimal_point, c) if "," in c else c for c in cells]
 
     def column(self, name):
         """Index of the column called ``name``; a missing one lists those available."""
@@ -189,7 +197,9 @@ def read_csv_table(path, na_values=()):
     """Read a CSV file with a header row into a CsvTable of stripped strings.
 
     UTF-8 or latin-1, optionally gzipped (``*.gz``).  Fields are separated by commas, or by
-    semicolons or tabs when the header row has those and no comma.  Blank lines are skipped,
+    semicolons or tabs when the header row has those and no comma; with semicolons, as
+    spreadsheets save CSV where the comma is the decimal point, numbers may be written so
+    (``CsvTable.numbers``: 1.234,5 is 1234.5).  Blank lines are skipped,
     and so are lines starting with ``#`` before the header (notes, as NOAA's and many
     instruments' files open with), unless the header is one of them: when the first other
     line holds values, the last such line with as many fields, its ``#`` dropped, names the
@@ -199,7 +209,8 @@ def read_csv_table(path, na_values=()):
     """
     path = Path(path)
     text = _decode(path)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header, header_line = None, 1
     comments, rows, lines = [], [], []
     for row in _csv_rows(path, reader):
@@ -222,7 +233,7 @@ def read_csv_table(path, na_values=()):
     if header is None:
         _fail(path, 1, "empty file: expected a header row"
                        + (" (lines starting with # are comments)" if comments else ""))
-    return CsvTable(path, header, rows, lines, header_line, tuple(na_values))
+    return CsvTable(path, header, rows, lines, header_line, tuple(na_values), delimiter == ";")
 
 
 def _header(row, line, comments):
@@ -234,6 +245,16 @@ def _header(row, line, comments):
             if len(comment) == len(row):
                 return [comment[0].lstrip("#").strip()] + comment[1:], comment_line
     return row, line
+
+
+# A number written with a decimal comma, as spreadsheets in much of Europe save it (with ';'
+# between fields): -1234,5 or 1.234,5, with an exponent or without.
+_DECIMAL_COMMA = re.compile(r"^([-+]?)(\d{1,3}(?:\.\d{3})+|\d*),(\d+(?:[eE][-+]?\d+)?)$")
+
+
+def _decimal_point(match):
+    sign, whole, fraction = match.groups()
+    return f"{sign}{whole.replace('.', '')}.{fraction}"
 
 
 def _delimiter(text):
@@ -340,7 +361,8 @@ def _series_column(table, column, min_length, missing, purpose=None):
     """(kept row indices, float64 values, missing cells) of ``column`` under the ``missing``
     policy, at least ``min_length`` values (``purpose``: why so many, for the error)."""
     j = table.column(column)
-    keep, values, gaps = _fill_missing(table.path, table.lines, [row[j] for row in table.rows],
+    keep, values, gaps = _fill_missing(table.path, table.lines,
+                                       table.numbers(row[j] for row in table.rows),
                                        f"column {column!r}", missing, table.na_values)
     if len(values) < min_length:
         _fail(table.path, table.lines[-1] if table.lines else 1,
@@ -604,7 +626,7 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
                       for row, line in rows_lines], dtype="datetime64[D]")
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)
     order = np.argsort(dates, kind="stable")
-    cells = [rows_lines[i][0][price_col] for i in order]
+    cells = table.numbers(rows_lines[i][0][price_col] for i in order)
     keep, close, gaps = _fill_missing(path, lines[order].tolist(), cells,
                                       f"column {price_name!r}", missing, table.na_values)
     dates, lines = dates[order[keep]], lines[order[keep]]  # in date order from here on
@@ -874,7 +896,8 @@ def read_sequence_csv(path, class_names=None):
             if row[1] != label:
                 _fail(table.path, row_line, f"label {row[1]!r} differs from {label!r} given "
                                             f"at line {line} for sequence {seq_id!r}")
-        X.append(np.array([_floats(table.path, row_line, ",".join(row[2:]), "features")
+        X.append(np.array([_floats(table.path, row_line, ",".join(table.numbers(row[2:])),
+                                   "features")
                            for row, row_line in zip(table.rows[a:b], table.lines[a:b])]))
         labels.append(label)
         lines.append(line)

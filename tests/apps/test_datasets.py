@@ -195,6 +195,25 @@ def test_columns_that_are_no_dates_give_none(tmp_path, text):
     assert dates is None and values.tolist() == [2.0, 3.0]
 
 
+def test_semicolon_files_read_numbers_with_a_decimal_comma(tmp_path):
+    path = write(tmp_path, "eu.csv", "Datum;Wert\n2020-01-01;1,5\n2020-01-02;-1.234,5\n"
+                                     "2020-01-03;2,5e-3\n2020-01-04;3\n2020-01-05;4.5\n"
+                                     "2020-01-06;,25\n")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "Wert"),
+                                  [1.5, -1234.5, 0.0025, 3.0, 4.5, 0.25])
+    prices = write(tmp_path, "p.csv", "Date;Close\n2020-01-02;10,5\n2020-01-01;9,75\n")
+    np.testing.assert_array_equal(ds.read_price_csv(prices).close, [9.75, 10.5])
+    seqs = write(tmp_path, "s.csv", "id;label;a;b\n1;x;0,5;1\n1;x;1,5;2\n2;y;2,5;3\n")
+    X, _, _ = ds.read_sequence_csv(seqs)
+    np.testing.assert_array_equal(X[0], [[0.5, 1.0], [1.5, 2.0]])
+    bad = write(tmp_path, "b.csv", "t;v\n1;1,2,3\n")
+    with raises_at(bad, 2, "non-numeric value '1,2,3'"):
+        ds.read_csv_series(bad, "v")
+    commas = write(tmp_path, "c.csv", 't,v\n1,"1,5"\n')  # a comma file keeps the point
+    with raises_at(commas, 2, "non-numeric value '1,5'", "decimal point"):
+        ds.read_csv_series(commas, "v")
+
+
 def test_read_price_csv_explicit_columns_and_times(tmp_path):
     path = write(tmp_path, "p.csv", "when,px\n2020-01-01 16:00:00,3\n2020-01-02 16:00:00,4\n")
     p = ds.read_price_csv(path, date_column="when", price_column="px")
@@ -597,7 +616,7 @@ def test_whole_numbers_and_words_in_a_header_are_names(tmp_path):
 
 
 def test_a_decimal_or_thousands_comma_is_named_as_the_problem(tmp_path):
-    path = write(tmp_path, "e.csv", "date;y\n2000-01-01;1,5\n")
+    path = write(tmp_path, "e.csv", "date\ty\n2000-01-01\t1,5\n")  # tabs: 1,5 or 15?
     with raises_at(path, 2, "'1,5'", "decimal point"):
         ds.read_csv_series(path, "y")
     text = write(tmp_path, "t.csv", "y\nabc\n")
