@@ -405,10 +405,11 @@ class DatedTable(NamedTuple):
 
 
 def read_dated_table(path, columns, date_column=None, min_length=2, missing="error",
-                     date_format=None, unit="D", purpose=None, na_values=()):
+                     date_format=None, unit="D", purpose=None, na_values=(), order_unit=None):
     """``read_dated_columns``, with how many cells of each column were missing; ``purpose``
     says why ``min_length`` values are needed when there are fewer; ``na_values`` as
-    ``read_csv_table``."""
+    ``read_csv_table``.  ``order_unit`` "D" checks the rows' order by day only, where the
+    time of day does not matter (a clock put back by half an hour goes back)."""
     table = read_csv_table(path, na_values)
     parts = [_series_column(table, c, min_length, missing, purpose) for c in columns]
     gaps = {c: part[2] for c, part in zip(columns, parts)}
@@ -427,7 +428,7 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
         if dates is None:  # nothing reads as dates: the plot counts steps
             return DatedTable(values, None, gaps)
     return DatedTable(*_in_date_order(table.path, [table.lines[i] for i in rows], values,
-                                      dates), gaps)
+                                      dates, order_unit), gaps)
 
 
 def _column_dates(table, d, rows, date_format, unit):
@@ -485,11 +486,12 @@ def _split_dates(table, rows, unit):
     return days.astype(f"datetime64[{unit}]") + parts.get("hour", 0) * np.timedelta64(60, "m")
 
 
-def _in_date_order(path, lines, values, dates):
+def _in_date_order(path, lines, values, dates, order_unit=None):
     """(values, dates) oldest first: a file written newest first is turned round, and dates
     that go back anywhere else stop with the line (a forecast of rows out of order would be
-    silently wrong).  A date may repeat: hourly rows read to the day, a clock put back."""
-    step = np.diff(dates)
+    silently wrong).  A date may repeat: hourly rows read to the day, a clock put back.
+    ``order_unit``: the unit the order is checked in (default the dates')."""
+    step = np.diff(dates if order_unit is None else dates.astype(f"datetime64[{order_unit}]"))
     back, forward = step < np.timedelta64(0), step > np.timedelta64(0)
     if back.any() and not forward.any():
         return values[::-1].copy(), dates[::-1].copy()
@@ -499,6 +501,40 @@ def _in_date_order(path, lines, values, dates):
                               "rows must be in date order (oldest or newest first); sort the "
                               "file, or give --date-format if the dates are misread")
     return values, dates
+
+
+class Skips(NamedTuple):
+    step: np.timedelta64  # how far apart the rows usually are
+    gaps: int             # how many times the dates skip
+    skipped: int          # steps skipped in all
+    first: np.datetime64  # the date before the first skip
+
+
+def skipped_steps(dates):
+    """Where ``dates`` (oldest first) skip steps: a Skips, or None when they are evenly
+    spaced, fewer than 3, or closer than their unit shows (hourly rows read to the day).
+    The step is the most common spacing; a spacing over 1.5 steps skips.  Dates on weekdays
+    only, a day apart, count business days, and a single skipped one is a holiday."""
+    if dates is None or len(dates) < 3:
+        return None
+    spacing = np.diff(dates)
+    values, counts = np.unique(spacing, return_counts=True)
+    step = values[counts.argmax()]
+    if step <= np.timedelta64(0):
+        return None
+    days = dates.astype("datetime64[D]")
+    weekdays = dates.dtype == np.dtype("datetime64[D]") and step == np.timedelta64(1, "D") \
+        and np.is_busday(days).all()
+    if weekdays:
+        steps = np.busday_count(days[:-1], days[1:]).astype(np.float64)
+        gaps = steps > 2
+    else:
+        steps = spacing / step
+        gaps = steps > 1.5
+    if not gaps.any():
+        return None
+    skipped = int((np.round(steps[gaps]) - 1).sum())
+    return Skips(step, int(gaps.sum()), skipped, dates[int(np.flatnonzero(gaps)[0])])
 
 
 # --------------------------------------------------------------------------------------------

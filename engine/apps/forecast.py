@@ -41,6 +41,8 @@ network needs 1.85 there too, for the same luck.
 The test windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
+import sys
+
 import numpy as np
 
 from engine.apps.baselines import (HoltWinters, LinearAR, fit_holt_winters, fit_level_free_ar,
@@ -50,7 +52,7 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 load_saved, parse_options, report_missing, save_model,
                                 saved_setting, saved_value, user_data, warn_missing_codes,
                                 write_outputs)
-from engine.apps.datasets import load_sunspots, read_dated_table
+from engine.apps.datasets import load_sunspots, read_dated_table, skipped_steps
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -172,13 +174,36 @@ def load_series(args):
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
         needed, why = min_length(args)
-        values, dates, missing = read_dated_table(args.csv, columns, args.date_column, needed,
-                                                  args.missing, args.date_format,
-                                                  "m" if args.calendar else "D", why,
-                                                  args.na_values or ())
+        # To the minute, so that hourly rows show their step; the calendar keeps the time of
+        # day, the plots and the report the day (and so the order only needs the day).
+        values, dates, missing = read_dated_table(
+            args.csv, columns, args.date_column, needed, args.missing, args.date_format, "m",
+            why, args.na_values or (), None if args.calendar else "D")
     warn_missing_codes(args, values, columns)
+    warn_skipped_steps(args, dates)
+    if dates is not None and not args.calendar:
+        dates = dates.astype("datetime64[D]")
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return values, f"{args.csv}:{target}{others}", dates, columns, missing
+
+
+def warn_skipped_steps(args, dates):
+    """Print ``warning: ...`` on stderr when the dates skip steps (``skipped_steps``): the
+    windows take rows as equal steps, so a season or a horizon would count wrong across a
+    skip."""
+    skips = skipped_steps(dates)
+    if skips is None:
+        return
+    minutes = int(skips.step / np.timedelta64(1, "m"))
+    count, unit = next((minutes // n, name) for n, name in
+                       ((1440, "day"), (60, "hour"), (1, "minute")) if minutes % n == 0)
+    apart = f"{count} {unit}{'s' if count > 1 else ''}"
+    print(f"warning: {args.csv}: the dates skip {skips.skipped} step"
+          f"{'s' if skips.skipped > 1 else ''} in {skips.gaps} place"
+          f"{'s' if skips.gaps > 1 else ''} (the first after {skips.first}), where rows are "
+          f"usually {apart} apart: the forecast takes rows as equal steps; write the missing "
+          "dates as rows with an empty cell and give --missing interpolate for an even time "
+          "axis", file=sys.stderr)
 
 
 def covariate_windows(values, dates, args, cycles, ahead=None):

@@ -567,6 +567,31 @@ def test_forecast_reads_a_noaa_style_file_and_its_missing_value_code(series_csv,
         forecast.run(na_values=[float("nan")], **argv)
 
 
+def test_forecast_warns_when_the_dates_skip_steps(tmp_path, capsys):
+    """Rows missing from an hourly file (read to the day without --calendar, but checked to
+    the minute); a half-hourly clock put back in autumn stays in order by the day."""
+    rng = np.random.default_rng(4)
+    hours = np.arange("2021-01-01T00:00", "2021-01-11T00:00", 60, dtype="datetime64[m]")
+    hours = np.delete(hours, [100, 101, 102, 150])
+    level = 5 + 3 * np.sin(np.arange(len(hours)) * 2 * np.pi / 24) + rng.normal(0, 0.3,
+                                                                              len(hours))
+    path = tmp_path / "hourly.csv"
+    path.write_text("timestamp,temp\n" + "".join(
+        f"{str(d).replace('T', ' ')},{v:.3f}\n" for d, v in zip(hours, level)))
+    argv = dict(csv=str(path), column="temp", window=24, horizon=6, **FTINY)
+    forecast.run(**argv)
+    assert (f"warning: {path}: the dates skip 4 steps in 2 places (the first after "
+            "2021-01-05T03:00), where rows are usually 1 hour apart") in capsys.readouterr().err
+    forecast.run(calendar=True, **argv)
+    assert "the dates skip 4 steps" in capsys.readouterr().err
+    halves = np.arange("2021-10-30T00:00", "2021-11-04T00:00", 30, dtype="datetime64[m]")
+    clock = np.concatenate([halves[:52], halves[50:]])  # 01:00, 01:30, then again
+    path.write_text("timestamp,temp\n" + "".join(
+        f"{str(d).replace('T', ' ')},{v:.3f}\n" for d, v in zip(clock, level)))
+    m = forecast.run(**argv)
+    assert m["n_test"] > 0 and "warning" not in capsys.readouterr().err
+
+
 def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_csv, tmp_path,
                                                            capsys):
     lines = series_csv.read_text().splitlines()

@@ -214,6 +214,29 @@ def test_semicolon_files_read_numbers_with_a_decimal_comma(tmp_path):
         ds.read_csv_series(commas, "v")
 
 
+DAYS = np.arange("2020-01-01", "2020-03-01", dtype="datetime64[D]")
+MONTHS = np.arange("2000-01", "2003-01", dtype="datetime64[M]").astype("datetime64[D]")
+HOURS = np.arange("2020-01-01T00:00", "2020-01-05T00:00", 60, dtype="datetime64[m]")
+WEEKDAYS = DAYS[np.is_busday(DAYS)]
+
+
+@pytest.mark.parametrize("dates, skips", [
+    (DAYS, None), (MONTHS, None), (HOURS, None), (WEEKDAYS, None),
+    (HOURS.astype("datetime64[D]"), None),                # hourly rows read to the day
+    (np.delete(WEEKDAYS, [3]), None),                     # a holiday
+    (np.delete(DAYS, [5, 6, 30]), ((1, "D"), 2, 3, "2020-01-05")),
+    (np.delete(MONTHS, [4]), ((31, "D"), 1, 1, "2000-04-01")),
+    (np.delete(WEEKDAYS, [3, 4]), ((1, "D"), 1, 2, "2020-01-03")),
+    (np.delete(HOURS, [10, 11, 50]), ((60, "m"), 2, 3, "2020-01-01T09:00"))])
+def test_skipped_steps_finds_rows_missing_from_an_even_time_axis(dates, skips):
+    found = ds.skipped_steps(dates)
+    if skips is None:
+        assert found is None
+    else:
+        (step, unit), gaps, skipped, first = skips
+        assert found == (np.timedelta64(step, unit), gaps, skipped, np.datetime64(first))
+
+
 def test_read_price_csv_explicit_columns_and_times(tmp_path):
     path = write(tmp_path, "p.csv", "when,px\n2020-01-01 16:00:00,3\n2020-01-02 16:00:00,4\n")
     p = ds.read_price_csv(path, date_column="when", price_column="px")
