@@ -120,8 +120,10 @@ def _to_float(path, line, value, what):
     except ValueError:
         comma = re.fullmatch(r"[-+]?[\d.]*\d,\d[\d,.]*", value)
         _fail(path, line, f"non-numeric value {value!r} in {what}"
-                          + (": numbers need a decimal point and no thousands separator, as "
-                             "1234.5" if comma else ""))
+                          + (": write numbers with a decimal point and no thousands "
+                             "separator, as 1234.5 (a file split on semicolons may use a "
+                             "decimal comma, one split on commas commas between thousands)"
+                             if comma else ""))
     if not abs(number) <= MAX_ABS_VALUE:
         _fail(path, line, f"value {value!r} in {what} is "
                           + ("not finite" if not np.isfinite(number)
@@ -156,14 +158,19 @@ class CsvTable:
     lines: list
     header_line: int = 1
     na_values: tuple = ()  # numbers that mark a missing cell, beside MISSING_TOKENS
-    decimal_comma: bool = False  # fields split on semicolons: 1.234,5 is 1234.5
+    delimiter: str = ","
 
     def numbers(self, cells):
-        """``cells`` as float() reads numbers: with ``decimal_comma``, a number written with a
-        decimal comma (and dots between groups of thousands) in the decimal-point form."""
-        if not self.decimal_comma:
-            return list(cells)
-        return [_DECIMAL_COMMA.sub(_decimal_point, c) if "," in c else c for c in cells]
+        """``cells`` as float() reads numbers.  Fields split on semicolons may write a number
+        with a decimal comma (1.234,5 is 1234.5), and fields split on commas with commas
+        between groups of thousands, quoted ("1,234.5"); in a file split on tabs, 1,234 could
+        be either, and stays as written."""
+        if self.delimiter == ";":
+            return [_DECIMAL_COMMA.sub(_decimal_point, c) if "," in c else c for c in cells]
+        if self.delimiter == ",":
+            return [c.replace(",", "") if "," in c and _THOUSANDS.match(c) else c
+                    for c in cells]
+        return list(cells)
 
     def column(self, name):
         """Index of the column called ``name``; a missing one lists those available."""
@@ -197,9 +204,10 @@ def read_csv_table(path, na_values=()):
     """Read a CSV file with a header row into a CsvTable of stripped strings.
 
     UTF-8 or latin-1, optionally gzipped (``*.gz``).  Fields are separated by commas, or by
-    semicolons or tabs when the header row has those and no comma; with semicolons, as
-    spreadsheets save CSV where the comma is the decimal point, numbers may be written so
-    (``CsvTable.numbers``: 1.234,5 is 1234.5).  Blank lines are skipped,
+    semicolons or tabs when the header row has those and no comma; numbers may have a
+    decimal comma in a file split on semicolons, as spreadsheets save CSV where the comma is
+    the decimal point, and commas between thousands in one split on commas
+    (``CsvTable.numbers``).  Blank lines are skipped,
     and so are lines starting with ``#`` before the header (notes, as NOAA's and many
     instruments' files open with), unless the header is one of them: when the first other
     line holds values, the last such line with as many fields, its ``#`` dropped, names the
@@ -233,7 +241,7 @@ def read_csv_table(path, na_values=()):
     if header is None:
         _fail(path, 1, "empty file: expected a header row"
                        + (" (lines starting with # are comments)" if comments else ""))
-    return CsvTable(path, header, rows, lines, header_line, tuple(na_values), delimiter == ";")
+    return CsvTable(path, header, rows, lines, header_line, tuple(na_values), delimiter)
 
 
 def _header(row, line, comments):
@@ -250,6 +258,9 @@ def _header(row, line, comments):
 # A number written with a decimal comma, as spreadsheets in much of Europe save it (with ';'
 # between fields): -1234,5 or 1.234,5, with an exponent or without.
 _DECIMAL_COMMA = re.compile(r"^([-+]?)(\d{1,3}(?:\.\d{3})+|\d*),(\d+(?:[eE][-+]?\d+)?)$")
+# A number with commas between groups of thousands, as spreadsheets in the US and UK save
+# it (quoted, in a file split on commas): 1,234 or -1,234,567.25.
+_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?(?:[eE][-+]?\d+)?$")
 
 
 def _decimal_point(match):
@@ -932,8 +943,7 @@ def read_sequence_csv(path, class_names=None):
             if row[1] != label:
                 _fail(table.path, row_line, f"label {row[1]!r} differs from {label!r} given "
                                             f"at line {line} for sequence {seq_id!r}")
-        X.append(np.array([_floats(table.path, row_line, ",".join(table.numbers(row[2:])),
-                                   "features")
+        X.append(np.array([_cells_as_floats(table, row_line, row[2:])
                            for row, row_line in zip(table.rows[a:b], table.lines[a:b])]))
         labels.append(label)
         lines.append(line)
@@ -941,6 +951,20 @@ def read_sequence_csv(path, class_names=None):
         _fail(table.path, 1, "no data rows after the header")
     y, names = _encode_labels(table.path, labels, lines, class_names)
     return X, y, names
+
+
+def _cells_as_floats(table, line, cells):
+    """The feature cells of one row as float64, each checked as ``_to_float`` does (a cell
+    holding a comma is one bad value, not several)."""
+    cells = table.numbers(cells)
+    try:
+        values = np.array(cells, dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None or not (np.abs(values) <= MAX_ABS_VALUE).all():
+        for name, cell in zip(table.header[2:], cells):
+            _to_float(table.path, line, cell, f"feature {name!r}")
+    return values
 
 
 def load_japanese_vowels():

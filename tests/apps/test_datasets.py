@@ -214,6 +214,20 @@ def test_semicolon_files_read_numbers_with_a_decimal_comma(tmp_path):
         ds.read_csv_series(commas, "v")
 
 
+def test_comma_files_read_commas_between_thousands(tmp_path):
+    path = write(tmp_path, "us.csv", 'Date,Close\n2020-01-01,"1,234.5"\n2020-01-02,"-1,234,567"\n'
+                                     '2020-01-03,"12,345.25e-3"\n2020-01-04,7.5\n')
+    np.testing.assert_array_equal(ds.read_csv_series(path, "Close"),
+                                  [1234.5, -1234567.0, 12.34525, 7.5])
+    np.testing.assert_array_equal(ds.read_price_csv(
+        write(tmp_path, "p.csv", 'Date,Close\n2020-01-01,"1,001.5"\n2020-01-02,"1,002"\n')).close,
+        [1001.5, 1002.0])
+    for cell in ["1,23", "1234,567", "1,234,56"]:  # not groups of three from the point
+        bad = write(tmp_path, "b.csv", f't,v\n1,"{cell}"\n')
+        with raises_at(bad, 2, f"non-numeric value '{cell}'"):
+            ds.read_csv_series(bad, "v")
+
+
 DAYS = np.arange("2020-01-01", "2020-03-01", dtype="datetime64[D]")
 MONTHS = np.arange("2000-01", "2003-01", dtype="datetime64[M]").astype("datetime64[D]")
 HOURS = np.arange("2020-01-01T00:00", "2020-01-05T00:00", 60, dtype="datetime64[m]")
@@ -420,6 +434,15 @@ def test_read_sequence_csv_with_train_classes(tmp_path):
     np.testing.assert_array_equal(y, [1, 0])
     with raises_at(path, 3, "unknown label 'a'"):
         ds.read_sequence_csv(path, class_names=["b"])
+
+
+def test_read_sequence_csv_names_the_feature_of_a_cell_holding_a_comma(tmp_path):
+    path = write(tmp_path, "seq.csv", 'id,label,f1,f2\ns1,up,0.5,1\ns1,up,"1,5",2\n'
+                                      's1,up,"1,500",3\n')
+    with raises_at(path, 3, "non-numeric value '1,5' in feature 'f1'"):
+        ds.read_sequence_csv(path)
+    path.write_text(path.read_text().replace('"1,5"', "1.5"))
+    np.testing.assert_array_equal(ds.read_sequence_csv(path)[0][0][:, 0], [0.5, 1.5, 1500])
 
 
 # Bad files for read_sequence_csv: (name, content, line reported, words in the message, call)
