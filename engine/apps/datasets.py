@@ -108,6 +108,9 @@ def _line_of(data, offset):
 # Values beyond this magnitude are refused: squared (variances, squared errors) and summed,
 # larger ones overflow float64 (the models see scaled values, so float32 is not the limit).
 MAX_ABS_VALUE = 1e100
+# A dated column whose values differ by less than this is refused: their differences would
+# vanish in squared errors (a square underflows below 1e-154).
+MIN_SPREAD = 1e-100
 
 
 def _to_float(path, line, value, what):
@@ -432,6 +435,12 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
               f"too few rows: {len(rows)} have a value in every one of {list(columns)}, at "
               f"least {min_length} needed{_why(purpose)}")
     values = np.stack([v[np.isin(keep, rows)] for keep, v, _ in parts], axis=1)
+    for name, spread in zip(columns, np.ptp(values, axis=0)):
+        if 0 < spread < MIN_SPREAD:
+            _fail(table.path, table.header_line,
+                  f"column {name!r} varies by only {spread:.3g}: values less than "
+                  f"{MIN_SPREAD:g} apart lose their differences in squared errors; multiply "
+                  "the column by a power of ten first")
     if date_column is not None:
         dates = _column_dates(table, table.column(date_column), rows, date_format, unit)
     else:

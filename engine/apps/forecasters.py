@@ -25,6 +25,7 @@ beside X: the networks read them standardised as more channels, and an ARX (the 
 window and the covariate windows together) joins the candidates.  ``calendar_features`` makes
 the calendar channels (hour of day, day of week, day of year) from the dates.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -276,11 +277,15 @@ def mix(forecasters, window):
         raise ValueError("mix: the members' input channels are scaled differently")
     columns = [x.columns for x in norms]
     used = sorted(set().union(*columns))  # drop a channel no member reads
-    norm = Normaliser(scales.pop() if 0 in used else None, 1.0,
+    # The output scales go into the float32 weights relative to a power of two near the
+    # largest: data in units of 1e99 or 1e-300 would overflow or vanish there, and a power of
+    # two scales every weight and sum exactly, so the forecasts are the same bits.
+    unit = math.ldexp(1.0, math.frexp(max(x.output_scale for x in norms))[1])
+    norm = Normaliser(scales.pop() if 0 in used else None, unit,
                       levels.pop() if 1 in used else None,
                       covariates.pop() if covariates else None)
     model = merge_networks([f.model for f in forecasters],
-                           [x.output_scale / n for x in norms],
+                           [x.output_scale / unit / n for x in norms],
                            [[used.index(c) for c in cols] for cols in columns])
     return NetForecaster(model, norm, ar, forecasters[0].mode)
 
@@ -355,6 +360,9 @@ def margin_in_standard_errors(a, b, Y):
     n, h = Y.shape
     if n <= h:
         return 0.0
+    largest = float(np.abs(d).max())
+    if largest > 0:  # by a power of two: the same statistic, and no overflow in its square
+        d = d / math.ldexp(1.0, math.frexp(largest)[1])
     e = d - d.mean()
     var = e @ e / n + 2 * sum((1 - k / h) * (e[k:] @ e[:-k]) / n for k in range(1, h))
     se = float(np.sqrt(max(var, 0.0) / n))

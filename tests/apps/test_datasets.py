@@ -251,6 +251,19 @@ def test_skipped_steps_finds_rows_missing_from_an_even_time_axis(dates, skips):
         assert found == (np.timedelta64(step, unit), gaps, skipped, np.datetime64(first))
 
 
+def test_a_dated_column_that_barely_varies_is_refused_at_its_header(tmp_path):
+    text = "".join(f"{i},{v:.6e}\n" for i, v in enumerate(np.random.default_rng(0).normal(
+        0, 1e-101, 5)))
+    path = write(tmp_path, "t.csv", "# values in kilo-parsecs\nt,v\n" + text)
+    with raises_at(path, 2, "column 'v' varies by only", "power of ten"):
+        ds.read_dated_series(path, "v")
+    path.write_text("t,v\n" + "".join(f"{i},{1e-99 * (i % 3)}\n" for i in range(5)))
+    np.testing.assert_array_equal(ds.read_dated_series(path, "v")[0],
+                                  [0, 1e-99, 2e-99, 0, 1e-99])
+    path.write_text("t,v\n" + "".join(f"{i},7e-120\n" for i in range(5)))  # constant: read
+    np.testing.assert_array_equal(ds.read_dated_series(path, "v")[0], [7e-120] * 5)
+
+
 def test_read_price_csv_explicit_columns_and_times(tmp_path):
     path = write(tmp_path, "p.csv", "when,px\n2020-01-01 16:00:00,3\n2020-01-02 16:00:00,4\n")
     p = ds.read_price_csv(path, date_column="when", price_column="px")

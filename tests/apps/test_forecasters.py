@@ -1,5 +1,6 @@
 """engine.apps.forecasters: season detection, seasonal naive, the exact merge of networks,
 and the choice on the validation period, which must never look at the test period."""
+import math
 import sys
 
 import numpy as np
@@ -95,6 +96,43 @@ def test_mix_is_the_mean_of_its_forecasters(mode):
     np.testing.assert_allclose(both.step(X), want, rtol=1e-5, atol=1e-5)
     if mode == "direct":
         np.testing.assert_allclose(both.predict(X, H), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("c", [2.0 ** 300, 2.0 ** -600])
+def test_mix_gives_the_same_bits_in_units_a_power_of_two_apart(c):
+    """Data in units of 2e90 or 2e-181: the merged network's float32 weights hold the output
+    scales relative to a power of two, so they neither overflow nor vanish, and the forecast
+    is the unit-scale one times c, to the bit."""
+    rng = np.random.default_rng(5)
+    W, H = 8, 3
+    X = rng.normal(size=(20, W)).cumsum(axis=1)
+    coef, intercept = rng.normal(0, 0.3, (W, H)), rng.normal(size=H)
+    nets = [_trained(1, 4, H, 5), _trained(2, 4, H, 6), _trained(1, 4, H, 7)]
+
+    def members(k):
+        ar = LinearAR(coef=coef, intercept=k * intercept)
+        return [NetForecaster(nets[0], Normaliser(None, 0.7 * k, (0.5 * k, 2.0 * k)), None,
+                              "direct"),
+                NetForecaster(nets[1], Normaliser(1.3 * k, 0.9 * k, (0.5 * k, 2.0 * k)), None,
+                              "direct"),
+                NetForecaster(nets[2], Normaliser(1.3 * k, 0.4 * k), ar, "direct")]
+    unit = mix(members(1.0), W).step(X)
+    scaled = mix(members(c), W).step(c * X)
+    np.testing.assert_array_equal(scaled, c * unit)
+    np.testing.assert_allclose(scaled, sum(f.step(c * X) for f in members(c)) / 3,
+                               rtol=1e-5, atol=1e-5 * c)
+
+
+@pytest.mark.parametrize("c", [2.0 ** 300, 2.0 ** -300, 1e99, 1e-99])
+def test_margin_in_standard_errors_is_the_same_in_any_units(c):
+    rng = np.random.default_rng(6)
+    Y = rng.normal(size=(40, 4))
+    a, b = Y + rng.normal(0, 0.5, Y.shape), Y + rng.normal(0, 0.6, Y.shape)
+    unit = margin_in_standard_errors(a, b, Y)
+    scaled = margin_in_standard_errors(c * a, c * b, c * Y)
+    if math.frexp(c)[0] == 0.5:  # a power of two: the same bits
+        assert scaled == unit
+    assert scaled == pytest.approx(unit, rel=1e-12) and unit != 0
 
 
 def test_normaliser_state_round_trips_and_refuses_bad_states():
@@ -365,7 +403,7 @@ def test_the_choice_never_looks_at_the_test_period(tmp_path):
     assert second["test_rmse_mean"]["model"] != first["test_rmse_mean"]["model"]
 
 
-@pytest.mark.parametrize("scale", [1e-20, 1e20])
+@pytest.mark.parametrize("scale", [1e-90, 1e-20, 1e20, 1e90])
 def test_the_command_chooses_the_same_in_any_units(scale, tmp_path):
     """The same series in other units gets the same choice and the same errors in those units:
     the networks read standardised values and the linear fits solve on standardised columns.
