@@ -166,17 +166,20 @@ def fit_holt_winters(train_values, season):
     damped additive trend, an additive season of ``season`` steps when given, initial states
     estimated; Hyndman and Athanasopoulos, *Forecasting: principles and practice*, ch. 8), or
     (None, why) when statsmodels is not installed or cannot fit the values (too few for the
-    season, say).  An optional baseline: ``pip install statsmodels``."""
+    season, say).  The fit is on the standardised values, its initial states then restored
+    to the data's units (the model is additive), so that the optimiser starts from the same
+    place in any units.  An optional baseline: ``pip install statsmodels``."""
     try:
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
     except ImportError:
         return None, "statsmodels is not installed"
+    scaler = StandardScaler().fit(np.asarray(train_values, dtype=np.float64))
+    mean, std = float(scaler.mean_), float(scaler.scale_)
     try:
         with warnings.catch_warnings():  # convergence notes: the fit is a baseline, as it is
             warnings.simplefilter("ignore")
-            fit = ExponentialSmoothing(np.asarray(train_values, dtype=np.float64),
-                                       trend="add", damped_trend=True,
-                                       seasonal="add" if season else None,
+            fit = ExponentialSmoothing(scaler.transform(train_values), trend="add",
+                                       damped_trend=True, seasonal="add" if season else None,
                                        seasonal_periods=season or None,
                                        initialization_method="estimated").fit()
     except (ValueError, np.linalg.LinAlgError) as e:
@@ -185,8 +188,8 @@ def fit_holt_winters(train_values, season):
     seasons = np.asarray(p["initial_seasons"], dtype=np.float64) if season else np.zeros(0)
     hw = HoltWinters(float(p["smoothing_level"]), float(p["smoothing_trend"]),
                      float(p["smoothing_seasonal"]) if season else 0.0,
-                     float(p["damping_trend"]), float(p["initial_level"]),
-                     float(p["initial_trend"]), seasons)
+                     float(p["damping_trend"]), mean + std * float(p["initial_level"]),
+                     std * float(p["initial_trend"]), std * seasons)
     if not np.isfinite([hw.alpha, hw.beta, hw.gamma, hw.phi, hw.level, hw.trend,
                         *seasons]).all():
         return None, "statsmodels' fit is not finite"

@@ -160,17 +160,19 @@ def test_holt_winters_is_statsmodels_fit_run_through_the_series(season, rng):
     y = 50 + 0.3 * t + 6 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1, len(t))
     hw, why = bl.fit_holt_winters(y[:200], season)
     assert why is None and 0 < hw.phi <= 1 and len(hw.seasons) == (season or 0)
+    mean, std = y[:200].mean(), y[:200].std()  # statsmodels fits the standardised values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = sm.ExponentialSmoothing(y[:200], trend="add", damped_trend=True,
+        fit = sm.ExponentialSmoothing((y[:200] - mean) / std, trend="add", damped_trend=True,
                                       seasonal="add" if season else None,
                                       seasonal_periods=season,
                                       initialization_method="estimated").fit()
     one_step = hw.forecast_origins(y[:200], 0, 1)
-    np.testing.assert_allclose(one_step[:200, 0], fit.fittedvalues, rtol=1e-10)
+    np.testing.assert_allclose(one_step[:200, 0], mean + std * fit.fittedvalues, rtol=1e-10)
     ahead = hw.forecast_origins(y[:200], 200, 15)[0]
     whole = np.arange(1, 16) % 12 == 0 if season else np.zeros(15, bool)
-    np.testing.assert_allclose(ahead[~whole], fit.forecast(15)[~whole], rtol=1e-10)
+    np.testing.assert_allclose(ahead[~whole], mean + std * fit.forecast(15)[~whole],
+                               rtol=1e-10)
     every = hw.forecast_origins(y, 10, 5)
     assert every.shape == (240 - 10 + 1, 5)
     for n in (10, 137, 240):
@@ -178,6 +180,18 @@ def test_holt_winters_is_statsmodels_fit_run_through_the_series(season, rng):
         changed = y.copy()
         changed[n:] += 100.0
         np.testing.assert_array_equal(hw.forecast_origins(changed, 10, 5)[n - 10], every[n - 10])
+
+
+@pytest.mark.parametrize("scale, offset", [(1e90, 0.0), (1e-90, 0.0), (1e-3, 1e6)])
+def test_holt_winters_fits_the_same_in_any_units(scale, offset, rng):
+    t = np.arange(240)
+    y = 50 + 0.3 * t + 6 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1, len(t))
+    hw, _ = bl.fit_holt_winters(y[:200], 12)
+    other, _ = bl.fit_holt_winters(offset + scale * y[:200], 12)
+    assert (other.alpha, other.beta, other.gamma, other.phi) == pytest.approx(
+        (hw.alpha, hw.beta, hw.gamma, hw.phi), rel=1e-6, abs=1e-9)
+    np.testing.assert_allclose((other.forecast_origins(offset + scale * y, 10, 5) - offset)
+                               / scale, hw.forecast_origins(y, 10, 5), rtol=1e-6)
 
 
 def test_holt_winters_state_round_trips_and_refuses_bad_states():
