@@ -210,13 +210,12 @@ def read_csv_table(path, na_values=()):
     semicolons or tabs when the header row has those and no comma; numbers may have a
     decimal comma in a file split on semicolons, as spreadsheets save CSV where the comma is
     the decimal point, and commas between thousands in one split on commas
-    (``CsvTable.numbers``).  Blank lines are skipped,
-    and so are lines starting with ``#`` before the header (notes, as NOAA's and many
-    instruments' files open with), unless the header is one of them: when the first other
-    line holds values, the last such line with as many fields, its ``#`` dropped, names the
-    columns (``numpy.savetxt(header=...)`` writes the header so).  A row with a different
-    number of fields than the header raises.  ``na_values``: numbers that mark missing cells
-    (such as -999.99), beside MISSING_TOKENS.
+    (``CsvTable.numbers``).  Blank lines are skipped, and so are lines starting with ``#``
+    before the header (notes, as NOAA's and many instruments' files open with), unless the
+    header is one of them: when the first other line holds values, the last such line with
+    as many fields, its ``#`` dropped, names the columns (``numpy.savetxt(header=...)``
+    writes the header so).  A row with a different number of fields than the header raises.
+    ``na_values``: numbers that mark missing cells (such as -999.99), beside MISSING_TOKENS.
     """
     path = Path(path)
     text = _decode(path)
@@ -273,9 +272,8 @@ def _decimal_point(match):
 
 def _delimiter(text):
     """The field separator the header row (the first line with text not starting with ``#``)
-    shows: a comma, unless
-    it has none and has semicolons (as spreadsheets write CSV where the comma is the decimal
-    point) or tabs."""
+    shows: a comma, unless it has none and has semicolons (as spreadsheets write CSV where
+    the comma is the decimal point) or tabs."""
     texts = [line for line in text.splitlines() if line.strip()]
     header = next((line for line in texts if not line.lstrip().startswith("#")),
                   texts[0] if texts else "")
@@ -511,13 +509,14 @@ def _in_date_order(path, lines, values, dates, order_unit=None):
     that go back anywhere else stop with the line (a forecast of rows out of order would be
     silently wrong).  A date may repeat: hourly rows read to the day, a clock put back.
     ``order_unit``: the unit the order is checked in (default the dates')."""
-    step = np.diff(dates if order_unit is None else dates.astype(f"datetime64[{order_unit}]"))
+    shown = dates if order_unit is None else dates.astype(f"datetime64[{order_unit}]")
+    step = np.diff(shown)
     back, forward = step < np.timedelta64(0), step > np.timedelta64(0)
     if back.any() and not forward.any():
         return values[::-1].copy(), dates[::-1].copy()
     if back.any():
         i = int(np.flatnonzero(back)[0]) + 1
-        _fail(path, lines[i], f"date {dates[i]} is before {dates[i - 1]} on line {lines[i - 1]}: "
+        _fail(path, lines[i], f"date {shown[i]} is before {shown[i - 1]} on line {lines[i - 1]}: "
                               "rows must be in date order (oldest or newest first); sort the "
                               "file, or give --date-format if the dates are misread")
     return values, dates

@@ -198,9 +198,10 @@ def warn_skipped_steps(args, dates):
     count, unit = next((minutes // n, name) for n, name in
                        ((1440, "day"), (60, "hour"), (1, "minute")) if minutes % n == 0)
     apart = f"{count} {unit}{'s' if count > 1 else ''}"
+    first = skips.first.astype("datetime64[D]") if unit == "day" else skips.first
     print(f"warning: {args.csv}: the dates skip {skips.skipped} step"
           f"{'s' if skips.skipped > 1 else ''} in {skips.gaps} place"
-          f"{'s' if skips.gaps > 1 else ''} (the first after {skips.first}), where rows are "
+          f"{'s' if skips.gaps > 1 else ''} (the first after {first}), where rows are "
           f"usually {apart} apart: the forecast takes rows as equal steps; write the missing "
           "dates as rows with an empty cell and give --missing interpolate for an even time "
           "axis", file=sys.stderr)

@@ -590,6 +590,16 @@ def test_forecast_warns_when_the_dates_skip_steps(tmp_path, capsys):
         f"{str(d).replace('T', ' ')},{v:.3f}\n" for d, v in zip(clock, level)))
     m = forecast.run(**argv)
     assert m["n_test"] > 0 and "warning" not in capsys.readouterr().err
+    days = np.delete(np.arange("2020-01-01", "2020-12-01", dtype="datetime64[D]"), [40, 41])
+    path.write_text("date,temp\n" + "".join(f"{d},{v:.3f}\n" for d, v in zip(days, level)))
+    forecast.run(**argv)
+    assert ("the dates skip 2 steps in 1 place (the first after 2020-02-09), where rows are "
+            "usually 1 day apart") in capsys.readouterr().err
+    path.write_text("date,temp\n" + "".join(f"{d},{v:.3f}\n" for d, v in
+                                             zip(np.r_[days[:50], days[:200]], level)))
+    with pytest.raises(ValueError, match=r":52: date 2020-01-01 is before 2020-02-21 on line "
+                                         r"51: rows must be in date order"):
+        forecast.run(**argv)
 
 
 def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_csv, tmp_path,
