@@ -387,9 +387,35 @@ def run(args=None, **overrides):
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
+    fits = {"ar": ar, "ar-diff": ar_diff, "arx": arx, "ets": ets, "season": season, **nets}
+    future = np.mean([forecast_next(k, values, dates, d, args, fits) for k in parts], axis=0)
+    metrics["next_forecast"] = future.tolist()
     print_table(metrics, report)
+    report(f"next {H} values after the series ({metrics['chosen']}): "
+           + ", ".join(f"{v:.4g}" for v in future))
     return write_outputs(args, "forecast", metrics,
                          lambda plt, path: plot(plt, path, series, dates, d, metrics), report)
+
+
+def forecast_next(part, values, dates, d, args, fits):
+    """The next ``horizon`` values after the series' end by candidate ``part``, from its last
+    ``window`` values (and the other inputs' and the calendar's, known that far); ``fits``:
+    the fitted linear models, ETS, season and networks by candidate name."""
+    series, W, H = values[:, 0], args.window, args.horizon
+    X = series[None, -W:]
+    every = covariate_windows(values, dates, args, d["cycles"], ahead=0)
+    Z = None if every is None else every[-1:]
+    if part == "persistence":
+        return persistence_forecast(X, H)[0]
+    if part == "seasonal":
+        return seasonal_naive(X, H, fits["season"])[0]
+    if part == "ets":  # a state carried from the series' start: its last origin
+        return fits["ets"].forecast_origins(series, W, H)[-1]
+    if part == "arx":
+        return fits["arx"].predict(with_covariates(X, Z, 2 * len(d["cycles"])))[0]
+    if part in ("ar", "ar-diff"):
+        return fits[part].predict(X)[0]
+    return fits[part].predict(X, H, Z)[0]  # a network candidate or the ensemble
 
 
 def ar_state(ar):

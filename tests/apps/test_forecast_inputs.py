@@ -177,6 +177,22 @@ def test_saved_multivariate_models_reproduce_their_test_forecasts(led_csv, tmp_p
     assert "'x'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("options", [
+    dict(column="y"), dict(columns="x,y", target="y"), dict(column="y", calendar=True),
+    dict(column="y", mode="recursive"), dict(column="y", ets=True)])
+def test_the_training_run_forecasts_the_values_after_the_series(led_csv, tmp_path, options):
+    """The report's next values are the saved model's, as --load gives them on the same
+    file, whatever the inputs and the choice (its partner included)."""
+    if options.get("ets"):
+        pytest.importorskip("statsmodels")
+    path = tmp_path / "m.npz"
+    trained = forecast.run(csv=str(led_csv), window=12, horizon=3, save=str(path),
+                           **options, **dict(RUN, epochs=3))
+    applied = forecast.run(load=str(path), csv=str(led_csv), column="y", quiet=True)
+    assert applied["chosen"] == trained["chosen"] and len(trained["next_forecast"]) == 3
+    np.testing.assert_allclose(trained["next_forecast"], applied["next_forecast"], rtol=1e-9)
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--csv", "{led}", "--columns", "y,x"], "--columns needs --target NAME"),
     (["--csv", "{led}", "--columns", "y,x", "--target", "z"], "--target 'z' is not one of"),

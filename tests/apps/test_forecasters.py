@@ -547,6 +547,33 @@ def test_exponential_smoothing_is_a_baseline_and_a_saved_choice_replays_it(tmp_p
     np.testing.assert_allclose(applied["next_forecast"], every[-1], rtol=1e-12)
 
 
+def test_every_candidate_forecasts_after_the_series_as_its_checkpoint_does(monkeypatch,
+                                                                          tmp_path):
+    """forecast_next, which gives the training run's next values, agrees with --load for
+    every candidate the checkpoint can hold (baselines, linear fits, ETS, the networks)."""
+    pytest.importorskip("statsmodels")
+    rng = np.random.default_rng(7)
+    t = np.arange(200)
+    y = 20 + 0.05 * t + 4 * np.sin(2 * np.pi * t / 8) + rng.normal(0, 0.3, len(t))
+    csv, path = _csv(tmp_path / "s.csv", y), tmp_path / "m.npz"
+    seen = []
+    original = forecast.forecast_next
+    monkeypatch.setattr(forecast, "forecast_next",
+                        lambda *a: seen.append(a) or original(*a))
+    m = forecast.run(csv=str(csv), column="y", window=16, horizon=4, save=str(path), ets=True,
+                     **TINY)
+    assert m["season"] == 8
+    _, values, dates, d, args, fits = seen[0]
+    model = engine.load(path)
+    # The checkpoint holds one network: the choice's, or the ensemble beside a linear one.
+    for name in ("persistence", "seasonal", "ar", "ar-diff", "ets", model.metadata["network"]):
+        model.metadata = dict(model.metadata, chosen=name, partner=None)
+        model.save(path)
+        applied = forecast.run(load=str(path), csv=str(csv), column="y", quiet=True)
+        np.testing.assert_allclose(original(name, values, dates, d, args, fits),
+                                   applied["next_forecast"], rtol=1e-9, err_msg=name)
+
+
 def test_ets_without_statsmodels_stops_before_reading_the_data(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "statsmodels", None)
     with pytest.raises(AppError, match=r"--ets needs statsmodels: pip install statsmodels"):
