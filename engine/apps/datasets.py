@@ -122,11 +122,14 @@ def _to_float(path, line, value, what):
         number = float(value)
     except ValueError:
         comma = re.fullmatch(r"[-+]?[\d.]*\d,\d[\d,.]*", value)
+        unit = re.fullmatch(r"([^\d\s.,+-]*)\s*[-+]?[\d.]*\d\s*([^\d\s.,]*)", value)
+        unit = unit and (unit.group(1) or unit.group(2))  # '$12.5', '12 kg', '5%
         _fail(path, line, f"non-numeric value {value!r} in {what}"
                           + (": write numbers with a decimal point and no thousands "
                              "separator, as 1234.5 (a file split on semicolons may use a "
                              "decimal comma, one split on commas commas between thousands)"
-                             if comma else ""))
+                             if comma else
+                             f": write the number without {unit!r}" if unit else ""))
     if not abs(number) <= MAX_ABS_VALUE:
         _fail(path, line, f"value {value!r} in {what} is "
                           + ("not finite" if not np.isfinite(number)
@@ -164,16 +167,18 @@ class CsvTable:
     delimiter: str = ","
 
     def numbers(self, cells):
-        """``cells`` as float() reads numbers.  Fields split on semicolons may write a number
+        """``cells`` as float() reads numbers: the minus sign U+2212 (as some spreadsheets
+        and web tables write it) is '-'.  Fields split on semicolons may write a number
         with a decimal comma (1.234,5 is 1234.5), and fields split on commas with commas
         between groups of thousands, quoted ("1,234.5"); in a file split on tabs, 1,234 could
         be either, and stays as written."""
+        cells = [c.replace(MINUS_SIGN, "-") if MINUS_SIGN in c else c for c in cells]
         if self.delimiter == ";":
             return [_DECIMAL_COMMA.sub(_decimal_point, c) if "," in c else c for c in cells]
         if self.delimiter == ",":
             return [c.replace(",", "") if "," in c and _THOUSANDS.match(c) else c
                     for c in cells]
-        return list(cells)
+        return cells
 
     def column(self, name):
         """Index of the column called ``name``; a missing one lists those available."""
@@ -257,6 +262,7 @@ def _header(row, line, comments):
     return row, line
 
 
+MINUS_SIGN = "\u2212"  # the typographic minus, which float() does not read
 # A number written with a decimal comma, as spreadsheets in much of Europe save it (with ';'
 # between fields): -1234,5 or 1.234,5, with an exponent or without.
 _DECIMAL_COMMA = re.compile(r"^([-+]?)(\d{1,3}(?:\.\d{3})+|\d*),(\d+(?:[eE][-+]?\d+)?)$")
@@ -855,7 +861,7 @@ def _channel(path, line, text, number):
     """One channel of a .ts data line as float64.  Missing values ('?', NaN, as files with
     '@missing true' write them) at its end are padding to a common length and are dropped;
     one before a value stops with its step, as the classifier needs every value."""
-    tokens = [token.strip() for token in text.split(",")]
+    tokens = [token.strip().replace(MINUS_SIGN, "-") for token in text.split(",")]
     end = len(tokens)
     while end and tokens[end - 1].lower() in MISSING_TOKENS:
         end -= 1

@@ -214,6 +214,18 @@ def test_semicolon_files_read_numbers_with_a_decimal_comma(tmp_path):
         ds.read_csv_series(commas, "v")
 
 
+def test_the_typographic_minus_reads_and_a_unit_is_named(tmp_path):
+    path = write(tmp_path, "m.csv", "t\tv\n1\t\u22121.5\n2\t2\n")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "v"), [-1.5, 2.0])
+    ts = write(tmp_path, "m.ts", "@data\n\u22121,2:a\n3,\u22124:b\n")
+    np.testing.assert_array_equal(ds.read_ts(ts)[0][1][:, 0], [3.0, -4.0])
+    for cell, unit in [("5%", "'%'"), ("$12.5", "'$'"), ("12 kg", "'kg'"),
+                       ("-3 \u00b0C", "'\u00b0C'")]:
+        bad = write(tmp_path, "u.csv", f"t,v\n1,{cell}\n")
+        with raises_at(bad, 2, f"non-numeric value {cell!r}", f"without {unit}"):
+            ds.read_csv_series(bad, "v")
+
+
 def test_comma_files_read_commas_between_thousands(tmp_path):
     path = write(tmp_path, "us.csv", 'Date,Close\n2020-01-01,"1,234.5"\n2020-01-02,"-1,234,567"\n'
                                      '2020-01-03,"12,345.25e-3"\n2020-01-04,7.5\n')
