@@ -77,26 +77,40 @@ class Number:
         return number
 
 
-class Numbers(Number):
-    """An argparse ``type`` for finite numbers separated by commas ("-999.99,9999"), as a
-    tuple of floats; from Python, a number or a sequence of numbers."""
+class NaValues(Number):
+    """An argparse ``type`` for the cells that mark a missing value, separated by commas
+    ("-999.99,-,n.a."): a tuple of numbers (finite floats, compared as numbers) and words
+    (lower case); from Python, a number, a string or a sequence of them."""
 
     def __init__(self):
         super().__init__(float)
 
     def describe(self):
-        return "finite numbers separated by commas, as -999.99,9999"
+        return "numbers or words separated by commas, as -999.99,-"
 
     def __call__(self, value):
-        if isinstance(value, str):
-            items = value.split(",")
-        elif isinstance(value, (list, tuple)):
-            items = value
-        else:
-            items = [value]
-        if not items:
+        items = value.split(",") if isinstance(value, str) else \
+            list(value) if isinstance(value, (list, tuple)) else [value]
+        marks = []
+        for item in items:
+            if isinstance(item, str) and not _is_number(item):
+                if not item.strip() or "," in item:
+                    raise argparse.ArgumentTypeError(f"expected {self.describe()}, got "
+                                                     f"{value!r}")
+                marks.append(item.strip().lower())
+            else:
+                marks.append(super().__call__(item))
+        if not marks:
             raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {value!r}")
-        return tuple(super(Numbers, self).__call__(item) for item in items)
+        return tuple(marks)
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 POSITIVE = Number(float, low=0, low_open=True)  # learning rates, budgets, temperatures
@@ -339,10 +353,10 @@ def add_missing_arguments(parser):
                         help="missing values (empty, NA, NaN, ?, --na-values): stop with an "
                              "error naming the first (default), drop their rows, or "
                              "interpolate them linearly")
-    parser.add_argument("--na-values", type=Numbers(), default=None, metavar="V[,V...]",
-                        help="numbers that mark a missing value in the file: --na-values "
-                             "-999.99, or --na-values=-999.99,-9999 for several (with the =, "
-                             "a list that starts with - is not read as an option)")
+    parser.add_argument("--na-values", type=NaValues(), default=None, metavar="V[,V...]",
+                        help="numbers or words that mark a missing value in the file: "
+                             "--na-values -999.99, or --na-values=-999.99,-9999,- for several "
+                             "(with the =, a list that starts with - is not read as an option)")
 
 
 def warn_missing_codes(args, values, columns):

@@ -163,7 +163,7 @@ class CsvTable:
     rows: list
     lines: list
     header_line: int = 1
-    na_values: tuple = ()  # numbers that mark a missing cell, beside MISSING_TOKENS
+    na_values: tuple = ()  # numbers and words that mark a missing cell, beside MISSING_TOKENS
     delimiter: str = ","
 
     def numbers(self, cells):
@@ -220,7 +220,8 @@ def read_csv_table(path, na_values=()):
     header is one of them: when the first other line holds values, the last such line with
     as many fields, its ``#`` dropped, names the columns (``numpy.savetxt(header=...)``
     writes the header so).  A row with a different number of fields than the header raises.
-    ``na_values``: numbers that mark missing cells (such as -999.99), beside MISSING_TOKENS.
+    ``na_values``: numbers (such as -999.99, whichever way written) and words (such as "-",
+    in any case) that mark missing cells, beside MISSING_TOKENS.
     """
     path = Path(path)
     text = _decode(path)
@@ -298,11 +299,11 @@ MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "?"}
 def _fill_missing(path, lines, cells, what, missing, na_values=()):
     """(kept row indices, float64 values, how many cells were missing) of ``cells`` under the
     ``missing`` policy; a cell is missing when MISSING_TOKENS holds it or it is one of the
-    numbers ``na_values``."""
+    numbers or words ``na_values``."""
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     gaps = [i for i, cell in enumerate(cells)
-            if cell.strip().lower() in MISSING_TOKENS or _number_in(cell, na_values)]
+            if cell.strip().lower() in MISSING_TOKENS or _marked(cell, na_values)]
     if gaps and missing == "error":
         _fail(path, lines[gaps[0]], f"missing value {cells[gaps[0]]!r} in {what} ({len(gaps)} "
                                     "missing in all): give --missing drop or --missing "
@@ -339,13 +340,15 @@ def missing_code(values):
     return None
 
 
-def _number_in(cell, numbers):
-    """True when ``cell`` reads as a number equal to one of ``numbers`` ('-999.990' is
-    -999.99)."""
-    if not numbers:
+def _marked(cell, na_values):
+    """True when ``cell`` is one of ``na_values``: a number equal to one of its numbers
+    ('-999.990' is -999.99), or one of its words, in any case."""
+    if not na_values:
         return False
+    if cell.strip().lower() in [v for v in na_values if isinstance(v, str)]:
+        return True
     try:
-        return float(cell) in numbers
+        return float(cell) in [v for v in na_values if not isinstance(v, str)]
     except ValueError:
         return False
 
@@ -368,9 +371,9 @@ def read_csv_series(path, column, min_length=2, missing="error", na_values=()):
     Returns float64 (T,), in file order.  Raises ValueError naming the file and line for a
     missing column (listing those available), a non-numeric cell (quoted), or fewer than
     ``min_length`` values.  Missing values (empty cells, NA, NaN, null, ?, and the numbers
-    ``na_values``) follow ``missing`` (``MISSING_POLICIES``): "error" names the first one's
-    line and their count, "drop" leaves their rows out, "interpolate" fills them linearly
-    from their neighbours.
+    and words ``na_values``) follow ``missing`` (``MISSING_POLICIES``): "error" names the
+    first one's line and their count, "drop" leaves their rows out, "interpolate" fills them
+    linearly from their neighbours.
     """
     return _series_column(read_csv_table(path, na_values), column, min_length, missing)[1]
 

@@ -560,11 +560,16 @@ def test_forecast_reads_a_noaa_style_file_and_its_missing_value_code(series_csv,
                  "-999.99"]) == 2
     assert f"{noaa}:10: missing value '-999.99'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # argparse's own exit, status 2
-        main(["forecast", "--csv", str(noaa), "--column", "level", "--na-values=-999.99,none"])
+        main(["forecast", "--csv", str(noaa), "--column", "level", "--na-values=-999.99,,-"])
     assert exc.value.code == 2
-    assert "--na-values: expected finite numbers separated by commas" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="--na-values: expected finite numbers"):
+    assert "--na-values: expected numbers or words separated by commas" in \
+        capsys.readouterr().err
+    with pytest.raises(ValueError, match="--na-values: expected numbers or words"):
         forecast.run(na_values=[float("nan")], **argv)
+    dashes = tmp_path / "dashes.csv"  # a word: '-' as a spreadsheet leaves an empty cell
+    dashes.write_text(noaa.read_text().replace("-999.99", "-"))
+    m = forecast.run(**dict(argv, csv=str(dashes)), na_values="-,N.A.", missing="drop")
+    assert m["missing_values"] == {"level": 3}
 
 
 def test_forecast_warns_when_the_dates_skip_steps(tmp_path, capsys):

@@ -523,6 +523,9 @@ def test_na_values_mark_missing_numbers_as_written_or_not(tmp_path):
     np.testing.assert_allclose(
         ds.read_csv_series(path, "v", missing="interpolate", na_values=(-999.99,)),
         [1.5, 3.0, 4.5, -47.25, -99.0, 7.5])
+    words = write(tmp_path, "w.csv", "t,v\n0,1.5\n1,-\n2,N.A.\n3,4\n")
+    np.testing.assert_array_equal(ds.read_csv_series(words, "v", missing="drop",
+                                                     na_values=("-", "n.a.")), [1.5, 4.0])
     prices = write(tmp_path, "p.csv", "Date,Close\n2020-01-02,10\n2020-01-01,-1\n"
                                       "2020-01-03,12\n")
     np.testing.assert_array_equal(ds.read_price_csv(prices, missing="drop",
