@@ -181,10 +181,16 @@ class CsvTable:
         return cells
 
     def column(self, name):
-        """Index of the column called ``name``; a missing one lists those available."""
+        """Index of the column called ``name``; a missing one lists those available, and one
+        named twice stops (which would be meant?)."""
         if name not in self.header:
             _fail(self.path, self.header_line,
                   f"no column {name!r}; available columns: {self.header}{self.header_hint()}")
+        at = [i + 1 for i, h in enumerate(self.header) if h == name]
+        if len(at) > 1:
+            _fail(self.path, self.header_line, f"the header names {name!r} {len(at)} times "
+                                               f"(columns {', '.join(map(str, at))}): rename "
+                                               "all but one")
         return self.header.index(name)
 
     def header_hint(self):

@@ -214,6 +214,13 @@ def test_semicolon_files_read_numbers_with_a_decimal_comma(tmp_path):
         ds.read_csv_series(commas, "v")
 
 
+def test_a_column_named_twice_is_refused_when_asked_for(tmp_path):
+    path = write(tmp_path, "d.csv", "# notes\nvalue,t,value\n1,2,3\n4,5,6\n")
+    with raises_at(path, 2, "the header names 'value' 2 times (columns 1, 3)", "rename"):
+        ds.read_csv_series(path, "value")
+    np.testing.assert_array_equal(ds.read_csv_series(path, "t"), [2.0, 5.0])
+
+
 def test_the_typographic_minus_reads_and_a_unit_is_named(tmp_path):
     path = write(tmp_path, "m.csv", "t\tv\n1\t\u22121.5\n2\t2\n")
     np.testing.assert_array_equal(ds.read_csv_series(path, "v"), [-1.5, 2.0])
