@@ -53,8 +53,8 @@ BINARY_KINDS = (
 
 def _decode(path):
     """The text of a file: gunzipped when ``*.gz`` or gzip's magic number starts it; UTF-16
-    when it starts with its BOM, else UTF-8 (a BOM is dropped), else latin-1.  A binary file
-    is refused, naming its kind when BINARY_KINDS knows it.
+    when it starts with its BOM, else UTF-8 (a BOM is dropped), else Windows-1252 or latin-1
+    (``_decode_8bit``).  A binary file is refused, naming its kind when BINARY_KINDS knows it.
 
     Every byte string decodes as latin-1, so the fallback cannot fail; newlines are left as
     they are (csv handles '\r\n' itself).
@@ -82,8 +82,19 @@ def _decode(path):
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("latin-1")
+        text = _decode_8bit(data)
     return _text_or_fail(path, text)
+
+
+def _decode_8bit(data):
+    """Bytes that are not UTF-8: Windows-1252, as Windows editors and Excel save text in the
+    West (its curly quotes, dashes and euro sign sit where latin-1 has control characters,
+    which text never holds; browsers read files labelled latin-1 so), else latin-1 for the
+    five bytes Windows-1252 leaves undefined."""
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _text_or_fail(path, text):

@@ -360,6 +360,18 @@ def test_a_gzipped_file_is_read_whatever_its_name(tmp_path):
     np.testing.assert_array_equal(ds.read_csv_series(path, "y"), [1.5, 2.5])
 
 
+def test_a_windows_text_reads_its_curly_quotes_and_dashes(tmp_path):
+    words = "\u201cCaf\u00e9\u201d \u2013 \u20ac5\n"
+    path = tmp_path / "w.txt"
+    path.write_bytes(words.encode("cp1252"))  # b'\x93', b'\x96', b'\x80': C1 in latin-1
+    assert ds.read_text(path) == words
+    path.write_bytes(b"caf\xe9 \x81\n")  # a byte Windows-1252 leaves undefined: latin-1
+    assert ds.read_text(path) == "caf\u00e9 \x81\n"
+    csv = tmp_path / "w.csv"
+    csv.write_bytes("Preis \u20ac;Menge\n1,5;2\n2,5;3\n".encode("cp1252"))
+    np.testing.assert_array_equal(ds.read_csv_series(csv, "Preis \u20ac"), [1.5, 2.5])
+
+
 def test_read_text_latin1_fallback(tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes("caf\u00e9\n".encode("latin-1"))  # b'\xe9' alone is not valid UTF-8
