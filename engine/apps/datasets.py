@@ -28,7 +28,8 @@ import numpy as np
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 # Column names tried, in order, when read_price_csv is not told which column to use.
-DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "day", "week", "month", "quarter")
+DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "ds", "period", "day", "week", "month",
+                "quarter")  # ds: Prophet's name for it
 # Names match ignoring case, spaces, underscores, hyphens and dots ("Date Time", "Adj. Close").
 PRICE_COLUMNS = ("adj close", "adjusted close", "close", "price", "value")
 

@@ -152,7 +152,7 @@ def test_read_price_csv_defaults_and_sorting(tmp_path):
 
 
 @pytest.mark.parametrize("date, price", [("date_time", "adj_close"), ("Date Time", "Adj. Close"),
-                                         ("TIMESTAMP", "adjusted-close")])
+                                         ("TIMESTAMP", "adjusted-close"), ("ds", "AdjClose")])
 def test_date_and_price_columns_are_found_however_the_name_is_written(tmp_path, date, price):
     path = write(tmp_path, "p.csv", f"{date},Close,{price}\n01.01.2009 00:10:00,9,4\n"
                                     "02.01.2009 00:10:00,9,4.5\n")
