@@ -194,17 +194,29 @@ def warn_skipped_steps(args, dates):
     skips = skipped_steps(dates)
     if skips is None:
         return
-    minutes = int(skips.step / np.timedelta64(1, "m"))
-    count, unit = next((minutes // n, name) for n, name in
-                       ((1440, "day"), (60, "hour"), (1, "minute")) if minutes % n == 0)
-    apart = f"{count} {unit}{'s' if count > 1 else ''}"
-    first = skips.first.astype("datetime64[D]") if unit == "day" else skips.first
+    apart, first = _spacing(skips.step), skips.first
+    if skips.step % np.timedelta64(1, "D") == np.timedelta64(0, "D"):
+        first = first.astype("datetime64[D]")
     print(f"warning: {args.csv}: the dates skip {skips.skipped} step"
           f"{'s' if skips.skipped > 1 else ''} in {skips.gaps} place"
           f"{'s' if skips.gaps > 1 else ''} (the first after {first}), where rows are "
           f"usually {apart} apart: the forecast takes rows as equal steps; write the missing "
           "dates as rows with an empty cell and give --missing interpolate for an even time "
           "axis", file=sys.stderr)
+
+
+# Calendar spacings by their most common length in days (a month's is 31, as January's).
+_CALENDAR_STEPS = {31: "1 month", 92: "1 quarter", 365: "1 year"}
+
+
+def _spacing(step):
+    """A step (timedelta64) in words: "1 month", "7 days", "1 hour", "15 minutes"."""
+    minutes = int(step / np.timedelta64(1, "m"))
+    if minutes % 1440 == 0 and minutes // 1440 in _CALENDAR_STEPS:
+        return _CALENDAR_STEPS[minutes // 1440]
+    count, unit = next((minutes // n, name) for n, name in
+                       ((1440, "day"), (60, "hour"), (1, "minute")) if minutes % n == 0)
+    return f"{count} {unit}{'s' if count > 1 else ''}"
 
 
 def covariate_windows(values, dates, args, cycles, ahead=None):

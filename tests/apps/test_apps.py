@@ -572,6 +572,13 @@ def test_forecast_reads_a_noaa_style_file_and_its_missing_value_code(series_csv,
     assert m["missing_values"] == {"level": 3}
 
 
+@pytest.mark.parametrize("step, words", [((31, "D"), "1 month"), ((92, "D"), "1 quarter"),
+                                         ((365, "D"), "1 year"), ((7, "D"), "7 days"),
+                                         ((60, "m"), "1 hour"), ((90, "m"), "90 minutes")])
+def test_the_skip_warning_names_the_usual_step(step, words):
+    assert forecast._spacing(np.timedelta64(*step)) == words
+
+
 def test_forecast_warns_when_the_dates_skip_steps(tmp_path, capsys):
     """Rows missing from an hourly file (read to the day without --calendar, but checked to
     the minute); a half-hourly clock put back in autumn stays in order by the day."""
