@@ -321,7 +321,7 @@ def _fill_missing(path, lines, cells, what, missing, na_values=()):
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     gaps = [i for i, cell in enumerate(cells)
-            if cell.strip().lower() in MISSING_TOKENS or _marked(cell, na_values)]
+            if _missing_token(cell) or _marked(cell, na_values)]
     if gaps and missing == "error":
         _fail(path, lines[gaps[0]], f"missing value {cells[gaps[0]]!r} in {what} ({len(gaps)} "
                                     "missing in all): give --missing drop or --missing "
@@ -356,6 +356,11 @@ def missing_code(values):
         if max(low - value, value - high) > high - low:
             return float(value), int((values == value).sum()), float(low), float(high)
     return None
+
+
+def _missing_token(cell):
+    """True when ``cell`` is one of MISSING_TOKENS (empty, NA, NaN, null, ?), in any case."""
+    return cell.strip().lower() in MISSING_TOKENS
 
 
 def _marked(cell, na_values):
@@ -556,6 +561,12 @@ class Skips(NamedTuple):
     first: np.datetime64  # the date before the first skip
 
 
+def usual_step(x):
+    """The most common spacing of ``x`` (dates or step numbers, at least two)."""
+    values, counts = np.unique(np.diff(x), return_counts=True)
+    return values[counts.argmax()]
+
+
 def skipped_steps(dates):
     """Where ``dates`` (oldest first) skip steps: a Skips, or None when they are evenly
     spaced, fewer than 3, or closer than their unit shows (hourly rows read to the day).
@@ -564,8 +575,7 @@ def skipped_steps(dates):
     if dates is None or len(dates) < 3:
         return None
     spacing = np.diff(dates)
-    values, counts = np.unique(spacing, return_counts=True)
-    step = values[counts.argmax()]
+    step = usual_step(dates)
     if step <= np.timedelta64(0):
         return None
     days = dates.astype("datetime64[D]")
@@ -884,9 +894,9 @@ def _channel(path, line, text, number):
     one before a value stops with its step, as the classifier needs every value."""
     tokens = [token.strip().replace(MINUS_SIGN, "-") for token in text.split(",")]
     end = len(tokens)
-    while end and tokens[end - 1].lower() in MISSING_TOKENS:
+    while end and _missing_token(tokens[end - 1]):
         end -= 1
-    gap = next((t for t in range(end) if tokens[t].lower() in MISSING_TOKENS), None)
+    gap = next((t for t in range(end) if _missing_token(tokens[t])), None)
     if gap is not None:
         _fail(path, line, f"missing value {tokens[gap]!r} at step {gap + 1} of channel "
                           f"{number}: the classifier needs every value of a sequence (only "

@@ -52,7 +52,7 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 load_saved, parse_options, report_missing, save_model,
                                 saved_setting, saved_value, user_data, warn_missing_codes,
                                 write_outputs)
-from engine.apps.datasets import load_sunspots, read_dated_table, skipped_steps
+from engine.apps.datasets import load_sunspots, read_dated_table, skipped_steps, usual_step
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -741,13 +741,6 @@ def _lead(a, b, margin):
     return f"{a} {'beats' if margin < 0 else 'trails'} {b} by {abs(margin):.2f}"
 
 
-def _usual_step(x):
-    """The most common spacing of ``x`` (dates or step numbers), to place the values after
-    its end on a plot."""
-    values, counts = np.unique(np.diff(x), return_counts=True)
-    return values[counts.argmax()]
-
-
 def plot(plt, path, series, dates, d, m):
     """Top left: the whole test period with the model's 1-step and H-step forecasts.  Top
     right: its last stretch, zoomed, with the last full H-step forecast.  Bottom: test RMSE per
@@ -777,7 +770,7 @@ def plot(plt, path, series, dates, d, m):
     zoom.plot(x[max(z0, t0):t0 + n], d["pred"][max(z0 - t0, 0):, 0], lw=1, label="1 step")
     zoom.plot(x[t0 + n - 1:t0 + n - 1 + H], d["pred"][-1], "k.-", lw=1.5,
               label=f"last {H}-step test forecast")
-    ahead = x[-1] + np.arange(1, H + 1) * _usual_step(x)
+    ahead = x[-1] + np.arange(1, H + 1) * usual_step(x)
     zoom.plot(np.r_[x[-1:], ahead], np.r_[series[-1:], m["next_forecast"]], "r.--", lw=1.5,
               label=f"next {H} values")
     zoom.set(title=f"last {span} steps and the next {H}",
