@@ -572,25 +572,81 @@ def skipped_steps(dates):
     spaced, fewer than 3, or closer than their unit shows (hourly rows read to the day).
     The step is the most common spacing; a spacing over 1.5 steps skips.  Dates on weekdays
     only, a day apart, count business days, and a single skipped one is a holiday."""
+    counted = _step_counts(dates)
+    if counted is None:
+        return None
+    step, steps, gaps, _ = counted
+    skipped = int((np.round(steps[gaps]) - 1).sum())
+    return Skips(step, int(gaps.sum()), skipped, dates[int(np.flatnonzero(gaps)[0])])
+
+
+def _step_counts(dates):
+    """(the usual step, the steps from each date to the next (float), where they skip,
+    whether the dates are weekdays counted in business days) as ``skipped_steps`` counts
+    them; None when they skip nothing."""
     if dates is None or len(dates) < 3:
         return None
-    spacing = np.diff(dates)
     step = usual_step(dates)
     if step <= np.timedelta64(0):
         return None
     days = dates.astype("datetime64[D]")
-    weekdays = dates.dtype == np.dtype("datetime64[D]") and step == np.timedelta64(1, "D") \
-        and np.is_busday(days).all()
+    weekdays = step == np.timedelta64(1, "D") and (days == dates).all() \
+        and np.is_busday(days).all()  # whole days, whatever unit they were read in
     if weekdays:
         steps = np.busday_count(days[:-1], days[1:]).astype(np.float64)
         gaps = steps > 2
     else:
-        steps = spacing / step
+        steps = np.diff(dates) / step
         gaps = steps > 1.5
-    if not gaps.any():
+    return (step, steps, gaps, weekdays) if gaps.any() else None
+
+
+def fill_skipped_steps(values, dates):
+    """(values (T', C), dates (T',), the Skips filled) with a row put in for each step that
+    ``dates`` skip (``skipped_steps``), its values linear between the rows either side, as
+    --missing interpolate fills an empty cell; None when they skip nothing or a skip is no
+    whole number of steps (dates off an even time axis: no row has a date to take).  Months,
+    quarters and years step by the calendar, on the same day of the month or the month's
+    end; weekdays by business days, a holiday left out as ``skipped_steps`` leaves it."""
+    skips = skipped_steps(dates)
+    if skips is None:
         return None
-    skipped = int((np.round(steps[gaps]) - 1).sum())
-    return Skips(step, int(gaps.sum()), skipped, dates[int(np.flatnonzero(gaps)[0])])
+    step, steps, gaps, weekdays = _step_counts(dates)
+    ahead = _stepper(dates, step, weekdays)
+    counts = np.where(gaps, np.round(steps), 1).astype(np.int64)
+    added = []
+    for i in np.flatnonzero(gaps):
+        if ahead(dates[i], counts[i]) != dates[i + 1]:
+            return None
+        added += [ahead(dates[i], k) for k in range(1, counts[i])]
+    at = np.concatenate([[0], np.cumsum(counts)])  # each row's place on the even axis
+    every = np.arange(at[-1] + 1)
+    filled = np.stack([np.interp(every, at, column) for column in values.T], axis=1)
+    return filled, np.sort(np.concatenate([dates, np.array(added, dates.dtype)])), skips
+
+
+# Calendar steps (in days, as the most common spacing shows them) and their months.
+_MONTHS_IN_STEP = {31: 1, 92: 3, 365: 12}
+
+
+def _stepper(dates, step, weekdays):
+    """f(date, k): the date k steps after ``date`` on the dates' time axis."""
+    unit = dates.dtype
+    if weekdays:
+        return lambda date, k: np.busday_offset(date.astype("datetime64[D]"), k).astype(unit)
+    months = _MONTHS_IN_STEP.get(step / np.timedelta64(1, "D"))
+    if months:
+        month = dates.astype("datetime64[M]")
+        into = dates - month.astype(unit)
+        if (into == into[0]).all():  # the same day (and time) of every month
+            return lambda date, k: (date.astype("datetime64[M]") + k * months).astype(unit) \
+                + into[0]
+        day = np.timedelta64(1, "D")
+        after = dates + day
+        if (after == after.astype("datetime64[M]").astype(unit)).all():  # months' ends
+            return lambda date, k: ((date + day).astype("datetime64[M]") + k * months) \
+                .astype(unit) - day
+    return lambda date, k: date + k * step
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ The test windows, which come last, only measure it.  Modes: direct (default: the
 networks predict all H values at once) or recursive (a one-step network rolled forward).
 """
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,7 +53,8 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 load_saved, parse_options, report_missing, save_model,
                                 saved_setting, saved_value, user_data, warn_missing_codes,
                                 write_outputs)
-from engine.apps.datasets import load_sunspots, read_dated_table, skipped_steps, usual_step
+from engine.apps.datasets import (Skips, fill_skipped_steps, load_sunspots, read_dated_table,
+                                  skipped_steps, usual_step)
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -158,18 +160,26 @@ def min_length(args):
                       "a shorter --window or --horizon needs fewer")
 
 
+class Series(NamedTuple):
+    values: np.ndarray   # (T, C): the target, then the other --columns
+    name: str
+    dates: np.ndarray    # (T,), or None
+    columns: list
+    missing: dict        # {column: missing cells that --missing dropped or filled}
+    filled: Skips        # the steps the dates skipped that --missing interpolate filled,
+                         # or None
+
+
 def load_series(args):
-    """(values (T, C): the target, then the other --columns; name; dates (T,) or None; the
-    column names; {column: missing cells that --missing dropped or filled}): the CSV's
-    columns, or the bundled sunspots (monthly from January 1749).  The dates label the plots'
-    x axis and make the --calendar inputs."""
+    """The Series of the CSV's columns, or of the bundled sunspots (monthly from January
+    1749).  The dates label the plots' x axis and make the --calendar inputs."""
     target, columns = input_columns(args)
     if args.csv is None:
         if args.columns or target:
             raise AppError("--column, --columns and --target name columns of --csv FILE")
         values = load_sunspots()
         dates = np.datetime64("1749-01") + np.arange(len(values))
-        return values[:, None], "sunspots (monthly)", dates, ["sunspots"], {}
+        return Series(values[:, None], "sunspots (monthly)", dates, ["sunspots"], {}, None)
     if target is None:
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
@@ -180,11 +190,24 @@ def load_series(args):
             args.csv, columns, args.date_column, needed, args.missing, args.date_format, "m",
             why, args.na_values or (), None if args.calendar else "D")
     warn_missing_codes(args, values, columns)
-    warn_skipped_steps(args, dates)
+    filled = fill_skipped_steps(values, dates) if args.missing == "interpolate" else None
+    if filled is None:
+        warn_skipped_steps(args, dates)
+    else:
+        values, dates, filled = filled
     if dates is not None and not args.calendar:
         dates = dates.astype("datetime64[D]")
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
-    return values, f"{args.csv}:{target}{others}", dates, columns, missing
+    return Series(values, f"{args.csv}:{target}{others}", dates, columns, missing, filled)
+
+
+def report_filled(args, skips, report):
+    """Report the steps that the dates skipped and --missing interpolate filled; returns
+    their count, or None when there were none."""
+    if skips is None:
+        return None
+    report(f"missing dates: {_skipped(skips)}, filled by linear interpolation")
+    return skips.skipped
 
 
 def warn_skipped_steps(args, dates):
@@ -194,15 +217,24 @@ def warn_skipped_steps(args, dates):
     skips = skipped_steps(dates)
     if skips is None:
         return
-    apart, first = _spacing(skips.step), skips.first
+    if args.missing == "interpolate":
+        fix = ("they are no whole number of steps, so --missing interpolate cannot put rows in "
+               "their place: write the missing dates as rows with an empty cell")
+    else:
+        fix = "give --missing interpolate to fill them linearly"
+    print(f"warning: {args.csv}: {_skipped(skips)}: the forecast takes rows as equal steps; "
+          f"{fix}", file=sys.stderr)
+
+
+def _skipped(skips):
+    """Skips in words: 'the dates skip 3 steps in 2 places (the first after ...), where rows
+    are usually 1 hour apart'."""
+    first = skips.first
     if skips.step % np.timedelta64(1, "D") == np.timedelta64(0, "D"):
         first = first.astype("datetime64[D]")
-    print(f"warning: {args.csv}: the dates skip {skips.skipped} step"
-          f"{'s' if skips.skipped > 1 else ''} in {skips.gaps} place"
-          f"{'s' if skips.gaps > 1 else ''} (the first after {first}), where rows are "
-          f"usually {apart} apart: the forecast takes rows as equal steps; write the missing "
-          "dates as rows with an empty cell and give --missing interpolate for an even time "
-          "axis", file=sys.stderr)
+    return (f"the dates skip {skips.skipped} step{'s' if skips.skipped > 1 else ''} in "
+            f"{skips.gaps} place{'s' if skips.gaps > 1 else ''} (the first after {first}), "
+            f"where rows are usually {_spacing(skips.step)} apart")
 
 
 # Calendar spacings by their most common length in days (a month's is 31, as January's).
@@ -337,8 +369,9 @@ def run(args=None, **overrides):
         return apply_saved(args, report)
     if args.ets:
         require_statsmodels()
-    values, name, dates, columns, missing = load_series(args)
+    values, name, dates, columns, missing, filled = load_series(args)
     missing = report_missing(args, missing, report)
+    filled = report_filled(args, filled, report)
     series = values[:, 0]
     d = prepare(values, dates, args, report)
     train, val, test = d["split"]
@@ -396,6 +429,8 @@ def run(args=None, **overrides):
     metrics = evaluate(d, candidates, baselines, parts, val_rmse, season, args, name, rule)
     if missing:
         metrics["missing_values"] = missing
+    if filled:
+        metrics["filled_steps"] = filled
     if dates is not None:
         metrics["test_period"] = [str(dates[test.start + args.window]),
                                   str(dates[test.stop - 1 + args.window + H - 1])]
@@ -545,8 +580,9 @@ def apply_saved(args, report):
     cycles = saved_value(args, model, "calendar", _cycles) if "calendar" in model.metadata \
         else []
     saved_inputs(args, columns, cycles)
-    values, name, dates, _, missing = load_series(args)
+    values, name, dates, _, missing, filled = load_series(args)
     report_missing(args, missing, report)
+    report_filled(args, filled, report)
     if cycles and dates is None:
         raise AppError("the model reads the calendar: the data need dates (--date-column)")
     series = values[:, 0]

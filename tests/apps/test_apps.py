@@ -614,6 +614,46 @@ def test_forecast_warns_when_the_dates_skip_steps(tmp_path, capsys):
         forecast.run(**argv)
 
 
+def test_missing_interpolate_fills_the_dates_the_rows_skip(tmp_path, capsys):
+    """Rows missing from an hourly axis forecast as the same rows written with empty cells;
+    a weekday series' weekends and holidays skip nothing."""
+    rng = np.random.default_rng(5)
+    hours = np.arange("2021-01-01T00:00", "2021-01-11T00:00", 60, dtype="datetime64[m]")
+    level = 5 + 3 * np.sin(np.arange(len(hours)) * 2 * np.pi / 24) + rng.normal(0, 0.3,
+                                                                              len(hours))
+    gone = [100, 101, 102, 150]
+    cells = [f"{v:.3f}" for v in level]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("timestamp,temp\n" + "".join(
+        f"{d},{'' if i in gone else c}\n" for i, (d, c) in enumerate(zip(hours, cells))))
+    skipped = tmp_path / "skipped.csv"
+    skipped.write_text("timestamp,temp\n" + "".join(
+        f"{d},{c}\n" for i, (d, c) in enumerate(zip(hours, cells)) if i not in gone))
+    argv = dict(column="temp", window=24, horizon=6, missing="interpolate", **FTINY)
+    want = forecast.run(csv=str(empty), **argv)
+    capsys.readouterr()
+    got = forecast.run(csv=str(skipped), **dict(argv, quiet=False))
+    out, err = capsys.readouterr()
+    assert "warning" not in err, err
+    assert ("missing dates: the dates skip 4 steps in 2 places (the first after "
+            "2021-01-05T03:00), where rows are usually 1 hour apart, filled by linear "
+            "interpolation") in out
+    assert want["missing_values"] == {"temp": 4} and got["filled_steps"] == 4
+    for key in ("chosen", "val_rmse_mean", "test_rmse_mean", "next_forecast", "test_period"):
+        assert got[key] == want[key], key
+    odd = tmp_path / "odd.csv"  # a skip of 4.5 steps has no dates to fill
+    odd.write_text(skipped.read_text().replace("2021-01-05T07:00", "2021-01-05T07:30"))
+    forecast.run(csv=str(odd), **argv)
+    assert "--missing interpolate cannot put rows in their place" in capsys.readouterr().err
+    days = np.arange("2019-01-01", "2021-01-01", dtype="datetime64[D]")
+    weekdays = np.delete(days[np.is_busday(days)], [20, 200])  # two holidays
+    weekdays_csv = tmp_path / "weekdays.csv"
+    weekdays_csv.write_text("date,temp\n" + "".join(
+        f"{d},{v:.3f}\n" for d, v in zip(weekdays, rng.normal(size=len(weekdays)))))
+    m = forecast.run(csv=str(weekdays_csv), **argv)
+    assert "warning" not in capsys.readouterr().err and "filled_steps" not in m
+
+
 def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_csv, tmp_path,
                                                            capsys):
     lines = series_csv.read_text().splitlines()

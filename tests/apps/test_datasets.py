@@ -257,6 +257,7 @@ WEEKDAYS = DAYS[np.is_busday(DAYS)]
     (DAYS, None), (MONTHS, None), (HOURS, None), (WEEKDAYS, None),
     (HOURS.astype("datetime64[D]"), None),                # hourly rows read to the day
     (np.delete(WEEKDAYS, [3]), None),                     # a holiday
+    (WEEKDAYS.astype("datetime64[m]"), None),             # weekdays read to the minute
     (np.delete(DAYS, [5, 6, 30]), ((1, "D"), 2, 3, "2020-01-05")),
     (np.delete(MONTHS, [4]), ((31, "D"), 1, 1, "2000-04-01")),
     (np.delete(WEEKDAYS, [3, 4]), ((1, "D"), 1, 2, "2020-01-03")),
@@ -268,6 +269,36 @@ def test_skipped_steps_finds_rows_missing_from_an_even_time_axis(dates, skips):
     else:
         (step, unit), gaps, skipped, first = skips
         assert found == (np.timedelta64(step, unit), gaps, skipped, np.datetime64(first))
+
+
+MONTH_ENDS = (np.arange("2000-02", "2003-02", dtype="datetime64[M]").astype("datetime64[D]")
+              - np.timedelta64(1, "D"))
+QUARTERS = np.arange("2000-01", "2010-01", 3, dtype="datetime64[M]").astype("datetime64[D]")
+YEARS = np.arange("1900", "1950", dtype="datetime64[Y]").astype("datetime64[D]")
+
+
+@pytest.mark.parametrize("dates, gone, kept", [
+    (HOURS, [10, 11, 50], []), (DAYS.astype("datetime64[m]"), [5, 6, 30], []),
+    (MONTHS + np.timedelta64(14, "D"), [4, 20, 21], []), (MONTH_ENDS, [1, 2, 30], []),
+    (QUARTERS, [7], []), (YEARS, [7, 8], []),
+    (WEEKDAYS.astype("datetime64[m]"), [3, 10, 11], [3])])  # a holiday stays out
+def test_fill_skipped_steps_puts_rows_back_on_the_time_axis(dates, gone, kept):
+    """Values linear in the step come back exactly: each row lands on its own step."""
+    rng = np.random.default_rng(3)
+    line = np.arange(len(dates))[:, None] * rng.normal(size=2) + rng.normal(size=2)
+    values, dates_filled, skips = ds.fill_skipped_steps(np.delete(line, gone, axis=0),
+                                                        np.delete(dates, gone))
+    assert skips.skipped == len(gone) - len(kept)
+    assert (dates_filled == np.delete(dates, kept)).all()
+    np.testing.assert_allclose(values, np.delete(line, kept, axis=0), rtol=1e-12, atol=1e-12)
+
+
+def test_fill_skipped_steps_leaves_dates_off_an_even_axis():
+    off = np.concatenate([HOURS[:5], HOURS[5:] + np.timedelta64(90, "m")])  # 2.5 steps
+    assert ds.fill_skipped_steps(np.ones((len(off), 1)), off) is None
+    assert ds.fill_skipped_steps(np.ones((len(HOURS), 1)), HOURS) is None  # nothing skipped
+    days = MONTHS + np.asarray(np.arange(len(MONTHS)) % 3, "timedelta64[D]")  # days vary
+    assert ds.fill_skipped_steps(np.ones((len(days) - 1, 1)), np.delete(days, 4)) is None
 
 
 def test_a_dated_column_that_barely_varies_is_refused_at_its_header(tmp_path):

@@ -131,7 +131,7 @@ def test_the_calendar_carries_a_weekday_the_window_cannot_see(tmp_path):
     args = forecast.parse_options(forecast.add_arguments, 1, None, {
         "load": str(tmp_path / "c.npz"), "csv": str(path), "column": "load",
         "window": 24, "horizon": 24, "calendar": True})
-    values, _, dates, _, _ = forecast.load_series(args)
+    values, _, dates, _, _, _ = forecast.load_series(args)
     d = forecast.prepare(values, dates, args, lambda *a: None)
     test = d["split"][2]
     meta = model.metadata
@@ -159,7 +159,7 @@ def test_saved_multivariate_models_reproduce_their_test_forecasts(led_csv, tmp_p
     args = forecast.parse_options(forecast.add_arguments, 1, None, {
         "load": str(path), "window": 8, "horizon": 2, "csv": str(led_csv), "columns": "y,x",
         "target": "y"})
-    values, _, dates, _, _ = forecast.load_series(args)
+    values, _, dates, _, _, _ = forecast.load_series(args)
     d = forecast.prepare(values, dates, args, lambda *a: None)
     test = d["split"][2]
     for chosen in ("ar", "ar-diff", "arx", meta["network"]):  # as if each had been chosen
