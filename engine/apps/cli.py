@@ -8,6 +8,9 @@ import argparse
 import sys
 
 COMMANDS = ("forecast", "stocks", "text", "classify", "speech")
+# Options whose value may start with a dash (--na-values -999.99,-9999), which argparse would
+# take for another option unless written with an '=': main writes it so.
+DASH_VALUES = ("--na-values",)
 
 
 def build_parser():
@@ -35,8 +38,19 @@ def main(argv=None):
     from engine.apps import MODULES
     from engine.apps.common import cli_main
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_dash_values(argv))
     return cli_main(MODULES[args.command].run, args)
+
+
+def _attach_dash_values(argv):
+    """``argv`` with each option of DASH_VALUES followed by a single-dash word written as
+    OPTION=WORD: '--na-values -999.99,-9999' is read as '--na-values=-999.99,-9999'."""
+    out = list(argv)
+    for i in range(len(out) - 1, 0, -1):
+        value = out[i]
+        if out[i - 1] in DASH_VALUES and value.startswith("-") and not value.startswith("--"):
+            out[i - 1:i + 1] = [f"{out[i - 1]}={value}"]
+    return out
 
 
 if __name__ == "__main__":

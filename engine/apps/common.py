@@ -355,8 +355,7 @@ def add_missing_arguments(parser):
                              "interpolate them linearly")
     parser.add_argument("--na-values", type=NaValues(), default=None, metavar="V[,V...]",
                         help="numbers or words that mark a missing value in the file: "
-                             "--na-values -999.99, or --na-values=-999.99,-9999,- for several "
-                             "(with the =, a list that starts with - is not read as an option)")
+                             "--na-values -999.99, or --na-values -999.99,-9999,- for several")
 
 
 def warn_missing_codes(args, values, columns):

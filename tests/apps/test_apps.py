@@ -564,6 +564,10 @@ def test_forecast_reads_a_noaa_style_file_and_its_missing_value_code(series_csv,
     assert exc.value.code == 2
     assert "--na-values: expected numbers or words separated by commas" in \
         capsys.readouterr().err
+    assert main(["forecast", "--csv", str(noaa), "--column", "level", "--na-values",
+                 "-999.99,-9999", "--missing", "drop", "--window", "12", "--horizon", "3",
+                 "--epochs", "1", "--hidden", "8", "--seeds", "1", "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the list read as the option's value
     with pytest.raises(ValueError, match="--na-values: expected numbers or words"):
         forecast.run(na_values=[float("nan")], **argv)
     dashes = tmp_path / "dashes.csv"  # a word: '-' as a spreadsheet leaves an empty cell

@@ -203,3 +203,13 @@ def test_gpu_backend_without_a_gpu_is_one_line_and_exit_2():
         pytest.skip("a GPU is usable here")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("error: --backend gpu: ") and r.stderr.count("\n") == 1
+
+
+def test_an_option_value_starting_with_a_dash_is_attached_to_its_option():
+    from engine.apps.cli import _attach_dash_values
+
+    assert _attach_dash_values(["forecast", "--na-values", "-999.99,-9999", "--quiet"]) == \
+        ["forecast", "--na-values=-999.99,-9999", "--quiet"]
+    assert _attach_dash_values(["forecast", "--na-values", "-", "--na-values", "--quiet"]) == \
+        ["forecast", "--na-values=-", "--na-values", "--quiet"]  # an option stays an option
+    assert _attach_dash_values(["forecast", "--window", "-3"]) == ["forecast", "--window", "-3"]
