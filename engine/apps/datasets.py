@@ -590,8 +590,8 @@ def _step_counts(dates):
     if step <= np.timedelta64(0):
         return None
     days = dates.astype("datetime64[D]")
-    weekdays = step == np.timedelta64(1, "D") and (days == dates).all() \
-        and np.is_busday(days).all()  # whole days, whatever unit they were read in
+    weekdays = step == np.timedelta64(1, "D") and np.is_busday(days).all() \
+        and _one_time_of_day(dates)  # closes at 16:00 too, whatever unit they were read in
     if weekdays:
         steps = np.busday_count(days[:-1], days[1:]).astype(np.float64)
         gaps = steps > 2
@@ -625,6 +625,12 @@ def fill_skipped_steps(values, dates):
     return filled, np.sort(np.concatenate([dates, np.array(added, dates.dtype)])), skips
 
 
+def _one_time_of_day(dates):
+    """True when every one of ``dates`` falls at the same time of day."""
+    into = dates - dates.astype("datetime64[D]").astype(dates.dtype)
+    return bool((into == into[0]).all())
+
+
 # Calendar steps (in days, as the most common spacing shows them) and their months.
 _MONTHS_IN_STEP = {31: 1, 92: 3, 365: 12}
 
@@ -633,7 +639,8 @@ def _stepper(dates, step, weekdays):
     """f(date, k): the date k steps after ``date`` on the dates' time axis."""
     unit = dates.dtype
     if weekdays:
-        return lambda date, k: np.busday_offset(date.astype("datetime64[D]"), k).astype(unit)
+        return lambda date, k: date + (np.busday_offset(date.astype("datetime64[D]"), k)
+                                       - date.astype("datetime64[D]"))
     months = _MONTHS_IN_STEP.get(step / np.timedelta64(1, "D"))
     if months:
         month = dates.astype("datetime64[M]")

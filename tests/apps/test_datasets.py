@@ -258,6 +258,7 @@ WEEKDAYS = DAYS[np.is_busday(DAYS)]
     (HOURS.astype("datetime64[D]"), None),                # hourly rows read to the day
     (np.delete(WEEKDAYS, [3]), None),                     # a holiday
     (WEEKDAYS.astype("datetime64[m]"), None),             # weekdays read to the minute
+    (WEEKDAYS + np.timedelta64(16 * 60, "m"), None),      # at 16:00
     (np.delete(DAYS, [5, 6, 30]), ((1, "D"), 2, 3, "2020-01-05")),
     (np.delete(MONTHS, [4]), ((31, "D"), 1, 1, "2000-04-01")),
     (np.delete(WEEKDAYS, [3, 4]), ((1, "D"), 1, 2, "2020-01-03")),
@@ -281,7 +282,8 @@ YEARS = np.arange("1900", "1950", dtype="datetime64[Y]").astype("datetime64[D]")
     (HOURS, [10, 11, 50], []), (DAYS.astype("datetime64[m]"), [5, 6, 30], []),
     (MONTHS + np.timedelta64(14, "D"), [4, 20, 21], []), (MONTH_ENDS, [1, 2, 30], []),
     (QUARTERS, [7], []), (YEARS, [7, 8], []),
-    (WEEKDAYS.astype("datetime64[m]"), [3, 10, 11], [3])])  # a holiday stays out
+    (WEEKDAYS.astype("datetime64[m]"), [3, 10, 11], [3]),  # a holiday stays out
+    (WEEKDAYS + np.timedelta64(16 * 60, "m"), [3, 10, 11], [3])])  # closes at 16:00
 def test_fill_skipped_steps_puts_rows_back_on_the_time_axis(dates, gone, kept):
     """Values linear in the step come back exactly: each row lands on its own step."""
     rng = np.random.default_rng(3)
