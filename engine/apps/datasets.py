@@ -446,6 +446,7 @@ class DatedTable(NamedTuple):
     values: np.ndarray  # float64 (T, len(columns))
     dates: object       # datetime64 (T,) or None
     missing: dict       # {column: its missing cells, dropped or filled under ``missing``}
+    undated: str = None  # without dates: why the column named like dates gave none
 
 
 def read_dated_table(path, columns, date_column=None, min_length=2, missing="error",
@@ -474,9 +475,9 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
     if date_column is not None:
         dates = _column_dates(table, table.column(date_column), rows, date_format, unit)
     else:
-        dates = _guessed_dates(table, rows, date_format, unit)
+        dates, why = _guessed_dates(table, rows, date_format, unit)
         if dates is None:  # nothing reads as dates: the plot counts steps
-            return DatedTable(values, None, gaps)
+            return DatedTable(values, None, gaps, why)
     return DatedTable(*_in_date_order(table.path, [table.lines[i] for i in rows], values,
                                       dates, order_unit), gaps)
 
@@ -484,21 +485,40 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
 def _column_dates(table, d, rows, date_format, unit):
     """The dates of column ``d`` in ``rows``, datetime64[unit]; a cell that is no date
     raises."""
+    day_first = _day_first(table.rows[i][d] for i in rows)
     return np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format,
-                                 unit) for i in rows], dtype=f"datetime64[{unit}]")
+                                 unit, day_first) for i in rows], dtype=f"datetime64[{unit}]")
+
+
+_SLASH_DATE = re.compile(r"\s*(\d{1,2})/(\d{1,2})/\d{4}(?!\d)")
+
+
+def _day_first(cells):
+    """True when the dates written a/b/YYYY among ``cells`` are day/month/year: some a is
+    over 12 and no b is (13/01/2020).  Otherwise they read as month/day/year, as in the US."""
+    firsts, seconds = [0], [0]
+    for cell in cells:
+        m = _SLASH_DATE.match(cell)
+        if m:
+            firsts.append(int(m[1]))
+            seconds.append(int(m[2]))
+    return max(firsts) > 12 >= max(seconds)
 
 
 def _guessed_dates(table, rows, date_format, unit):
-    """The dates of ``rows`` from a column named like a date (DATE_COLUMNS) whose cells all
-    read as dates, else from columns year and month (with day and hour, when there), or year
-    and quarter, holding whole numbers in range; None when neither is there."""
-    guess = _guess_column(table.header, DATE_COLUMNS)
+    """(dates, None) of ``rows`` from a column named like a date (DATE_COLUMNS) whose cells
+    all read as dates, else from columns year and month (with day and hour, when there), or
+    year and quarter, holding whole numbers in range; (None, why the column named like a date
+    was no use, or None when there is none) when neither is there."""
+    guess, why = _guess_column(table.header, DATE_COLUMNS), None
     if guess is not None:
         try:
-            return _column_dates(table, guess, rows, date_format, unit)
-        except ValueError:
-            pass  # only looks like dates (a month column of 1 to 12, say)
-    return _split_dates(table, rows, unit)
+            return _column_dates(table, guess, rows, date_format, unit), None
+        except ValueError as e:  # or only looks like dates (a month column of 1 to 12, say)
+            cells = (table.rows[i][guess] for i in rows)
+            if not all(_is_number(cell) for cell in cells):  # text meant as dates
+                why = f"{e}; column {table.header[guess]!r} is not read as dates"
+    return _split_dates(table, rows, unit), why
 
 
 # Columns that hold the parts of a date, each with its range.
@@ -707,22 +727,23 @@ def _pick_column(table, given, preferred, what):
 DATE_FORMATS = (("%Y-%m-%d", r"\d{4}-\d{1,2}-\d{1,2}"), ("%Y/%m/%d", r"\d{4}/\d{1,2}/\d{1,2}"),
                 ("%m/%d/%Y", r"\d{1,2}/\d{1,2}/\d{4}"), ("%d.%m.%Y", r"\d{1,2}\.\d{1,2}\.\d{4}"),
                 ("%Y-%m", r"\d{4}-\d{1,2}"))
-_TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+_TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?(?:Z|[+-]\d{2}:?\d{2})?"
 _DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")  # hours and minutes of a _TIME
-EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY or DD.MM.YYYY, optionally with a time, "
-                  "or YYYY-MM")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?: ?([AaPp])\.?[Mm]\.?)?")
+EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY (DD/MM/YYYY where a day over 12 shows "
+                  "it) or DD.MM.YYYY, optionally with a time, or YYYY-MM")
 # --date-format names for Unix time (UTC): (counts per second, what a count is).
 EPOCH_FORMATS = {"epoch": (1, "seconds"), "epoch-ms": (1000, "milliseconds")}
 _UNIX_TIME = re.compile(r"\s*-?\d{9,13}(?:\.\d*)?\s*")  # how a bare Unix time looks
 _LAST_UNIX_SECOND = 253402300799  # 9999-12-31 23:59:59, the last second datetime64 prints
 
 
-def _parse_date(path, line, value, date_format=None, unit="D"):
+def _parse_date(path, line, value, date_format=None, unit="D", day_first=False):
     """A date as datetime64[D]: in ``date_format`` (strptime's codes, or a name of
-    EPOCH_FORMATS for Unix time) when given, else in one of DATE_FORMATS, a time of day after
-    it ignored; with ``unit`` "m", datetime64[m] with the time of day (hours and minutes; a
-    time zone suffix or %z offset is ignored: the clock time as written)."""
+    EPOCH_FORMATS for Unix time) when given, else in one of DATE_FORMATS (with ``day_first``,
+    a/b/YYYY is day/month/year), a time of day after it ignored; with ``unit`` "m",
+    datetime64[m] with the time of day (hours and minutes, on a 24-hour clock or with AM/PM;
+    a time zone suffix or %z offset is ignored: the clock time as written)."""
     if date_format in EPOCH_FORMATS:
         return _parse_unix_time(path, line, value, date_format, unit)
     if date_format is not None:
@@ -736,15 +757,17 @@ def _parse_date(path, line, value, date_format=None, unit="D"):
     m = _DATE_AND_TIME.fullmatch(value)
     day = m.group(1) if m else value
     if unit != "D":
-        clock = _CLOCK.match((m.group(2) if m else None) or "0:00")
-        minutes = 60 * int(clock[1]) + int(clock[2])
-        return _parse_date(path, line, day).astype("datetime64[m]") + np.timedelta64(minutes, "m")
+        minutes = _minutes(path, line, value, (m.group(2) if m else None) or "0:00")
+        return _parse_date(path, line, day, day_first=day_first).astype("datetime64[m]") \
+            + np.timedelta64(minutes, "m")
     if len(day) == 10 and day[4] == day[7] == "-":  # ISO, the common case: NumPy reads it
         try:
             return np.datetime64(day, "D")
         except ValueError:
             pass
     for fmt, pattern in DATE_FORMATS:
+        if day_first and fmt == "%m/%d/%Y":
+            fmt = "%d/%m/%Y"
         if re.fullmatch(pattern, day):
             try:
                 return np.datetime64(datetime.datetime.strptime(day, fmt), "D")
@@ -754,6 +777,26 @@ def _parse_date(path, line, value, date_format=None, unit="D"):
             if _UNIX_TIME.fullmatch(value) else "")
     _fail(path, line, f"cannot read date {value!r}: expected {EXPECTED_DATES}, or give "
                       f"--date-format (for example --date-format %d/%m/%Y){hint}")
+
+
+def _minutes(path, line, value, clock):
+    """Minutes after midnight of a _TIME ``clock``: 24-hour (24:00 is the next midnight, as
+    ISO 8601 and some weather services write it), or 12-hour with AM/PM."""
+    m = _CLOCK.match(clock)
+    hours, minutes, half = int(m[1]), int(m[2]), m[3]
+    if half and not 1 <= hours <= 12 or 60 * hours + minutes > 1440 or minutes > 59:
+        _fail(path, line, f"cannot read the time of day in {value!r}")
+    if half:
+        hours = hours % 12 + (12 if half in "Pp" else 0)
+    return 60 * hours + minutes
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_unix_time(path, line, value, date_format, unit):
@@ -777,7 +820,8 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     """Build a sorted PriceSeries from (row, line) pairs of ``table``; missing prices follow
     ``missing`` (``read_csv_series``), in date order."""
     path, price_name = table.path, table.header[price_col]
-    dates = np.array([_parse_date(path, line, row[date_col], date_format)
+    day_first = _day_first(row[date_col] for row, _ in rows_lines)
+    dates = np.array([_parse_date(path, line, row[date_col], date_format, "D", day_first)
                       for row, line in rows_lines], dtype="datetime64[D]")
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)
     order = np.argsort(dates, kind="stable")

@@ -186,9 +186,11 @@ def load_series(args):
         needed, why = min_length(args)
         # To the minute, so that hourly rows show their step; the calendar keeps the time of
         # day, the plots and the report the day (and so the order only needs the day).
-        values, dates, missing = read_dated_table(
+        values, dates, missing, undated = read_dated_table(
             args.csv, columns, args.date_column, needed, args.missing, args.date_format, "m",
             why, args.na_values or (), None if args.calendar else "D")
+    if undated:
+        print(f"warning: {undated}, and the plots count steps", file=sys.stderr)
     warn_missing_codes(args, values, columns)
     filled = fill_skipped_steps(values, dates) if args.missing == "interpolate" else None
     if filled is None:

@@ -13,7 +13,7 @@ from engine.apps import classify, forecast, stocks, text
 from engine.apps.baselines import rmse_per_horizon
 from engine.apps.cli import main
 from engine.apps.common import AppError
-from engine.apps.datasets import read_csv_series
+from engine.apps.datasets import EXPECTED_DATES, read_csv_series
 from engine.apps.windows import (CharVocab, StandardScaler, chronological_split,
                                  make_windows)
 
@@ -656,6 +656,17 @@ def test_missing_interpolate_fills_the_dates_the_rows_skip(tmp_path, capsys):
         f"{d},{v:.3f}\n" for d, v in zip(weekdays, rng.normal(size=len(weekdays)))))
     m = forecast.run(csv=str(weekdays_csv), **argv)
     assert "warning" not in capsys.readouterr().err and "filled_steps" not in m
+
+
+def test_forecast_warns_when_a_date_column_does_not_read(tmp_path, capsys):
+    y = np.random.default_rng(8).normal(size=120)
+    path = tmp_path / "words.csv"
+    path.write_text("Date,y\n" + "".join(f"Day {i + 1},{v:.3f}\n" for i, v in enumerate(y)))
+    forecast.run(csv=str(path), column="y", window=12, horizon=3, **FTINY)
+    assert capsys.readouterr().err == (
+        f"warning: {path}:2: cannot read date 'Day 1': expected {EXPECTED_DATES}, or give "
+        "--date-format (for example --date-format %d/%m/%Y); column 'Date' is not read as "
+        "dates, and the plots count steps\n")
 
 
 def test_commands_take_missing_values_and_other_date_forms(series_csv, prices_csv, tmp_path,

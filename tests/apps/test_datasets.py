@@ -636,9 +636,11 @@ def test_price_dates_in_common_forms_and_missing_prices_in_date_order(tmp_path):
     np.testing.assert_array_equal(ds.read_price_csv(euro).dates, np.array(
         ["1999-01-04", "1999-01-05"], dtype="datetime64[D]"))
     dmy = write(tmp_path, "d.csv", "Date,Close\n13/01/1999,2\n14/01/1999,3\n")
-    with raises_at(dmy, 2, "'13/01/1999'", "MM/DD/YYYY", "--date-format"):
-        ds.read_price_csv(dmy)
+    assert ds.read_price_csv(dmy).dates[0] == np.datetime64("1999-01-13")  # a day over 12
     assert ds.read_price_csv(dmy, date_format="%d/%m/%Y").dates[0] == np.datetime64("1999-01-13")
+    both = write(tmp_path, "b.csv", "Date,Close\n01/13/1999,2\n14/01/1999,3\n")  # no reading
+    with raises_at(both, 3, "'14/01/1999'", "MM/DD/YYYY", "--date-format"):
+        ds.read_price_csv(both)
 
 
 def test_monthly_year_month_dates_are_read_from_a_column_named_month(tmp_path):
@@ -711,6 +713,50 @@ def test_unix_times_in_seconds_or_milliseconds_with_date_format_epoch(tmp_path):
         bad = write(tmp_path, "bad.csv", f"timestamp,y\n1614556800,1\n{cell},2\n")
         with raises_at(bad, 3, repr(cell), "seconds since 1970-01-01 UTC"):
             ds.read_dated_columns(bad, ["y"], date_column="timestamp", date_format="epoch")
+
+
+def test_day_first_slash_dates_are_told_by_a_day_over_12(tmp_path):
+    """13/01/2020 shows the day first for the whole column; 01/13/2020 and a column with no
+    number over 12 read month first, as in the US; the stocks reader decides the same way."""
+    days = np.arange("2020-01-01", "2020-02-15", dtype="datetime64[D]")
+    y = np.random.default_rng(6).normal(size=len(days))
+    for fmt in ("%d/%m/%Y", "%m/%d/%Y", "%d/%m/%Y %H:%M"):
+        cells = [d.astype(object).strftime(fmt) for d in days]
+        path = write(tmp_path, "d.csv", "Date,Close\n" + "".join(
+            f"{c},{100 + v:.3f}\n" for c, v in zip(cells, y)))
+        _, dates = ds.read_dated_columns(path, ["Close"], unit="m")
+        np.testing.assert_array_equal(dates, days.astype("datetime64[m]"))
+        np.testing.assert_array_equal(ds.read_price_csv(path).dates, days)
+    path = write(tmp_path, "a.csv", "Date,y\n01/02/2020,1\n03/04/2020,2\n")  # either way
+    np.testing.assert_array_equal(ds.read_dated_series(path, "y")[1],
+                                  np.array(["2020-01-02", "2020-03-04"], "datetime64[D]"))
+
+
+@pytest.mark.parametrize("clock, minutes", [
+    ("01:30 PM", 13 * 60 + 30), ("12:00 AM", 0), ("12:15 pm", 12 * 60 + 15),
+    ("9:05 a.m.", 9 * 60 + 5), ("11:59:59 PM", 23 * 60 + 59), ("24:00", 24 * 60),
+    ("13:00 PM", None), ("0:30 AM", None), ("25:00", None), ("24:30", None), ("10:75", None)])
+def test_times_of_day_on_a_12_or_24_hour_clock(clock, minutes, tmp_path):
+    path = write(tmp_path, "t.csv", f"timestamp,y\n2020-03-01 00:00,1\n2020-03-02 {clock},2\n")
+    if minutes is None:
+        with raises_at(path, 3, "cannot read the time of day", repr(f"2020-03-02 {clock}")):
+            ds.read_dated_columns(path, ["y"], date_column="timestamp", unit="m")
+    else:
+        _, dates = ds.read_dated_columns(path, ["y"], unit="m")
+        assert dates[1] == np.datetime64("2020-03-02T00:00") + np.timedelta64(minutes, "m")
+
+
+def test_a_date_column_that_does_not_read_says_why(tmp_path):
+    """Text meant as dates gives the reason, for the command's warning; a column named like
+    a date holding plain numbers (a month of 1 to 12) is no date column and says nothing."""
+    path = write(tmp_path, "m.csv", "Date,y\nJan 1 2020,1\nJan 2 2020,2\nJan 3 2020,3\n")
+    table = ds.read_dated_table(path, ["y"])
+    assert table.dates is None
+    assert table.undated.startswith(f"{path}:2: cannot read date 'Jan 1 2020'")
+    assert table.undated.endswith("column 'Date' is not read as dates")
+    path = write(tmp_path, "n.csv", "month,y\n1,1\n2,2\n3,3\n")
+    table = ds.read_dated_table(path, ["y"])
+    assert table.dates is None and table.undated is None
 
 
 @pytest.mark.parametrize("sep", [";", "\t"])
