@@ -340,7 +340,8 @@ def report_missing(args, counts, report):
     --missing drop/interpolate dropped or filled; returns the nonzero ones."""
     counts = {c: n for c, n in counts.items() if n}
     if counts:
-        done = "their rows dropped" if args.missing == "drop" else "interpolated linearly"
+        done = "their rows dropped" if args.missing == "drop" else \
+            "interpolated linearly (rows before the first value or after the last dropped)"
         report("missing values: " + ", ".join(f"{n} in {c!r}" for c, n in counts.items())
                + f", {done}")
     return counts
@@ -352,7 +353,8 @@ def add_missing_arguments(parser):
     parser.add_argument("--missing", choices=MISSING_POLICIES, default="error",
                         help="missing values (empty, NA, NaN, ?, --na-values): stop with an "
                              "error naming the first (default), drop their rows, or "
-                             "interpolate them linearly")
+                             "interpolate them linearly (those before the first value or "
+                             "after the last: dropped)")
     parser.add_argument("--na-values", type=NaValues(), default=None, metavar="V[,V...]",
                         help="numbers or words that mark a missing value in the file: "
                              "--na-values -999.99, or --na-values -999.99,-9999,- for several")

@@ -333,8 +333,11 @@ def _fill_missing(path, lines, cells, what, missing, na_values=()):
         return np.array(known, np.int64), values, len(gaps)
     if not known:
         _fail(path, lines[0] if lines else 1, f"every value in {what} is missing")
-    # Linear between the nearest known neighbours; the ends take the nearest known value.
-    return np.arange(len(cells)), np.interp(np.arange(len(cells)), known, values), len(gaps)
+    # Linear between the nearest known neighbours.  Before the first known value and after
+    # the last nothing lies between two, so those rows are left out, as "drop" leaves them:
+    # a constant carried out from the end would be data the file does not hold.
+    span = np.arange(known[0], known[-1] + 1)
+    return span, np.interp(span, known, values), len(gaps)
 
 
 def missing_code(values):
@@ -396,7 +399,8 @@ def read_csv_series(path, column, min_length=2, missing="error", na_values=()):
     ``min_length`` values.  Missing values (empty cells, NA, NaN, null, ?, and the numbers
     and words ``na_values``) follow ``missing`` (``MISSING_POLICIES``): "error" names the
     first one's line and their count, "drop" leaves their rows out, "interpolate" fills them
-    linearly from their neighbours.
+    linearly from their neighbours (and leaves out those before the first value or after the
+    last).
     """
     return _series_column(read_csv_table(path, na_values), column, min_length, missing)[1]
 

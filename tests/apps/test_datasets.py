@@ -558,9 +558,21 @@ def test_missing_values_error_drop_or_interpolate(tmp_path):
         ds.read_csv_series(path, "v")
     np.testing.assert_array_equal(ds.read_csv_series(path, "v", missing="drop"), [2.0, 8.0])
     np.testing.assert_allclose(ds.read_csv_series(path, "v", missing="interpolate"),
-                               [2.0, 2.0, 4.0, 6.0, 8.0, 8.0])  # ends: the nearest value
+                               [2.0, 4.0, 6.0, 8.0])  # nothing to interpolate at the ends
     with pytest.raises(ValueError, match="missing must be one of"):
         ds.read_csv_series(path, "v", missing="zero")
+
+
+def test_interpolate_keeps_the_span_every_column_has_values_for(tmp_path):
+    """A column that starts later or ends sooner bounds the rows: nothing is carried out
+    from an end (that would be values the file does not hold)."""
+    path = write(tmp_path, "s.csv", "date,a,b\n2020-01-01,1,\n2020-01-02,2,10\n"
+                                    "2020-01-03,,20\n2020-01-04,4,40\n2020-01-05,,50\n")
+    values, dates, missing, _ = ds.read_dated_table(path, ["a", "b"], missing="interpolate")
+    np.testing.assert_allclose(values, [[2, 10], [3, 20], [4, 40]])
+    np.testing.assert_array_equal(dates, np.arange("2020-01-02", "2020-01-05",
+                                                   dtype="datetime64[D]"))
+    assert missing == {"a": 2, "b": 1}
 
 
 def test_na_values_mark_missing_numbers_as_written_or_not(tmp_path):
