@@ -273,7 +273,11 @@ def write_outputs(args, name, metrics, plot_fn, report):
         return metrics
     out = out_dir(args)
     png, js = out / f"{name}.png", out / f"{name}.json"
-    plot_fn(pyplot(), png)
+    plt = pyplot()
+    # The plots' text holds the user's names (files, columns, labels, transcripts), and a '$'
+    # in one would start TeX math: "$5 and #3$" stops tight_layout with a ParseException.
+    with plt.rc_context({"text.parse_math": False}):
+        plot_fn(plt, png)
     metrics["files"] = {"plot": str(png), "metrics": str(js)}
     js.write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
     report(f"wrote {png} and {js}")

@@ -42,6 +42,23 @@ def prices_csv(tmp_path):
     return path
 
 
+def test_plots_show_dollar_signs_in_the_users_names_as_written(tmp_path):
+    """'$5#3$' would be TeX math to matplotlib (a ParseException in tight_layout)."""
+    rng = np.random.default_rng(9)
+    names = {"a": "$5#3$", "b": "b", "c": "$c"}
+    rows = [(x, names[y]) for x, y in _ts_rows(rng, 24)]
+    labels = tuple(names.values())
+    train, test = _ts(tmp_path / "tr.ts", rows, labels), _ts(tmp_path / "te.ts", rows[:9], labels)
+    m = classify.run(train=str(train), test=str(test), out=str(tmp_path / "o"), **TINY)
+    assert m["classes"] == list(labels)
+    folder = tmp_path / "$x#$"
+    folder.mkdir()
+    story = folder / "story.txt"
+    story.write_text("The quick brown fox jumps over the lazy dog. " * 80, encoding="utf-8")
+    text.run(text=str(story), seq=20, minutes=0.01, out=str(tmp_path / "t"), **TINY)
+    assert (tmp_path / "t" / "text.png").stat().st_size > 1000
+
+
 @pytest.fixture
 def text_file(tmp_path):
     path = tmp_path / "story.txt"
