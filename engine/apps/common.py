@@ -267,20 +267,23 @@ def out_dir(args):
 
 
 def write_outputs(args, name, metrics, plot_fn, report):
-    """Write ``<out>/<name>.json`` (metrics) and ``<out>/<name>.png`` (``plot_fn(plt, path)``)
-    when --out is set; record their paths in ``metrics["files"]`` and report them."""
+    """Write ``<out>/<name>.json`` (metrics) and ``<out>/<name>.png`` (``plot_fn(plt, path)``;
+    none when ``plot_fn`` is None) when --out is set; record their paths in
+    ``metrics["files"]`` and report them."""
     if args.out is None or (args.distributed and not root_rank()):
         return metrics
     out = out_dir(args)
     png, js = out / f"{name}.png", out / f"{name}.json"
-    plt = pyplot()
-    # The plots' text holds the user's names (files, columns, labels, transcripts), and a '$'
-    # in one would start TeX math: "$5 and #3$" stops tight_layout with a ParseException.
-    with plt.rc_context({"text.parse_math": False}):
-        plot_fn(plt, png)
-    metrics["files"] = {"plot": str(png), "metrics": str(js)}
+    metrics["files"] = {"metrics": str(js)}
+    if plot_fn is not None:
+        plt = pyplot()
+        # The plots' text holds the user's names (files, columns, labels, transcripts), and a
+        # '$' in one would start TeX math: "$5 and #3$" stops tight_layout (ParseException).
+        with plt.rc_context({"text.parse_math": False}):
+            plot_fn(plt, png)
+        metrics["files"]["plot"] = str(png)
     js.write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
-    report(f"wrote {png} and {js}")
+    report(f"wrote {png} and {js}" if plot_fn else f"wrote {js}")
     return metrics
 
 

@@ -219,8 +219,9 @@ def epoch_examples(train, args, rng):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def manifest_data(args):
-    """A user's recordings: every tenth is a test recording; transcripts as characters."""
+def manifest_data(args, known=None):
+    """A user's recordings: every tenth is a test recording; transcripts as characters.
+    ``known``: a saved model's alphabet, which every test transcript's letters must be in."""
     with user_data():
         samples, texts, alphabet, lines = read_manifest(args.wavs, args.manifest, RATE,
                                                         args.resample)
@@ -230,6 +231,11 @@ def manifest_data(args):
     if test.all() or not test.any():
         raise AppError(f"{args.manifest}: {len(samples)} recordings; at least 10 are needed "
                        "(every tenth is kept for testing)")
+    for t, line in zip(np.array(texts, object)[test], np.array(lines)[test]):
+        new = sorted(set(t) - set(known or t))
+        if new:
+            raise AppError(f"{args.manifest}:{line}: transcript {t!r} has {new[0]!r}, which "
+                           f"the model's alphabet {''.join(known)!r} lacks")
     train = [(x, t) for x, t, k in zip(samples, texts, test) if not k]
     held = [(x, t) for x, t, k in zip(samples, texts, test) if k]
     return train, {"test recordings": held}, alphabet
@@ -274,6 +280,19 @@ def run(args=None, **overrides):
     metrics = {"command": "speech", "data": data, "alphabet": alphabet,
                "epochs": len(history["loss"]), "hidden": args.hidden, "beam": args.beam,
                "history": history, "results": {}}
+    shown = test_sets(model, features, alphabet, sets, args, report, metrics)
+    if recording is not None:
+        metrics["transcript"] = transcribe(model, features, alphabet, recording, args,
+                                           report)[0]
+    return write_outputs(args, "speech", metrics,
+                         lambda plt, path: plot(plt, path, shown, alphabet, features, metrics),
+                         report)
+
+
+def test_sets(model, features, alphabet, sets, args, report, metrics):
+    """Test the model on each of ``sets`` ({name: (samples, transcript) pairs}) into
+    ``metrics["results"]``; returns what the plot shows: the first test string, its
+    posteriors and its beam transcript."""
     shown = None
     for name, pairs in sets.items():
         result, (greedy, beamed, posteriors) = test_on(model, features, alphabet, pairs, args)
@@ -283,11 +302,7 @@ def run(args=None, **overrides):
             shown = (pairs[0], posteriors[0], beamed[0])
         if "isolated" in name:
             result["confusion_matrix"] = digit_confusion([t for _, t in pairs], greedy)
-    if recording is not None:
-        metrics["transcript"] = transcribe(model, features, alphabet, recording, args, report)
-    return write_outputs(args, "speech", metrics,
-                         lambda plt, path: plot(plt, path, shown, alphabet, features, metrics),
-                         report)
+    return shown
 
 
 def cosine_lr(lr, epoch, epochs, floor=0.05):
@@ -369,13 +384,13 @@ def read_recording(args, report):
 
 
 def transcribe(model, features, alphabet, x, args, report):
-    """The beam transcript of --transcribe's recording ``x``."""
-    _, beamed, _ = recognize(model, features, [x], args.beam)
+    """(the beam transcript of --transcribe's recording ``x``, what the plot shows of it)."""
+    _, beamed, posteriors = recognize(model, features, [x], args.beam)
     text = "".join(decode_text(beamed[0], alphabet))
     if args.quiet:  # bare, for scripts; the report line below says it otherwise
         print_result(args, text)
     report(f"transcript of {args.transcribe} ({len(x) / RATE:.2f} s): {text!r}")
-    return text
+    return text, ((x, None), posteriors[0], text)
 
 
 def _alphabet(value):
@@ -397,17 +412,18 @@ def apply_saved(args, report):
     metrics = {"command": "speech", "model": args.load, "alphabet": alphabet, "results": {}}
     if args.transcribe:
         recording = read_recording(args, report)
-        metrics["transcript"] = transcribe(model, features, alphabet, recording, args, report)
-        return metrics
-    check_sources(args)
-    if args.manifest:
-        _, sets, _ = manifest_data(args)
+        metrics["transcript"], shown = transcribe(model, features, alphabet, recording, args,
+                                                  report)
     else:
-        _, sets = digit_data(args, np.random.default_rng(args.seed))
-    for name, pairs in sets.items():
-        metrics["results"][name] = test_on(model, features, alphabet, pairs, args)[0]
-        report(format_score(name, metrics["results"][name]))
-    return metrics
+        check_sources(args)
+        if args.manifest:
+            _, sets, _ = manifest_data(args, alphabet)
+        else:
+            _, sets = digit_data(args, np.random.default_rng(args.seed))
+        shown = test_sets(model, features, alphabet, sets, args, report, metrics)
+    return write_outputs(args, "speech", metrics,
+                         lambda plt, path: plot(plt, path, shown, alphabet, features, metrics),
+                         report)
 
 
 # ---------------------------------------------------------------------------- plot
@@ -424,7 +440,9 @@ def plot(plt, path, shown, alphabet, features, m):
     seconds = len(samples) / RATE
     spec.imshow(frames.T, origin="lower", aspect="auto", cmap="magma",
                 extent=(0, seconds, 0, N_MELS))
-    spec.set(ylabel="mel band", title=f"truth {''.join(truth)!r}, beam {''.join(hyp)!r}")
+    said = f"beam {''.join(hyp)!r}"
+    spec.set(ylabel="mel band", title=said if truth is None else f"truth {''.join(truth)!r}, "
+                                                                 + said)
     post = fig.add_subplot(grid[1, 0], sharex=spec)
     t = (np.arange(len(logp)) + 0.5) * seconds / len(logp)
     post.plot(t, np.exp(logp[:, 0]), color="0.7", linestyle="--", label="blank")

@@ -284,12 +284,14 @@ def run(args=None, **overrides):
 
 
 def generate_only(args, report):
-    """--load: print --sample characters from the saved model; metrics hold the sample."""
+    """--load: print --sample characters from the saved model; metrics hold the sample (and
+    --out writes them: no training, so no plot)."""
     model, vocab = load_model(args)
     text = sample(model, vocab, args.sample, args.temperature, args.prime, args.seed)
     print_result(args, text)
-    return {"command": "text", "model": args.load, "sample": text,
-            "temperature": args.temperature}
+    metrics = {"command": "text", "model": args.load, "sample": text,
+               "temperature": args.temperature}
+    return write_outputs(args, "text", metrics, None, report)
 
 
 def plot(plt, path, m):

@@ -361,8 +361,9 @@ def test_cli_save_then_sample(text_file, tmp_path):
     assert r.stdout.startswith("fox") and len(r.stdout.rstrip("\n")) >= 53 - 2
     quiet = _cli("text", "--load", str(model), "--sample", "50", "--prime", "fox", "--quiet")
     assert quiet.returncode == 0 and quiet.stdout.startswith("fox")  # asked for: printed
-    m = text.run(load=str(model), sample=50, prime="fox", quiet=True)
+    m = text.run(load=str(model), sample=50, prime="fox", quiet=True, out=str(tmp_path / "s"))
     assert len(m["sample"]) == 53
+    assert json.loads((tmp_path / "s" / "text.json").read_text())["sample"] == m["sample"]
     assert not text.vocab_path(model).exists()  # the vocabulary lives in the checkpoint
     assert set(engine.load(model).metadata["vocab"]) == set(text_file.read_text())
 

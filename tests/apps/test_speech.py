@@ -1,6 +1,7 @@
 """``python -m engine speech``: tiny runs of the whole command (digits, a held-out speaker, a
 user's manifest, --save/--load/--transcribe, the plot), its pieces (features, encoding, the
 length batches), and its errors, which come before any training."""
+import json
 import wave
 
 import numpy as np
@@ -55,13 +56,15 @@ def test_save_load_and_transcribe(tmp_path, fsdd, few, capsys):
     wav = write_wav(tmp_path / "three.wav", fsdd[30].samples)
     trained = speech.run(save=str(path), transcribe=str(wav), **TINY)
     assert set(trained["transcript"]) <= set(speech.DIGITS)
-    applied = speech.run(load=str(path), quiet=True)
-    assert applied["results"] == {k: {h: r[h] for h in ("greedy", "beam")}
-                                  for k, r in trained["results"].items()}
+    applied = speech.run(load=str(path), quiet=True, out=str(tmp_path / "a"))
+    assert applied["results"] == trained["results"]  # the confusion matrix too
+    assert (tmp_path / "a" / "speech.png").stat().st_size > 10_000
     capsys.readouterr()
-    again = speech.run(load=str(path), transcribe=str(wav), quiet=True)
+    again = speech.run(load=str(path), transcribe=str(wav), quiet=True, out=str(tmp_path / "b"))
     assert again["transcript"] == trained["transcript"]
     assert capsys.readouterr().out == again["transcript"] + "\n"  # quiet: the transcript alone
+    assert json.loads((tmp_path / "b" / "speech.json").read_text())["transcript"] == \
+        again["transcript"] and (tmp_path / "b" / "speech.png").stat().st_size > 10_000
     # a recording at 16 kHz is resampled, and gives the transcript of its 8 kHz original
     up = write_wav(tmp_path / "up.wav", np.repeat(fsdd[30].samples, 2), rate=16000)
     assert isinstance(speech.run(load=str(path), transcribe=str(up), quiet=True)["transcript"],
@@ -69,7 +72,7 @@ def test_save_load_and_transcribe(tmp_path, fsdd, few, capsys):
     assert engine.load(path).metadata["alphabet"] == speech.DIGITS
 
 
-def test_manifest_with_its_own_alphabet(tmp_path, fsdd):
+def test_manifest_with_its_own_alphabet(tmp_path, fsdd, capsys):
     rows = ["file,transcript"]
     words = {0: "o", 1: "i", 2: "t"}
     chosen = [r for d in words for r in [r for r in fsdd if r.digit == d][:7]]
@@ -77,9 +80,17 @@ def test_manifest_with_its_own_alphabet(tmp_path, fsdd):
         write_wav(tmp_path / f"{i}.wav", r.samples)
         rows.append(f"{i}.wav,{words[r.digit]}")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    m = speech.run(wavs=str(tmp_path), manifest=str(tmp_path / "m.csv"), **TINY)
+    saved = tmp_path / "m.npz"
+    m = speech.run(wavs=str(tmp_path), manifest=str(tmp_path / "m.csv"), save=str(saved),
+                   **TINY)
     assert m["alphabet"] == ["i", "o", "t"]
     assert set(m["results"]) == {"test recordings"}
+    rows[10] = rows[10].split(",")[0] + ",tz"  # a test recording's letter the model lacks
+    (tmp_path / "new.csv").write_text("\n".join(rows) + "\n")
+    assert main(["speech", "--load", str(saved), "--wavs", str(tmp_path), "--manifest",
+                 str(tmp_path / "new.csv"), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'new.csv'}:11: transcript 'tz' has "
+                                       "'z', which the model's alphabet 'iot' lacks\n")
 
 
 def test_a_transcript_longer_than_its_audio_is_named_by_line(tmp_path, fsdd, capsys):
