@@ -951,13 +951,23 @@ def _sorted_labels(labels):
 
 
 def _encode_labels(path, labels, lines, class_names):
-    """Label strings -> int64 indices into ``class_names`` (inferred when None)."""
+    """Label strings -> int64 indices into ``class_names`` (inferred when None).  A label
+    written as another number equal to a class ('1.0' for class '1', as a spreadsheet or
+    pandas may write it) is that class; an empty label stops at its line."""
+    for label, line in zip(labels, lines):
+        if not label.strip():
+            _fail(path, line, "empty label: every sequence needs its class (leave out the "
+                              "sequences that have none)")
     names = list(class_names) if class_names is not None else _sorted_labels(labels)
     index = {name: i for i, name in enumerate(names)}
+    index.update({float(name): i for i, name in enumerate(names) if _is_number(name)})
+    codes = []
     for label, line in zip(labels, lines):
-        if label not in index:
+        code = index.get(label, index.get(float(label)) if _is_number(label) else None)
+        if code is None:
             _fail(path, line, f"unknown label {label!r}; known labels: {names}")
-    return np.array([index[label] for label in labels], dtype=np.int64), names
+        codes.append(code)
+    return np.array(codes, dtype=np.int64), names
 
 
 @dataclass

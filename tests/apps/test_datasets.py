@@ -513,6 +513,21 @@ def test_read_sequence_csv_with_train_classes(tmp_path):
         ds.read_sequence_csv(path, class_names=["b"])
 
 
+def test_an_empty_label_stops_and_a_number_written_otherwise_is_its_class(tmp_path):
+    path = write(tmp_path, "seq.csv", "id,label,f\n1,b,0\n1,b,1\n2,,1\n3,a,2\n")
+    with raises_at(path, 4, "empty label"):  # it had become a class '' of its own
+        ds.read_sequence_csv(path)
+    ts = write(tmp_path, "x.ts", "@problemName x\n@univariate true\n@classLabel true a\n@data\n"
+                                 "1,2,3:a\n4,5,6:\n")
+    with raises_at(ts, 6, "empty label"):
+        ds.read_ts(ts)
+    floats = write(tmp_path, "f.csv", "id,label,f\n1,2.0,0\n2,10,1\n3,1e1,2\n")
+    _, y, names = ds.read_sequence_csv(floats, class_names=["2", "10"])
+    np.testing.assert_array_equal(y, [0, 1, 1])
+    with raises_at(floats, 2, "unknown label '2.0'"):
+        ds.read_sequence_csv(floats, class_names=["1", "10"])
+
+
 def test_read_sequence_csv_names_the_feature_of_a_cell_holding_a_comma(tmp_path):
     path = write(tmp_path, "seq.csv", 'id,label,f1,f2\ns1,up,0.5,1\ns1,up,"1,5",2\n'
                                       's1,up,"1,500",3\n')
