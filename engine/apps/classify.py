@@ -11,7 +11,6 @@ many-to-one output is taken at each sequence's own last step (and, bidirectional
 reverse direction starts there).  Reports test accuracy and the confusion matrix.
 """
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_loa
                                 load_saved, parse_options, save_model, saved_value, user_data,
                                 write_outputs)
 from engine.apps.datasets import (ONE_ROW_PER_STEP, load_japanese_vowels, pad_sequences,
-                                  read_sequence_csv, read_ts)
+                                  read_sequence_csv, read_ts, sequence_format)
 from engine.apps.windows import StandardScaler
 
 EPOCHS = 40
@@ -41,12 +40,13 @@ def add_arguments(p):
 
 
 def read_labelled_by(path):
-    """The reader of a .ts or .csv file, chosen by the suffix."""
-    return read_sequence_csv if Path(path).suffix.lower() in (".csv", ".gz") else read_ts
+    """The reader of a .ts or CSV file (``sequence_format``: a .ts file by its suffix or its
+    '@' header, any other as CSV split on commas, semicolons or tabs)."""
+    return read_ts if sequence_format(path) == "ts" else read_sequence_csv
 
 
 def read_labelled(path, class_names=None):
-    """(X list of (T_i, F), y, names) from a .ts or .csv file (chosen by the suffix)."""
+    """(X list of (T_i, F), y, names) from a .ts or CSV file (``read_labelled_by``)."""
     return read_labelled_by(path)(path, class_names=class_names)
 
 

@@ -1076,6 +1076,27 @@ ONE_ROW_PER_STEP = ("this reader wants one row per time step (sequence id, label
                     "archive's CSVs) must be written as one row per step, or as a .ts file")
 
 
+TS_KEYS = {"problemname", "timestamps", "missing", "univariate", "dimensions", "dimension",
+           "equallength", "serieslength", "classlabel", "targetlabel", "data"}
+
+
+def sequence_format(path):
+    """"ts" when ``path`` is an sktime .ts file (by its suffix, or by an '@' header line such
+    as @problemName), else "csv"; an ARFF file (Weka's @relation) raises, saying what to use
+    instead.  Gzipped files are judged by what they hold."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    if name.endswith(".ts"):
+        return "ts"
+    first = next((line.split() for line in _decode(path).splitlines()
+                  if line.strip() and not line.lstrip().startswith(("#", "%"))), [""])
+    word = first[0].lower()
+    if name.endswith(".arff") or word == "@relation":
+        _fail(path, 1, "an ARFF file (Weka's format): give the sktime .ts file of the data set "
+                       "(the UEA and UCR archives offer both), or a CSV with one row per time "
+                       "step (sequence id, label, features)")
+    return "ts" if word.startswith("@") and word[1:] in TS_KEYS else "csv"
+
+
 def read_sequence_csv(path, class_names=None):
     """Labelled multivariate sequences from a CSV file with one row per time step.
 

@@ -315,6 +315,32 @@ def test_classify_user_ts(ts_files, tmp_path):
     assert cm.shape == (3, 3) and cm.sum() == 9
 
 
+def test_classify_reads_files_by_what_they_hold(ts_files, tmp_path):
+    """A gzipped .ts, a .ts under another name, a tab-separated CSV named .tsv or .txt; an ARFF
+    file stops naming its format."""
+    import gzip
+
+    ts = ts_files[0].read_text()
+    want = classify.read_labelled(ts_files[0])
+    (tmp_path / "a.ts.gz").write_bytes(gzip.compress(ts.encode()))
+    (tmp_path / "a.txt").write_text(ts)
+    for name in ("a.ts.gz", "a.txt"):
+        got = classify.read_labelled(tmp_path / name)
+        assert got[2] == want[2] and (got[1] == want[1]).all()
+        assert all((a == b).all() for a, b in zip(got[0], want[0]))
+    rows = "id\tlabel\tf\n" + "".join(f"s{i}\t{'ab'[i % 2]}\t{v}\n" for i in range(4)
+                                         for v in range(3))
+    for name in ("s.tsv", "s.txt"):
+        (tmp_path / name).write_text(rows)
+        X, y, names = classify.read_labelled(tmp_path / name)
+        assert names == ["a", "b"] and len(X) == 4 and X[0].shape == (3, 1)
+    (tmp_path / "w.txt").write_text("% Weka\n@RELATION x\n@ATTRIBUTE a NUMERIC\n@DATA\n1\n")
+    for name in ("w.txt", "w.arff"):
+        (tmp_path / name).write_text((tmp_path / "w.txt").read_text())
+        with pytest.raises(ValueError, match=f"{name}:1: an ARFF file"):
+            classify.read_labelled(tmp_path / name)
+
+
 def test_classify_padding_does_not_leak(ts_files):
     """Predictions of a sequence are the same alone and padded in a batch with longer ones."""
     from engine.apps.datasets import read_ts
