@@ -237,7 +237,9 @@ def read_csv_table(path, na_values=()):
     before the header (notes, as NOAA's and many instruments' files open with), unless the
     header is one of them: when the first other line holds values, the last such line with
     as many fields, its ``#`` dropped, names the columns (``numpy.savetxt(header=...)``
-    writes the header so).  A row with a different number of fields than the header raises.
+    writes the header so).  A row with a different number of fields than the header raises;
+    empty fields that end a line make no column (a separator ending every line, as some
+    spreadsheets export).
     ``na_values``: numbers (such as -999.99, whichever way written) and words (such as "-",
     in any case) that mark missing cells, beside MISSING_TOKENS.
     """
@@ -255,19 +257,30 @@ def read_csv_table(path, na_values=()):
         if header is None and row[0].startswith("#"):
             comments.append((row, line))
         elif header is None:
-            header, header_line = _header(row, line, comments)
-            if header is not row:  # the header was a comment: this row is data
-                rows.append(row)
+            named, header_line = _header(row, line, comments)
+            header = _without_trailing_empties(named, 1)
+            if named is not row:  # the header was a comment: this row is data
+                rows.append(_without_trailing_empties(row, len(header)))
                 lines.append(line)
-        elif len(row) != len(header):
-            _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
         else:
+            row = _without_trailing_empties(row, len(header))
+            if len(row) != len(header):
+                _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
             rows.append(row)
             lines.append(line)
     if header is None:
         _fail(path, 1, "empty file: expected a header row"
                        + (" (lines starting with # are comments)" if comments else ""))
     return CsvTable(path, header, rows, lines, header_line, tuple(na_values), delimiter)
+
+
+def _without_trailing_empties(fields, keep):
+    """``fields`` without the empty ones that end it beyond the first ``keep``: a separator
+    ending every line, as some spreadsheets export, makes no column."""
+    end = len(fields)
+    while end > keep and not fields[end - 1]:
+        end -= 1
+    return fields[:end] if end < len(fields) else fields
 
 
 def _header(row, line, comments):

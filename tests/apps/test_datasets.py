@@ -806,6 +806,19 @@ def test_a_file_without_a_header_row_is_named_as_such(first_row, tmp_path):
         ds.read_price_csv(path)
 
 
+def test_a_separator_ending_every_line_makes_no_column(tmp_path):
+    """As some spreadsheets export: 'a,b,' on every line, or on the rows alone; a missing
+    value in the last named column stays missing, and a value under no name stops."""
+    for head in ("t,v,", "t,v"):
+        path = write(tmp_path, "s.csv", f"{head}\n0,1.5,\n1,2.5,\n2,,\n3,4,,\n")
+        table = ds.read_csv_table(path)
+        assert table.header == ["t", "v"] and table.rows[2] == ["2", ""]
+        assert ds.read_csv_series(path, "v", missing="drop").tolist() == [1.5, 2.5, 4.0]
+    path = write(tmp_path, "x.csv", "t,v,\n0,1.5,\n1,2.5,9\n")
+    with raises_at(path, 3, "3 fields, but the header has 2"):
+        ds.read_csv_table(path)
+
+
 def test_whole_numbers_and_words_in_a_header_are_names(tmp_path):
     path = write(tmp_path, "s.csv", "year,2019,total\n1,2,3\n4,5,6\n")
     np.testing.assert_array_equal(ds.read_csv_series(path, "2019"), [2, 5])
