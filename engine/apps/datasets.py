@@ -13,6 +13,7 @@ Vendored files (see ``engine/apps/data/PROVENANCE.md`` for sources and licences)
 ``load_japanese_vowels``   9-speaker classification, 270 train / 370 test, 12 channels, T 7-29
 =========================  =====================================================================
 """
+import codecs
 import csv
 import datetime
 import gzip
@@ -54,11 +55,12 @@ BINARY_KINDS = (
 
 def _decode(path):
     """The text of a file: gunzipped when ``*.gz`` or gzip's magic number starts it; UTF-16
-    when it starts with its BOM, else UTF-8 (a BOM is dropped), else Windows-1252 or latin-1
-    (``_decode_8bit``).  A binary file is refused, naming its kind when BINARY_KINDS knows it.
+    when it starts with its BOM, else UTF-8 (a BOM is dropped), each byte that is not read as
+    Windows-1252 or latin-1 (``_eight_bit``).  A binary file is refused, naming its kind when
+    BINARY_KINDS knows it.
 
-    Every byte string decodes as latin-1, so the fallback cannot fail; newlines are left as
-    they are (csv handles '\r\n' itself).
+    Every byte decodes as latin-1, so the fallback cannot fail; newlines are left as they are
+    (csv handles '\r\n' itself).
     """
     path = Path(path)
     if path.is_dir():
@@ -80,22 +82,22 @@ def _decode(path):
         kind = next((what for magic, what in BINARY_KINDS if data.startswith(magic)), None)
         _fail(path, _line_of(data, data.index(b"\0")), "NUL byte: this is a binary file, not "
                                                           "text" + (f": {kind}" if kind else ""))
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = _decode_8bit(data)
-    return _text_or_fail(path, text)
+    return _text_or_fail(path, data.decode("utf-8-sig", errors=_EIGHT_BIT))
 
 
-def _decode_8bit(data):
-    """Bytes that are not UTF-8: Windows-1252, as Windows editors and Excel save text in the
-    West (its curly quotes, dashes and euro sign sit where latin-1 has control characters,
-    which text never holds; browsers read files labelled latin-1 so), else latin-1 for the
-    five bytes Windows-1252 leaves undefined."""
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+def _eight_bit(error):
+    """A codecs error handler: each byte that is not UTF-8 read as Windows-1252, as Windows
+    editors and Excel save text in the West (its curly quotes, dashes and euro sign sit where
+    latin-1 has control characters, which text never holds; browsers read files labelled
+    latin-1 so), and as latin-1 where Windows-1252 leaves it undefined.  Byte by byte, so one
+    stray byte leaves the UTF-8 around it as it is, and a file saved as Windows-1252 reads
+    whole (its letters are no UTF-8 sequences: 'é' then a letter is not)."""
+    return "".join(_BYTE_CHARS[b] for b in error.object[error.start:error.end]), error.end
+
+
+_BYTE_CHARS = [bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in range(256)]
+_EIGHT_BIT = "lstm-engine-8bit"
+codecs.register_error(_EIGHT_BIT, _eight_bit)
 
 
 def _text_or_fail(path, text):

@@ -400,6 +400,10 @@ def test_a_windows_text_reads_its_curly_quotes_and_dashes(tmp_path):
     assert ds.read_text(path) == words
     path.write_bytes(b"caf\xe9 \x81\n")  # a byte Windows-1252 leaves undefined: latin-1
     assert ds.read_text(path) == "caf\u00e9 \x81\n"
+    path.write_bytes(words.encode("cp1252") + b"\x81\n")  # that byte alone
+    assert ds.read_text(path) == words + "\x81\n"
+    path.write_bytes("na\u00efve caf\u00e9 \u2014 ".encode() + b"\xe9t\xe9\n")  # one stray
+    assert ds.read_text(path) == "na\u00efve caf\u00e9 \u2014 \u00e9t\u00e9\n"  # byte each
     csv = tmp_path / "w.csv"
     csv.write_bytes("Preis \u20ac;Menge\n1,5;2\n2,5;3\n".encode("cp1252"))
     np.testing.assert_array_equal(ds.read_csv_series(csv, "Preis \u20ac"), [1.5, 2.5])
