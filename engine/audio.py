@@ -94,6 +94,26 @@ RESAMPLE_BLOCK = 1 << 20
 _ENCODINGS = {(1, 1): ("u1", 128.0, 128.0), (1, 2): ("<i2", 0.0, 32768.0),
               (1, 3): ("<i4", 0.0, 2.0 ** 31), (1, 4): ("<i4", 0.0, 2.0 ** 31),
               (3, 4): ("<f4", 0.0, 1.0), (3, 8): ("<f8", 0.0, 1.0)}
+
+
+def _g711_tables():
+    """{format code: (256,) float64 sample per byte} of G.711 (ITU-T, 1972), the 8-bit
+    telephone encodings: code 7 mu-law (North America, Japan), code 6 A-law (Europe); 16-bit
+    values (mu-law up to 32124, A-law 32256) over 32768."""
+    byte = np.arange(256)
+    u = ~byte & 0xFF
+    exponent, mantissa = (u >> 4) & 7, u & 0x0F
+    mu = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    mu = np.where(u & 0x80, -mu, mu)
+    a = byte ^ 0x55
+    exponent, mantissa = (a >> 4) & 7, a & 0x0F
+    alaw = np.where(exponent == 0, (mantissa << 4) + 8,
+                    ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    alaw = np.where(a & 0x80, alaw, -alaw)
+    return {7: mu / 32768.0, 6: alaw / 32768.0}
+
+
+_G711 = _g711_tables()
 # The openings of audio files that are not WAV, to say what a file is when it is one of them.
 _OTHER_AUDIO = ((b"ID3", "MP3"), (b"\xff\xfb", "MP3"), (b"\xff\xf3", "MP3"),
                 (b"fLaC", "FLAC"), (b"OggS", "Ogg (Vorbis or Opus)"),
@@ -111,10 +131,11 @@ def read_wav(source, name=None):
 
     Returns ``(samples, rate)``: samples (N,) float32 in [-1, 1] (8-bit unsigned (x - 128) / 128,
     16-bit x / 32768, 24-bit x / 2**23, 32-bit x / 2**31; 32- and 64-bit float as stored,
-    clipped to [-1, 1] as playback would; several channels averaged), rate the sample rate in
-    Hz (int).  Plain and WAVE_FORMAT_EXTENSIBLE headers are read; chunks other than ``fmt ``
-    and ``data`` (LIST, fact, ...) are skipped.  A data chunk cut short is read up to its last
-    whole frame.
+    clipped to [-1, 1] as playback would; 8-bit G.711 mu-law and A-law, as telephone
+    recordings are, expanded to 16-bit values / 32768; several channels averaged), rate the
+    sample rate in Hz (int).  Plain and WAVE_FORMAT_EXTENSIBLE headers are read; chunks other
+    than ``fmt `` and ``data`` (LIST, fact, ...) are skipped.  A data chunk cut short is read
+    up to its last whole frame.
 
     Raises ValueError, its message starting with the name, for a file that is not a readable
     WAV, an encoding other than those above (compressed, 12-bit, ...), non-finite float samples
@@ -136,10 +157,11 @@ def _read_wav_bytes(data, name):
     if code == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
         code = struct.unpack_from("<H", fmt, 24)[0]
     width = bits // 8 if bits % 8 == 0 else 0
-    if (code, width) not in _ENCODINGS:
+    if (code, width) not in _ENCODINGS and not (code in _G711 and width == 1):
         raise ValueError(f"{name}: unsupported WAV encoding (format code {code}, {bits}-bit); "
-                         "read_wav takes 8-, 16-, 24- and 32-bit integer PCM and 32- and "
-                         "64-bit float")
+                         "read_wav takes 8-, 16-, 24- and 32-bit integer PCM, 32- and 64-bit "
+                         "float and 8-bit mu-law and A-law: convert it first, e.g. ffmpeg -i "
+                         "FILE -c:a pcm_s16le out.wav")
     if channels == 0 or rate == 0:
         raise ValueError(f"{name}: not a readable WAV file ({channels} channels at {rate} Hz "
                          "in the header)")
@@ -180,6 +202,9 @@ def _decode_samples(raw, code, width, channels):
     """Interleaved little-endian samples -> (N,) float64 mono (not yet clipped)."""
     frame = width * channels
     raw = raw[:len(raw) // frame * frame]  # a truncated data chunk can end mid-frame
+    if code in _G711:
+        x = _G711[code][np.frombuffer(raw, np.uint8)]
+        return x.reshape(-1, channels).mean(axis=1) if channels > 1 else x
     dtype, offset, scale = _ENCODINGS[(code, width)]
     if width == 3:  # 24-bit: each sample into the top three bytes of an int32
         wide = np.zeros((len(raw) // 3, 4), np.uint8)

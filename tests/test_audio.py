@@ -7,6 +7,7 @@ import io
 import math
 import re
 import struct
+import warnings
 import wave
 from pathlib import Path
 
@@ -341,6 +342,30 @@ def test_read_wav_takes_24_bit_float_and_extensible_files_and_skips_other_chunks
         samples, got_rate = read_wav(io.BytesIO(data), name="x.wav")
         assert got_rate == rate and samples.dtype == np.float32
         np.testing.assert_allclose(samples, want, rtol=0, atol=1e-7)
+
+
+def test_read_wav_expands_g711_mu_law_and_a_law(rng):
+    """8 kHz telephone recordings: the standard's table values, and every byte against
+    Python's audioop (the C implementation, in Pythons that still have it)."""
+    mu, alaw = np.array([0xFF, 0x7F, 0x00, 0x80, 0xEF], np.uint8), \
+        np.array([0xD5, 0x55, 0x2A, 0xAA, 0xC5], np.uint8)
+    got_mu = read_wav(io.BytesIO(_riff(7, 1, 8000, 8, mu)))[0] * 32768
+    got_a = read_wav(io.BytesIO(_riff(6, 1, 8000, 8, alaw)))[0] * 32768
+    np.testing.assert_array_equal(got_mu, [0, 0, -32124, 32124, 132])
+    np.testing.assert_array_equal(got_a, [8, -8, -32256, 32256, 264])
+    stereo = rng.integers(0, 256, (40, 2), dtype=np.uint8)
+    both, rate = read_wav(io.BytesIO(_riff(7, 2, 8000, 8, stereo)))
+    one = [read_wav(io.BytesIO(_riff(7, 1, 8000, 8, stereo[:, c].copy())))[0] for c in (0, 1)]
+    assert rate == 8000 and both.shape == (40,)
+    np.testing.assert_allclose(both, (one[0] + one[1]) / 2, rtol=0, atol=1e-7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        audioop = pytest.importorskip("audioop")
+    every = np.arange(256, dtype=np.uint8)
+    for code, expand in ((7, audioop.ulaw2lin), (6, audioop.alaw2lin)):
+        want = np.frombuffer(expand(every.tobytes(), 2), "<i2") / np.float32(32768)
+        np.testing.assert_array_equal(read_wav(io.BytesIO(_riff(code, 1, 8000, 8, every)))[0],
+                                      want)
 
 
 def _raises_naming(label, problem, source, **kw):

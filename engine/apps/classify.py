@@ -149,6 +149,9 @@ def apply_saved(args, report):
     """--load: classify the sequences of --test FILE (or JapaneseVowels' test set) with the
     saved model, its scaler and class names; accuracy and the confusion matrix against the
     file's labels, and each sequence's predicted class."""
+    if args.test is None and args.train is not None:  # the built-in test set was not meant
+        raise AppError("--load classifies --test FILE: give the file (--train is not read "
+                       "with --load)")
     model = load_saved(args, "classify")
     names = saved_value(args, model, "classes", _class_names)
     scaler = saved_value(args, model, "scaler", StandardScaler.from_state)

@@ -38,7 +38,13 @@ def user_data(what=None):
         raise
     except FileNotFoundError as e:
         raise AppError(f"{e.filename}: no such file") from e
-    except (ValueError, OSError) as e:
+    except IsADirectoryError as e:
+        raise AppError(f"{e.filename}:1: is a folder: expected a file") from e
+    except OSError as e:
+        if e.filename is None or e.strerror is None:
+            raise AppError(f"{what}: {e}" if what else str(e)) from e
+        raise AppError(f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}") from e
+    except ValueError as e:
         raise AppError(f"{what}: {e}" if what else str(e)) from e
 
 

@@ -55,9 +55,9 @@ BINARY_KINDS = (
 
 def _decode(path):
     """The text of a file: gunzipped when ``*.gz`` or gzip's magic number starts it; UTF-16
-    when it starts with its BOM, else UTF-8 (a BOM is dropped), each byte that is not read as
-    Windows-1252 or latin-1 (``_eight_bit``).  A binary file is refused, naming its kind when
-    BINARY_KINDS knows it.
+    when it starts with its BOM or looks so without one (``_utf16_order``), else UTF-8 (a BOM
+    is dropped), each byte that is not read as Windows-1252 or latin-1 (``_eight_bit``).  A
+    binary file is refused, naming its kind when BINARY_KINDS knows it.
 
     Every byte decodes as latin-1, so the fallback cannot fail; newlines are left as they are
     (csv handles '\r\n' itself).
@@ -78,11 +78,29 @@ def _decode(path):
             return _text_or_fail(path, data.decode("utf-16"))
         except UnicodeDecodeError as e:
             _fail(path, 1, f"starts as UTF-16 but does not decode as it: {e.reason}")
+    if b"\0" in data and _utf16_order(data):  # UTF-16 without its BOM
+        try:
+            return _text_or_fail(path, data.decode(_utf16_order(data)))
+        except UnicodeDecodeError:
+            pass  # binary after all
     if b"\0" in data:
         kind = next((what for magic, what in BINARY_KINDS if data.startswith(magic)), None)
         _fail(path, _line_of(data, data.index(b"\0")), "NUL byte: this is a binary file, not "
                                                           "text" + (f": {kind}" if kind else ""))
     return _text_or_fail(path, data.decode("utf-8-sig", errors=_EIGHT_BIT))
+
+
+def _utf16_order(data):
+    """"utf-16-le" or "utf-16-be" when ``data`` look like text in UTF-16 without a byte-order
+    mark (as some Windows tools write it): a NUL in nearly every high byte, as Latin text has,
+    and in few low ones; else None."""
+    if len(data) < 4 or len(data) % 2:
+        return None
+    even, odd = data[0::2], data[1::2]
+    for order, high, low in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if high.count(0) >= 0.9 * len(high) and low.count(0) <= 0.1 * len(low):
+            return order
+    return None
 
 
 def _eight_bit(error):

@@ -535,6 +535,8 @@ def test_load_names_the_training_options_it_ignores(series_csv, ts_files, tmp_pa
     classify.run(load=str(c), test=str(test), train=str(train), quiet=True)
     err = capsys.readouterr().err
     assert "--train" in err and "ignored" in err and "--test" not in err
+    with pytest.raises(AppError, match="--load classifies --test FILE: give the file"):
+        classify.run(load=str(c), train=str(train), quiet=True)  # not JapaneseVowels' test set
 
 
 def test_load_refuses_another_commands_model_and_bad_metadata(series_csv, ts_files, tmp_path,

@@ -409,6 +409,18 @@ def test_a_windows_text_reads_its_curly_quotes_and_dashes(tmp_path):
     np.testing.assert_array_equal(ds.read_csv_series(csv, "Preis \u20ac"), [1.5, 2.5])
 
 
+@pytest.mark.parametrize("order", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_its_byte_order_mark_reads_as_text(order, tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_bytes("date,pr\u00e9cis\n2000-01-01,1.5\n2000-01-02,2.5\n".encode(order))
+    np.testing.assert_array_equal(ds.read_csv_series(path, "pr\u00e9cis"), [1.5, 2.5])
+    data = np.random.default_rng(1).integers(0, 256, 400, dtype=np.uint8)
+    data[1::2] = 0  # small 16-bit numbers: the same NULs, but control characters throughout
+    path.write_bytes(data.tobytes())
+    with raises_at(path, 1, "binary file"):
+        ds.read_text(path)
+
+
 def test_read_text_latin1_fallback(tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes("caf\u00e9\n".encode("latin-1"))  # b'\xe9' alone is not valid UTF-8

@@ -107,6 +107,7 @@ def test_a_transcript_longer_than_its_audio_is_named_by_line(tmp_path, fsdd, cap
     (["--heldout-speaker", "bob"], "unknown speaker 'bob'"),
     (["--transcribe", "README.md"], "README.md: not a readable WAV file"),
     (["--transcribe", "missing.wav"], "missing.wav: no such file"),
+    (["--transcribe", "tests"], "tests:1: is a folder: expected a file"),
 ])
 def test_bad_options_stop_before_training(argv, words, monkeypatch, capsys):
     def fit(*args, **kwargs):
