@@ -64,6 +64,7 @@ import functools
 import math
 import os
 import struct
+import warnings
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def read_wav(source, name=None):
     recordings are, expanded to 16-bit values / 32768; several channels averaged), rate the
     sample rate in Hz (int).  Plain and WAVE_FORMAT_EXTENSIBLE headers are read; chunks other
     than ``fmt `` and ``data`` (LIST, fact, ...) are skipped.  A data chunk cut short is read
-    up to its last whole frame.
+    up to its last whole frame, with a warning.
 
     Raises ValueError, its message starting with the name, for a file that is not a readable
     WAV, an encoding other than those above (compressed, 12-bit, ...), non-finite float samples
@@ -189,12 +190,15 @@ def _riff_chunks(data, name):
         if cid == b"fmt " and fmt is None:
             fmt = chunk
         elif cid == b"data" and body is None:
-            body = chunk
+            body, declared = chunk, size
         pos += 8 + size + (size & 1)  # chunks are padded to an even length
     if fmt is None or len(fmt) < 16:
         raise ValueError(f"{name}: not a readable WAV file (no complete fmt chunk)")
     if body is None:
         raise ValueError(f"{name}: not a readable WAV file (no data chunk)")
+    if len(body) < declared and declared != 0xFFFFFFFF:  # streamed files leave it at -1
+        warnings.warn(f"{name}: the file holds {len(body)} of the {declared} bytes of audio "
+                      "its header gives (truncated?): what is there is read", stacklevel=4)
     return fmt, body
 
 

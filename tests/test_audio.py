@@ -395,6 +395,20 @@ def test_read_wav_errors_name_the_file(rng, tmp_path):
         read_wav(tmp_path / "missing.wav")
 
 
+def test_read_wav_reads_a_truncated_file_with_a_warning(rng):
+    ints = rng.integers(-32768, 32767, 100).astype("<i2")
+    good = _wav_bytes(ints, 2, 8000, 1)
+    with pytest.warns(UserWarning, match=r"^t.wav: the file holds 101 of the 200 bytes of "
+                                         r"audio its header gives \(truncated\?\)"):
+        samples, _ = read_wav(io.BytesIO(good[:-99]), name="t.wav")
+    np.testing.assert_array_equal(samples, ints[:50] / np.float32(32768))
+    streamed = good[:40] + struct.pack("<I", 0xFFFFFFFF) + good[44:]  # size unknown, as
+    with warnings.catch_warnings():                                 # a recorder streams it
+        warnings.simplefilter("error")
+        assert read_wav(io.BytesIO(streamed))[0].size == 100
+
+
+@pytest.mark.filterwarnings("ignore:d.wav. the file holds")
 def test_read_wav_damaged_files_fail_cleanly(rng):
     """Every truncation and random header corruptions of a stereo file: either samples in
     [-1, 1] or a ValueError naming the file, never another exception."""

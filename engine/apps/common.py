@@ -435,13 +435,22 @@ def fit_early_stopping(model, train, val, args, batch_size, patience, report, se
     return history
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """The command line's form of a library warning: ``warning: message`` on stderr."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def cli_main(run, args):
     """Run a command from parsed arguments; an AppError (or a diverged training, whose finite
     weights fit restored) prints ``error: ...`` and returns 2."""
+    import warnings
+
     import engine
 
     try:
-        run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            run(args)
     except AppError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

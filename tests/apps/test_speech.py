@@ -70,6 +70,11 @@ def test_save_load_and_transcribe(tmp_path, fsdd, few, capsys):
     assert isinstance(speech.run(load=str(path), transcribe=str(up), quiet=True)["transcript"],
                       str)
     assert engine.load(path).metadata["alphabet"] == speech.DIGITS
+    cut = tmp_path / "cut.wav"  # a library warning, in the command line's form
+    cut.write_bytes(wav.read_bytes()[:-1000])
+    capsys.readouterr()
+    assert main(["speech", "--load", str(path), "--transcribe", str(cut), "--quiet"]) == 0
+    assert capsys.readouterr().err.startswith(f"warning: {cut}: the file holds ")
 
 
 def test_manifest_with_its_own_alphabet(tmp_path, fsdd, capsys):
