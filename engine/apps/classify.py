@@ -11,6 +11,7 @@ many-to-one output is taken at each sequence's own last step (and, bidirectional
 reverse direction starts there).  Reports test accuracy and the confusion matrix.
 """
 import argparse
+import sys
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Report, add_loa
                                 load_saved, parse_options, save_model, saved_value, user_data,
                                 write_outputs)
 from engine.apps.datasets import (ONE_ROW_PER_STEP, load_japanese_vowels, pad_sequences,
-                                  read_sequence_csv, read_ts, sequence_format)
+                                  read_csv_table, read_sequence_csv, read_ts, sequence_format)
 from engine.apps.windows import StandardScaler
 
 EPOCHS = 40
@@ -65,7 +66,19 @@ def load_data(args):
         if Xte[0].shape[1] != Xtr[0].shape[1]:
             raise ValueError(f"{args.test}: {Xte[0].shape[1]} features per step, but "
                              f"{args.train} has {Xtr[0].shape[1]}")
+        warn_other_features(args.train, args.test)
     return Xtr, ytr, Xte, yte, [str(n) for n in names], f"{args.train} / {args.test}"
+
+
+def warn_other_features(train, test):
+    """Print ``warning: ...`` when two CSV files name their features otherwise (swapped or
+    renamed columns): the model reads features by position, not by name."""
+    if sequence_format(train) != "csv" or sequence_format(test) != "csv":
+        return
+    names = [read_csv_table(path).header[2:] for path in (train, test)]
+    if names[0] != names[1]:
+        print(f"warning: {test}: features {names[1]}, but {train} has {names[0]}: they are "
+              "read by position, not by name", file=sys.stderr)
 
 
 def check_training_set(path, X, y, names):

@@ -341,6 +341,24 @@ def test_classify_reads_files_by_what_they_hold(ts_files, tmp_path):
             classify.read_labelled(tmp_path / name)
 
 
+def test_classify_warns_when_the_test_file_names_its_features_otherwise(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+
+    def write(path, head, rows):
+        path.write_text(head + "\n" + "".join(
+            f"s{i},{y}," + ",".join(f"{v:.3f}" for v in step) + "\n"
+            for i, (x, y) in enumerate(rows) for step in x))
+        return str(path)
+
+    train = write(tmp_path / "tr.csv", "id,label,speed,load", _ts_rows(rng, 24))
+    for head, warned in (("id,label,speed,load", False), ("id,label,load,speed", True)):
+        test = write(tmp_path / "te.csv", head, _ts_rows(rng, 9))
+        classify.run(train=train, test=test, **TINY)
+        err = capsys.readouterr().err
+        assert (f"warning: {test}: features ['load', 'speed'], but {train} has ['speed', "
+                "'load']: they are read by position" in err) == warned, err
+
+
 def test_classify_padding_does_not_leak(ts_files):
     """Predictions of a sequence are the same alone and padded in a batch with longer ones."""
     from engine.apps.datasets import read_ts
