@@ -19,6 +19,7 @@ import datetime
 import gzip
 import io
 import re
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 
 # Column names tried, in order, when read_price_csv is not told which column to use.
 DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "ds", "period", "day", "week", "month",
-                "quarter")  # ds: Prophet's name for it
+                "quarter", "datum", "fecha")  # ds: Prophet's name for it
 # Names match ignoring case, spaces, underscores, hyphens and dots ("Date Time", "Adj. Close").
 PRICE_COLUMNS = ("adj close", "adjusted close", "close", "price", "value")
 
@@ -201,11 +202,15 @@ class CsvTable:
     def numbers(self, cells):
         """``cells`` as float() reads numbers: the minus sign U+2212 (as some spreadsheets
         and web tables write it) is '-'.  Fields split on semicolons may write a number
-        with a decimal comma (1.234,5 is 1234.5), and fields split on commas with commas
+        with a decimal comma (1.234,5 and 1 234,5 are 1234.5; where a column does, 1.000 is
+        1000, as a spreadsheet writes a whole number), and fields split on commas with commas
         between groups of thousands, quoted ("1,234.5"); in a file split on tabs, 1,234 could
         be either, and stays as written."""
         cells = [c.replace(MINUS_SIGN, "-") if MINUS_SIGN in c else c for c in cells]
         if self.delimiter == ";":
+            commas = [c for c in cells if "," in c and _DECIMAL_COMMA.match(c)]
+            if commas:  # the column writes decimal commas: a dot or space groups thousands
+                cells = [_GROUPED.sub(_ungrouped, c) for c in cells]
             return [_DECIMAL_COMMA.sub(_decimal_point, c) if "," in c else c for c in cells]
         if self.delimiter == ",":
             return [c.replace(",", "") if "," in c and _THOUSANDS.match(c) else c
@@ -317,15 +322,26 @@ def _header(row, line, comments):
 MINUS_SIGN = "\u2212"  # the typographic minus, which float() does not read
 # A number written with a decimal comma, as spreadsheets in much of Europe save it (with ';'
 # between fields): -1234,5 or 1.234,5, with an exponent or without.
-_DECIMAL_COMMA = re.compile(r"^([-+]?)(\d{1,3}(?:\.\d{3})+|\d*),(\d+(?:[eE][-+]?\d+)?)$")
+_DECIMAL_COMMA = re.compile(r"^([-+]?)(\d{1,3}(?:[. \u00a0\u202f]\d{3})+|\d*),"
+                            r"(\d+(?:[eE][-+]?\d+)?)$")
+# A whole number with its thousands grouped by dots or spaces (1.000, 10 282), as written
+# beside decimal commas.
+_GROUPED = re.compile(r"^[-+]?\d{1,3}(?:[. \u00a0\u202f]\d{3})+$")
 # A number with commas between groups of thousands, as spreadsheets in the US and UK save
 # it (quoted, in a file split on commas): 1,234 or -1,234,567.25.
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?(?:[eE][-+]?\d+)?$")
 
 
+_GROUP_MARKS = re.compile(r"[. \u00a0\u202f]")
+
+
 def _decimal_point(match):
     sign, whole, fraction = match.groups()
-    return f"{sign}{whole.replace('.', '')}.{fraction}"
+    return f"{sign}{_GROUP_MARKS.sub('', whole)}.{fraction}"
+
+
+def _ungrouped(match):
+    return _GROUP_MARKS.sub("", match.group())
 
 
 def _delimiter(text):
@@ -515,30 +531,47 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
         dates, why = _guessed_dates(table, rows, date_format, unit)
         if dates is None:  # nothing reads as dates: the plot counts steps
             return DatedTable(values, None, gaps, why)
-    return DatedTable(*_in_date_order(table.path, [table.lines[i] for i in rows], values,
-                                      dates, order_unit), gaps)
+    lines = [table.lines[i] for i in rows]
+    ordered = _in_date_order(table.path, lines, values, dates, order_unit)
+    if unit == "m":  # read to the minute, a repeated date is a repeated row
+        _check_repeats(table.path, lines, dates)
+    return DatedTable(*ordered, gaps)
 
 
 def _column_dates(table, d, rows, date_format, unit):
     """The dates of column ``d`` in ``rows``, datetime64[unit]; a cell that is no date
     raises."""
-    day_first = _day_first(table.rows[i][d] for i in rows)
-    return np.array([_parse_date(table.path, table.lines[i], table.rows[i][d], date_format,
-                                 unit, day_first) for i in rows], dtype=f"datetime64[{unit}]")
+    cells = [table.rows[i][d] for i in rows]
+    day_first = _day_first(cells) if date_format is None else False
+    readings = [day_first] if day_first is not None else [False, True]
+    dates = [np.array([_parse_date(table.path, table.lines[i], cell, date_format, unit, first)
+                       for i, cell in zip(rows, cells)], dtype=f"datetime64[{unit}]")
+             for first in readings]
+    # 01/02/2020 reads either way: the reading whose rows skip fewer steps is meant (a
+    # monthly series on the 1st read month first skips most of each year).
+    return min(dates, key=lambda x: _skipped_count(np.sort(x)))
+
+
+def _skipped_count(dates):
+    skips = skipped_steps(dates)
+    return 0 if skips is None else skips.skipped
 
 
 _SLASH_DATE = re.compile(r"\s*(\d{1,2})/(\d{1,2})/\d{4}(?!\d)")
 
 
 def _day_first(cells):
-    """True when the dates written a/b/YYYY among ``cells`` are day/month/year: some a is
-    over 12 and no b is (13/01/2020).  Otherwise they read as month/day/year, as in the US."""
+    """Whether the dates written a/b/YYYY among ``cells`` are day/month/year: True when some
+    a is over 12 and no b is (13/01/2020), None when neither is (both readings are dates),
+    else False (month/day/year, as in the US)."""
     firsts, seconds = [0], [0]
     for cell in cells:
         m = _SLASH_DATE.match(cell)
         if m:
             firsts.append(int(m[1]))
             seconds.append(int(m[2]))
+    if max(firsts) <= 12 and max(seconds) <= 12 and len(firsts) > 1:
+        return None
     return max(firsts) > 12 >= max(seconds)
 
 
@@ -552,10 +585,20 @@ def _guessed_dates(table, rows, date_format, unit):
         try:
             return _column_dates(table, guess, rows, date_format, unit), None
         except ValueError as e:  # or only looks like dates (a month column of 1 to 12, say)
-            cells = (table.rows[i][guess] for i in rows)
+            cells = [table.rows[i][guess] for i in rows]
+            if date_format is not None or _reads_as_date(cells[0]):
+                raise  # dates, one of them bad (a footer row, an empty cell): say which
             if not all(_is_number(cell) for cell in cells):  # text meant as dates
                 why = f"{e}; column {table.header[guess]!r} is not read as dates"
     return _split_dates(table, rows, unit), why
+
+
+def _reads_as_date(cell):
+    try:
+        _parse_date("", 0, cell)
+    except ValueError:
+        return False
+    return True
 
 
 # Columns that hold the parts of a date, each with its range.
@@ -593,6 +636,26 @@ def _split_dates(table, rows, unit):
     return days.astype(f"datetime64[{unit}]") + parts.get("hour", 0) * np.timedelta64(60, "m")
 
 
+def _check_repeats(path, lines, dates):
+    """Stop when over a tenth of the rows repeat a date (several series in one file), and
+    warn of rows whose date is the row before's (duplicates: each counts as one more step).
+    A clock put back in autumn repeats an hour, not the row before, and passes."""
+    again = np.ones(len(dates), bool)
+    again[np.unique(dates, return_index=True)[1]] = False  # a date seen on an earlier row
+    repeats = int(again.sum())
+    same = np.flatnonzero(dates[1:] == dates[:-1]) + 1
+    if repeats > len(dates) // 10:
+        i = int(np.flatnonzero(again)[0])
+        _fail(path, lines[i], f"date {dates[i]} repeats, as {repeats} of the {len(dates)} "
+                              "rows' dates do: several series in one file? keep one (or give "
+                              "--date-column if this column is not the date)")
+    if same.size:
+        i = int(same[0])
+        warnings.warn(f"{path}:{lines[i]}: date {dates[i]} repeats line {lines[i - 1]} "
+                      f"({same.size} row{'s' if same.size > 1 else ''} repeat the one before): "
+                      "each row counts as one step; leave out the duplicates")
+
+
 def _in_date_order(path, lines, values, dates, order_unit=None):
     """(values, dates) oldest first: a file written newest first is turned round, and dates
     that go back anywhere else stop with the line (a forecast of rows out of order would be
@@ -605,9 +668,10 @@ def _in_date_order(path, lines, values, dates, order_unit=None):
         return values[::-1].copy(), dates[::-1].copy()
     if back.any():
         i = int(np.flatnonzero(back)[0]) + 1
+        again = " (several series one after another? keep one)" if shown[i] <= shown[0] else ""
         _fail(path, lines[i], f"date {shown[i]} is before {shown[i - 1]} on line {lines[i - 1]}: "
                               "rows must be in date order (oldest or newest first); sort the "
-                              "file, or give --date-format if the dates are misread")
+                              f"file, or give --date-format if the dates are misread{again}")
     return values, dates
 
 
@@ -781,6 +845,8 @@ def _parse_date(path, line, value, date_format=None, unit="D", day_first=False):
     a/b/YYYY is day/month/year), a time of day after it ignored; with ``unit`` "m",
     datetime64[m] with the time of day (hours and minutes, on a 24-hour clock or with AM/PM;
     a time zone suffix or %z offset is ignored: the clock time as written)."""
+    if not value.strip():
+        _fail(path, line, "no date: every row needs one (leave out the rows without)")
     if date_format in EPOCH_FORMATS:
         return _parse_unix_time(path, line, value, date_format, unit)
     if date_format is not None:
@@ -857,7 +923,7 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     """Build a sorted PriceSeries from (row, line) pairs of ``table``; missing prices follow
     ``missing`` (``read_csv_series``), in date order."""
     path, price_name = table.path, table.header[price_col]
-    day_first = _day_first(row[date_col] for row, _ in rows_lines)
+    day_first = bool(_day_first([row[date_col] for row, _ in rows_lines]))  # US when either
     dates = np.array([_parse_date(path, line, row[date_col], date_format, "D", day_first)
                       for row, line in rows_lines], dtype="datetime64[D]")
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)

@@ -193,8 +193,9 @@ def load_series(args):
         print(f"warning: {undated}, and the plots count steps", file=sys.stderr)
     warn_missing_codes(args, values, columns)
     filled = fill_skipped_steps(values, dates) if args.missing == "interpolate" else None
-    if filled is None:
-        warn_skipped_steps(args, dates)
+    if filled is None or filled[2].skipped > len(values) * MAX_FILLED:
+        warn_skipped_steps(args, dates, too_many=filled is not None)
+        filled = None
     else:
         values, dates, filled = filled
     if dates is not None and not args.calendar:
@@ -212,14 +213,22 @@ def report_filled(args, skips, report):
     return skips.skipped
 
 
-def warn_skipped_steps(args, dates):
+# --missing interpolate fills skipped dates up to this share of the rows the file holds: more
+# would be more made-up values than a forecast should rest on, and more likely misread dates.
+MAX_FILLED = 0.2
+
+
+def warn_skipped_steps(args, dates, too_many=False):
     """Print ``warning: ...`` on stderr when the dates skip steps (``skipped_steps``): the
     windows take rows as equal steps, so a season or a horizon would count wrong across a
     skip."""
     skips = skipped_steps(dates)
     if skips is None:
         return
-    if args.missing == "interpolate":
+    if too_many:
+        fix = (f"more than {MAX_FILLED:.0%} of the {len(dates)} rows, too many for --missing "
+               "interpolate to fill (misread dates? --date-format says how to read them)")
+    elif args.missing == "interpolate":
         fix = ("they are no whole number of steps, so --missing interpolate cannot put rows in "
                "their place: write the missing dates as rows with an empty cell")
     else:

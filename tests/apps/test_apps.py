@@ -713,6 +713,13 @@ def test_missing_interpolate_fills_the_dates_the_rows_skip(tmp_path, capsys):
     odd.write_text(skipped.read_text().replace("2021-01-05T07:00", "2021-01-05T07:30"))
     forecast.run(csv=str(odd), **argv)
     assert "--missing interpolate cannot put rows in their place" in capsys.readouterr().err
+    hole = tmp_path / "hole.csv"  # a gap longer than a fifth of the rows: not made up
+    days = np.r_[np.arange("2020-01-01", "2020-03-01", dtype="datetime64[D]"),
+                 np.arange("2020-06-01", "2020-08-01", dtype="datetime64[D]")]
+    hole.write_text("date,temp\n" + "".join(f"{d},{v:.3f}\n" for d, v in zip(days, level)))
+    m = forecast.run(csv=str(hole), **argv)
+    assert "filled_steps" not in m and "too many for --missing interpolate to fill" in \
+        capsys.readouterr().err
     days = np.arange("2019-01-01", "2021-01-01", dtype="datetime64[D]")
     weekdays = np.delete(days[np.is_busday(days)], [20, 200])  # two holidays
     weekdays_csv = tmp_path / "weekdays.csv"

@@ -802,6 +802,63 @@ def test_a_date_column_that_does_not_read_says_why(tmp_path):
     assert table.dates is None and table.undated is None
 
 
+def test_a_date_column_with_a_bad_cell_stops_there(tmp_path):
+    """A footer row ('Total') or an empty date in a column of dates: its line, not a series
+    without dates that takes the footer's number as its last value."""
+    rows = "".join(f"2020-01-{d:02d},{d}\n" for d in range(1, 21))
+    for tail, problem in (("Total,210\n", "cannot read date 'Total'"),
+                          (",21\n", "no date: every row needs one")):
+        path = write(tmp_path, "f.csv", "Date,y\n" + rows + tail)
+        with raises_at(path, 22, problem):
+            ds.read_dated_table(path, ["y"], unit="m")
+    path = write(tmp_path, "g.csv", "Date,y\n" + rows)
+    with raises_at(path, 2, "cannot read date '2020-01-01' with --date-format '%d/%m/%Y'"):
+        ds.read_dated_table(path, ["y"], date_format="%d/%m/%Y")  # asked for: not a warning
+
+
+def test_slash_dates_either_way_are_read_the_way_that_keeps_their_step(tmp_path):
+    """01/02/2010 for every month's first day, as in the UK: day first, the monthly step
+    (month first, it would be Jan 1 to Jan 12 then a jump of a year); days 1 to 12 of one
+    month, which read as a monthly step too, stay month first, as in the US."""
+    months = np.arange("2010-01", "2020-01", dtype="datetime64[M]").astype("datetime64[D]")
+    cells = [d.astype(object).strftime("%d/%m/%Y") for d in months]
+    path = write(tmp_path, "uk.csv", "Date,y\n" + "".join(f"{c},{i}\n"
+                                                          for i, c in enumerate(cells)))
+    np.testing.assert_array_equal(ds.read_dated_table(path, ["y"]).dates, months)
+    days = np.arange("2021-03-01", "2021-03-13", dtype="datetime64[D]")
+    cells = [d.astype(object).strftime("%m/%d/%Y") for d in days]
+    path = write(tmp_path, "us.csv", "Date,y\n" + "".join(f"{c},{i}\n"
+                                                          for i, c in enumerate(cells)))
+    np.testing.assert_array_equal(ds.read_dated_table(path, ["y"]).dates, days)
+
+
+def test_a_semicolon_file_with_decimal_commas_groups_thousands_by_dots_or_spaces(tmp_path):
+    path = write(tmp_path, "de.csv", "Datum;Wert;X\n01.01.2020;1.000;1.5\n02.01.2020;1.050,5;2.5"
+                                     "\n03.01.2020;10 282,5;3\n04.01.2020;-2.000;4\n")
+    table = ds.read_dated_table(path, ["Wert", "X"])
+    np.testing.assert_array_equal(table.values, [[1000, 1.5], [1050.5, 2.5], [10282.5, 3],
+                                                 [-2000, 4]])  # X writes decimal points
+    assert table.dates[0] == np.datetime64("2020-01-01")  # 'Datum' names the dates
+
+
+def test_repeated_dates_stop_as_several_series_or_warn_as_duplicates(tmp_path):
+    days = np.arange("2020-01-01", "2020-02-10", dtype="datetime64[D]")
+    stacked = "".join(f"{d},{s},{k}\n" for k, d in enumerate(days) for s in "AB")
+    path = write(tmp_path, "s.csv", "date,station,y\n" + stacked)
+    with raises_at(path, 3, "date 2020-01-01T00:00 repeats, as 40 of the 80 rows",
+                   "several series in one file"):
+        ds.read_dated_table(path, ["y"], unit="m")
+    once = "".join(f"{d},{k}\n" for k, d in enumerate(np.insert(days, 30, days[29])))
+    path = write(tmp_path, "d.csv", "date,y\n" + once)
+    with pytest.warns(UserWarning, match=r"d.csv:32: date 2020-01-30T00:00 repeats line 31 "
+                                         r"\(1 row repeat"):
+        assert len(ds.read_dated_table(path, ["y"], unit="m").dates) == 41
+    blocks = "".join(f"{d},{k}\n" for k, d in enumerate(np.r_[days, days]))
+    path = write(tmp_path, "b.csv", "date,y\n" + blocks)
+    with raises_at(path, 42, "is before", "several series one after another"):
+        ds.read_dated_table(path, ["y"], unit="m")
+
+
 @pytest.mark.parametrize("sep", [";", "\t"])
 def test_semicolon_and_tab_separated_files_are_read(sep, tmp_path):
     path = write(tmp_path, "x.csv", f"date{sep}y{sep}z\n2000-01-01{sep}1.5{sep}a,b\n"
