@@ -271,7 +271,9 @@ def read_csv_table(path, na_values=()):
     path = Path(path)
     text = _decode(path)
     delimiter = _delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # skipinitialspace: '"Date", "value"' quotes its second name after the space too.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                        skipinitialspace=True)
     header, header_line = None, 1
     comments, rows, lines = [], [], []
     for row in _csv_rows(path, reader):
@@ -816,6 +818,11 @@ def _pick_column(table, given, preferred, what):
         return table.column(given)
     guess = _guess_column(table.header, preferred)
     if guess is not None:
+        same = [h for h in table.header if _plain_name(h) == _plain_name(table.header[guess])]
+        if len(same) > 1:
+            _fail(table.path, table.header_line,
+                  f"columns {' and '.join(map(repr, same))} could each be the {what} column: "
+                  f"name one explicitly (--{what}-column)")
         return guess
     _fail(table.path, table.header_line,
           f"no {what} column found (looked for {list(preferred)}); "
@@ -918,6 +925,10 @@ def _parse_unix_time(path, line, value, date_format, unit):
     return np.datetime64(int(np.floor(seconds)), "s").astype(f"datetime64[{unit}]")
 
 
+_ONE_A_DAY = ("(several series in one file, or prices within a day? the prices are one a day "
+              "of one series: keep one)")
+
+
 def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
                   missing="error", date_format=None):
     """Build a sorted PriceSeries from (row, line) pairs of ``table``; missing prices follow
@@ -927,6 +938,12 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     dates = np.array([_parse_date(path, line, row[date_col], date_format, "D", day_first)
                       for row, line in rows_lines], dtype="datetime64[D]")
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)
+    first = np.unique(dates, return_index=True)[1]
+    if len(first) < len(dates):  # a date on an earlier row
+        i = int(np.flatnonzero(~np.isin(np.arange(len(dates)), first))[0])
+        _fail(path, lines[i], f"date {dates[i]} repeats line {lines[dates == dates[i]][0]} "
+                              f"{_ONE_A_DAY}")
+    _in_date_order(path, lines, dates, dates)  # oldest or newest first, as forecast's
     order = np.argsort(dates, kind="stable")
     cells = table.numbers(rows_lines[i][0][price_col] for i in order)
     keep, close, gaps = _fill_missing(path, lines[order].tolist(), cells,
@@ -939,7 +956,7 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     dup = np.flatnonzero(dates[1:] == dates[:-1])
     if dup.size:
         _fail(path, lines[dup[0] + 1], f"date {dates[dup[0]]} repeats line {lines[dup[0]]} "
-                                       "(several series in one file? keep one)")
+                                       f"{_ONE_A_DAY}")
     if len(close) < min_length:
         _fail(path, lines[-1] if len(lines) else 1,
               f"series too short: {len(close)} prices, at least {min_length} needed")

@@ -142,9 +142,19 @@ BAD_READ_CSV_SERIES = [
 
 
 def test_read_price_csv_defaults_and_sorting(tmp_path):
+    """Newest first is turned round; rows out of order elsewhere stop (a year mistyped on one
+    row had moved it to the end, to be the last price)."""
     path = write(tmp_path, "ACME.csv", "Date,Open,Close,Adj Close\n"
                                        "2020-01-03,1,10,5\n2020-01-01,1,8,4\n2020-01-02,1,9,4.5\n")
+    with raises_at(path, 3, "date 2020-01-01 is before 2020-01-03 on line 2"):
+        ds.read_price_csv(path)
+    path = write(tmp_path, "ACME.csv", "Date,Open,Close,Adj Close\n"
+                                       "2020-01-03,1,10,5\n2020-01-02,1,9,4.5\n2020-01-01,1,8,4\n")
     p = ds.read_price_csv(path)
+    twice = write(tmp_path, "t.csv", "Date,close,Close\n2020-01-01,1,2\n2020-01-02,1,2\n")
+    with raises_at(twice, 1, "columns 'close' and 'Close' could each be the price column"):
+        ds.read_price_csv(twice)
+    assert ds.read_price_csv(twice, price_column="Close").close.tolist() == [2.0, 2.0]
     assert p.name == "ACME"
     np.testing.assert_array_equal(p.dates, np.array(["2020-01-01", "2020-01-02", "2020-01-03"],
                                                     dtype="datetime64[D]"))
@@ -621,7 +631,7 @@ def test_na_values_mark_missing_numbers_as_written_or_not(tmp_path):
     words = write(tmp_path, "w.csv", "t,v\n0,1.5\n1,-\n2,N.A.\n3,4\n")
     np.testing.assert_array_equal(ds.read_csv_series(words, "v", missing="drop",
                                                      na_values=("-", "n.a.")), [1.5, 4.0])
-    prices = write(tmp_path, "p.csv", "Date,Close\n2020-01-02,10\n2020-01-01,-1\n"
+    prices = write(tmp_path, "p.csv", "Date,Close\n2020-01-01,10\n2020-01-02,-1\n"
                                       "2020-01-03,12\n")
     np.testing.assert_array_equal(ds.read_price_csv(prices, missing="drop",
                                                     na_values=(-1.0,)).close, [10.0, 12.0])
@@ -669,8 +679,8 @@ def test_a_header_written_as_a_comment_names_the_columns(tmp_path):
 
 
 def test_price_dates_in_common_forms_and_missing_prices_in_date_order(tmp_path):
-    path = write(tmp_path, "p.csv", "Date,Close\n01/06/1999 16:00,4\n1/4/1999,2\n"
-                                    "01/05/1999,\n")
+    path = write(tmp_path, "p.csv", "Date,Close\n01/06/1999 16:00,4\n01/05/1999,\n"
+                                    "1/4/1999,2\n")  # newest first
     prices = ds.read_price_csv(path, missing="interpolate")
     np.testing.assert_array_equal(prices.dates, np.array(
         ["1999-01-04", "1999-01-05", "1999-01-06"], dtype="datetime64[D]"))
@@ -890,6 +900,13 @@ def test_a_separator_ending_every_line_makes_no_column(tmp_path):
     path = write(tmp_path, "x.csv", "t,v,\n0,1.5,\n1,2.5,9\n")
     with raises_at(path, 3, "3 fields, but the header has 2"):
         ds.read_csv_table(path)
+
+
+def test_a_quoted_field_after_a_space_is_unquoted(tmp_path):
+    path = write(tmp_path, "q.csv", '"Date", "value"\n"2020-01-01", "1,234.5"\n'
+                                    '"2020-01-02", "7"\n')
+    values, dates = ds.read_dated_series(path, "value")
+    assert values.tolist() == [1234.5, 7.0] and dates[0] == np.datetime64("2020-01-01")
 
 
 def test_whole_numbers_and_words_in_a_header_are_names(tmp_path):
