@@ -665,6 +665,9 @@ def saved_inputs(args, columns, cycles):
             raise AppError(f"--columns {args.columns} --target {given[0]}: {args.load} reads "
                            f"{columns[1:]} to forecast {columns[0]!r}; leave --columns and "
                            "--target out with --load")
+        if args.columns is None and given is not None and given != columns[:1]:
+            raise AppError(f"--column {given[0]!r}: {args.load} forecasts {columns[0]!r} from "
+                           f"the columns {columns}, by name; leave --column out with --load")
         args.columns, args.target, args.column = ",".join(columns), columns[0], None
     elif args.columns is not None:
         raise AppError(f"--columns {args.columns}: {args.load} reads one column; give "

@@ -175,6 +175,11 @@ def test_saved_multivariate_models_reproduce_their_test_forecasts(led_csv, tmp_p
     other.write_text("y,z\n" + "".join(f"{v},{v}\n" for v in range(50)))
     assert main(["forecast", "--load", str(path), "--csv", str(other), "--quiet"]) == 2
     assert "'x'" in capsys.readouterr().err
+    assert main(["forecast", "--load", str(path), "--csv", str(led_csv), "--column", "x",
+                 "--quiet"]) == 2  # it forecasts y, not the column named
+    assert "--column 'x': " in capsys.readouterr().err
+    assert main(["forecast", "--load", str(path), "--csv", str(led_csv), "--column", "y",
+                 "--quiet"]) == 0
 
 
 @pytest.mark.parametrize("options", [
