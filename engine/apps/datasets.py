@@ -32,6 +32,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 # Column names tried, in order, when read_price_csv is not told which column to use.
 DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "ds", "period", "day", "week", "month",
                 "quarter", "datum", "fecha")  # ds: Prophet's name for it
+# Of DATE_COLUMNS, those that name dates alone (a 'time' or 'day' column may hold counts).
+NAMES_OF_DATES = {"date", "datetime", "timestamp", "ds", "datum", "fecha"}
 # Names match ignoring case, spaces, underscores, hyphens and dots ("Date Time", "Adj. Close").
 PRICE_COLUMNS = ("adj close", "adjusted close", "close", "price", "value")
 
@@ -544,6 +546,8 @@ def _column_dates(table, d, rows, date_format, unit):
     """The dates of column ``d`` in ``rows``, datetime64[unit]; a cell that is no date
     raises."""
     cells = [table.rows[i][d] for i in rows]
+    if date_format is None and all(_YEAR.fullmatch(cell) for cell in cells):
+        return np.array(cells, dtype="datetime64[Y]").astype(f"datetime64[{unit}]")
     day_first = _day_first(cells) if date_format is None else False
     readings = [day_first] if day_first is not None else [False, True]
     dates = [np.array([_parse_date(table.path, table.lines[i], cell, date_format, unit, first)
@@ -559,6 +563,7 @@ def _skipped_count(dates):
     return 0 if skips is None else skips.skipped
 
 
+_YEAR = re.compile(r"\s*[12]\d{3}\s*")  # a year alone: 1871, 2024
 _SLASH_DATE = re.compile(r"\s*(\d{1,2})/(\d{1,2})/\d{4}(?!\d)")
 
 
@@ -590,8 +595,13 @@ def _guessed_dates(table, rows, date_format, unit):
             cells = [table.rows[i][guess] for i in rows]
             if date_format is not None or _reads_as_date(cells[0]):
                 raise  # dates, one of them bad (a footer row, an empty cell): say which
+            name = table.header[guess]
             if not all(_is_number(cell) for cell in cells):  # text meant as dates
-                why = f"{e}; column {table.header[guess]!r} is not read as dates"
+                why = f"{e}; column {name!r} is not read as dates"
+            elif _plain_name(name) in NAMES_OF_DATES:
+                why = (f"{table.path}:{table.header_line}: column {name!r} holds numbers, not "
+                       "dates: give --date-format epoch or epoch-ms (Unix time) or excel (a "
+                       "spreadsheet's day numbers) to read them as dates")
     return _split_dates(table, rows, unit), why
 
 
@@ -610,8 +620,9 @@ DATE_PARTS = {"year": (1, 9999), "quarter": (1, 4), "month": (1, 12), "day": (1,
 
 def _split_dates(table, rows, unit):
     """datetime64[unit] of ``rows`` from the columns year and month (day, hour optional) or
-    year and quarter, as NOAA's and statsmodels' tables write dates; None when the columns
-    are not there or a cell is not a whole number in its range (or no such day)."""
+    year and quarter, as NOAA's and statsmodels' tables write dates, or year alone when each
+    row has its own (January 1st); None when the columns are not there or a cell is not a
+    whole number in its range (or no such day)."""
     parts = {}
     for name in DATE_PARTS:
         j = _guess_column(table.header, [name])
@@ -625,8 +636,12 @@ def _split_dates(table, rows, unit):
         if not ((cells == np.round(cells)) & (cells >= low) & (cells <= high)).all():
             return None
         parts[name] = cells.astype(np.int64)
-    if "year" not in parts or ("month" not in parts and "quarter" not in parts):
+    if "year" not in parts:
         return None
+    if "month" not in parts and "quarter" not in parts:  # yearly data: each year once
+        if len(np.unique(parts["year"])) < len(rows):
+            return None
+        parts["month"] = np.ones_like(parts["year"])
     month = parts["month"] if "month" in parts else 3 * parts["quarter"] - 2
     months = (parts["year"] - 1970) * 12 + month - 1
     start = months.astype("datetime64[M]").astype("datetime64[D]")
@@ -840,8 +855,13 @@ _DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?: ?([AaPp])\.?[Mm]\.?)?")
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY (DD/MM/YYYY where a day over 12 shows "
                   "it) or DD.MM.YYYY, optionally with a time, or YYYY-MM")
-# --date-format names for Unix time (UTC): (counts per second, what a count is).
-EPOCH_FORMATS = {"epoch": (1, "seconds"), "epoch-ms": (1000, "milliseconds")}
+# --date-format names for counts from an epoch: (counts per second, what a count is, the
+# epoch in Unix seconds).  Unix time is UTC; spreadsheets count days from 1899-12-30 (so that
+# 1900-03-01 is day 61, as Excel's and LibreOffice's serial numbers have it).
+EPOCH_FORMATS = {"epoch": (1, "seconds since 1970-01-01 UTC", 0),
+                 "epoch-ms": (1000, "milliseconds since 1970-01-01 UTC", 0),
+                 "excel": (1 / 86400, "days since 1899-12-30 (a spreadsheet's date number)",
+                           -2209161600)}
 _UNIX_TIME = re.compile(r"\s*-?\d{9,13}(?:\.\d*)?\s*")  # how a bare Unix time looks
 _LAST_UNIX_SECOND = 253402300799  # 9999-12-31 23:59:59, the last second datetime64 prints
 
@@ -910,18 +930,17 @@ def _is_number(cell):
 
 
 def _parse_unix_time(path, line, value, date_format, unit):
-    """A Unix time (seconds or, for "epoch-ms", milliseconds since 1970-01-01 UTC, a fraction
-    allowed) as datetime64 of ``unit``, truncated to it."""
+    """A count from an epoch (EPOCH_FORMATS: Unix seconds or milliseconds, or a spreadsheet's
+    days; a fraction allowed) as datetime64 of ``unit``, truncated to it."""
     try:
         count = float(value)
     except ValueError:
         count = float("nan")
-    per_second, what = EPOCH_FORMATS[date_format]
-    seconds = count / per_second
+    per_second, what, epoch = EPOCH_FORMATS[date_format]
+    seconds = count / per_second + epoch
     if not abs(seconds) <= _LAST_UNIX_SECOND:  # also NaN
         _fail(path, line, f"cannot read date {value!r} with --date-format {date_format}: "
-                          f"expected a number of {what} since 1970-01-01 UTC, up to the year "
-                          "9999")
+                          f"expected a number of {what}, up to the year 9999")
     return np.datetime64(int(np.floor(seconds)), "s").astype(f"datetime64[{unit}]")
 
 

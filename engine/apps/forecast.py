@@ -95,8 +95,10 @@ def add_arguments(p):
                    "(default: a column named like Date, when its cells read as dates, else "
                    "columns year and month, with day and hour, or year and quarter)")
     p.add_argument("--date-format", metavar="FMT", help="strptime format of the dates, e.g. "
-                   "%%d/%%m/%%Y, or epoch / epoch-ms for Unix time in seconds / milliseconds "
-                   "(default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")
+                   "%%d/%%m/%%Y, epoch / epoch-ms for Unix time in seconds / milliseconds, "
+                   "or excel for a spreadsheet's day numbers (default: ISO, MM/DD/YYYY, "
+                   "DD/MM/YYYY where a day over 12 shows it, or DD.MM.YYYY, with or without a "
+                   "time; a year alone)")
     p.add_argument("--window", type=COUNT, default=60, help="input window W (default 60)")
     p.add_argument("--horizon", type=COUNT, default=12, help="forecast horizon H (default 12)")
     p.add_argument("--season", type=SEASON, default=None, help="seasonal period in steps, at "

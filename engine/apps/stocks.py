@@ -44,8 +44,10 @@ def add_arguments(p):
     p.add_argument("--price-column", help="name of the price column (default: Adj Close, "
                    "Close, Price or Value)")
     p.add_argument("--date-format", metavar="FMT", help="strptime format of the dates, e.g. "
-                   "%%d/%%m/%%Y, or epoch / epoch-ms for Unix time in seconds / milliseconds "
-                   "(default: ISO, MM/DD/YYYY or DD.MM.YYYY, with or without a time)")
+                   "%%d/%%m/%%Y, epoch / epoch-ms for Unix time in seconds / milliseconds, "
+                   "or excel for a spreadsheet's day numbers (default: ISO, MM/DD/YYYY, "
+                   "DD/MM/YYYY where a day over 12 shows it, or DD.MM.YYYY, with or without a "
+                   "time; a year alone)")
     p.add_argument("--window", type=COUNT, default=20, help="past returns per sample")
     p.add_argument("--hidden", type=SIZE, default=32)
     p.add_argument("--lr", type=POSITIVE, default=1e-3)

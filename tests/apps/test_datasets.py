@@ -826,6 +826,28 @@ def test_a_date_column_with_a_bad_cell_stops_there(tmp_path):
         ds.read_dated_table(path, ["y"], date_format="%d/%m/%Y")  # asked for: not a warning
 
 
+def test_years_alone_are_dates_and_numbers_in_a_date_column_say_how_to_read_them(tmp_path):
+    years = np.arange("1871", "1891", dtype="datetime64[Y]").astype("datetime64[D]")
+    for head in ("year", "Date"):
+        path = write(tmp_path, "y.csv", f"{head},v\n" + "".join(
+            f"{1871 + k},{k}\n" for k in range(20)))
+        np.testing.assert_array_equal(ds.read_dated_table(path, ["v"]).dates, years)
+    path = write(tmp_path, "r.csv", "year,v\n" + "".join(f"{2000 + k // 12},{k}\n"
+                                                         for k in range(24)))
+    assert ds.read_dated_table(path, ["v"]).dates is None  # a year per row, or no dates
+    serial = write(tmp_path, "e.csv", "Date,v\n43831,1\n43832.5,2\n61,3\n")
+    table = ds.read_dated_table(serial, ["v"], unit="m")
+    assert table.dates is None and table.undated == (
+        f"{serial}:1: column 'Date' holds numbers, not dates: give --date-format epoch or "
+        "epoch-ms (Unix time) or excel (a spreadsheet's day numbers) to read them as dates")
+    serial = write(tmp_path, "e.csv", "Date,v\n61,3\n43831,1\n43832.5,2\n")
+    dates = ds.read_dated_table(serial, ["v"], date_format="excel", unit="m").dates
+    np.testing.assert_array_equal(dates, np.array(["1900-03-01T00:00", "2020-01-01T00:00",
+                                                   "2020-01-02T12:00"], "datetime64[m]"))
+    counts = write(tmp_path, "c.csv", "time,v\n0,1\n1,2\n2,3\n")  # a count, not a date
+    assert ds.read_dated_table(counts, ["v"]).undated is None
+
+
 def test_slash_dates_either_way_are_read_the_way_that_keeps_their_step(tmp_path):
     """01/02/2010 for every month's first day, as in the UK: day first, the monthly step
     (month first, it would be Jan 1 to Jan 12 then a jump of a year); days 1 to 12 of one
