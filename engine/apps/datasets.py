@@ -522,6 +522,8 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
         _fail(table.path, table.lines[-1] if table.lines else 1,
               f"too few rows: {len(rows)} have a value in every one of {list(columns)}, at "
               f"least {min_length} needed{_why(purpose)}")
+    if missing == "interpolate" and len(rows) < len(table.rows):
+        _warn_of_ends(table, columns, [keep for keep, _, _ in parts], rows)
     values = np.stack([v[np.isin(keep, rows)] for keep, v, _ in parts], axis=1)
     for name, spread in zip(columns, np.ptp(values, axis=0)):
         if 0 < spread < MIN_SPREAD:
@@ -540,6 +542,23 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
     if unit == "m":  # read to the minute, a repeated date is a repeated row
         _check_repeats(table.path, lines, dates)
     return DatedTable(*ordered, gaps)
+
+
+def _warn_of_ends(table, columns, spans, rows):
+    """Warn of the rows that interpolation left out at the ends (``rows`` the kept ones):
+    before a column's first value and after its last there is nothing to interpolate from,
+    and a forecast's last value is then earlier than the file's last line."""
+    ends = []
+    if rows[0] > 0:
+        names = [c for c, span in zip(columns, spans) if span[0] == rows[0]]
+        ends.append(f"{rows[0]} before line {table.lines[rows[0]]}, where "
+                    f"{' and '.join(map(repr, names))} start{'s' if len(names) == 1 else ''}")
+    if rows[-1] < len(table.rows) - 1:
+        names = [c for c, span in zip(columns, spans) if span[-1] == rows[-1]]
+        ends.append(f"{len(table.rows) - 1 - rows[-1]} after line {table.lines[rows[-1]]}, "
+                    f"where {' and '.join(map(repr, names))} end{'s' if len(names) == 1 else ''}")
+    warnings.warn(f"{table.path}: rows left out, as nothing is there to interpolate from: "
+                  + "; ".join(ends))
 
 
 def _column_dates(table, d, rows, date_format, unit):

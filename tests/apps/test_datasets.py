@@ -609,7 +609,11 @@ def test_interpolate_keeps_the_span_every_column_has_values_for(tmp_path):
     from an end (that would be values the file does not hold)."""
     path = write(tmp_path, "s.csv", "date,a,b\n2020-01-01,1,\n2020-01-02,2,10\n"
                                     "2020-01-03,,20\n2020-01-04,4,40\n2020-01-05,,50\n")
-    values, dates, missing, _ = ds.read_dated_table(path, ["a", "b"], missing="interpolate")
+    with pytest.warns(UserWarning, match="rows left out, as nothing is there to interpolate "
+                                         "from: 1 before line 3, where 'b' starts; 1 after "
+                                         "line 5, where 'a' ends"):
+        values, dates, missing, _ = ds.read_dated_table(path, ["a", "b"],
+                                                        missing="interpolate")
     np.testing.assert_allclose(values, [[2, 10], [3, 20], [4, 40]])
     np.testing.assert_array_equal(dates, np.arange("2020-01-02", "2020-01-05",
                                                    dtype="datetime64[D]"))
