@@ -864,16 +864,29 @@ def _pick_column(table, given, preferred, what):
 
 
 # The date forms read without --date-format: ISO (also with '/'), US month/day/year and
-# European day.month.year, each optionally followed by a time of day (which is dropped), and
-# ISO year-month for monthly data (its first day).
+# European day.month.year, each optionally followed by a time of day (which is dropped), ISO
+# year-month for monthly data (its first day), and dates with the month's English name or
+# its first three letters, as spreadsheets and reports write them (Jan 5, 2020; 5-Jan-2020;
+# 5 January 2020; Jan 2020).  Quarters (2020Q1, 2020-Q1) and ISO weeks (2020-W05) are
+# QUARTER and ISO_WEEK.
+_MON, _MONTH = r"[A-Za-z]{3}", r"[A-Za-z]{4,9}"
 DATE_FORMATS = (("%Y-%m-%d", r"\d{4}-\d{1,2}-\d{1,2}"), ("%Y/%m/%d", r"\d{4}/\d{1,2}/\d{1,2}"),
                 ("%m/%d/%Y", r"\d{1,2}/\d{1,2}/\d{4}"), ("%d.%m.%Y", r"\d{1,2}\.\d{1,2}\.\d{4}"),
-                ("%Y-%m", r"\d{4}-\d{1,2}"))
+                ("%Y-%m", r"\d{4}-\d{1,2}"),
+                ("%b %d, %Y", _MON + r" \d{1,2}, \d{4}"),
+                ("%B %d, %Y", _MONTH + r" \d{1,2}, \d{4}"),
+                ("%d-%b-%Y", r"\d{1,2}-" + _MON + r"-\d{4}"),
+                ("%d %b %Y", r"\d{1,2} " + _MON + r" \d{4}"),
+                ("%d %B %Y", r"\d{1,2} " + _MONTH + r" \d{4}"),
+                ("%b %Y", _MON + r" \d{4}"), ("%B %Y", _MONTH + r" \d{4}"))
+QUARTER = re.compile(r"(\d{4}) ?-?Q([1-4])", re.IGNORECASE)
+ISO_WEEK = re.compile(r"(\d{4})-?W(\d{2})(?:-?([1-7]))?")
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?(?:Z|[+-]\d{2}:?\d{2})?"
 _DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?: ?([AaPp])\.?[Mm]\.?)?")
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY (DD/MM/YYYY where a day over 12 shows "
-                  "it) or DD.MM.YYYY, optionally with a time, or YYYY-MM")
+                  "it) or DD.MM.YYYY, optionally with a time, YYYY-MM, Jan 5, 2020, "
+                  "5-Jan-2020, Jan 2020, 2020Q1 or 2020-W05")
 # --date-format names for counts from an epoch: (counts per second, what a count is, the
 # epoch in Unix seconds).  Unix time is UTC; spreadsheets count days from 1899-12-30 (so that
 # 1900-03-01 is day 61, as Excel's and LibreOffice's serial numbers have it).
@@ -914,6 +927,9 @@ def _parse_date(path, line, value, date_format=None, unit="D", day_first=False):
             return np.datetime64(day, "D")
         except ValueError:
             pass
+    named = _quarter_or_week(day)
+    if named is not None:
+        return named
     for fmt, pattern in DATE_FORMATS:
         if day_first and fmt == "%m/%d/%Y":
             fmt = "%d/%m/%Y"
@@ -926,6 +942,22 @@ def _parse_date(path, line, value, date_format=None, unit="D", day_first=False):
             if _UNIX_TIME.fullmatch(value) else "")
     _fail(path, line, f"cannot read date {value!r}: expected {EXPECTED_DATES}, or give "
                       f"--date-format (for example --date-format %d/%m/%Y){hint}")
+
+
+def _quarter_or_week(day):
+    """datetime64[D] of a quarter (its first day) or an ISO week (its Monday, or the day
+    given), or None when ``day`` is neither or names no such week."""
+    m = QUARTER.fullmatch(day)
+    if m:
+        return np.datetime64(f"{m[1]}-{3 * int(m[2]) - 2:02d}-01")
+    m = ISO_WEEK.fullmatch(day)
+    if m:
+        try:
+            return np.datetime64(datetime.date.fromisocalendar(int(m[1]), int(m[2]),
+                                                               int(m[3] or 1)), "D")
+        except ValueError:  # week 54
+            return None
+    return None
 
 
 def _minutes(path, line, value, clock):

@@ -852,6 +852,22 @@ def test_years_alone_are_dates_and_numbers_in_a_date_column_say_how_to_read_them
     assert ds.read_dated_table(counts, ["v"]).undated is None
 
 
+@pytest.mark.parametrize("cell, day", [
+    ("Jan 5, 2020", "2020-01-05"), ("January 5, 2020", "2020-01-05"), ("5-Jan-2020", "2020-01-05"),
+    ("5 Jan 2020", "2020-01-05"), ("5 September 2020", "2020-09-05"), ("Jan 2020", "2020-01-01"),
+    ("September 2020", "2020-09-01"), ("2020Q1", "2020-01-01"), ("2020-Q3", "2020-07-01"),
+    ("2020 q4", "2020-10-01"), ("2020-W05", "2020-01-27"), ("2020W05-3", "2020-01-29"),
+    ("2020-W53", "2020-12-28"), ("2021-W53", None), ("Foo 2020", None), ("2020Q5", None)])
+def test_dates_with_month_names_quarters_and_iso_weeks(cell, day, tmp_path):
+    path = write(tmp_path, "d.csv", f'period,y\n"{cell}",1\n')
+    if day is None:
+        with raises_at(path, 2, f"cannot read date {cell!r}"):
+            ds.read_dated_table(path, ["y"], "period", min_length=1)
+    else:
+        assert ds.read_dated_table(path, ["y"], "period", min_length=1).dates[0] == \
+            np.datetime64(day)
+
+
 def test_slash_dates_either_way_are_read_the_way_that_keeps_their_step(tmp_path):
     """01/02/2010 for every month's first day, as in the UK: day first, the monthly step
     (month first, it would be Jan 1 to Jan 12 then a jump of a year); days 1 to 12 of one
