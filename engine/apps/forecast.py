@@ -131,7 +131,10 @@ def input_columns(args):
     if args.columns is None:
         return target, None if target is None else [target]
     names = [c.strip() for c in args.columns.split(",")]
-    if not all(names) or len(set(names)) != len(names):
+    if not all(names):
+        raise AppError(f"--columns {args.columns!r}: an empty name between or after its "
+                       "commas; list the columns as A,B,C")
+    if len(set(names)) != len(names):
         raise AppError(f"--columns must list distinct column names, got {args.columns!r}")
     if target is None:
         raise AppError("--columns needs --target NAME: which of them to forecast")

@@ -202,6 +202,7 @@ def test_the_training_run_forecasts_the_values_after_the_series(led_csv, tmp_pat
     (["--csv", "{led}", "--columns", "y,x"], "--columns needs --target NAME"),
     (["--csv", "{led}", "--columns", "y,x", "--target", "z"], "--target 'z' is not one of"),
     (["--csv", "{led}", "--columns", "y,y", "--target", "y"], "distinct column names"),
+    (["--csv", "{led}", "--columns", "y,", "--target", "y"], "an empty name between or after"),
     (["--csv", "{led}", "--columns", "y,x", "--target", "y", "--column", "x"], "disagree"),
     (["--columns", "y,x", "--target", "y"], "name columns of --csv FILE"),
     (["--csv", "{led}", "--columns", "y,x", "--target", "y", "--mode", "recursive"],
