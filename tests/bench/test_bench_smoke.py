@@ -224,14 +224,14 @@ def test_forecast_heldout_writes_readable_series_and_marks_the_runs_over_the_bou
                  "random-walk-weekly", "AAPL", "IBM"):
         path, column = files[name]
         assert path.read_text() == again[name][0].read_text()
-        values, _, _ = read_dated_table(path, [column], None, 100, "interpolate", None, "m",
-                                        "")
+        values = read_dated_table(path, [column], None, 100, "interpolate", None, "m",
+                                  "").values
         assert np.isfinite(values).all() and values.std() > 0 and len(values) >= 360
         assert name in ("random-walk-weekly", "temperature-hourly") or values.min() >= 0
     co2 = files["co2-weekly"][0].read_text().splitlines()
     assert sum(line.endswith(",") for line in co2) > 20  # gaps, for --missing interpolate
-    _, dates, _ = read_dated_table(files["smooth-hourly"][0], ["value"], None, 100, "error",
-                                   None, "m", "")
+    dates = read_dated_table(files["smooth-hourly"][0], ["value"], None, 100, "error",
+                             None, "m", "").dates
     assert (np.diff(dates) == np.timedelta64(60, "m")).all()
 
     def fake_run(name, path, column, seed):
