@@ -674,8 +674,8 @@ def _split_dates(table, rows, unit):
 
 def _check_repeats(path, lines, dates):
     """Stop when over a tenth of the rows repeat a date (several series in one file), and
-    warn of rows whose date is the row before's (duplicates: each counts as one more step).
-    A clock put back in autumn repeats an hour, not the row before, and passes."""
+    warn of rows of whole days whose date is the row before's (duplicates: each counts as
+    one more step).  Times of day may repeat where a clock is put back in autumn, and pass."""
     again = np.ones(len(dates), bool)
     again[np.unique(dates, return_index=True)[1]] = False  # a date seen on an earlier row
     repeats = int(again.sum())
@@ -685,7 +685,8 @@ def _check_repeats(path, lines, dates):
         _fail(path, lines[i], f"date {dates[i]} repeats, as {repeats} of the {len(dates)} "
                               "rows' dates do: several series in one file? keep one (or give "
                               "--date-column if this column is not the date)")
-    if same.size:
+    whole_days = (dates == dates.astype("datetime64[D]")).all()
+    if same.size and whole_days:  # an hour repeats where a clock is put back in autumn
         i = int(same[0])
         warnings.warn(f"{path}:{lines[i]}: date {dates[i]} repeats line {lines[i - 1]} "
                       f"({same.size} row{'s' if same.size > 1 else ''} repeat the one before): "

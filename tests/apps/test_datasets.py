@@ -2,6 +2,7 @@
 users' files, and every kind of bad data fails with FILE:LINE: problem."""
 import gzip
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -905,6 +906,13 @@ def test_repeated_dates_stop_as_several_series_or_warn_as_duplicates(tmp_path):
     with pytest.warns(UserWarning, match=r"d.csv:32: date 2020-01-30T00:00 repeats line 31 "
                                          r"\(1 row repeat"):
         assert len(ds.read_dated_table(path, ["y"], unit="m").dates) == 41
+    hours = np.arange("2020-10-24T00:00", "2020-10-27T00:00", 60, dtype="datetime64[m]")
+    autumn = np.insert(hours, 27, hours[26])  # 02:00 twice, as local time on October 25th
+    path = write(tmp_path, "h.csv", "date,y\n" + "".join(
+        f"{d},{k}\n" for k, d in enumerate(autumn)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(ds.read_dated_table(path, ["y"], unit="m").dates) == 73
     blocks = "".join(f"{d},{k}\n" for k, d in enumerate(np.r_[days, days]))
     path = write(tmp_path, "b.csv", "date,y\n" + blocks)
     with raises_at(path, 42, "is before", "several series one after another"):
