@@ -532,7 +532,9 @@ def read_dated_table(path, columns, date_column=None, min_length=2, missing="err
                   f"{MIN_SPREAD:g} apart lose their differences in squared errors; multiply "
                   "the column by a power of ten first")
     if date_column is not None:
-        dates = _column_dates(table, table.column(date_column), rows, date_format, unit)
+        d = table.column(date_column)
+        dates = _with_time_of_day(table, rows, _column_dates(table, d, rows, date_format, unit),
+                                  d)
     else:
         dates, why = _guessed_dates(table, rows, date_format, unit)
         if dates is None:  # nothing reads as dates: the plot counts steps
@@ -609,7 +611,8 @@ def _guessed_dates(table, rows, date_format, unit):
     guess, why = _guess_column(table.header, DATE_COLUMNS), None
     if guess is not None:
         try:
-            return _column_dates(table, guess, rows, date_format, unit), None
+            dates = _column_dates(table, guess, rows, date_format, unit)
+            return _with_time_of_day(table, rows, dates, guess), None
         except ValueError as e:  # or only looks like dates (a month column of 1 to 12, say)
             cells = [table.rows[i][guess] for i in rows]
             if date_format is not None or _reads_as_date(cells[0]):
@@ -622,6 +625,32 @@ def _guessed_dates(table, rows, date_format, unit):
                        "dates: give --date-format epoch or epoch-ms (Unix time) or excel (a "
                        "spreadsheet's day numbers) to read them as dates")
     return _split_dates(table, rows, unit), why
+
+
+_CLOCK_CELL = re.compile(r"\s*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?\s*")
+
+
+def _with_time_of_day(table, rows, dates, d):
+    """``dates`` (column ``d``, read to the minute) plus the time of day of a column named
+    time (13:00, 1:00 PM) or hour (0 to 24) beside them, as weather stations and meters
+    write a day's rows (Date;Time); as they are when the dates have their own times, or no
+    such column is there."""
+    if dates.dtype != np.dtype("datetime64[m]") or (dates != dates.astype("datetime64[D]")).any():
+        return dates
+    for name in ("time", "hour"):
+        j = _guess_column(table.header, [name])
+        if j is None or j == d:
+            continue
+        cells = [table.rows[i][j] for i in rows]
+        if name == "time" and all(_CLOCK_CELL.fullmatch(c) for c in cells):
+            minutes = [_minutes(table.path, table.lines[i], c, c.strip())
+                       for i, c in zip(rows, cells)]
+        elif name == "hour" and all(c.strip().isdigit() and int(c) <= 24 for c in cells):
+            minutes = [60 * int(c) for c in cells]
+        else:
+            continue
+        return dates + np.array(minutes, dtype="timedelta64[m]")
+    return dates
 
 
 def _reads_as_date(cell):

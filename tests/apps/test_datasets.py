@@ -894,6 +894,24 @@ def test_a_semicolon_file_with_decimal_commas_groups_thousands_by_dots_or_spaces
     assert table.dates[0] == np.datetime64("2020-01-01")  # 'Datum' names the dates
 
 
+def test_a_time_or_hour_column_beside_the_dates_gives_their_time_of_day(tmp_path):
+    """Date;Time, as meters write them (UCI's household power: 16/12/2006;17:24:00), or a
+    date and an hour column; the days alone would repeat, as several series do."""
+    minutes = np.arange("2006-12-16T17:24", "2006-12-16T20:00", 1, dtype="datetime64[m]")
+    cells = "".join(f"{m.astype(object):%d/%m/%Y;%H:%M:%S};{k % 7}.5\n"
+                    for k, m in enumerate(minutes))
+    path = write(tmp_path, "power.txt", "Date;Time;Global_active_power\n" + cells)
+    for date_column in (None, "Date"):
+        table = ds.read_dated_table(path, ["Global_active_power"], date_column, unit="m")
+        np.testing.assert_array_equal(table.dates, minutes)
+    hours = np.arange("2021-01-01T00:00", "2021-01-03T00:00", 60, dtype="datetime64[m]")
+    path = write(tmp_path, "h.csv", "date,hour,y\n" + "".join(
+        f"{h.astype('datetime64[D]')},{h.astype(object).hour},{k}\n" for k, h in enumerate(hours)))
+    np.testing.assert_array_equal(ds.read_dated_table(path, ["y"], unit="m").dates, hours)
+    np.testing.assert_array_equal(ds.read_dated_table(path, ["y"]).dates,  # to the day
+                                  hours.astype("datetime64[D]"))
+
+
 def test_repeated_dates_stop_as_several_series_or_warn_as_duplicates(tmp_path):
     days = np.arange("2020-01-01", "2020-02-10", dtype="datetime64[D]")
     stacked = "".join(f"{d},{s},{k}\n" for k, d in enumerate(days) for s in "AB")
