@@ -722,16 +722,22 @@ def _check_repeats(path, lines, dates):
                       "each row counts as one step; leave out the duplicates")
 
 
+# How far local clock time goes back where daylight saving time ends.
+CLOCK_PUT_BACK = np.timedelta64(60, "m")
+
+
 def _in_date_order(path, lines, values, dates, order_unit=None):
     """(values, dates) oldest first: a file written newest first is turned round, and dates
     that go back anywhere else stop with the line (a forecast of rows out of order would be
-    silently wrong).  A date may repeat: hourly rows read to the day, a clock put back.
-    ``order_unit``: the unit the order is checked in (default the dates')."""
+    silently wrong).  A date may repeat (hourly rows read to the day), and a time go back by
+    up to an hour, as local time does where a clock is put back in autumn.  ``order_unit``:
+    the unit the order is checked in (default the dates')."""
     shown = dates if order_unit is None else dates.astype(f"datetime64[{order_unit}]")
     step = np.diff(shown)
     back, forward = step < np.timedelta64(0), step > np.timedelta64(0)
     if back.any() and not forward.any():
         return values[::-1].copy(), dates[::-1].copy()
+    back &= step < -CLOCK_PUT_BACK  # local time repeats an hour in autumn: no disorder
     if back.any():
         i = int(np.flatnonzero(back)[0]) + 1
         again = " (several series one after another? keep one)" if shown[i] <= shown[0] else ""

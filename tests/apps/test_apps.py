@@ -670,6 +670,8 @@ def test_forecast_warns_when_the_dates_skip_steps(tmp_path, capsys):
         f"{str(d).replace('T', ' ')},{v:.3f}\n" for d, v in zip(clock, level)))
     m = forecast.run(**argv)
     assert m["n_test"] > 0 and "warning" not in capsys.readouterr().err
+    m = forecast.run(calendar=True, **argv)  # read to the minute: back by an hour, no more
+    assert m["n_test"] > 0 and "warning" not in capsys.readouterr().err
     days = np.delete(np.arange("2020-01-01", "2020-12-01", dtype="datetime64[D]"), [40, 41])
     path.write_text("date,temp\n" + "".join(f"{d},{v:.3f}\n" for d, v in zip(days, level)))
     forecast.run(**argv)
