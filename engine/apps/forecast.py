@@ -189,8 +189,8 @@ def load_series(args):
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
         needed, why = min_length(args)
-        # To the minute, so that hourly rows show their step; the calendar keeps the time of
-        # day, the plots and the report the day (and so the order only needs the day).
+        # To the minute, so that hourly rows show their step and the plots their time of day;
+        # without the calendar the order only needs the day (a clock put back passes).
         values, dates, missing, undated = read_dated_table(
             args.csv, columns, args.date_column, needed, args.missing, args.date_format, "m",
             why, args.na_values or (), None if args.calendar else "D")
@@ -203,8 +203,8 @@ def load_series(args):
         filled = None
     else:
         values, dates, filled = filled
-    if dates is not None and not args.calendar:
-        dates = dates.astype("datetime64[D]")
+    if dates is not None and not args.calendar and (dates == dates.astype("datetime64[D]")).all():
+        dates = dates.astype("datetime64[D]")  # whole days: the report shows no time of day
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return Series(values, f"{args.csv}:{target}{others}", dates, columns, missing, filled)
 

@@ -781,6 +781,10 @@ def test_forecast_plots_against_the_dates_of_the_data(series_csv, tmp_path, caps
                      out=str(tmp_path / "o"), **FTINY)
     assert m["test_period"][1] == str(days[-1]) and m["test_period"][0] > str(days[100])
     assert (tmp_path / "o" / "forecast.png").stat().st_size > 1000
+    hours = np.datetime64("2020-01-01T00:00") + np.arange(len(values)) * np.timedelta64(1, "h")
+    dated.write_text("Date,level\n" + "".join(f"{d},{v}\n" for d, v in zip(hours, values)))
+    m = forecast.run(csv=str(dated), column="level", window=12, horizon=3, **FTINY)
+    assert m["test_period"][1] == str(hours[-1])  # the plots' x axis has the hours, not days
     undated = forecast.run(csv=str(series_csv), column="level", window=12, horizon=3, **FTINY)
     assert "test_period" not in undated
     assert main(["forecast", "--csv", str(series_csv), "--column", "level", "--date-column",
