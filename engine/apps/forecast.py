@@ -843,8 +843,12 @@ def plot(plt, path, series, dates, d, m):
                 "candidates (dashed)", xlabel="horizon", ylabel="RMSE")
     b.legend(fontsize=8)
     if dates is not None:
-        for ax in (whole, zoom):
-            ax.tick_params(axis="x", labelrotation=30)
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        for ax in (whole, zoom):  # few ticks, each as short as its neighbours allow
+            locator = AutoDateLocator(maxticks=6)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
