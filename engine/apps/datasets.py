@@ -286,21 +286,35 @@ def read_csv_table(path, na_values=()):
         if header is None and row[0].startswith("#"):
             comments.append((row, line))
         elif header is None:
-            named, header_line = _header(row, line, comments)
-            header = _without_trailing_empties(named, 1)
-            if named is not row:  # the header was a comment: this row is data
-                rows.append(_without_trailing_empties(row, len(header)))
+            header, header_line = _header(row, line, comments)
+            named = len(_without_trailing_empties(header, 1))  # unnamed columns after these
+            if header is not row:  # the header was a comment: this row is data
+                rows.append(_fitted(path, line, row, header, named))
                 lines.append(line)
         else:
-            row = _without_trailing_empties(row, len(header))
-            if len(row) != len(header):
-                _fail(path, line, f"{len(row)} fields, but the header has {len(header)}")
-            rows.append(row)
+            rows.append(_fitted(path, line, row, header, named))
             lines.append(line)
     if header is None:
         _fail(path, 1, "empty file: expected a header row"
                        + (" (lines starting with # are comments)" if comments else ""))
+    used = max([named] + [len(_without_trailing_empties(row, 0)) for row in rows])
+    if used < len(header):  # unnamed columns no row fills: a separator ending every line
+        header, rows = header[:used], [row[:used] for row in rows]
     return CsvTable(path, header, rows, lines, header_line, tuple(na_values), delimiter)
+
+
+def _fitted(path, line, row, header, named):
+    """``row`` as long as ``header``: empty fields past it dropped, and missing ones padded
+    where the header's last columns have no name (a separator ending some lines only); any
+    other length stops with the line."""
+    row = _without_trailing_empties(row, len(header))
+    if named <= len(row) < len(header):
+        row = row + [""] * (len(header) - len(row))
+    if len(row) != len(header):
+        note = " (lines starting with # are notes only before the header)" \
+            if row[0].startswith("#") else ""
+        _fail(path, line, f"{len(row)} fields, but the header has {len(header)}{note}")
+    return row
 
 
 def _without_trailing_empties(fields, keep):
@@ -563,11 +577,11 @@ def _warn_of_ends(table, columns, spans, rows):
                   + "; ".join(ends))
 
 
-def _column_dates(table, d, rows, date_format, unit):
+def _column_dates(table, d, rows, date_format, unit, years=True):
     """The dates of column ``d`` in ``rows``, datetime64[unit]; a cell that is no date
-    raises."""
+    raises.  ``years``: a column of four-digit whole numbers holds years."""
     cells = [table.rows[i][d] for i in rows]
-    if date_format is None and all(_YEAR.fullmatch(cell) for cell in cells):
+    if date_format is None and years and all(_YEAR.fullmatch(cell) for cell in cells):
         return np.array(cells, dtype="datetime64[Y]").astype(f"datetime64[{unit}]")
     day_first = _day_first(cells) if date_format is None else False
     readings = [day_first] if day_first is not None else [False, True]
@@ -611,7 +625,8 @@ def _guessed_dates(table, rows, date_format, unit):
     guess, why = _guess_column(table.header, DATE_COLUMNS), None
     if guess is not None:
         try:
-            dates = _column_dates(table, guess, rows, date_format, unit)
+            years = _plain_name(table.header[guess]) in NAMES_OF_DATES | {"period"}
+            dates = _column_dates(table, guess, rows, date_format, unit, years)
             return _with_time_of_day(table, rows, dates, guess), None
         except ValueError as e:  # or only looks like dates (a month column of 1 to 12, say)
             cells = [table.rows[i][guess] for i in rows]
@@ -632,25 +647,27 @@ _CLOCK_CELL = re.compile(r"\s*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[M
 
 def _with_time_of_day(table, rows, dates, d):
     """``dates`` (column ``d``, read to the minute) plus the time of day of a column named
-    time (13:00, 1:00 PM) or hour (0 to 24) beside them, as weather stations and meters
-    write a day's rows (Date;Time); as they are when the dates have their own times, or no
-    such column is there."""
-    if dates.dtype != np.dtype("datetime64[m]") or (dates != dates.astype("datetime64[D]")).any():
+    time (13:00, 1:00 PM), or hour (0 to 24) and minute, beside them, as weather stations and
+    meters write a day's rows (Date;Time); as they are when each row has a day of its own (a
+    time column then holds something else, as a run's duration in a daily log), when the
+    dates have their own times, or when no such column is there."""
+    if dates.dtype != np.dtype("datetime64[m]") or len(np.unique(dates)) == len(dates) \
+            or (dates != dates.astype("datetime64[D]")).any():
         return dates
-    for name in ("time", "hour"):
-        j = _guess_column(table.header, [name])
-        if j is None or j == d:
-            continue
-        cells = [table.rows[i][j] for i in rows]
-        if name == "time" and all(_CLOCK_CELL.fullmatch(c) for c in cells):
-            minutes = [_minutes(table.path, table.lines[i], c, c.strip())
-                       for i, c in zip(rows, cells)]
-        elif name == "hour" and all(c.strip().isdigit() and int(c) <= 24 for c in cells):
-            minutes = [60 * int(c) for c in cells]
-        else:
-            continue
-        return dates + np.array(minutes, dtype="timedelta64[m]")
-    return dates
+    time, hour, minute = (_guess_column(table.header, [name]) for name in ("time", "hour",
+                                                                           "minute"))
+    cells = {j: [table.rows[i][j] for i in rows] for j in (time, hour, minute)
+             if j is not None and j != d}
+    if time in cells and all(_CLOCK_CELL.fullmatch(c) for c in cells[time]):
+        minutes = [_minutes(table.path, table.lines[i], c, c.strip())
+                   for i, c in zip(rows, cells[time])]
+    elif hour in cells and all(c.strip().isdigit() and int(c) <= 24 for c in cells[hour]):
+        minutes = [60 * int(c) for c in cells[hour]]
+        if minute in cells and all(c.strip().isdigit() and int(c) < 60 for c in cells[minute]):
+            minutes = [m + int(c) for m, c in zip(minutes, cells[minute])]
+    else:
+        return dates
+    return dates + np.array(minutes, dtype="timedelta64[m]")
 
 
 def _reads_as_date(cell):
@@ -661,6 +678,8 @@ def _reads_as_date(cell):
     return True
 
 
+_MONTH_NUMBERS = {name: str(k) for k, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 # Columns that hold the parts of a date, each with its range.
 DATE_PARTS = {"year": (1, 9999), "quarter": (1, 4), "month": (1, 12), "day": (1, 31),
               "hour": (0, 23)}
@@ -676,8 +695,12 @@ def _split_dates(table, rows, unit):
         j = _guess_column(table.header, [name])
         if j is None:
             continue
+        cells = [table.rows[i][j] for i in rows]
+        if name == "month":  # Jan, January (seaborn's flights) as 1
+            cells = [_MONTH_NUMBERS.get(c.strip().lower()[:3], c) if len(c.strip()) >= 3
+                     else c for c in cells]
         try:
-            cells = np.array([table.rows[i][j] for i in rows], dtype=np.float64)
+            cells = np.array(cells, dtype=np.float64)
         except ValueError:
             return None
         low, high = DATE_PARTS[name]
@@ -702,24 +725,33 @@ def _split_dates(table, rows, unit):
 
 
 def _check_repeats(path, lines, dates):
-    """Stop when over a tenth of the rows repeat a date (several series in one file), and
-    warn of rows of whole days whose date is the row before's (duplicates: each counts as
-    one more step).  Times of day may repeat where a clock is put back in autumn, and pass."""
+    """Rows whose dates repeat: over a tenth of them repeating a time of day stops (several
+    series in one file); over a tenth repeating a day warns, naming both causes (several
+    series, or the time of day in a column not read); a day repeating the row before warns
+    (a duplicate counts as one more step).  A time of day may repeat where a clock is put
+    back in autumn, and passes."""
     again = np.ones(len(dates), bool)
     again[np.unique(dates, return_index=True)[1]] = False  # a date seen on an earlier row
     repeats = int(again.sum())
-    same = np.flatnonzero(dates[1:] == dates[:-1]) + 1
+    whole_days = (dates == dates.astype("datetime64[D]")).all()
+    shown = dates.astype("datetime64[D]") if whole_days else dates
     if repeats > len(dates) // 10:
         i = int(np.flatnonzero(again)[0])
-        _fail(path, lines[i], f"date {dates[i]} repeats, as {repeats} of the {len(dates)} "
-                              "rows' dates do: several series in one file? keep one (or give "
-                              "--date-column if this column is not the date)")
-    whole_days = (dates == dates.astype("datetime64[D]")).all()
+        problem = (f"date {shown[i]} repeats, as {repeats} of the {len(dates)} rows' dates do: "
+                   "several series in one file? keep one")
+        if not whole_days:
+            _fail(path, lines[i], f"{problem} (or give --date-column if this column is not "
+                                  "the date)")
+        warnings.warn(f"{path}:{lines[i]}: {problem}; or the time of day is in a column not "
+                      "read as such (name it time, or hour and minute): the rows are taken as "
+                      "steps in file order")
+        return
+    same = np.flatnonzero(dates[1:] == dates[:-1]) + 1
     if same.size and whole_days:  # an hour repeats where a clock is put back in autumn
         i = int(same[0])
-        warnings.warn(f"{path}:{lines[i]}: date {dates[i]} repeats line {lines[i - 1]} "
-                      f"({same.size} row{'s' if same.size > 1 else ''} repeat the one before): "
-                      "each row counts as one step; leave out the duplicates")
+        warnings.warn(f"{path}:{lines[i]}: date {shown[i]} repeats line {lines[i - 1]} "
+                      f"({same.size} row{' repeats' if same.size == 1 else 's repeat'} the one "
+                      "before): each row counts as one step; leave out the duplicates")
 
 
 # How far local clock time goes back where daylight saving time ends.
@@ -729,22 +761,33 @@ CLOCK_PUT_BACK = np.timedelta64(60, "m")
 def _in_date_order(path, lines, values, dates, order_unit=None):
     """(values, dates) oldest first: a file written newest first is turned round, and dates
     that go back anywhere else stop with the line (a forecast of rows out of order would be
-    silently wrong).  A date may repeat (hourly rows read to the day), and a time go back by
-    up to an hour, as local time does where a clock is put back in autumn.  ``order_unit``:
-    the unit the order is checked in (default the dates')."""
+    silently wrong).  A date may repeat (hourly rows read to the day), and local time go
+    back as a clock put back in autumn does (``_first_back``).  ``order_unit``: the unit the
+    order is checked in (default the dates')."""
     shown = dates if order_unit is None else dates.astype(f"datetime64[{order_unit}]")
-    step = np.diff(shown)
-    back, forward = step < np.timedelta64(0), step > np.timedelta64(0)
-    if back.any() and not forward.any():
+    i = _first_back(shown)
+    if i is None:
+        return values, dates
+    if _first_back(shown[::-1]) is None:
         return values[::-1].copy(), dates[::-1].copy()
-    back &= step < -CLOCK_PUT_BACK  # local time repeats an hour in autumn: no disorder
-    if back.any():
-        i = int(np.flatnonzero(back)[0]) + 1
-        again = " (several series one after another? keep one)" if shown[i] <= shown[0] else ""
-        _fail(path, lines[i], f"date {shown[i]} is before {shown[i - 1]} on line {lines[i - 1]}: "
-                              "rows must be in date order (oldest or newest first); sort the "
-                              f"file, or give --date-format if the dates are misread{again}")
-    return values, dates
+    again = " (several series one after another? keep one)" if shown[i] <= shown[0] else ""
+    if (shown == shown.astype("datetime64[D]")).all():
+        shown = shown.astype("datetime64[D]")  # whole days, without 'T00:00'
+    _fail(path, lines[i], f"date {shown[i]} is before {shown[i - 1]} on line {lines[i - 1]}: "
+                          "rows must be in date order (oldest or newest first); sort the "
+                          f"file, or give --date-format if the dates are misread{again}")
+
+
+def _first_back(dates):
+    """The first row whose date is before the row's before it, or None.  A time of day that
+    goes back by up to an hour to one already seen is a clock put back (local time repeats
+    an hour in autumn), not disorder."""
+    clock = dates.dtype == np.dtype("datetime64[m]")
+    for i in np.flatnonzero(dates[1:] < dates[:-1]) + 1:
+        if not (clock and dates[i - 1] - dates[i] <= CLOCK_PUT_BACK
+                and (dates[:i] == dates[i]).any()):
+            return int(i)
+    return None
 
 
 class Skips(NamedTuple):
@@ -918,7 +961,7 @@ DATE_FORMATS = (("%Y-%m-%d", r"\d{4}-\d{1,2}-\d{1,2}"), ("%Y/%m/%d", r"\d{4}/\d{
 QUARTER = re.compile(r"(\d{4}) ?-?Q([1-4])", re.IGNORECASE)
 ISO_WEEK = re.compile(r"(\d{4})-?W(\d{2})(?:-?([1-7]))?")
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?(?:Z|[+-]\d{2}:?\d{2})?"
-_DATE_AND_TIME = re.compile(r"\s*(\S+?)(?:[T ](" + _TIME + r"))?\s*")
+_DATE_AND_TIME = re.compile(r"\s*(\S.*?)(?:[T ](" + _TIME + r"))?\s*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?: ?([AaPp])\.?[Mm]\.?)?")
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY (DD/MM/YYYY where a day over 12 shows "
                   "it) or DD.MM.YYYY, optionally with a time, YYYY-MM, Jan 5, 2020, "
@@ -1028,7 +1071,9 @@ def _parse_unix_time(path, line, value, date_format, unit):
     if not abs(seconds) <= _LAST_UNIX_SECOND:  # also NaN
         _fail(path, line, f"cannot read date {value!r} with --date-format {date_format}: "
                           f"expected a number of {what}, up to the year 9999")
-    return np.datetime64(int(np.floor(seconds)), "s").astype(f"datetime64[{unit}]")
+    # Rounded to the millisecond first: a spreadsheet's 1 am, 43831.0416666667 days, is
+    # 00:59:59.99997 in binary floating point.
+    return np.datetime64(int(np.floor(round(seconds, 3))), "s").astype(f"datetime64[{unit}]")
 
 
 _ONE_A_DAY = ("(several series in one file, or prices within a day? the prices are one a day "
@@ -1339,6 +1384,9 @@ def read_sequence_csv(path, class_names=None):
               f"{table.header[1]!r}), not column names: the file needs a header row (sequence "
               "id, label, then the features' names)")
     starts = [i for i, row in enumerate(table.rows) if i == 0 or row[0] != table.rows[i - 1][0]]
+    # Column by column, so that a column's number format (decimal commas) holds for all rows.
+    features = list(zip(*[table.numbers(row[j] for row in table.rows)
+                          for j in range(2, len(table.header))])) or [()] * len(table.rows)
     seen, X, labels, lines = set(), [], [], []
     for a, b in zip(starts, starts[1:] + [len(table.rows)]):
         seq_id, label, line = table.rows[a][0], table.rows[a][1], table.lines[a]
@@ -1352,8 +1400,8 @@ def read_sequence_csv(path, class_names=None):
             if row[1] != label:
                 _fail(table.path, row_line, f"label {row[1]!r} differs from {label!r} given "
                                             f"at line {line} for sequence {seq_id!r}")
-        X.append(np.array([_cells_as_floats(table, row_line, row[2:])
-                           for row, row_line in zip(table.rows[a:b], table.lines[a:b])]))
+        X.append(np.array([_cells_as_floats(table, row_line, cells)
+                           for cells, row_line in zip(features[a:b], table.lines[a:b])]))
         labels.append(label)
         lines.append(line)
     if not X:
@@ -1363,9 +1411,9 @@ def read_sequence_csv(path, class_names=None):
 
 
 def _cells_as_floats(table, line, cells):
-    """The feature cells of one row as float64, each checked as ``_to_float`` does (a cell
-    holding a comma is one bad value, not several)."""
-    cells = table.numbers(cells)
+    """The feature cells of one row (as ``CsvTable.numbers`` gave them) as float64, each
+    checked as ``_to_float`` does (a cell holding a comma is one bad value, not several)."""
+    cells = list(cells)
     try:
         values = np.array(cells, dtype=np.float64)
     except ValueError:

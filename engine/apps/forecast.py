@@ -189,11 +189,10 @@ def load_series(args):
         raise AppError("--csv needs --column NAME (the column holding the series)")
     with user_data():
         needed, why = min_length(args)
-        # To the minute, so that hourly rows show their step and the plots their time of day;
-        # without the calendar the order only needs the day (a clock put back passes).
+        # To the minute, so that hourly rows show their step and the plots their time of day.
         values, dates, missing, undated = read_dated_table(
             args.csv, columns, args.date_column, needed, args.missing, args.date_format, "m",
-            why, args.na_values or (), None if args.calendar else "D")
+            why, args.na_values or ())
     if undated:
         print(f"warning: {undated}, and the plots count steps", file=sys.stderr)
     warn_missing_codes(args, values, columns)
@@ -845,8 +844,8 @@ def plot(plt, path, series, dates, d, m):
     if dates is not None:
         from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
-        for ax in (whole, zoom):  # few ticks, each as short as its neighbours allow
-            locator = AutoDateLocator(maxticks=6)
+        for ax in (whole, zoom):  # each tick as short as its neighbours allow
+            locator = AutoDateLocator()
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     fig.tight_layout()

@@ -532,6 +532,16 @@ def test_read_sequence_csv(tmp_path):
     np.testing.assert_array_equal(X[1], [[7, 8]])
 
 
+def test_read_sequence_csv_reads_a_column_one_way_in_every_row(tmp_path):
+    """A decimal comma anywhere in a column of a ';' file makes its 1.000 a thousand in every
+    sequence, not in those rows alone that hold one."""
+    path = write(tmp_path, "s.csv", "id;label;f1;f2\ns0;b;1.000;2\ns0;b;2.000;3\n"
+                                    "s1;a;1.000;3,5\ns1;a;2.000;4\n")
+    X, _, _ = ds.read_sequence_csv(path)
+    np.testing.assert_array_equal(X[0], [[1.0, 2], [2.0, 3]])  # f1 has no decimal comma
+    np.testing.assert_array_equal(X[1], [[1.0, 3.5], [2.0, 4]])
+
+
 def test_read_sequence_csv_with_train_classes(tmp_path):
     path = write(tmp_path, "seq.csv", "id,label,f\n1,b,0\n2,a,1\n")
     _, y, names = ds.read_sequence_csv(path, class_names=["a", "b"])
@@ -912,17 +922,69 @@ def test_a_time_or_hour_column_beside_the_dates_gives_their_time_of_day(tmp_path
                                   hours.astype("datetime64[D]"))
 
 
+def test_the_second_probe_of_the_date_readers(tmp_path):
+    """Files that today's first rules misread or refused (2026-12-05)."""
+    hours = np.arange("2020-01-01T00:00", "2020-01-05T00:00", 60, dtype="datetime64[m]")
+    de = write(tmp_path, "de.csv", "Datum;Uhrzeit;Wert\n" + "".join(
+        f"{h.astype(object):%d.%m.%Y;%H.%M};5,{k % 9}\n" for k, h in enumerate(hours)))
+    with pytest.warns(UserWarning, match="or the time of day is in a column not read"):
+        assert len(ds.read_dated_table(de, ["Wert"], unit="m").dates) == 96  # not refused
+    quarters = np.arange("2020-01-01T00:00", "2020-01-02T00:00", 15, dtype="datetime64[m]")
+    hm = write(tmp_path, "hm.csv", "Date,Hour,Minute,v\n" + "".join(
+        f"{q.astype('datetime64[D]')},{q.astype(object).hour},{q.astype(object).minute},{k}\n"
+        for k, q in enumerate(quarters)))
+    np.testing.assert_array_equal(ds.read_dated_table(hm, ["v"], unit="m").dates, quarters)
+    days = np.arange("2020-01-01", "2020-02-20", dtype="datetime64[D]")
+    log = write(tmp_path, "log.csv", "Date,Time,Distance\n" + "".join(  # durations
+        f"{d},{'25:10:00' if k == 40 else '0:47:00'},{k % 7 + 3}\n" for k, d in enumerate(days)))
+    np.testing.assert_array_equal(ds.read_dated_table(log, ["Distance"], unit="m").dates,
+                                  days.astype("datetime64[m]"))
+    rows = [f"{h.astype(object):%Y-%m-%d %H:%M},{k}" for k, h in enumerate(hours)]
+    rows[50], rows[51] = rows[51], rows[50]
+    swap = write(tmp_path, "swap.csv", "Date,v\n" + "\n".join(rows) + "\n")
+    with raises_at(swap, 53, "date 2020-01-03T02:00 is before 2020-01-03T03:00 on line 52"):
+        ds.read_dated_table(swap, ["v"], unit="m")
+    halves = np.arange("2020-10-24T00:00", "2020-10-27T00:00", 30, dtype="datetime64[m]")
+    local = np.insert(halves, 54, halves[52:54])  # 02:00 and 02:30 twice, on October 25th
+    newest = write(tmp_path, "new.csv", "Date,v\n" + "".join(
+        f"{d},{k}\n" for k, d in reversed(list(enumerate(local)))))
+    np.testing.assert_array_equal(ds.read_dated_table(newest, ["v"], unit="m").dates, local)
+    serials = write(tmp_path, "xl.csv", "Date,v\n" + "".join(
+        f"{43831 + k / 24!r},{k}\n" for k in range(30)))
+    np.testing.assert_array_equal(
+        ds.read_dated_table(serials, ["v"], date_format="excel", unit="m").dates,
+        np.datetime64("2020-01-01T00:00") + np.arange(30) * np.timedelta64(60, "m"))
+    named = write(tmp_path, "mn.csv", 'Date,v\n"Jan 01, 2020 12:00 AM",1\n'
+                                      '"Jan 01, 2020 01:30 PM",2\n')
+    np.testing.assert_array_equal(ds.read_dated_table(named, ["v"], unit="m").dates, np.array(
+        ["2020-01-01T00:00", "2020-01-01T13:30"], "datetime64[m]"))
+    counts = write(tmp_path, "n.csv", "time,v\n" + "".join(f"{1000 + k},{k}\n" for k in range(9)))
+    assert ds.read_dated_table(counts, ["v"]).dates is None  # counts, not years
+    flights = write(tmp_path, "f.csv", "year,month,passengers\n" + "".join(
+        f"{1949 + k // 12},{'Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec'.split()[k % 12]},"
+        f"{k}\n" for k in range(30)))
+    table = ds.read_dated_table(flights, ["passengers"])
+    assert table.dates[13] == np.datetime64("1950-02-01") and table.undated is None
+
+
 def test_repeated_dates_stop_as_several_series_or_warn_as_duplicates(tmp_path):
     days = np.arange("2020-01-01", "2020-02-10", dtype="datetime64[D]")
     stacked = "".join(f"{d},{s},{k}\n" for k, d in enumerate(days) for s in "AB")
     path = write(tmp_path, "s.csv", "date,station,y\n" + stacked)
-    with raises_at(path, 3, "date 2020-01-01T00:00 repeats, as 40 of the 80 rows",
+    with pytest.warns(UserWarning, match=r"s.csv:3: date 2020-01-01 repeats, as 40 of the 80 "
+                                         r"rows' dates do: several series in one file\? keep "
+                                         r"one; or the time of day is in a column not read"):
+        ds.read_dated_table(path, ["y"], unit="m")  # a warning: the days may have hours
+    hours = np.arange("2020-01-01T00:00", "2020-01-03T00:00", 60, dtype="datetime64[m]")
+    stacked = "".join(f"{d},{s},{k}\n" for k, d in enumerate(hours) for s in "AB")
+    path = write(tmp_path, "t.csv", "date,station,y\n" + stacked)
+    with raises_at(path, 3, "date 2020-01-01T00:00 repeats, as 48 of the 96 rows",
                    "several series in one file"):
         ds.read_dated_table(path, ["y"], unit="m")
     once = "".join(f"{d},{k}\n" for k, d in enumerate(np.insert(days, 30, days[29])))
     path = write(tmp_path, "d.csv", "date,y\n" + once)
-    with pytest.warns(UserWarning, match=r"d.csv:32: date 2020-01-30T00:00 repeats line 31 "
-                                         r"\(1 row repeat"):
+    with pytest.warns(UserWarning, match=r"d.csv:32: date 2020-01-30 repeats line 31 \(1 row "
+                                         r"repeats the one before\)"):
         assert len(ds.read_dated_table(path, ["y"], unit="m").dates) == 41
     hours = np.arange("2020-10-24T00:00", "2020-10-27T00:00", 60, dtype="datetime64[m]")
     autumn = np.insert(hours, 27, hours[26])  # 02:00 twice, as local time on October 25th
@@ -959,14 +1021,22 @@ def test_a_file_without_a_header_row_is_named_as_such(first_row, tmp_path):
 
 def test_a_separator_ending_every_line_makes_no_column(tmp_path):
     """As some spreadsheets export: 'a,b,' on every line, or on the rows alone; a missing
-    value in the last named column stays missing, and a value under no name stops."""
+    value in the last named column stays missing; an unnamed column some rows fill (notes)
+    is a column; a value past the header's columns stops."""
     for head in ("t,v,", "t,v"):
         path = write(tmp_path, "s.csv", f"{head}\n0,1.5,\n1,2.5,\n2,,\n3,4,,\n")
         table = ds.read_csv_table(path)
         assert table.header == ["t", "v"] and table.rows[2] == ["2", ""]
         assert ds.read_csv_series(path, "v", missing="drop").tolist() == [1.5, 2.5, 4.0]
-    path = write(tmp_path, "x.csv", "t,v,\n0,1.5,\n1,2.5,9\n")
+    notes = write(tmp_path, "n.csv", "t,v,\n0,1.5,\n1,2.5,holiday\n")  # an unnamed column
+    assert ds.read_csv_table(notes).header == ["t", "v", ""]
+    assert ds.read_csv_series(notes, "v").tolist() == [1.5, 2.5]
+    path = write(tmp_path, "x.csv", "t,v\n0,1.5\n1,2.5,9\n")
     with raises_at(path, 3, "3 fields, but the header has 2"):
+        ds.read_csv_table(path)
+    path = write(tmp_path, "c.csv", "t,v\n0,1.5\n# the end\n")
+    with raises_at(path, 3, "1 fields, but the header has 2",
+                   "lines starting with # are notes only before the header"):
         ds.read_csv_table(path)
 
 
