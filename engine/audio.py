@@ -206,19 +206,23 @@ def _decode_samples(raw, code, width, channels):
     """Interleaved little-endian samples -> (N,) float64 mono (not yet clipped)."""
     frame = width * channels
     raw = raw[:len(raw) // frame * frame]  # a truncated data chunk can end mid-frame
-    if code in _G711:
+    if code in _G711:  # a table of the 256 bytes' values
         x = _G711[code][np.frombuffer(raw, np.uint8)]
-        return x.reshape(-1, channels).mean(axis=1) if channels > 1 else x
-    dtype, offset, scale = _ENCODINGS[(code, width)]
+    else:
+        x = _linear_samples(raw, *_ENCODINGS[(code, width)], width)
+    if channels > 1:
+        x = x.reshape(-1, channels).mean(axis=1)
+    return x
+
+
+def _linear_samples(raw, dtype, offset, scale, width):
+    """PCM or float samples (N,) float64: (raw - offset) / scale."""
     if width == 3:  # 24-bit: each sample into the top three bytes of an int32
         wide = np.zeros((len(raw) // 3, 4), np.uint8)
         wide[:, 1:] = np.frombuffer(raw, np.uint8).reshape(-1, 3)
         raw = wide.tobytes()
     with np.errstate(invalid="ignore", over="ignore"):
-        x = (np.frombuffer(raw, dtype).astype(np.float64) - offset) / scale
-    if channels > 1:
-        x = x.reshape(-1, channels).mean(axis=1)
-    return x
+        return (np.frombuffer(raw, dtype).astype(np.float64) - offset) / scale
 
 
 # ----------------------------------------------------------------------------- resampling

@@ -60,21 +60,21 @@ def load_data(args):
         Xtr, ytr, Xte, yte = load_japanese_vowels()
         return Xtr, ytr, Xte, yte, [str(k + 1) for k in range(9)], "JapaneseVowels"
     with user_data():
-        Xtr, ytr, names = read_labelled(args.train)
+        read_train, read_test = read_labelled_by(args.train), read_labelled_by(args.test)
+        Xtr, ytr, names = read_train(args.train)
         check_training_set(args.train, Xtr, ytr, names)
-        Xte, yte, _ = read_labelled(args.test, class_names=names)
+        Xte, yte, _ = read_test(args.test, class_names=names)
         if Xte[0].shape[1] != Xtr[0].shape[1]:
             raise ValueError(f"{args.test}: {Xte[0].shape[1]} features per step, but "
                              f"{args.train} has {Xtr[0].shape[1]}")
-        warn_other_features(args.train, args.test)
+        if read_train is read_test is read_sequence_csv:
+            warn_other_features(args.train, args.test)
     return Xtr, ytr, Xte, yte, [str(n) for n in names], f"{args.train} / {args.test}"
 
 
 def warn_other_features(train, test):
-    """Print ``warning: ...`` when two CSV files name their features otherwise (swapped or
-    renamed columns): the model reads features by position, not by name."""
-    if sequence_format(train) != "csv" or sequence_format(test) != "csv":
-        return
+    """Print ``warning: ...`` when two sequence CSV files name their features otherwise
+    (swapped or renamed columns): the model reads features by position, not by name."""
     names = [read_csv_table(path).header[2:] for path in (train, test)]
     if names[0] != names[1]:
         print(f"warning: {test}: features {names[1]}, but {train} has {names[0]}: they are "

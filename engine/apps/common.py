@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.apps.datasets import MISSING_POLICIES, missing_code
+from engine.apps.datasets import MISSING_POLICIES, is_number, missing_code
 
 
 class AppError(ValueError):
@@ -99,7 +99,7 @@ class NaValues(Number):
             list(value) if isinstance(value, (list, tuple)) else [value]
         marks = []
         for item in items:
-            if isinstance(item, str) and not _is_number(item):
+            if isinstance(item, str) and not is_number(item):
                 if not item.strip() or "," in item:
                     raise argparse.ArgumentTypeError(f"expected {self.describe()}, got "
                                                      f"{value!r}")
@@ -109,14 +109,6 @@ class NaValues(Number):
         if not marks:
             raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {value!r}")
         return tuple(marks)
-
-
-def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 POSITIVE = Number(float, low=0, low_open=True)  # learning rates, budgets, temperatures

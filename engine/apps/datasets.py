@@ -633,16 +633,13 @@ def _guessed_dates(table, rows, date_format, unit):
             if date_format is not None or _reads_as_date(cells[0]):
                 raise  # dates, one of them bad (a footer row, an empty cell): say which
             name = table.header[guess]
-            if not all(_is_number(cell) for cell in cells):  # text meant as dates
+            if not all(is_number(cell) for cell in cells):  # text meant as dates
                 why = f"{e}; column {name!r} is not read as dates"
             elif _plain_name(name) in NAMES_OF_DATES:
                 why = (f"{table.path}:{table.header_line}: column {name!r} holds numbers, not "
                        "dates: give --date-format epoch or epoch-ms (Unix time) or excel (a "
                        "spreadsheet's day numbers) to read them as dates")
     return _split_dates(table, rows, unit), why
-
-
-_CLOCK_CELL = re.compile(r"\s*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?\s*")
 
 
 def _with_time_of_day(table, rows, dates, d):
@@ -652,7 +649,7 @@ def _with_time_of_day(table, rows, dates, d):
     time column then holds something else, as a run's duration in a daily log), when the
     dates have their own times, or when no such column is there."""
     if dates.dtype != np.dtype("datetime64[m]") or len(np.unique(dates)) == len(dates) \
-            or (dates != dates.astype("datetime64[D]")).any():
+            or not whole_days(dates):
         return dates
     time, hour, minute = (_guess_column(table.header, [name]) for name in ("time", "hour",
                                                                            "minute"))
@@ -724,22 +721,27 @@ def _split_dates(table, rows, unit):
     return days.astype(f"datetime64[{unit}]") + parts.get("hour", 0) * np.timedelta64(60, "m")
 
 
+def _seen_before(dates):
+    """Which of ``dates`` repeat a date on an earlier row."""
+    again = np.ones(len(dates), bool)
+    again[np.unique(dates, return_index=True)[1]] = False
+    return again
+
+
 def _check_repeats(path, lines, dates):
     """Rows whose dates repeat: over a tenth of them repeating a time of day stops (several
     series in one file); over a tenth repeating a day warns, naming both causes (several
     series, or the time of day in a column not read); a day repeating the row before warns
     (a duplicate counts as one more step).  A time of day may repeat where a clock is put
     back in autumn, and passes."""
-    again = np.ones(len(dates), bool)
-    again[np.unique(dates, return_index=True)[1]] = False  # a date seen on an earlier row
+    again = _seen_before(dates)
     repeats = int(again.sum())
-    whole_days = (dates == dates.astype("datetime64[D]")).all()
-    shown = dates.astype("datetime64[D]") if whole_days else dates
+    days, shown = whole_days(dates), as_days(dates)
     if repeats > len(dates) // 10:
         i = int(np.flatnonzero(again)[0])
         problem = (f"date {shown[i]} repeats, as {repeats} of the {len(dates)} rows' dates do: "
                    "several series in one file? keep one")
-        if not whole_days:
+        if not days:
             _fail(path, lines[i], f"{problem} (or give --date-column if this column is not "
                                   "the date)")
         warnings.warn(f"{path}:{lines[i]}: {problem}; or the time of day is in a column not "
@@ -747,7 +749,7 @@ def _check_repeats(path, lines, dates):
                       "steps in file order")
         return
     same = np.flatnonzero(dates[1:] == dates[:-1]) + 1
-    if same.size and whole_days:  # an hour repeats where a clock is put back in autumn
+    if same.size and days:  # an hour repeats where a clock is put back in autumn
         i = int(same[0])
         warnings.warn(f"{path}:{lines[i]}: date {shown[i]} repeats line {lines[i - 1]} "
                       f"({same.size} row{' repeats' if same.size == 1 else 's repeat'} the one "
@@ -771,8 +773,7 @@ def _in_date_order(path, lines, values, dates, order_unit=None):
     if _first_back(shown[::-1]) is None:
         return values[::-1].copy(), dates[::-1].copy()
     again = " (several series one after another? keep one)" if shown[i] <= shown[0] else ""
-    if (shown == shown.astype("datetime64[D]")).all():
-        shown = shown.astype("datetime64[D]")  # whole days, without 'T00:00'
+    shown = as_days(shown)
     _fail(path, lines[i], f"date {shown[i]} is before {shown[i - 1]} on line {lines[i - 1]}: "
                           "rows must be in date order (oldest or newest first); sort the "
                           f"file, or give --date-format if the dates are misread{again}")
@@ -808,7 +809,11 @@ def skipped_steps(dates):
     spaced, fewer than 3, or closer than their unit shows (hourly rows read to the day).
     The step is the most common spacing; a spacing over 1.5 steps skips.  Dates on weekdays
     only, a day apart, count business days, and a single skipped one is a holiday."""
-    counted = _step_counts(dates)
+    return _skips(dates, _step_counts(dates))
+
+
+def _skips(dates, counted):
+    """The Skips of ``dates`` from their ``_step_counts``, or None."""
     if counted is None:
         return None
     step, steps, gaps, _ = counted
@@ -844,10 +849,10 @@ def fill_skipped_steps(values, dates):
     whole number of steps (dates off an even time axis: no row has a date to take).  Months,
     quarters and years step by the calendar, on the same day of the month or the month's
     end; weekdays by business days, a holiday left out as ``skipped_steps`` leaves it."""
-    skips = skipped_steps(dates)
-    if skips is None:
+    counted = _step_counts(dates)
+    if counted is None:
         return None
-    step, steps, gaps, weekdays = _step_counts(dates)
+    step, steps, gaps, weekdays = counted
     ahead = _stepper(dates, step, weekdays)
     counts = np.where(gaps, np.round(steps), 1).astype(np.int64)
     added = []
@@ -858,7 +863,19 @@ def fill_skipped_steps(values, dates):
     at = np.concatenate([[0], np.cumsum(counts)])  # each row's place on the even axis
     every = np.arange(at[-1] + 1)
     filled = np.stack([np.interp(every, at, column) for column in values.T], axis=1)
-    return filled, np.sort(np.concatenate([dates, np.array(added, dates.dtype)])), skips
+    return filled, np.sort(np.concatenate([dates, np.array(added, dates.dtype)])), \
+        _skips(dates, counted)
+
+
+def whole_days(dates):
+    """True when none of ``dates`` has a time of day."""
+    return bool((dates == dates.astype("datetime64[D]")).all())
+
+
+def as_days(dates):
+    """``dates`` as datetime64[D] when they are whole days (shown without 'T00:00'), else as
+    they are."""
+    return dates.astype("datetime64[D]") if whole_days(dates) else dates
 
 
 def _one_time_of_day(dates):
@@ -962,6 +979,7 @@ QUARTER = re.compile(r"(\d{4}) ?-?Q([1-4])", re.IGNORECASE)
 ISO_WEEK = re.compile(r"(\d{4})-?W(\d{2})(?:-?([1-7]))?")
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?(?:Z|[+-]\d{2}:?\d{2})?"
 _DATE_AND_TIME = re.compile(r"\s*(\S.*?)(?:[T ](" + _TIME + r"))?\s*")
+_CLOCK_CELL = re.compile(r"\s*" + _TIME + r"\s*")  # a time of day alone, as a Time column's
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?: ?([AaPp])\.?[Mm]\.?)?")
 EXPECTED_DATES = ("YYYY-MM-DD, YYYY/MM/DD, MM/DD/YYYY (DD/MM/YYYY where a day over 12 shows "
                   "it) or DD.MM.YYYY, optionally with a time, YYYY-MM, Jan 5, 2020, "
@@ -1051,7 +1069,7 @@ def _minutes(path, line, value, clock):
     return 60 * hours + minutes
 
 
-def _is_number(cell):
+def is_number(cell):
     try:
         float(cell)
     except ValueError:
@@ -1076,10 +1094,6 @@ def _parse_unix_time(path, line, value, date_format, unit):
     return np.datetime64(int(np.floor(round(seconds, 3))), "s").astype(f"datetime64[{unit}]")
 
 
-_ONE_A_DAY = ("(several series in one file, or prices within a day? the prices are one a day "
-              "of one series: keep one)")
-
-
 def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
                   missing="error", date_format=None):
     """Build a sorted PriceSeries from (row, line) pairs of ``table``; missing prices follow
@@ -1089,11 +1103,12 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     dates = np.array([_parse_date(path, line, row[date_col], date_format, "D", day_first)
                       for row, line in rows_lines], dtype="datetime64[D]")
     lines = np.array([line for _, line in rows_lines], dtype=np.int64)
-    first = np.unique(dates, return_index=True)[1]
-    if len(first) < len(dates):  # a date on an earlier row
-        i = int(np.flatnonzero(~np.isin(np.arange(len(dates)), first))[0])
+    again = _seen_before(dates)
+    if again.any():
+        i = int(np.flatnonzero(again)[0])
         _fail(path, lines[i], f"date {dates[i]} repeats line {lines[dates == dates[i]][0]} "
-                              f"{_ONE_A_DAY}")
+                              "(several series in one file, or prices within a day? the "
+                              "prices are one a day of one series: keep one)")
     _in_date_order(path, lines, dates, dates)  # oldest or newest first, as forecast's
     order = np.argsort(dates, kind="stable")
     cells = table.numbers(rows_lines[i][0][price_col] for i in order)
@@ -1104,10 +1119,6 @@ def _price_series(table, rows_lines, name, date_col, price_col, min_length=2,
     if bad.size:
         _fail(path, lines[bad[0]], f"price {float(close[bad[0]])!r} in column {price_name!r} "
                                    "must be positive (log returns are taken)")
-    dup = np.flatnonzero(dates[1:] == dates[:-1])
-    if dup.size:
-        _fail(path, lines[dup[0] + 1], f"date {dates[dup[0]]} repeats line {lines[dup[0]]} "
-                                       f"{_ONE_A_DAY}")
     if len(close) < min_length:
         _fail(path, lines[-1] if len(lines) else 1,
               f"series too short: {len(close)} prices, at least {min_length} needed")
@@ -1227,10 +1238,10 @@ def _encode_labels(path, labels, lines, class_names):
                               "sequences that have none)")
     names = list(class_names) if class_names is not None else _sorted_labels(labels)
     index = {name: i for i, name in enumerate(names)}
-    index.update({float(name): i for i, name in enumerate(names) if _is_number(name)})
+    index.update({float(name): i for i, name in enumerate(names) if is_number(name)})
     codes = []
     for label, line in zip(labels, lines):
-        code = index.get(label, index.get(float(label)) if _is_number(label) else None)
+        code = index.get(label, index.get(float(label)) if is_number(label) else None)
         if code is None:
             _fail(path, line, f"unknown label {label!r}; known labels: {names}")
         codes.append(code)

@@ -53,8 +53,8 @@ from engine.apps.common import (COUNT, POSITIVE, SIZE, AppError, Number, Report,
                                 load_saved, parse_options, report_missing, save_model,
                                 saved_setting, saved_value, user_data, warn_missing_codes,
                                 write_outputs)
-from engine.apps.datasets import (Skips, fill_skipped_steps, load_sunspots, read_dated_table,
-                                  skipped_steps, usual_step)
+from engine.apps.datasets import (Skips, as_days, fill_skipped_steps, load_sunspots,
+                                  read_dated_table, skipped_steps, usual_step)
 from engine.apps.forecasters import (CALENDAR_CYCLES, MIN_SEASON_ACF, NetForecaster,
                                      Normaliser, build_network, calendar_cycles,
                                      calendar_features, choose, detect_season, ensemble_margin,
@@ -202,8 +202,8 @@ def load_series(args):
         filled = None
     else:
         values, dates, filled = filled
-    if dates is not None and not args.calendar and (dates == dates.astype("datetime64[D]")).all():
-        dates = dates.astype("datetime64[D]")  # whole days: the report shows no time of day
+    if dates is not None and not args.calendar:
+        dates = as_days(dates)  # whole days: the report shows no time of day
     others = f" with {', '.join(columns[1:])}" if len(columns) > 1 else ""
     return Series(values, f"{args.csv}:{target}{others}", dates, columns, missing, filled)
 
